@@ -1,0 +1,99 @@
+"""The FastAPI application: engine, Temporal client and gateways are built in `lifespan`, never at
+import time, so tests and `make dev` each bring their own settings."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.errors import ApiError, fail, on_api_error, on_http_error, on_unexpected, on_validation_error
+from api.routes import admin, health, orders, products, webhooks
+from domain.db import make_engine
+from domain.settings import Settings, get_settings
+from domain.temporal import connect
+from gateways.registry import build_gateways
+
+log = logging.getLogger("api")
+
+
+class BodySizeLimit:
+    """Refuse request bodies over `limit` bytes (413) before they are read into memory."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            response = fail(413, "PAYLOAD_TOO_LARGE", f"Request body over {self.limit} bytes")
+            return await response(scope, receive, send)
+        seen = 0
+
+        async def limited() -> dict:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise ApiError(413, "PAYLOAD_TOO_LARGE", f"Request body over {self.limit} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.engine = make_engine(settings)
+        app.state.gateways = build_gateways(settings)
+        app.state.temporal = None
+        try:
+            app.state.temporal = await connect(settings)
+        except Exception as err:  # noqa: BLE001 - readiness reports it; requests retry the connect
+            log.warning("Temporal not reachable at start (%s); will retry on demand", err)
+        yield
+        await app.state.engine.dispose()
+
+    app = FastAPI(
+        title="Paywindow",
+        version="0.1.0",
+        description="Durable payment windows for e-commerce orders (MoMo, VNPay, PayOS).",
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+
+    v1 = APIRouter(prefix=settings.api_prefix)
+    for module in (products, orders, admin, webhooks):
+        v1.include_router(module.router)
+    app.include_router(v1)
+    app.include_router(health.router)
+    if settings.sandbox_enabled:
+        from gateways.sandbox import build_sandbox_router
+
+        app.include_router(build_sandbox_router(settings), prefix="/sandbox")
+
+    @app.get("/", include_in_schema=False)
+    async def root(request: Request) -> dict[str, str]:
+        return {"service": "paywindow", "docs": "/docs", "health": "/readyz"}
+
+    return app
+
+
+def app_factory() -> FastAPI:
+    """`uvicorn api.app:app_factory --factory` entry point."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s api %(levelname)s %(name)s: %(message)s")
+    return create_app()

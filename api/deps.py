@@ -1,0 +1,63 @@
+"""Dependencies routes declare: settings, a DB connection, the Temporal client, the caller."""
+
+from __future__ import annotations
+
+from typing import Annotated, AsyncIterator
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncConnection
+from temporalio.client import Client
+
+from api.auth import InvalidToken, User, read_token
+from api.errors import ApiError
+from domain.settings import Settings
+from domain.temporal import connect
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def get_conn(request: Request) -> AsyncIterator[AsyncConnection]:
+    try:
+        conn = await request.app.state.engine.connect()
+    except OSError as err:
+        raise ApiError(503, "DATABASE_UNAVAILABLE", f"Database unavailable: {err}") from None
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def get_temporal(request: Request) -> Client:
+    state = request.app.state
+    if state.temporal is None:
+        try:
+            state.temporal = await connect(state.settings)
+        except Exception as err:  # noqa: BLE001 - any connect failure means "try later"
+            raise ApiError(503, "TEMPORAL_UNAVAILABLE", f"Workflow service unavailable: {err}") from None
+    return state.temporal
+
+
+def current_user(request: Request) -> User:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "UNAUTHORIZED", "Missing bearer token", {"WWW-Authenticate": "Bearer"})
+    try:
+        return read_token(request.app.state.settings.auth_jwt_secret, token.strip())
+    except InvalidToken as err:
+        raise ApiError(401, "INVALID_TOKEN", f"Invalid token: {err}", {"WWW-Authenticate": "Bearer"}) from None
+
+
+def admin_user(user: Annotated[User, Depends(current_user)]) -> User:
+    if not user.is_admin:
+        raise ApiError(403, "FORBIDDEN", "Admin role required")
+    return user
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+ConnDep = Annotated[AsyncConnection, Depends(get_conn)]
+TemporalDep = Annotated[Client, Depends(get_temporal)]
+CurrentUser = Annotated[User, Depends(current_user)]
+AdminUser = Annotated[User, Depends(admin_user)]

@@ -1,0 +1,166 @@
+"""Verified gateway verdicts -> the order's workflow, without ever losing one.
+
+Order of work for every notification (webhook or browser return), after the adapter verified its
+signature: match it to a payment attempt, check the amount, persist it to the inbox (deduplicated),
+then signal the workflow. If the signal cannot be delivered now, the inbox still holds it and the
+workflow reads the inbox before it closes the window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain.temporal import workflow_id
+from gateways.base import GatewayResult, PaymentOutcome
+from workflows.messages import PaymentResult
+from workflows.order import OrderWorkflow
+
+log = logging.getLogger(__name__)
+SIGNAL_TIMEOUT_S = 5.0  # gateways want an answer within ~15 s even when Temporal is slow
+
+
+@dataclass(frozen=True)
+class Intake:
+    verdict: str  # accepted | duplicate | unknown_order | amount_mismatch | already_confirmed
+    order_id: str | None = None
+    order_code: int | None = None
+    order_status: str | None = None
+
+
+async def take(engine: AsyncEngine, client: Client | None, result: GatewayResult) -> Intake:
+    async with engine.begin() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    """
+                    SELECT p.order_id, p.amount, p.status AS attempt_status, o.order_code, o.status
+                    FROM payment p JOIN "order" o ON o.id = p.order_id
+                    WHERE p.gateway = :gateway AND p.gateway_order_id = :gid
+                    """
+                ),
+                {"gateway": result.gateway, "gid": result.gateway_order_id},
+            )
+        ).first()
+        if row is None:
+            log.warning("notification for unknown %s payment %s", result.gateway, result.gateway_order_id)
+            return Intake("unknown_order")
+        order_id = str(row.order_id)
+        if result.amount is not None and result.amount != row.amount:
+            log.error(
+                "amount mismatch on %s %s: got %s, expected %s",
+                result.gateway, result.gateway_order_id, result.amount, row.amount,
+            )
+            return Intake("amount_mismatch", order_id, row.order_code, row.status)
+        inserted = await conn.execute(
+            text(
+                """
+                INSERT INTO payment_notification (id, order_id, gateway, gateway_order_id, dedupe_key,
+                    outcome, result_code, amount, transaction_id, payload)
+                VALUES (:id, :order_id, :gateway, :gid, :key, :outcome, :rc, :amount, :tx, CAST(:payload AS jsonb))
+                ON CONFLICT (dedupe_key) DO NOTHING
+                """
+            ),
+            {
+                "id": uuid.uuid4(),
+                "order_id": row.order_id,
+                "gateway": result.gateway,
+                "gid": result.gateway_order_id,
+                "key": dedupe_key(result),
+                "outcome": result.outcome.value,
+                "rc": result.result_code,
+                "amount": result.amount,
+                "tx": result.transaction_id,
+                "payload": _json(result.raw),
+            },
+        )
+        if inserted.rowcount:
+            await conn.execute(
+                text("UPDATE payment SET raw_notification = CAST(:raw AS jsonb), updated_at = now() "
+                     "WHERE gateway = :gateway AND gateway_order_id = :gid"),
+                {"raw": _json(result.raw), "gateway": result.gateway, "gid": result.gateway_order_id},
+            )
+    if row.attempt_status in ("success", "refund_required", "refunded"):
+        verdict = "already_confirmed"
+    else:
+        verdict = "accepted" if inserted.rowcount else "duplicate"
+    if client is not None:
+        await deliver(engine, client, order_id, result)
+    return Intake(verdict, order_id, row.order_code, row.status)
+
+
+async def deliver(engine: AsyncEngine, client: Client, order_id: str, result: GatewayResult) -> bool:
+    """Signal the workflow; mark the inbox row delivered. False leaves it for the workflow's own
+    inbox read at the deadline (and for the late-payment path when the workflow has ended)."""
+    handle = client.get_workflow_handle(workflow_id(order_id))
+    signal = PaymentResult(
+        gateway=result.gateway,
+        gateway_order_id=result.gateway_order_id,
+        outcome=result.outcome.value,
+        result_code=result.result_code,
+        amount=result.amount,
+        transaction_id=result.transaction_id,
+    )
+    try:
+        await asyncio.wait_for(handle.signal(OrderWorkflow.payment_result, signal), SIGNAL_TIMEOUT_S)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            await record_late(engine, order_id, result)
+            return False
+        log.warning("signal to order %s not delivered now (%s); the inbox keeps it", order_id, err.message)
+        return False
+    except asyncio.TimeoutError:
+        log.warning("signal to order %s timed out; the inbox keeps it", order_id)
+        return False
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE payment_notification SET delivered_at = now() WHERE dedupe_key = :key AND delivered_at IS NULL"),
+            {"key": dedupe_key(result)},
+        )
+    return True
+
+
+async def record_late(engine: AsyncEngine, order_id: str, result: GatewayResult) -> None:
+    """The order's workflow has ended: a verified success is money we hold for an ended order.
+    It is recorded as `refund_required` (never dropped) for the refund path to settle."""
+    if result.outcome is not PaymentOutcome.SUCCESS:
+        return
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                """
+                WITH p AS (
+                    UPDATE payment SET status = 'refund_required', result_code = :rc,
+                        transaction_id = coalesce(:tx, transaction_id), updated_at = now()
+                    WHERE gateway = :gateway AND gateway_order_id = :gid
+                        AND status NOT IN ('success', 'refund_required', 'refunded')
+                    RETURNING order_id
+                )
+                UPDATE "order" o SET late_payment = true, updated_at = now() FROM p
+                WHERE o.id = p.order_id AND o.status <> 'paid'
+                """
+            ),
+            {"rc": result.result_code, "tx": result.transaction_id, "gateway": result.gateway,
+             "gid": result.gateway_order_id},
+        )
+    log.error("late payment on ended order %s via %s %s: refund required",
+              order_id, result.gateway, result.gateway_order_id)
+
+
+def dedupe_key(result: GatewayResult) -> str:
+    # One row per (attempt, verdict, gateway transaction): retries of the same IPN collapse.
+    return f"{result.gateway}:{result.gateway_order_id}:{result.outcome.value}:{result.transaction_id or result.result_code}"
+
+
+def _json(raw: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(raw, ensure_ascii=False, default=str)

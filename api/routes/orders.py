@@ -1,0 +1,139 @@
+"""Shopper-facing order routes: create, list, detail, session countdown, retry, cancel."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+
+from api.deps import ConnDep, CurrentUser, SettingsDep, TemporalDep
+from api.errors import ApiError, ok
+from api.ordering import (
+    WorkflowGone,
+    call_update,
+    ended_order_error,
+    order_id_for,
+    order_input,
+    start_order,
+)
+from api.read import find_order, list_orders, order_detail, session_out
+from api.schemas import CancelIn, OrderCreate, OrderStatusName, RetryIn, RetryOut
+from domain.temporal import workflow_id
+from workflows.messages import CancelRequest, RetryRequest
+from workflows.order import OrderWorkflow
+
+router = APIRouter(prefix="/orders", tags=["orders"])
+
+CREATE_ERRORS = {"OUT_OF_STOCK": 409, "VARIANT_NOT_FOUND": 404, "ORDER_EXISTS": 409}
+
+
+@router.post("", status_code=201)
+async def create_order(
+    body: OrderCreate,
+    request: Request,
+    user: CurrentUser,
+    settings: SettingsDep,
+    conn: ConnDep,
+    client: TemporalDep,
+    idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
+) -> JSONResponse:
+    order_id = order_id_for(user, idempotency_key)
+    inp = order_input(settings, user, body, order_id, request.client.host if request.client else "127.0.0.1")
+    if idempotency_key is not None:
+        replay = await _replay(conn, order_id, inp.request_hash, user)
+        if replay is not None:
+            return replay
+    await conn.rollback()  # hand the connection back while the workflow works
+    creation = await start_order(client, settings, inp)
+    if creation.error:
+        raise ApiError(CREATE_ERRORS.get(creation.error, 409), creation.error, creation.message)
+    detail = await order_detail(conn, await find_order(conn, order_id, user))
+    if detail.status == "failed":
+        raise ApiError(502, "PAYMENT_GATEWAY_ERROR", f"No payment link could be made; order {detail.order_code} failed")
+    return ok(detail, "Đơn hàng đã được tạo ở trạng thái PENDING, đang xử lý thanh toán", 201)
+
+
+async def _replay(conn: ConnDep, order_id: str, req_hash: str, user: CurrentUser) -> JSONResponse | None:
+    try:
+        row = await find_order(conn, order_id, user)
+    except ApiError:
+        return None
+    if row.request_hash != req_hash:
+        raise ApiError(422, "IDEMPOTENCY_KEY_REUSED", "Idempotency-Key was used with a different request body")
+    return ok(await order_detail(conn, row), "Order already created (idempotent replay)", 200)
+
+
+@router.get("")
+async def get_orders(
+    user: CurrentUser,
+    conn: ConnDep,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    size: Annotated[int, Query(ge=1, le=100)] = 20,
+    status: OrderStatusName | None = None,
+    from_: Annotated[datetime | None, Query(alias="from")] = None,
+    to: datetime | None = None,
+    customer_id: Annotated[str | None, Query(alias="customerId", max_length=128)] = None,
+) -> JSONResponse:
+    if customer_id is not None and not user.is_admin and customer_id != user.id:
+        raise ApiError(403, "FORBIDDEN", "Customers can only list their own orders")
+    result = await list_orders(
+        conn, user, page=page, size=size, status=status, date_from=from_, date_to=to, customer_id=customer_id
+    )
+    return ok(result)
+
+
+@router.get("/{ref}")
+async def get_order(ref: str, user: CurrentUser, conn: ConnDep) -> JSONResponse:
+    return ok(await order_detail(conn, await find_order(conn, ref, user)))
+
+
+@router.get("/{ref}/session")
+async def get_session(ref: str, user: CurrentUser, conn: ConnDep) -> JSONResponse:
+    return ok(session_out(await find_order(conn, ref, user)))
+
+
+@router.post("/{ref}/retry-payment")
+async def retry_payment(
+    ref: str, user: CurrentUser, conn: ConnDep, client: TemporalDep, body: RetryIn | None = None
+) -> JSONResponse:
+    row = await find_order(conn, ref, user)
+    await conn.rollback()
+    if row.status != "pending_payment":
+        raise ended_order_error(row.status, "retry")
+    handle = client.get_workflow_handle(workflow_id(str(row.id)))
+    try:
+        result = await call_update(
+            lambda: handle.execute_update(OrderWorkflow.retry_payment, RetryRequest(gateway=body.gateway if body else None))
+        )
+    except WorkflowGone:
+        raise ended_order_error((await find_order(conn, ref, user)).status, "retry") from None
+    out = RetryOut(
+        order_id=row.id,
+        payment_attempts=result.payment_attempts,
+        max_payment_attempts=result.max_payment_attempts,
+        remaining_attempts=result.remaining_attempts,
+        payment_url=result.payment_url,
+        gateway=result.gateway,
+    )
+    return ok(out, "Đang xử lý thanh toán lại")
+
+
+@router.post("/{ref}/cancel")
+async def cancel_order(
+    ref: str, user: CurrentUser, conn: ConnDep, client: TemporalDep, body: CancelIn | None = None
+) -> JSONResponse:
+    row = await find_order(conn, ref, user)
+    await conn.rollback()
+    if row.status != "pending_payment":
+        raise ended_order_error(row.status, "cancel")
+    handle = client.get_workflow_handle(workflow_id(str(row.id)))
+    by = "admin" if user.is_admin else "customer"
+    try:
+        await call_update(
+            lambda: handle.execute_update(OrderWorkflow.cancel, CancelRequest(reason=body.reason if body else "", by=by))
+        )
+    except WorkflowGone:
+        raise ended_order_error((await find_order(conn, ref, user)).status, "cancel") from None
+    return ok(await order_detail(conn, await find_order(conn, ref, user)), "Hủy đơn hàng thành công")

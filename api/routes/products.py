@@ -1,0 +1,24 @@
+"""Catalog: public listing; admins add products with variants and stock."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from api.catalog import create_product
+from api.deps import AdminUser, ConnDep
+from api.errors import ok
+from api.read import list_products
+from api.schemas import ProductCreate
+
+router = APIRouter(tags=["products"])
+
+
+@router.get("/products")
+async def get_products(conn: ConnDep) -> JSONResponse:
+    return ok(await list_products(conn))
+
+
+@router.post("/admin/products", status_code=201)
+async def post_product(body: ProductCreate, _: AdminUser, conn: ConnDep) -> JSONResponse:
+    return ok(await create_product(conn, body), "Product created", 201)

@@ -1,0 +1,110 @@
+"""Gateway notifications (webhook -> signal) and browser returns. Each answers in the gateway's
+own dialect; the shared work (match, amount check, inbox, signal) lives in api.payment_intake."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
+
+from api.errors import ApiError
+from api.payment_intake import Intake, take
+from gateways.base import GatewayResult, InvalidSignature, PaymentGateway
+
+router = APIRouter(tags=["webhooks"])
+log = logging.getLogger(__name__)
+
+
+def _gateway(request: Request, name: str) -> PaymentGateway:
+    gateway = request.app.state.gateways.get(name)
+    if gateway is None:
+        raise ApiError(404, "UNKNOWN_GATEWAY", f"Unknown gateway {name[:32]!r}")
+    return gateway
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "INVALID_PAYLOAD", "Body is not JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "INVALID_PAYLOAD", "Body must be a JSON object")
+    return body
+
+
+def _verify(request: Request, name: str, payload: dict[str, Any], *, browser: bool = False) -> GatewayResult:
+    gateway = _gateway(request, name)
+    try:
+        return gateway.verify_return(payload) if browser else gateway.verify_notification(payload)
+    except InvalidSignature as err:
+        log.warning("rejected %s notification: %s", name, err)  # never cache or act on it
+        raise ApiError(400, "INVALID_SIGNATURE", "Signature verification failed") from None
+
+
+async def _take(request: Request, result: GatewayResult) -> Intake:
+    return await take(request.app.state.engine, request.app.state.temporal, result)
+
+
+@router.post("/webhooks/momo", status_code=204)
+async def momo_ipn(request: Request) -> Response:
+    intake = await _take(request, _verify(request, "momo", await _json_body(request)))
+    if intake.verdict == "unknown_order":
+        raise ApiError(404, "ORDER_NOT_FOUND", "No such payment")
+    if intake.verdict == "amount_mismatch":
+        raise ApiError(400, "AMOUNT_MISMATCH", "Amount does not match the order")
+    return Response(status_code=204)
+
+
+# VNPay wants HTTP 200 with its own codes (GATEWAYS.md), whatever happened.
+VNPAY_RSP = {
+    "accepted": ("00", "Confirm Success"),
+    "duplicate": ("02", "Order already confirmed"),
+    "already_confirmed": ("02", "Order already confirmed"),
+    "unknown_order": ("01", "Order not found"),
+    "amount_mismatch": ("04", "Invalid amount"),
+}
+
+
+@router.get("/webhooks/vnpay")
+async def vnpay_ipn(request: Request) -> JSONResponse:
+    try:
+        result = _gateway(request, "vnpay").verify_notification(dict(request.query_params))
+    except InvalidSignature:
+        return JSONResponse({"RspCode": "97", "Message": "Invalid signature"})
+    try:
+        intake = await _take(request, result)
+    except Exception:  # noqa: BLE001 - VNPay retries on 99
+        log.exception("vnpay ipn failed")
+        return JSONResponse({"RspCode": "99", "Message": "Unknown error"})
+    code, message = VNPAY_RSP[intake.verdict]
+    return JSONResponse({"RspCode": code, "Message": message})
+
+
+@router.post("/webhooks/payos")
+async def payos_webhook(request: Request) -> JSONResponse:
+    intake = await _take(request, _verify(request, "payos", await _json_body(request)))
+    if intake.verdict == "amount_mismatch":
+        raise ApiError(400, "AMOUNT_MISMATCH", "Amount does not match the order")
+    # PayOS checks the URL with a sample payload when it is registered: unknown orders get 2xx.
+    return JSONResponse({"success": True, "verdict": intake.verdict})
+
+
+@router.get("/payments/{gateway}/return")
+async def browser_return(gateway: str, request: Request) -> RedirectResponse:
+    """The shopper's browser comes back from the gateway: verify, hand the verdict on like a
+    webhook (it often arrives first), and send the shopper to the frontend with the outcome."""
+    result = _verify(request, gateway, dict(request.query_params), browser=True)
+    intake = await _take(request, result)
+    params = {
+        "gateway": gateway,
+        "outcome": result.outcome.value,
+        "orderCode": intake.order_code or "",
+        "orderId": intake.order_id or "",
+    }
+    target = request.app.state.settings.frontend_return_url
+    sep = "&" if "?" in target else "?"
+    return RedirectResponse(f"{target}{sep}{urlencode(params)}", status_code=303)

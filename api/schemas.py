@@ -1,0 +1,210 @@
+"""Request and response shapes (camelCase on the wire). Money is StrictInt VND: a float or a
+numeric string is refused, never rounded."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
+from pydantic.alias_generators import to_camel
+
+GatewayName = Literal["momo", "vnpay", "payos"]
+OrderStatusName = Literal["pending_payment", "paid", "cancelled", "expired", "failed"]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+T = TypeVar("T")
+
+
+class Camel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+# ---- requests -------------------------------------------------------------------------------------
+
+
+class VariantCreate(Camel):
+    sku: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    name: Name
+    price: Annotated[StrictInt, Field(ge=0, le=10**12)]
+    stock_quantity: Annotated[StrictInt, Field(ge=0, le=10**9)]
+
+
+class ProductCreate(Camel):
+    name: Name
+    description: Annotated[str, StringConstraints(max_length=2000)] = ""
+    variants: Annotated[list[VariantCreate], Field(min_length=1, max_length=100)]
+
+    @field_validator("variants")
+    @classmethod
+    def _unique_skus(cls, v: list[VariantCreate]) -> list[VariantCreate]:
+        if len({x.sku for x in v}) != len(v):
+            raise ValueError("variant SKUs must be unique")
+        return v
+
+
+class OrderItemIn(Camel):
+    variant_id: uuid.UUID
+    quantity: Annotated[StrictInt, Field(ge=1, le=1000)]
+
+
+class ReceiverIn(Camel):
+    name: Name
+    phone: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 .-]{6,18}[0-9]$")]
+    address: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class OrderCreate(Camel):
+    items: Annotated[list[OrderItemIn], Field(min_length=1, max_length=50)]
+    gateway: GatewayName
+    order_type: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")] | None = None
+    receiver: ReceiverIn
+
+
+class RetryIn(Camel):
+    gateway: GatewayName | None = None
+
+
+class CancelIn(Camel):
+    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
+class ExtendIn(Camel):
+    minutes: Annotated[float, Field(ge=-10080, le=10080)]
+
+    @field_validator("minutes")
+    @classmethod
+    def _non_zero(cls, v: float) -> float:
+        if v == 0:
+            raise ValueError("minutes must not be zero")
+        return v
+
+
+# ---- responses ------------------------------------------------------------------------------------
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class VariantOut(Out):
+    id: uuid.UUID
+    sku: str
+    name: str
+    price: int
+    stock_quantity: int
+
+
+class ProductOut(Out):
+    id: uuid.UUID
+    name: str
+    description: str
+    variants: list[VariantOut]
+
+
+class ItemOut(Out):
+    product_id: uuid.UUID
+    variant_id: uuid.UUID
+    product_name: str
+    variant_sku: str
+    variant_name: str
+    quantity: int
+    unit_price: int
+    sub_total_amount: int
+
+
+class SessionOut(Out):
+    session_id: uuid.UUID
+    order_id: uuid.UUID
+    status: str
+    expires_at: datetime
+    started_at: datetime
+    duration_minutes: float
+    timeout_minutes: float
+    remaining_seconds: int
+    remaining_minutes: float
+    minutes_elapsed: float
+    is_expired: bool
+    payment_attempts: int
+    max_payment_attempts: int
+    remaining_attempts: int
+    last_payment_attempt: datetime | None
+    can_retry: bool
+
+
+class AttemptOut(Out):
+    attempt_no: int
+    gateway: str
+    gateway_order_id: str
+    request_id: str
+    status: str
+    amount: int
+    payment_url: str
+    result_code: str | None
+    transaction_id: str | None
+    expires_at: datetime
+    created_at: datetime
+
+
+class ReceiverOut(Out):
+    name: str
+    phone: str
+    address: str
+
+
+class PaymentSummary(Out):
+    gateway: str
+    payment_url: str
+    status: str
+
+
+class OrderOut(Out):
+    order_id: uuid.UUID
+    order_code: int
+    customer_id: str
+    status: str
+    payment_status: str | None
+    order_type: str
+    currency_code: str
+    subtotal_amount: int
+    discount_amount: int
+    shipping_fee: int
+    grand_total: int
+    receiver: ReceiverOut
+    items: list[ItemOut]
+    session: SessionOut
+    payment: PaymentSummary | None
+    attempts: list[AttemptOut]
+    end_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None
+
+
+class OrderSummary(Out):
+    order_id: uuid.UUID
+    order_code: int
+    customer_id: str
+    status: str
+    payment_status: str | None
+    order_type: str
+    grand_total: int
+    currency_code: str
+    expires_at: datetime
+    created_at: datetime
+
+
+class Page(Out, Generic[T]):
+    items: list[T]
+    page: int
+    size: int
+    total: int
+
+
+class RetryOut(Out):
+    order_id: uuid.UUID
+    payment_attempts: int
+    max_payment_attempts: int
+    remaining_attempts: int
+    payment_url: str
+    gateway: str

@@ -1,0 +1,113 @@
+"""Configuration from the environment (pydantic-settings).
+
+Durations are minutes and accept fractions (`0.1` = 6 s) so tests and demos run fast.
+Unset `DATABASE_URL` / `TEMPORAL_ADDRESS` mean "use the embedded services under DATA_DIR"
+(see devstack/). Gateway settings default to the local sandbox with fixed test keys, so the
+same adapters reach the real hosts by configuration alone.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"
+
+
+def parse_durations(spec: str) -> dict[str, float]:
+    """`normal=15,vip=30,quick=5` -> {"normal": 15.0, ...}; raises ValueError on bad input."""
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, sep, minutes = part.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"bad ORDER_TYPE_DURATIONS entry {part!r}, expected name=minutes")
+        value = float(minutes)
+        if value <= 0:
+            raise ValueError(f"ORDER_TYPE_DURATIONS {name!r} must be positive")
+        out[name.strip()] = value
+    return out
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Path(".data")
+    database_url: str | None = None
+    db_pool_size: int = 10
+    temporal_address: str | None = None
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "orders"
+    temporal_port: int = 7233  # embedded dev server only
+    temporal_ui_port: int = 8233
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_base_url: str | None = None  # how gateways and browsers reach this API
+    frontend_return_url: str | None = None
+    auth_jwt_secret: str = DEV_JWT_SECRET
+    max_body_bytes: int = 64 * 1024
+
+    order_session_duration_minutes: float = Field(15, gt=0)
+    order_session_max_attempts: int = Field(3, ge=0)
+    order_type_durations: str = "normal=15,vip=30,quick=5"
+    order_session_reminder_minutes: float = Field(3, ge=0)
+    payment_in_flight_grace_minutes: float = Field(5, ge=0)
+    late_payment_policy: Literal["refund", "accept_if_available"] = "refund"
+
+    sandbox_enabled: bool = True
+    # MoMo's published test credentials; the sandbox checks signatures with the same keys.
+    momo_partner_code: str = "MOMOBKUN20180529"
+    momo_access_key: str = "klm05TvNBzhg7h7j"
+    momo_secret_key: str = "at67qH6mk8w5Y1nAyMoYKMWACiEi2bsa"
+    momo_endpoint: str | None = None
+    vnpay_tmn_code: str = "PAYWIN01"
+    vnpay_hash_secret: str = "PAYWINDOWSANDBOXVNPAYSECRET00001"
+    vnpay_payment_url: str | None = None
+    vnpay_api_url: str | None = None
+    payos_client_id: str = "paywindow-sandbox-client"
+    payos_api_key: str = "paywindow-sandbox-api-key"
+    payos_checksum_key: str = "paywindow-sandbox-checksum-key-0001"
+    payos_base_url: str | None = None
+
+    @field_validator("order_type_durations")
+    @classmethod
+    def _check_durations(cls, v: str) -> str:
+        parse_durations(v)
+        return v
+
+    @model_validator(mode="after")
+    def _derive(self) -> Settings:
+        if self.environment == "production" and self.auth_jwt_secret == DEV_JWT_SECRET:
+            raise ValueError("AUTH_JWT_SECRET must be set to a real secret in production")
+        if len(self.auth_jwt_secret) < 32:
+            raise ValueError("AUTH_JWT_SECRET must be at least 32 characters")
+        base = (self.public_base_url or f"http://127.0.0.1:{self.api_port}").rstrip("/")
+        self.public_base_url = base
+        sandbox = f"{base}/sandbox"
+        self.momo_endpoint = (self.momo_endpoint or f"{sandbox}/momo").rstrip("/")
+        self.vnpay_payment_url = self.vnpay_payment_url or f"{sandbox}/vnpay/paymentv2/vpcpay.html"
+        self.vnpay_api_url = self.vnpay_api_url or f"{sandbox}/vnpay/merchant_webapi/api/transaction"
+        self.payos_base_url = (self.payos_base_url or f"{sandbox}/payos").rstrip("/")
+        self.frontend_return_url = self.frontend_return_url or f"{base}/payment-result"
+        return self
+
+    @property
+    def durations_by_type(self) -> dict[str, float]:
+        return parse_durations(self.order_type_durations)
+
+    def window_minutes(self, order_type: str) -> float:
+        """The order type picks its window; unknown types are refused by the API before this."""
+        return self.durations_by_type.get(order_type, self.order_session_duration_minutes)
+
+    @property
+    def api_prefix(self) -> str:
+        return "/api/v1"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

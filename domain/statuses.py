@@ -1,0 +1,58 @@
+"""Statuses and the rules that move between them (pure: no I/O, safe inside workflows)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class OrderStatus(StrEnum):
+    PENDING_PAYMENT = "pending_payment"
+    PAID = "paid"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self is not OrderStatus.PENDING_PAYMENT
+
+    @property
+    def restores_stock(self) -> bool:
+        """Every way out of pending_payment except `paid` gives the reserved stock back."""
+        return self in (OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.FAILED)
+
+
+class SessionStatus(StrEnum):
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+class AttemptStatus(StrEnum):
+    PENDING = "pending"
+    SUCCESS = "success"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    SYSTEM_ERROR = "system_error"
+    REFUND_REQUIRED = "refund_required"
+    REFUNDED = "refunded"
+
+
+# The session mirrors the order's terminal state (seed 000's OrderSessionStatus).
+SESSION_FOR_ORDER: dict[OrderStatus, SessionStatus] = {
+    OrderStatus.PENDING_PAYMENT: SessionStatus.ACTIVE,
+    OrderStatus.PAID: SessionStatus.COMPLETED,
+    OrderStatus.CANCELLED: SessionStatus.CANCELLED,
+    OrderStatus.EXPIRED: SessionStatus.EXPIRED,
+    OrderStatus.FAILED: SessionStatus.EXPIRED,
+}
+
+# What still-open attempts become when the order ends without their own verdict.
+OPEN_ATTEMPTS_BECOME: dict[OrderStatus, AttemptStatus] = {
+    OrderStatus.PAID: AttemptStatus.CANCELLED,
+    OrderStatus.CANCELLED: AttemptStatus.CANCELLED,
+    OrderStatus.EXPIRED: AttemptStatus.EXPIRED,
+    OrderStatus.FAILED: AttemptStatus.FAILED,
+}

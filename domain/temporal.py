@@ -1,0 +1,23 @@
+"""The one place a Temporal client is made, so the API, the worker and tests agree on the
+namespace and the data converter (pydantic: dataclasses with datetimes round-trip exactly)."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from domain.settings import Settings
+
+
+async def connect(settings: Settings) -> Client:
+    if not settings.temporal_address:
+        raise RuntimeError("TEMPORAL_ADDRESS is not set (make dev sets it for the embedded dev server)")
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+def workflow_id(order_id: str) -> str:
+    return f"order-{order_id}"

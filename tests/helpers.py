@@ -1,0 +1,44 @@
+"""Helpers tests share: signed gateway messages built from the documented recipe, polling reads."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from gateways.momo import NOTIFY_SIGNED, MomoGateway, momo_signature
+
+
+def momo_ipn(
+    momo: MomoGateway, order_id: str, request_id: str, amount: int, result_code: int, secret: str | None = None
+) -> dict[str, Any]:
+    """A MoMo IPN body as MoMo sends it, signed with the configured (or a forged) secret."""
+    body: dict[str, Any] = {
+        "partnerCode": momo._partner_code,
+        "orderId": order_id,
+        "requestId": request_id,
+        "amount": amount,
+        "orderInfo": "Order",
+        "orderType": "momo_wallet",
+        "transId": 4_000_000_000 + result_code + amount,
+        "resultCode": result_code,
+        "message": "Successful." if result_code == 0 else "Failed.",
+        "payType": "qr",
+        "responseTime": int(time.time() * 1000),
+        "extraData": "",
+    }
+    values = {**body, "accessKey": momo._access_key}
+    body["signature"] = momo_signature(secret or momo._secret_key, NOTIFY_SIGNED, values)
+    return body
+
+
+async def wait_for_status(stack: Any, order_id: str, headers: dict[str, str], status: str, timeout: float = 10) -> dict:
+    """Read the order until it reaches `status` (the workflow acts asynchronously on signals)."""
+    deadline = time.monotonic() + timeout
+    detail: dict = {}
+    while time.monotonic() < deadline:
+        detail = (await stack.http.get(f"/orders/{order_id}", headers=headers)).json()["data"]
+        if detail["status"] == status:
+            return detail
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"order {order_id} is {detail.get('status')}, expected {status}")

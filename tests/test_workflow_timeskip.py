@@ -1,0 +1,179 @@
+"""OrderWorkflow on the time-skipping test server: 15 minutes pass in milliseconds. Activities are
+the real ones (Postgres, the sandbox gateway over HTTP)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any, AsyncIterator
+
+import pytest
+from sqlalchemy import text
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from tests.conftest import BIN
+from worker import running_worker
+from workflows.messages import (
+    CancelRequest,
+    ExtendRequest,
+    OrderInput,
+    OrderLine,
+    PaymentResult,
+    Receiver,
+    RetryRequest,
+)
+from workflows.order import OrderWorkflow
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest.fixture(scope="session")
+async def ts(stack: Any) -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(BIN / "temporal-test-server"), data_converter=pydantic_data_converter
+    )
+    async with running_worker(stack.settings, client=env.client):
+        yield env
+    await env.shutdown()
+
+
+async def start(
+    ts: WorkflowEnvironment, stack: Any, stock: int = 5, qty: int = 2, **overrides: Any
+) -> tuple[WorkflowHandle, str, str]:
+    product = await stack.product(stock=stock, price=30_000)
+    vid = product["variants"][0]["id"]
+    values: dict[str, Any] = dict(
+        order_id=str(uuid.uuid4()),
+        customer_id="timeskip",
+        lines=[OrderLine(variant_id=vid, quantity=qty)],
+        gateway="momo",
+        order_type="normal",
+        receiver=Receiver(name="A", phone="0901234567", address="HCMC"),
+        duration_minutes=15,
+        max_attempts=3,
+        reminder_minutes=3,
+        grace_minutes=5,
+        request_hash="test",
+    )
+    values.update(overrides)
+    inp = OrderInput(**values)
+    handle = await ts.client.start_workflow(
+        OrderWorkflow.run, inp, id=f"order-{inp.order_id}", task_queue=stack.settings.temporal_task_queue
+    )
+    creation = await handle.execute_update(OrderWorkflow.created)
+    assert creation.error is None and creation.order is not None
+    return handle, inp.order_id, vid
+
+
+async def db_row(stack: Any, sql: str, order_id: str) -> Any:
+    async with stack.engine.connect() as conn:
+        return (await conn.execute(text(sql), {"id": order_id})).first()
+
+
+async def reminders(stack: Any, order_id: str) -> int:
+    return (await db_row(stack, "SELECT count(*) AS n FROM notification WHERE order_id = :id", order_id)).n
+
+
+def success(handle_attempt: Any, amount: int) -> PaymentResult:
+    return PaymentResult("momo", handle_attempt.gateway_order_id, "success", "0", amount, "tx-1")
+
+
+async def test_fifteen_minute_window_expires_with_one_reminder_and_stock_back(ts, stack):
+    handle, oid, vid = await start(ts, stack, stock=5, qty=2)
+    assert await stack.stock(vid) == 3
+    await ts.sleep(timedelta(minutes=11))
+    assert (await handle.query(OrderWorkflow.session)).order_status == "pending_payment"
+    assert await reminders(stack, oid) == 0
+    await ts.sleep(timedelta(minutes=1, seconds=30))  # past deadline - 3 min
+    assert await reminders(stack, oid) == 1
+    outcome = await handle.result()
+    assert outcome.status == "expired" and outcome.reason == "payment_window_closed"
+    assert await stack.stock(vid) == 5
+    order = await db_row(stack, 'SELECT o.status, s.status AS s FROM "order" o JOIN order_session s '
+                         "ON s.order_id = o.id WHERE o.id = :id", oid)
+    assert (order.status, order.s) == ("expired", "expired")
+    assert await reminders(stack, oid) == 1
+
+
+async def test_retry_limit_and_its_error_codes(ts, stack):
+    handle, oid, _ = await start(ts, stack)
+    for n in (1, 2, 3):
+        r = await handle.execute_update(OrderWorkflow.retry_payment, RetryRequest(gateway="vnpay"))
+        assert r.payment_attempts == n and r.remaining_attempts == 3 - n
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await handle.execute_update(OrderWorkflow.retry_payment, RetryRequest())
+    assert err.value.cause.type == "MAX_ATTEMPTS_REACHED"  # type: ignore[union-attr]
+    await ts.sleep(timedelta(minutes=16))
+    assert (await handle.result()).status == "expired"
+    with pytest.raises(Exception):
+        await handle.execute_update(OrderWorkflow.retry_payment, RetryRequest())
+
+
+async def test_last_allowed_attempt_failing_fails_the_order(ts, stack):
+    handle, oid, vid = await start(ts, stack, stock=3, qty=1, max_attempts=1)
+    first = (await handle.query(OrderWorkflow.session)).attempts[0]
+    await handle.signal(OrderWorkflow.payment_result, PaymentResult("momo", first.gateway_order_id, "failed", "1001", 30_000))
+    view = await handle.query(OrderWorkflow.session)
+    assert view.order_status == "pending_payment"  # a retry remains
+    retry = await handle.execute_update(OrderWorkflow.retry_payment, RetryRequest())
+    second = (await handle.query(OrderWorkflow.session)).attempts[1]
+    assert retry.remaining_attempts == 0
+    await handle.signal(OrderWorkflow.payment_result, PaymentResult("momo", second.gateway_order_id, "failed", "1002", 30_000))
+    outcome = await handle.result()
+    assert outcome.status == "failed" and outcome.reason == "max_attempts_failed"
+    assert await stack.stock(vid) == 3
+    rows = await db_row(stack, "SELECT string_agg(status, ',' ORDER BY attempt_no) AS s FROM payment WHERE order_id = :id", oid)
+    assert rows.s == "failed,failed"
+
+
+async def test_cancel_update_and_gateway_cancel_code(ts, stack):
+    handle, oid, vid = await start(ts, stack, stock=4, qty=4)
+    view = await handle.execute_update(OrderWorkflow.cancel, CancelRequest(reason="no longer needed"))
+    assert view.order_status == "cancelled" and view.status == "cancelled"
+    assert (await handle.result()).status == "cancelled"
+    assert await stack.stock(vid) == 4
+
+    handle, oid, vid = await start(ts, stack, stock=2, qty=1)
+    first = (await handle.query(OrderWorkflow.session)).attempts[0]
+    await handle.signal(OrderWorkflow.payment_result, PaymentResult("momo", first.gateway_order_id, "cancelled", "1006", 30_000))
+    assert (await handle.result()).status == "cancelled"
+    assert await stack.stock(vid) == 2
+
+
+async def test_extend_moves_the_deadline_durably(ts, stack):
+    handle, oid, _ = await start(ts, stack)
+    view = await handle.execute_update(OrderWorkflow.extend, ExtendRequest(minutes=10))
+    assert (view.expires_at - view.started_at) == timedelta(minutes=25)
+    await ts.sleep(timedelta(minutes=20))
+    assert (await handle.query(OrderWorkflow.session)).order_status == "pending_payment"
+    session = await db_row(stack, "SELECT expires_at, started_at FROM order_session WHERE order_id = :id", oid)
+    assert session.expires_at - session.started_at == timedelta(minutes=25)
+    await ts.sleep(timedelta(minutes=6))
+    assert (await handle.result()).status == "expired"
+
+
+async def test_payment_racing_the_deadline(ts, stack):
+    # Paid a moment before the deadline: paid, stock stays sold.
+    handle, oid, vid = await start(ts, stack, stock=2, qty=1)
+    await ts.sleep(timedelta(minutes=14, seconds=59))
+    attempt = (await handle.query(OrderWorkflow.session)).attempts[0]
+    await handle.signal(OrderWorkflow.payment_result, success(attempt, 30_000))
+    assert (await handle.result()).status == "paid"
+    assert await stack.stock(vid) == 1
+
+    # A success that arrives after the window closed never reopens the order.
+    handle, oid, vid = await start(ts, stack, stock=2, qty=1)
+    attempt = (await handle.query(OrderWorkflow.session)).attempts[0]
+    await ts.sleep(timedelta(minutes=15, seconds=1))
+    assert (await handle.query(OrderWorkflow.session)).order_status == "expired"
+    assert await stack.stock(vid) == 2
+
+
+async def test_wrong_amount_success_does_not_pay(ts, stack):
+    handle, oid, vid = await start(ts, stack, stock=2, qty=1)
+    attempt = (await handle.query(OrderWorkflow.session)).attempts[0]
+    await handle.signal(OrderWorkflow.payment_result, success(attempt, 1_000))
+    await ts.sleep(timedelta(minutes=16))
+    assert (await handle.result()).status == "expired"

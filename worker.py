@@ -1,0 +1,62 @@
+"""The Temporal worker: wires OrderWorkflow to its activities and runs until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import timedelta
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.orders import OrderActivities
+from domain.db import make_engine
+from domain.settings import Settings, get_settings
+from domain.temporal import connect
+from gateways.registry import build_gateways
+from workflows.order import OrderWorkflow
+
+
+@asynccontextmanager
+async def running_worker(settings: Settings, client: Client | None = None) -> AsyncIterator[Worker]:
+    """Start a worker (tests pass their own client); stops it and the DB pool on exit."""
+    client = client or await connect(settings)
+    engine = make_engine(settings)
+    acts = OrderActivities(engine, build_gateways(settings), settings)
+    worker = Worker(
+        client,
+        task_queue=settings.temporal_task_queue,
+        workflows=[OrderWorkflow],
+        activities=[
+            acts.create_order,
+            acts.create_payment_link,
+            acts.record_attempt,
+            acts.transition_order,
+            acts.set_deadline,
+            acts.send_reminder,
+        ],
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+    try:
+        async with worker:
+            yield worker
+    finally:
+        await engine.dispose()
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(name)s: %(message)s")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_worker(get_settings()):
+        logging.getLogger("worker").info("worker polling task queue %r", get_settings().temporal_task_queue)
+        await stop.wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,223 @@
+"""Payloads exchanged with OrderWorkflow: one dataclass per input, signal, update and query,
+so fields can be added later without breaking callers. Deterministic, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass
+class OrderLine:
+    variant_id: str
+    quantity: int
+
+
+@dataclass
+class Receiver:
+    name: str
+    phone: str
+    address: str
+
+
+@dataclass
+class OrderInput:
+    order_id: str
+    customer_id: str
+    lines: list[OrderLine]
+    gateway: str
+    order_type: str
+    receiver: Receiver
+    duration_minutes: float
+    max_attempts: int
+    reminder_minutes: float
+    grace_minutes: float
+    request_hash: str
+    client_ip: str = "127.0.0.1"
+
+
+@dataclass
+class CreateOrderInput:
+    order_id: str
+    customer_id: str
+    lines: list[OrderLine]
+    order_type: str
+    receiver: Receiver
+    started_at: datetime
+    expires_at: datetime
+    duration_minutes: float
+    max_attempts: int
+    request_hash: str
+
+
+@dataclass
+class FrozenItem:
+    product_id: str
+    variant_id: str
+    product_name: str
+    variant_sku: str
+    variant_name: str
+    quantity: int
+    unit_price: int
+    sub_total_amount: int
+
+
+@dataclass
+class CreatedOrder:
+    order_id: str
+    order_code: int
+    session_id: str
+    customer_id: str
+    subtotal_amount: int
+    discount_amount: int
+    shipping_fee: int
+    grand_total: int
+    currency_code: str
+    items: list[FrozenItem]
+
+
+@dataclass
+class CreateOrderResult:
+    order: CreatedOrder | None = None
+    error: str | None = None  # OUT_OF_STOCK | VARIANT_NOT_FOUND
+    message: str = ""
+
+
+@dataclass
+class LinkInput:
+    order_id: str
+    order_code: int
+    attempt_no: int
+    gateway: str
+    amount: int
+    description: str
+    created_at: datetime
+    expires_at: datetime
+    items: list[FrozenItem]
+    client_ip: str = "127.0.0.1"
+
+
+@dataclass
+class Attempt:
+    attempt_no: int
+    gateway: str
+    gateway_order_id: str
+    request_id: str
+    amount: int
+    status: str
+    payment_url: str
+    created_at: datetime
+    result_code: str | None = None
+    transaction_id: str | None = None
+
+
+@dataclass
+class PaymentResult:
+    """A verified gateway verdict (webhook, browser return or reconciliation query)."""
+
+    gateway: str
+    gateway_order_id: str
+    outcome: str  # gateways.base.PaymentOutcome value
+    result_code: str
+    amount: int | None
+    transaction_id: str | None = None
+
+
+@dataclass
+class AttemptUpdate:
+    order_id: str
+    attempt_no: int
+    status: str
+    result_code: str | None
+    transaction_id: str | None = None
+
+
+@dataclass
+class TransitionInput:
+    order_id: str
+    to_status: str
+    reason: str
+    attempt: AttemptUpdate | None = None  # the attempt whose verdict caused it, if any
+
+
+@dataclass
+class TransitionResult:
+    status: str  # the order's status after the call
+    transitioned: bool  # False when it had already left pending_payment
+
+
+@dataclass
+class DeadlineInput:
+    order_id: str
+    expires_at: datetime
+
+
+@dataclass
+class ReminderInput:
+    order_id: str
+    order_code: int
+    customer_id: str
+    expires_at: datetime
+
+
+@dataclass
+class RetryRequest:
+    gateway: str | None = None
+
+
+@dataclass
+class RetryResult:
+    order_id: str
+    payment_attempts: int
+    max_payment_attempts: int
+    remaining_attempts: int
+    payment_url: str
+    gateway: str
+    attempt_no: int
+
+
+@dataclass
+class CancelRequest:
+    reason: str = ""
+    by: str = "customer"
+
+
+@dataclass
+class ExtendRequest:
+    minutes: float
+
+
+@dataclass
+class SessionView:
+    """Everything the countdown needs, answered from workflow state without touching Postgres."""
+
+    order_id: str
+    order_code: int | None
+    session_id: str | None
+    status: str  # session status
+    order_status: str
+    started_at: datetime
+    expires_at: datetime
+    duration_minutes: float
+    payment_attempts: int
+    max_payment_attempts: int
+    last_payment_attempt: datetime | None
+    end_reason: str | None
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+@dataclass
+class Creation:
+    """Answer to the `created` update: the frozen order and its first payment link, or why not."""
+
+    error: str | None = None
+    message: str = ""
+    order: CreatedOrder | None = None
+    session: SessionView | None = None
+
+
+@dataclass
+class OrderOutcome:
+    order_id: str
+    status: str
+    reason: str

@@ -1,0 +1,401 @@
+"""OrderWorkflow: one durable payment window per order (workflow id `order-<orderId>`).
+
+The workflow decides; activities persist. It freezes the order (local activity, so the API's
+create call stays one round trip), opens the first payment link, then sleeps on a timer that can
+move (reminder, deadline) while signals and updates arrive. Exactly one terminal transition
+happens, through `transition_order`, whose guarded UPDATE also restores stock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows.messages import (
+    Attempt,
+    AttemptUpdate,
+    CancelRequest,
+    Creation,
+    CreateOrderInput,
+    CreatedOrder,
+    DeadlineInput,
+    ExtendRequest,
+    LinkInput,
+    OrderInput,
+    OrderOutcome,
+    PaymentResult,
+    ReminderInput,
+    RetryRequest,
+    RetryResult,
+    SessionView,
+    TransitionInput,
+)
+from workflows.search import (
+    CUSTOMER_ID,
+    GATEWAY,
+    GRAND_TOTAL,
+    ORDER_CODE,
+    ORDER_STATUS,
+    PAYMENT_DEADLINE,
+)
+
+with workflow.unsafe.imports_passed_through():
+    from activities.orders import OrderActivities
+    from domain.statuses import OPEN_ATTEMPTS_BECOME, SESSION_FOR_ORDER, AttemptStatus, OrderStatus
+    from gateways.base import PaymentOutcome
+
+GATEWAYS = ("momo", "vnpay", "payos")
+DB_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
+DB_TIMEOUT = timedelta(seconds=30)
+# A gateway that cannot make a link within ~3 tries is down: tell the shopper rather than hang.
+LINK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+LINK_TIMEOUT = timedelta(seconds=35)  # MoMo asks clients to wait at least 30 s
+
+# Attempt verdicts that end an attempt without ending the order (while retries remain).
+ATTEMPT_FAILURES = {PaymentOutcome.FAILED, PaymentOutcome.SYSTEM_ERROR}
+
+
+@workflow.defn
+class OrderWorkflow:
+    @workflow.init
+    def __init__(self, inp: OrderInput) -> None:
+        self.inp = inp
+        self.started_at = workflow.now()
+        self.deadline = self.started_at + timedelta(minutes=inp.duration_minutes)
+        self.status = OrderStatus.PENDING_PAYMENT
+        self.end_reason: str | None = None
+        self.order: CreatedOrder | None = None
+        self.creation: Creation | None = None
+        self.attempts: list[Attempt] = []
+        self.last_attempt_at: datetime | None = None
+        self.inbox: list[PaymentResult] = []
+        self.seen: set[tuple[str, str, str]] = set()
+        self.reminded = inp.reminder_minutes <= 0
+        self.wake = False  # set by handlers that move the deadline
+        self.lock = asyncio.Lock()
+
+    # ---- the run ---------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: OrderInput) -> OrderOutcome:
+        created = await workflow.execute_local_activity_method(
+            OrderActivities.create_order,
+            CreateOrderInput(
+                order_id=inp.order_id,
+                customer_id=inp.customer_id,
+                lines=inp.lines,
+                order_type=inp.order_type,
+                receiver=inp.receiver,
+                started_at=self.started_at,
+                expires_at=self.deadline,
+                duration_minutes=inp.duration_minutes,
+                max_attempts=inp.max_attempts,
+                request_hash=inp.request_hash,
+            ),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        if created.order is None:
+            # Nothing was written: OUT_OF_STOCK / VARIANT_NOT_FOUND leave no trace but this answer.
+            self.creation = Creation(error=created.error, message=created.message)
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            return OrderOutcome(inp.order_id, "rejected", created.error or "")
+        self.order = created.order
+        self._upsert_search_attributes()
+
+        async with self.lock:
+            try:
+                await self._open_attempt(inp.gateway)
+            except ActivityError as err:
+                workflow.logger.warning("first payment link failed: %s", err)
+                await self._finish(OrderStatus.FAILED, "payment_link_unavailable")
+        self.creation = Creation(order=self.order, session=self.session())
+
+        while not self.status.is_terminal:
+            await self._sleep_until_next_event()
+            async with self.lock:
+                await self._drain_inbox()
+                if self.status.is_terminal:
+                    break
+                now = workflow.now()
+                if not self.reminded and now >= self._reminder_at():
+                    await self._remind()
+                if now >= self.deadline:
+                    await self._close_window()
+
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return OrderOutcome(inp.order_id, self.status.value, self.end_reason or "")
+
+    async def _sleep_until_next_event(self) -> None:
+        now = workflow.now()
+        next_at = self.deadline if self.reminded else min(self._reminder_at(), self.deadline)
+        self.wake = False
+        if next_at > now:
+            try:
+                await workflow.wait_condition(
+                    lambda: bool(self.inbox) or self.wake or self.status.is_terminal,
+                    timeout=next_at - now,
+                )
+            except asyncio.TimeoutError:
+                pass
+
+    def _reminder_at(self) -> datetime:
+        return self.deadline - timedelta(minutes=self.inp.reminder_minutes)
+
+    # ---- signals, updates, queries -------------------------------------------------------------
+
+    @workflow.signal
+    def payment_result(self, result: PaymentResult) -> None:
+        key = (result.gateway_order_id, result.outcome, result.transaction_id or result.result_code)
+        if key in self.seen:  # duplicates are normal: apply each verdict once
+            return
+        self.seen.add(key)
+        self.inbox.append(result)
+
+    @workflow.update
+    async def created(self) -> Creation:
+        """Answers once the order is frozen and its first link made (or refused)."""
+        await workflow.wait_condition(lambda: self.creation is not None)
+        assert self.creation is not None
+        return self.creation
+
+    @workflow.update
+    async def retry_payment(self, req: RetryRequest) -> RetryResult:
+        async with self.lock:
+            self._check_can_retry(req)  # state may have moved while waiting for the lock
+            await self._open_attempt(req.gateway or self.attempts[-1].gateway)
+            latest = self.attempts[-1]
+            return RetryResult(
+                order_id=self.inp.order_id,
+                payment_attempts=latest.attempt_no,
+                max_payment_attempts=self.inp.max_attempts,
+                remaining_attempts=self.inp.max_attempts - latest.attempt_no,
+                payment_url=latest.payment_url,
+                gateway=latest.gateway,
+                attempt_no=latest.attempt_no,
+            )
+
+    @retry_payment.validator
+    def _validate_retry(self, req: RetryRequest) -> None:
+        self._check_can_retry(req)
+
+    def _check_can_retry(self, req: RetryRequest) -> None:
+        # Seed 000's checks, in its order; an ended window reads as expired, not merely inactive.
+        if self.order is None:
+            raise ApplicationError("Order is still being created", type="SESSION_NOT_ACTIVE")
+        if self.status is OrderStatus.EXPIRED:
+            raise ApplicationError("Session has expired", type="SESSION_EXPIRED")
+        if self.status.is_terminal:
+            raise ApplicationError("Session is not active", type="SESSION_NOT_ACTIVE")
+        if workflow.now() >= self.deadline:
+            raise ApplicationError("Session has expired", type="SESSION_EXPIRED")
+        if self._retries_used() >= self.inp.max_attempts:
+            raise ApplicationError(
+                f"Maximum payment attempts ({self.inp.max_attempts}) reached", type="MAX_ATTEMPTS_REACHED"
+            )
+        if req.gateway is not None and req.gateway not in GATEWAYS:
+            raise ApplicationError(f"Unknown gateway {req.gateway!r}", type="INVALID_GATEWAY")
+
+    @workflow.update
+    async def cancel(self, req: CancelRequest) -> SessionView:
+        async with self.lock:
+            await self._drain_inbox()  # a success already received wins over the cancel
+            self._check_pending_for_cancel()
+            await self._finish(OrderStatus.CANCELLED, f"cancelled_by_{req.by}" + (f": {req.reason}" if req.reason else ""))
+            return self.session()
+
+    @cancel.validator
+    def _validate_cancel(self, req: CancelRequest) -> None:
+        self._check_pending_for_cancel()
+
+    def _check_pending_for_cancel(self) -> None:
+        if self.status is OrderStatus.PAID:
+            raise ApplicationError("Payment already processed", type="PAYMENT_ALREADY_PROCESSED")
+        if self.status.is_terminal or self.order is None:
+            raise ApplicationError(f"Order is {self.status.value}", type="ORDER_NOT_PENDING")
+
+    @workflow.update
+    async def extend(self, req: ExtendRequest) -> SessionView:
+        """Admin lever: move the deadline by `minutes` (negative shortens; past now expires now)."""
+        async with self.lock:
+            self._check_pending_for_extend(req)
+            new_deadline = max(workflow.now(), self.deadline + timedelta(minutes=req.minutes))
+            await self._move_deadline(new_deadline)
+            return self.session()
+
+    @extend.validator
+    def _validate_extend(self, req: ExtendRequest) -> None:
+        self._check_pending_for_extend(req)
+
+    def _check_pending_for_extend(self, req: ExtendRequest) -> None:
+        if self.status.is_terminal or self.order is None:
+            raise ApplicationError(f"Order is {self.status.value}", type="ORDER_NOT_PENDING")
+        if req.minutes == 0 or abs(req.minutes) > 7 * 24 * 60:
+            raise ApplicationError("minutes must be non-zero and within a week", type="VALIDATION_ERROR")
+
+    @workflow.update
+    async def expire_now(self) -> SessionView:
+        """Admin lever: close the window now (reconciling first, like the timer would)."""
+        async with self.lock:
+            if self.status.is_terminal or self.order is None:
+                raise ApplicationError(f"Order is {self.status.value}", type="ORDER_NOT_PENDING")
+            await self._move_deadline(workflow.now())
+            await self._drain_inbox()
+            if not self.status.is_terminal:
+                await self._close_window()
+            return self.session()
+
+    @workflow.query
+    def session(self) -> SessionView:
+        return SessionView(
+            order_id=self.inp.order_id,
+            order_code=self.order.order_code if self.order else None,
+            session_id=self.order.session_id if self.order else None,
+            status=SESSION_FOR_ORDER[self.status].value,
+            order_status=self.status.value,
+            started_at=self.started_at,
+            expires_at=self.deadline,
+            duration_minutes=self.inp.duration_minutes,
+            payment_attempts=self._retries_used(),
+            max_payment_attempts=self.inp.max_attempts,
+            last_payment_attempt=self.last_attempt_at,
+            end_reason=self.end_reason,
+            attempts=list(self.attempts),
+        )
+
+    # ---- effects -------------------------------------------------------------------------------
+
+    def _retries_used(self) -> int:
+        # Attempt 0 is the first link; each retry adds one (seed 000's paymentAttempts).
+        return max(0, len(self.attempts) - 1)
+
+    async def _open_attempt(self, gateway: str) -> None:
+        assert self.order is not None
+        attempt_no = len(self.attempts)
+        attempt = await workflow.execute_activity_method(
+            OrderActivities.create_payment_link,
+            LinkInput(
+                order_id=self.inp.order_id,
+                order_code=self.order.order_code,
+                attempt_no=attempt_no,
+                gateway=gateway,
+                amount=self.order.grand_total,
+                description=f"Order {self.order.order_code}",
+                created_at=workflow.now(),
+                expires_at=self.deadline,
+                items=self.order.items,
+                client_ip=self.inp.client_ip,
+            ),
+            start_to_close_timeout=LINK_TIMEOUT,
+            retry_policy=LINK_RETRY,
+        )
+        self.attempts.append(attempt)
+        self.last_attempt_at = attempt.created_at
+        workflow.upsert_search_attributes([GATEWAY.value_set(gateway)])
+
+    async def _drain_inbox(self) -> None:
+        while self.inbox:
+            await self._apply(self.inbox.pop(0))
+
+    async def _apply(self, result: PaymentResult) -> None:
+        attempt = next((a for a in self.attempts if a.gateway_order_id == result.gateway_order_id), None)
+        if attempt is None or self.order is None:
+            workflow.logger.warning("payment result for unknown attempt %s", result.gateway_order_id)
+            return
+        outcome = PaymentOutcome(result.outcome)
+        if self.status.is_terminal:
+            return  # never downgrade or reopen an ended order; late successes go to the refund path
+        update = AttemptUpdate(self.inp.order_id, attempt.attempt_no, "", result.result_code, result.transaction_id)
+        if outcome is PaymentOutcome.SUCCESS:
+            if result.amount != self.order.grand_total:
+                workflow.logger.error("amount mismatch on %s: %s", attempt.gateway_order_id, result.amount)
+                return
+            update.status = AttemptStatus.SUCCESS.value
+            await self._finish(OrderStatus.PAID, f"paid_via_{attempt.gateway}", update)
+        elif outcome is PaymentOutcome.CANCELLED:
+            update.status = AttemptStatus.CANCELLED.value
+            await self._finish(OrderStatus.CANCELLED, f"cancelled_at_gateway_{result.result_code}", update)
+        elif outcome in ATTEMPT_FAILURES or outcome is PaymentOutcome.EXPIRED:
+            update.status = (
+                AttemptStatus.EXPIRED.value if outcome is PaymentOutcome.EXPIRED else outcome.value
+            )
+            if self._is_last_chance(attempt) and outcome in ATTEMPT_FAILURES:
+                await self._finish(OrderStatus.FAILED, "max_attempts_failed", update)
+            else:
+                await self._record_attempt(update)
+        else:  # pending / not_found: nothing final yet
+            attempt.result_code = result.result_code
+
+    def _is_last_chance(self, attempt: Attempt) -> bool:
+        latest = attempt.attempt_no == len(self.attempts) - 1
+        return latest and self._retries_used() >= self.inp.max_attempts
+
+    async def _record_attempt(self, update: AttemptUpdate) -> None:
+        await workflow.execute_activity_method(
+            OrderActivities.record_attempt, update, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
+        )
+        self._set_attempt(update)
+
+    def _set_attempt(self, update: AttemptUpdate) -> None:
+        for a in self.attempts:
+            if a.attempt_no == update.attempt_no:
+                a.status = update.status
+                a.result_code = update.result_code
+                a.transaction_id = update.transaction_id or a.transaction_id
+
+    async def _close_window(self) -> None:
+        await self._finish(OrderStatus.EXPIRED, "payment_window_closed")
+
+    async def _finish(self, to: OrderStatus, reason: str, update: AttemptUpdate | None = None) -> None:
+        result = await workflow.execute_activity_method(
+            OrderActivities.transition_order,
+            TransitionInput(self.inp.order_id, to.value, reason, update),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        self.status = OrderStatus(result.status)
+        self.end_reason = reason
+        if update is not None:
+            self._set_attempt(update)
+        for a in self.attempts:
+            if a.status == AttemptStatus.PENDING.value:
+                a.status = OPEN_ATTEMPTS_BECOME[self.status].value
+        workflow.upsert_search_attributes([ORDER_STATUS.value_set(self.status.value)])
+
+    async def _move_deadline(self, deadline: datetime) -> None:
+        await workflow.execute_activity_method(
+            OrderActivities.set_deadline,
+            DeadlineInput(self.inp.order_id, deadline),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        self.deadline = deadline
+        self.wake = True
+        workflow.upsert_search_attributes([PAYMENT_DEADLINE.value_set(deadline)])
+
+    async def _remind(self) -> None:
+        assert self.order is not None
+        self.reminded = True
+        await workflow.execute_activity_method(
+            OrderActivities.send_reminder,
+            ReminderInput(self.inp.order_id, self.order.order_code, self.inp.customer_id, self.deadline),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=RetryPolicy(maximum_attempts=3),
+        )
+
+    def _upsert_search_attributes(self) -> None:
+        assert self.order is not None
+        workflow.upsert_search_attributes(
+            [
+                ORDER_STATUS.value_set(self.status.value),
+                ORDER_CODE.value_set(self.order.order_code),
+                CUSTOMER_ID.value_set(self.inp.customer_id),
+                GATEWAY.value_set(self.inp.gateway),
+                PAYMENT_DEADLINE.value_set(self.deadline),
+                GRAND_TOTAL.value_set(self.order.grand_total),
+            ]
+        )

@@ -1,0 +1,22 @@
+"""Search attributes operators filter on in the Temporal Web UI (`make dev` registers them)."""
+
+from temporalio.common import SearchAttributeKey
+
+ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
+ORDER_CODE = SearchAttributeKey.for_int("OrderCode")
+CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
+GATEWAY = SearchAttributeKey.for_keyword("Gateway")
+PAYMENT_DEADLINE = SearchAttributeKey.for_datetime("PaymentDeadline")
+GRAND_TOTAL = SearchAttributeKey.for_int("GrandTotal")
+
+ALL = (ORDER_STATUS, ORDER_CODE, CUSTOMER_ID, GATEWAY, PAYMENT_DEADLINE, GRAND_TOTAL)
+
+
+def cli_flags() -> list[str]:
+    """`--search-attribute Name=Type` flags for `temporal server start-dev`."""
+    kinds = {"KEYWORD": "Keyword", "INT": "Int", "DATETIME": "Datetime"}
+    return [
+        f
+        for key in ALL
+        for f in ("--search-attribute", f"{key.name}={kinds[key.indexed_value_type.name]}")
+    ]
