@@ -13,7 +13,11 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+
 from tests.conftest import BIN
+from workflows.search import ALL as SEARCH_ATTRIBUTES
 from worker import running_worker
 from workflows.messages import (
     CancelRequest,
@@ -33,6 +37,14 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 async def ts(stack: Any) -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(BIN / "temporal-test-server"), data_converter=pydantic_data_converter
+    )
+    # The Java test server knows no custom search attributes until told (the dev server's
+    # are registered by its command line).
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={k.name: IndexedValueType.ValueType(k.indexed_value_type) for k in SEARCH_ATTRIBUTES},
+        )
     )
     async with running_worker(stack.settings, client=env.client):
         yield env
