@@ -3,15 +3,19 @@ the real ones (Postgres, the sandbox gateway over HTTP)."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 import pytest
 from sqlalchemy import text
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -31,6 +35,14 @@ from workflows.messages import (
 from workflows.order import OrderWorkflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def keep_history(handle: WorkflowHandle, name: str) -> None:
+    """`RECORD_HISTORIES=1 make test` refreshes the saved histories the replay test guards."""
+    if os.environ.get("RECORD_HISTORIES"):
+        HISTORIES.mkdir(exist_ok=True)
+        (HISTORIES / f"{name}.json").write_text((await handle.fetch_history()).to_json())
 
 
 @pytest.fixture(scope="session")
@@ -107,6 +119,7 @@ async def test_fifteen_minute_window_expires_with_one_reminder_and_stock_back(ts
                          "ON s.order_id = o.id WHERE o.id = :id", oid)
     assert (order.status, order.s) == ("expired", "expired")
     assert await reminders(stack, oid) == 1
+    await keep_history(handle, "expired_after_reminder")
 
 
 async def test_retry_limit_and_its_error_codes(ts, stack):
@@ -119,6 +132,7 @@ async def test_retry_limit_and_its_error_codes(ts, stack):
     assert err.value.cause.type == "MAX_ATTEMPTS_REACHED"  # type: ignore[union-attr]
     await ts.sleep(timedelta(minutes=16))
     assert (await handle.result()).status == "expired"
+    await keep_history(handle, "retried_three_times_then_expired")
     with pytest.raises(Exception):
         await handle.execute_update(OrderWorkflow.retry_payment, RetryRequest())
 
@@ -138,6 +152,7 @@ async def test_last_allowed_attempt_failing_fails_the_order(ts, stack):
     assert await stack.stock(vid) == 3
     rows = await db_row(stack, "SELECT string_agg(status, ',' ORDER BY attempt_no) AS s FROM payment WHERE order_id = :id", oid)
     assert rows.s == "failed,failed"
+    await keep_history(handle, "last_attempt_failed")
 
 
 async def test_cancel_update_and_gateway_cancel_code(ts, stack):
@@ -174,6 +189,7 @@ async def test_payment_racing_the_deadline(ts, stack):
     await handle.signal(OrderWorkflow.payment_result, success(attempt, 30_000))
     assert (await handle.result()).status == "paid"
     assert await stack.stock(vid) == 1
+    await keep_history(handle, "paid_just_before_deadline")
 
     # A success that arrives after the window closed never reopens the order.
     handle, oid, vid = await start(ts, stack, stock=2, qty=1)
@@ -189,3 +205,13 @@ async def test_wrong_amount_success_does_not_pay(ts, stack):
     await handle.signal(OrderWorkflow.payment_result, success(attempt, 1_000))
     await ts.sleep(timedelta(minutes=16))
     assert (await handle.result()).status == "expired"
+
+
+async def test_saved_histories_replay_against_current_code():
+    """Every change to OrderWorkflow must replay the histories of orders already running."""
+    files = sorted(HISTORIES.glob("*.json"))
+    assert len(files) >= 4, "record them with RECORD_HISTORIES=1"
+    replayer = Replayer(workflows=[OrderWorkflow], data_converter=pydantic_data_converter)
+    for path in files:
+        result = await replayer.replay_workflow(WorkflowHistory.from_json(path.stem, path.read_text()))
+        assert result.replay_failure is None, path.name
