@@ -117,7 +117,7 @@ async def deliver(engine: AsyncEngine, client: Client, order_id: str, result: Ga
             return False
         log.warning("signal to order %s not delivered now (%s); the inbox keeps it", order_id, err.message)
         return False
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.warning("signal to order %s timed out; the inbox keeps it", order_id)
         return False
     async with engine.begin() as conn:

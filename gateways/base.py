@@ -7,10 +7,11 @@ Amounts are integer VND; datetimes are timezone-aware.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 
 class PaymentOutcome(StrEnum):

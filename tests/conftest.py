@@ -11,8 +11,9 @@ import socket
 import sys
 import tempfile
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -27,8 +28,8 @@ from devstack.migrate import upgrade
 from devstack.postgres import EmbeddedPostgres
 from domain.db import async_url, make_engine
 from domain.settings import Settings
-from workflows.search import ALL as SEARCH_ATTRIBUTES
 from worker import running_worker
+from workflows.search import ALL as SEARCH_ATTRIBUTES
 
 BIN = Path(sys.executable).parent
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
@@ -62,17 +63,17 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 def make_settings(pg_url: str, port: int, **overrides: Any) -> Settings:
-    values: dict[str, Any] = dict(
-        environment="test",
-        database_url=pg_url,
-        temporal_address="unused:7233",
-        api_port=port,
-        public_base_url=f"http://127.0.0.1:{port}",
-        order_session_duration_minutes=15,
-        order_type_durations="normal=15,vip=30,quick=5",
-        order_session_reminder_minutes=3,
-        db_pool_size=5,
-    )
+    values: dict[str, Any] = {
+        "environment": "test",
+        "database_url": pg_url,
+        "temporal_address": "unused:7233",
+        "api_port": port,
+        "public_base_url": f"http://127.0.0.1:{port}",
+        "order_session_duration_minutes": 15,
+        "order_type_durations": "normal=15,vip=30,quick=5",
+        "order_session_reminder_minutes": 3,
+        "db_pool_size": 5,
+    }
     values.update(overrides)
     return Settings(**values)
 

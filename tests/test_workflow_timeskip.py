@@ -5,23 +5,22 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import text
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import WorkflowHandle, WorkflowHistory, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.client import WorkflowHistory
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-
 from tests.conftest import BIN
-from workflows.search import ALL as SEARCH_ATTRIBUTES
 from worker import running_worker
 from workflows.messages import (
     CancelRequest,
@@ -33,6 +32,7 @@ from workflows.messages import (
     RetryRequest,
 )
 from workflows.order import OrderWorkflow
+from workflows.search import ALL as SEARCH_ATTRIBUTES
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 HISTORIES = Path(__file__).parent / "histories"
@@ -68,19 +68,19 @@ async def start(
 ) -> tuple[WorkflowHandle, str, str]:
     product = await stack.product(stock=stock, price=30_000)
     vid = product["variants"][0]["id"]
-    values: dict[str, Any] = dict(
-        order_id=str(uuid.uuid4()),
-        customer_id="timeskip",
-        lines=[OrderLine(variant_id=vid, quantity=qty)],
-        gateway="momo",
-        order_type="normal",
-        receiver=Receiver(name="A", phone="0901234567", address="HCMC"),
-        duration_minutes=15,
-        max_attempts=3,
-        reminder_minutes=3,
-        grace_minutes=5,
-        request_hash="test",
-    )
+    values: dict[str, Any] = {
+        "order_id": str(uuid.uuid4()),
+        "customer_id": "timeskip",
+        "lines": [OrderLine(variant_id=vid, quantity=qty)],
+        "gateway": "momo",
+        "order_type": "normal",
+        "receiver": Receiver(name="A", phone="0901234567", address="HCMC"),
+        "duration_minutes": 15,
+        "max_attempts": 3,
+        "reminder_minutes": 3,
+        "grace_minutes": 5,
+        "request_hash": "test",
+    }
     values.update(overrides)
     inp = OrderInput(**values)
     handle = await ts.client.start_workflow(
@@ -123,7 +123,7 @@ async def test_fifteen_minute_window_expires_with_one_reminder_and_stock_back(ts
 
 
 async def test_retry_limit_and_its_error_codes(ts, stack):
-    handle, oid, _ = await start(ts, stack)
+    handle, _oid, _ = await start(ts, stack)
     for n in (1, 2, 3):
         r = await handle.execute_update(OrderWorkflow.retry_payment, RetryRequest(gateway="vnpay"))
         assert r.payment_attempts == n and r.remaining_attempts == 3 - n
@@ -133,8 +133,9 @@ async def test_retry_limit_and_its_error_codes(ts, stack):
     await ts.sleep(timedelta(minutes=16))
     assert (await handle.result()).status == "expired"
     await keep_history(handle, "retried_three_times_then_expired")
-    with pytest.raises(Exception):
+    with pytest.raises(RPCError) as gone:  # the workflow has finished: no update reaches it
         await handle.execute_update(OrderWorkflow.retry_payment, RetryRequest())
+    assert gone.value.status == RPCStatusCode.NOT_FOUND
 
 
 async def test_last_allowed_attempt_failing_fails_the_order(ts, stack):
@@ -156,13 +157,13 @@ async def test_last_allowed_attempt_failing_fails_the_order(ts, stack):
 
 
 async def test_cancel_update_and_gateway_cancel_code(ts, stack):
-    handle, oid, vid = await start(ts, stack, stock=4, qty=4)
+    handle, _, vid = await start(ts, stack, stock=4, qty=4)
     view = await handle.execute_update(OrderWorkflow.cancel, CancelRequest(reason="no longer needed"))
     assert view.order_status == "cancelled" and view.status == "cancelled"
     assert (await handle.result()).status == "cancelled"
     assert await stack.stock(vid) == 4
 
-    handle, oid, vid = await start(ts, stack, stock=2, qty=1)
+    handle, _oid, vid = await start(ts, stack, stock=2, qty=1)
     first = (await handle.query(OrderWorkflow.session)).attempts[0]
     await handle.signal(OrderWorkflow.payment_result, PaymentResult("momo", first.gateway_order_id, "cancelled", "1006", 30_000))
     assert (await handle.result()).status == "cancelled"
@@ -183,7 +184,7 @@ async def test_extend_moves_the_deadline_durably(ts, stack):
 
 async def test_payment_racing_the_deadline(ts, stack):
     # Paid a moment before the deadline: paid, stock stays sold.
-    handle, oid, vid = await start(ts, stack, stock=2, qty=1)
+    handle, _, vid = await start(ts, stack, stock=2, qty=1)
     await ts.sleep(timedelta(minutes=14, seconds=59))
     attempt = (await handle.query(OrderWorkflow.session)).attempts[0]
     await handle.signal(OrderWorkflow.payment_result, success(attempt, 30_000))
@@ -192,7 +193,7 @@ async def test_payment_racing_the_deadline(ts, stack):
     await keep_history(handle, "paid_just_before_deadline")
 
     # A success that arrives after the window closed never reopens the order.
-    handle, oid, vid = await start(ts, stack, stock=2, qty=1)
+    handle, _oid, vid = await start(ts, stack, stock=2, qty=1)
     attempt = (await handle.query(OrderWorkflow.session)).attempts[0]
     await ts.sleep(timedelta(minutes=15, seconds=1))
     assert (await handle.query(OrderWorkflow.session)).order_status == "expired"
@@ -200,7 +201,7 @@ async def test_payment_racing_the_deadline(ts, stack):
 
 
 async def test_wrong_amount_success_does_not_pay(ts, stack):
-    handle, oid, vid = await start(ts, stack, stock=2, qty=1)
+    handle, _oid, _vid = await start(ts, stack, stock=2, qty=1)
     attempt = (await handle.query(OrderWorkflow.session)).attempts[0]
     await handle.signal(OrderWorkflow.payment_result, success(attempt, 1_000))
     await ts.sleep(timedelta(minutes=16))

@@ -19,9 +19,9 @@ from workflows.messages import (
     Attempt,
     AttemptUpdate,
     CancelRequest,
-    Creation,
-    CreateOrderInput,
     CreatedOrder,
+    CreateOrderInput,
+    Creation,
     DeadlineInput,
     ExtendRequest,
     LinkInput,
@@ -140,7 +140,7 @@ class OrderWorkflow:
                     lambda: bool(self.inbox) or self.wake or self.status.is_terminal,
                     timeout=next_at - now,
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def _reminder_at(self) -> datetime:

@@ -77,7 +77,7 @@ async def vnpay_ipn(request: Request) -> JSONResponse:
         return JSONResponse({"RspCode": "97", "Message": "Invalid signature"})
     try:
         intake = await _take(request, result)
-    except Exception:  # noqa: BLE001 - VNPay retries on 99
+    except Exception:
         log.exception("vnpay ipn failed")
         return JSONResponse({"RspCode": "99", "Message": "Unknown error"})
     code, message = VNPAY_RSP[intake.verdict]

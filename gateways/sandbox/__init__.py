@@ -1,0 +1,54 @@
+"""A local fake of MoMo, VNPay and PayOS, served under /sandbox by the main app.
+
+Same paths, fields and signatures as the real gateways, so the adapters run unchanged;
+the payment URLs lead to a hosted pay page with Pay / Fail / Decline / Cancel buttons.
+State is in memory and per process (see state.py).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from domain.settings import Settings
+from gateways.sandbox.momo import MomoSim, momo_routes
+from gateways.sandbox.pages import pages_routes
+from gateways.sandbox.payos import PayOSSim, payos_routes
+from gateways.sandbox.state import GatewaySim, Sandbox, SandboxStore
+from gateways.sandbox.vnpay import VnpaySim, vnpay_routes
+
+SANDBOX_PREFIX = "/sandbox"
+VNPAY_IPN_PATH = "/api/v1/webhooks/vnpay"  # registered with VNPay per merchant account
+PAYOS_WEBHOOK_PATH = "/api/v1/webhooks/payos"  # registered with PayOS (confirm-webhook)
+
+
+def build_sandbox_router(
+    settings: Settings,
+    *,
+    prefix: str = SANDBOX_PREFIX,
+    vnpay_ipn_url: str | None = None,
+    payos_webhook_url: str | None = None,
+) -> APIRouter:
+    """Routes to mount at `prefix` (the URLs the sandbox hands out assume that prefix).
+
+    The store behind them is reachable as `router.sandbox_store` for tests and debugging.
+    """
+    base = settings.public_base_url or ""
+    sandbox = Sandbox(
+        settings=settings,
+        store=SandboxStore(),
+        base_url=f"{base}{prefix}",
+        vnpay_ipn_url=vnpay_ipn_url or f"{base}{VNPAY_IPN_PATH}",
+        payos_webhook_url=payos_webhook_url or f"{base}{PAYOS_WEBHOOK_PATH}",
+    )
+    momo, vnpay, payos = MomoSim(sandbox), VnpaySim(sandbox), PayOSSim(sandbox)
+    sims: dict[str, GatewaySim] = {momo.name: momo, vnpay.name: vnpay, payos.name: payos}
+    router = APIRouter()
+    router.include_router(momo_routes(momo))
+    router.include_router(vnpay_routes(vnpay))
+    router.include_router(payos_routes(payos))
+    router.include_router(pages_routes(sandbox, sims))
+    router.sandbox_store = sandbox.store  # type: ignore[attr-defined]
+    return router
+
+
+__all__ = ["PAYOS_WEBHOOK_PATH", "SANDBOX_PREFIX", "VNPAY_IPN_PATH", "build_sandbox_router"]

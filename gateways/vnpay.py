@@ -1,0 +1,220 @@
+"""VNPay 2.1.0 adapter: build the signed vpcpay.html URL, verify IPN and return, querydr, refund.
+
+The wire format (hashes, dates, code tables) lives in gateways.vnpay_wire.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from domain.settings import Settings
+from gateways.base import (
+    GatewayError,
+    GatewayResult,
+    InvalidSignature,
+    LinkRequest,
+    PaymentLink,
+    PaymentOutcome,
+    RefundResult,
+)
+from gateways.fields import int_field, signed_text, str_field
+from gateways.vnpay_wire import (
+    QUERYDR_ANSWER_SIGNED,
+    QUERYDR_SIGNED,
+    REFUND_ANSWER_SIGNED,
+    REFUND_SIGNED,
+    VNPAY_TZ,
+    VNPAY_VERSION,
+    hmac512,
+    same_hash,
+    vnd_from_x100,
+    vnpay_date,
+    vnpay_hash_data,
+    vnpay_order_info,
+    vnpay_outcome,
+    vnpay_pipe_hash,
+    vnpay_secure_hash,
+    vnpay_status_outcome,
+)
+
+VNPAY_TIMEOUT_SECONDS = 30.0
+VNPAY_ORDER_TYPE = "other"
+VNPAY_SERVER_IP = "127.0.0.1"  # vnp_IpAddr of our server in querydr/refund calls
+# Paywindow refunds whole (late) payments: 02 = full refund, 03 = partial.
+VNPAY_REFUND_TYPE = "02"
+VNPAY_REFUND_CREATED_BY = "paywindow"
+
+
+class VnpayGateway:
+    name = "vnpay"
+
+    def __init__(self, settings: Settings, *, timeout: float = VNPAY_TIMEOUT_SECONDS) -> None:
+        assert settings.vnpay_payment_url and settings.vnpay_api_url  # derived by Settings
+        self._payment_url = settings.vnpay_payment_url
+        self._api_url = settings.vnpay_api_url
+        self._tmn_code = settings.vnpay_tmn_code
+        self._secret = settings.vnpay_hash_secret
+        self._timeout = timeout
+
+    def make_gateway_order_id(self, order_code: int, attempt_no: int) -> str:
+        return f"{order_code}-{attempt_no}"
+
+    async def create_link(self, req: LinkRequest) -> PaymentLink:
+        # req.ipn_url is not sent: VNPay calls the IPN URL registered for the merchant account.
+        params = {
+            "vnp_Version": VNPAY_VERSION,
+            "vnp_Command": "pay",
+            "vnp_TmnCode": self._tmn_code,
+            "vnp_Amount": str(req.amount * 100),
+            "vnp_CurrCode": "VND",
+            "vnp_TxnRef": req.gateway_order_id,
+            "vnp_OrderInfo": vnpay_order_info(req.description, f"Thanh toan {req.gateway_order_id}"),
+            "vnp_OrderType": VNPAY_ORDER_TYPE,
+            "vnp_Locale": "vn" if req.lang == "vi" else "en",
+            "vnp_ReturnUrl": req.return_url,
+            "vnp_IpAddr": req.client_ip,
+            "vnp_CreateDate": vnpay_date(req.created_at),
+            "vnp_ExpireDate": vnpay_date(req.expires_at),
+        }
+        query = vnpay_hash_data(params)
+        url = f"{self._payment_url}?{query}&vnp_SecureHash={hmac512(self._secret, query)}"
+        return PaymentLink(req.gateway_order_id, req.request_id, url, raw=params)
+
+    def verify_notification(self, payload: Mapping[str, Any]) -> GatewayResult:
+        return self._verify(payload)
+
+    def verify_return(self, params: Mapping[str, Any]) -> GatewayResult:
+        return self._verify(params)
+
+    def _verify(self, params: Mapping[str, Any]) -> GatewayResult:
+        values = {k: str_field(params, k) for k in params if k.startswith("vnp_")}
+        if not values.get("vnp_SecureHash"):
+            raise InvalidSignature("VNPay: missing vnp_SecureHash")
+        if not same_hash(vnpay_secure_hash(values, self._secret), values["vnp_SecureHash"]):
+            raise InvalidSignature("VNPay: vnp_SecureHash mismatch")
+        if str_field(values, "vnp_TmnCode") != self._tmn_code:
+            raise InvalidSignature("VNPay: message for another vnp_TmnCode")
+        # Only now, with the hash verified over the raw values, turn x100 into VND.
+        amount = vnd_from_x100(int_field(values, "vnp_Amount"))
+        code = str_field(values, "vnp_ResponseCode")
+        status = str_field(values, "vnp_TransactionStatus")
+        transaction_no = values.get("vnp_TransactionNo", "")
+        return GatewayResult(
+            gateway=self.name,
+            gateway_order_id=str_field(values, "vnp_TxnRef"),
+            outcome=vnpay_outcome(code, status),
+            result_code=f"{code}/{status}",
+            amount=amount,
+            transaction_id=transaction_no if transaction_no not in ("", "0") else None,
+            raw=values,
+        )
+
+    async def query(self, gateway_order_id: str, *, created_at: datetime) -> GatewayResult:
+        body = self._api_body("querydr", gateway_order_id, created_at)
+        body["vnp_SecureHash"] = vnpay_pipe_hash(body, QUERYDR_SIGNED, self._secret)
+        answer = await self._post(body, QUERYDR_ANSWER_SIGNED)
+        code = str(answer.get("vnp_ResponseCode", ""))
+        if code == "91":
+            return GatewayResult(self.name, gateway_order_id, PaymentOutcome.NOT_FOUND, code, None, raw=answer)
+        if code != "00":
+            raise GatewayError(f"VNPay querydr refused: {code} {answer.get('vnp_Message', '')}")
+        status = signed_text(answer.get("vnp_TransactionStatus"))
+        transaction_no = signed_text(answer.get("vnp_TransactionNo"))
+        try:
+            amount = vnd_from_x100(int_field(answer, "vnp_Amount"))
+        except InvalidSignature as exc:
+            raise GatewayError(f"VNPay querydr answer without a usable amount: {answer!r}") from exc
+        return GatewayResult(
+            gateway=self.name,
+            gateway_order_id=gateway_order_id,
+            outcome=vnpay_status_outcome(status),
+            result_code=f"{code}/{status}",
+            amount=amount,
+            transaction_id=transaction_no if transaction_no not in ("", "0") else None,
+            message=signed_text(answer.get("vnp_Message")),
+            raw=answer,
+        )
+
+    async def cancel(self, gateway_order_id: str, reason: str) -> bool:
+        return False  # no cancel API: the link lapses at vnp_ExpireDate
+
+    async def refund(
+        self,
+        *,
+        gateway_order_id: str,
+        transaction_id: str,
+        amount: int,
+        idempotency_key: str,
+        description: str,
+        paid_at: datetime | None = None,
+        created_at: datetime | None = None,
+    ) -> RefundResult:
+        # vnp_TransactionDate is the payment's vnp_CreateDate; paid_at is the fallback.
+        transaction_date = created_at or paid_at
+        if transaction_date is None:
+            raise ValueError("VNPay refund needs the link's created_at (or paid_at)")
+        body = self._api_body("refund", gateway_order_id, transaction_date, order_info=description)
+        body.update(
+            vnp_RequestId=_request_id(idempotency_key),
+            vnp_TransactionType=VNPAY_REFUND_TYPE,
+            vnp_Amount=str(amount * 100),
+            vnp_TransactionNo=transaction_id or "0",
+            vnp_CreateBy=VNPAY_REFUND_CREATED_BY,
+        )
+        body["vnp_SecureHash"] = vnpay_pipe_hash(body, REFUND_SIGNED, self._secret)
+        answer = await self._post(body, REFUND_ANSWER_SIGNED)
+        code = str(answer.get("vnp_ResponseCode", ""))
+        refund_no = signed_text(answer.get("vnp_TransactionNo"))
+        return RefundResult(
+            ok=code == "00",
+            refund_id=(refund_no or body["vnp_RequestId"]) if code == "00" else None,
+            result_code=code,
+            message=signed_text(answer.get("vnp_Message")),
+            raw=answer,
+        )
+
+    def _api_body(
+        self, command: str, txn_ref: str, transaction_date: datetime, order_info: str = ""
+    ) -> dict[str, Any]:
+        return {
+            "vnp_RequestId": uuid.uuid4().hex,
+            "vnp_Version": VNPAY_VERSION,
+            "vnp_Command": command,
+            "vnp_TmnCode": self._tmn_code,
+            "vnp_TxnRef": txn_ref,
+            "vnp_OrderInfo": vnpay_order_info(order_info, f"{command} {txn_ref}"),
+            "vnp_TransactionDate": vnpay_date(transaction_date),
+            "vnp_CreateDate": vnpay_date(datetime.now(VNPAY_TZ)),
+            "vnp_IpAddr": VNPAY_SERVER_IP,
+        }
+
+    async def _post(self, body: dict[str, Any], answer_fields: Sequence[str]) -> dict[str, Any]:
+        try:
+            async with httpx.AsyncClient(timeout=self._timeout) as client:
+                response = await client.post(self._api_url, json=body)
+            answer = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise GatewayError(f"VNPay {body['vnp_Command']}: {exc!r}") from exc
+        if not isinstance(answer, dict) or "vnp_ResponseCode" not in answer:
+            raise GatewayError(f"VNPay {body['vnp_Command']}: HTTP {response.status_code}, no vnp_ResponseCode")
+        received = answer.get("vnp_SecureHash")
+        # We act on 00 (must be signed) and 91 (checked when signed); other codes only refuse.
+        code = answer["vnp_ResponseCode"]
+        if code == "00" or (code == "91" and received):
+            signed = {**answer, "vnp_TmnCode": self._tmn_code}
+            if not same_hash(vnpay_pipe_hash(signed, answer_fields, self._secret), received):
+                raise GatewayError(f"VNPay {body['vnp_Command']}: answer checksum mismatch")
+        return answer
+
+
+def _request_id(key: str) -> str:
+    """vnp_RequestId is at most 32 alphanumerics; keep it a pure function of the key."""
+    if len(key) <= 32 and key.isascii() and key.isalnum():
+        return key
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
