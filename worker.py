@@ -13,10 +13,12 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.orders import OrderActivities
+from activities.payments import PaymentActivities
 from domain.db import make_engine
 from domain.settings import Settings, get_settings
 from domain.temporal import connect
 from gateways.registry import build_gateways
+from workflows.late_payment import LatePaymentWorkflow
 from workflows.order import OrderWorkflow
 
 
@@ -25,18 +27,24 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
     """Start a worker (tests pass their own client); stops it and the DB pool on exit."""
     client = client or await connect(settings)
     engine = make_engine(settings)
-    acts = OrderActivities(engine, build_gateways(settings), settings)
+    gateways = build_gateways(settings)
+    orders = OrderActivities(engine)
+    payments = PaymentActivities(engine, gateways, settings)
     worker = Worker(
         client,
         task_queue=settings.temporal_task_queue,
-        workflows=[OrderWorkflow],
+        workflows=[OrderWorkflow, LatePaymentWorkflow],
         activities=[
-            acts.create_order,
-            acts.create_payment_link,
-            acts.record_attempt,
-            acts.transition_order,
-            acts.set_deadline,
-            acts.send_reminder,
+            orders.create_order,
+            orders.transition_order,
+            orders.set_deadline,
+            orders.send_reminder,
+            payments.create_payment_link,
+            payments.record_attempt,
+            payments.reconcile,
+            payments.cancel_open_links,
+            payments.settle_late_payment,
+            payments.refund_late_payment,
         ],
         graceful_shutdown_timeout=timedelta(seconds=10),
     )

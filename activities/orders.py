@@ -14,18 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 
 from activities.inventory import Rejected, reserve
-from domain.settings import Settings
 from domain.statuses import OPEN_ATTEMPTS_BECOME, SESSION_FOR_ORDER, OrderStatus
-from gateways.base import GatewayError, LinkItem, LinkRequest, PaymentGateway
 from workflows.messages import (
-    Attempt,
-    AttemptUpdate,
     CreatedOrder,
     CreateOrderInput,
     CreateOrderResult,
     DeadlineInput,
     FrozenItem,
-    LinkInput,
     ReminderInput,
     TransitionInput,
     TransitionResult,
@@ -62,10 +57,8 @@ TRANSITION_SQL = text(
 
 
 class OrderActivities:
-    def __init__(self, engine: AsyncEngine, gateways: dict[str, PaymentGateway], settings: Settings) -> None:
+    def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.gateways = gateways
-        self.settings = settings
 
     # ---- checkout ---------------------------------------------------------------------------------
 
@@ -81,91 +74,6 @@ class OrderActivities:
                 return CreateOrderResult(order=await _insert_order(conn, inp, lines))
         except Rejected as rejected:
             return CreateOrderResult(error=rejected.code, message=rejected.message)
-
-    # ---- payment attempts -------------------------------------------------------------------------
-
-    @activity.defn
-    async def create_payment_link(self, inp: LinkInput) -> Attempt:
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    text("SELECT * FROM payment WHERE order_id = :id AND attempt_no = :n"),
-                    {"id": inp.order_id, "n": inp.attempt_no},
-                )
-            ).first()
-        if row is not None:  # made on an earlier try of this activity
-            return _attempt(row)
-        gateway = self.gateways.get(inp.gateway)
-        if gateway is None:
-            raise GatewayError(f"gateway {inp.gateway!r} is not configured")
-        base = self.settings.public_base_url
-        link = await gateway.create_link(
-            LinkRequest(
-                gateway_order_id=gateway.make_gateway_order_id(inp.order_code, inp.attempt_no),
-                request_id=f"{inp.order_id}-{inp.attempt_no}",
-                amount=inp.amount,
-                description=inp.description,
-                created_at=inp.created_at,
-                expires_at=inp.expires_at,
-                return_url=f"{base}/api/v1/payments/{inp.gateway}/return",
-                ipn_url=f"{base}/api/v1/webhooks/{inp.gateway}",
-                client_ip=inp.client_ip,
-                items=tuple(LinkItem(i.product_name, i.quantity, i.unit_price) for i in inp.items),
-            )
-        )
-        async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    text(
-                        """
-                        WITH ins AS (
-                            INSERT INTO payment (id, order_id, attempt_no, gateway, gateway_order_id,
-                                request_id, amount, status, payment_url, expires_at, created_at)
-                            VALUES (:pid, :id, :n, :gateway, :gid, :rid, :amount, 'pending', :url, :exp, :at)
-                            RETURNING *
-                        ), sess AS (
-                            UPDATE order_session SET payment_attempts = GREATEST(payment_attempts, :n),
-                                last_payment_attempt = :at, updated_at = now()
-                            WHERE order_id = :id
-                        )
-                        SELECT * FROM ins
-                        """
-                    ),
-                    {
-                        "pid": uuid.uuid4(),
-                        "id": inp.order_id,
-                        "n": inp.attempt_no,
-                        "gateway": inp.gateway,
-                        "gid": link.gateway_order_id,
-                        "rid": link.request_id,
-                        "amount": inp.amount,
-                        "url": link.payment_url,
-                        "exp": inp.expires_at,
-                        "at": inp.created_at,
-                    },
-                )
-            ).one()
-        return _attempt(row)
-
-    @activity.defn
-    async def record_attempt(self, update: AttemptUpdate) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                text(
-                    """
-                    UPDATE payment SET status = :status, result_code = :rc,
-                        transaction_id = coalesce(:tx, transaction_id), updated_at = now()
-                    WHERE order_id = :id AND attempt_no = :n AND status = 'pending'
-                    """
-                ),
-                {
-                    "status": update.status,
-                    "rc": update.result_code,
-                    "tx": update.transaction_id,
-                    "id": update.order_id,
-                    "n": update.attempt_no,
-                },
-            )
 
     # ---- lifecycle ------------------------------------------------------------------------------------
 
@@ -360,19 +268,4 @@ async def load_created_order(conn: AsyncConnection, order_id: str) -> CreatedOrd
             )
             for i in items
         ],
-    )
-
-
-def _attempt(row: Any) -> Attempt:
-    return Attempt(
-        attempt_no=row.attempt_no,
-        gateway=row.gateway,
-        gateway_order_id=row.gateway_order_id,
-        request_id=row.request_id,
-        amount=row.amount,
-        status=row.status,
-        payment_url=row.payment_url,
-        created_at=row.created_at,
-        result_code=row.result_code,
-        transaction_id=row.transaction_id,
     )

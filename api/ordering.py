@@ -71,6 +71,7 @@ def order_input(settings: Settings, user: User, body: OrderCreate, order_id: str
         grace_minutes=settings.payment_in_flight_grace_minutes,
         request_hash=request_hash(body),
         client_ip=client_ip,
+        late_payment_policy=settings.late_payment_policy,
     )
 
 

@@ -17,11 +17,15 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from domain.settings import Settings
 from domain.temporal import workflow_id
 from gateways.base import GatewayResult, PaymentOutcome
-from workflows.messages import PaymentResult
+from workflows.late_payment import LatePaymentWorkflow, late_workflow_id
+from workflows.messages import LatePayment, PaymentResult
 from workflows.order import OrderWorkflow
 
 log = logging.getLogger(__name__)
@@ -36,7 +40,7 @@ class Intake:
     order_status: str | None = None
 
 
-async def take(engine: AsyncEngine, client: Client | None, result: GatewayResult) -> Intake:
+async def take(engine: AsyncEngine, client: Client | None, settings: Settings, result: GatewayResult) -> Intake:
     async with engine.begin() as conn:
         row = (
             await conn.execute(
@@ -93,11 +97,13 @@ async def take(engine: AsyncEngine, client: Client | None, result: GatewayResult
     else:
         verdict = "accepted" if inserted.rowcount else "duplicate"
     if client is not None:
-        await deliver(engine, client, order_id, result)
+        await deliver(engine, client, settings, order_id, result)
     return Intake(verdict, order_id, row.order_code, row.status)
 
 
-async def deliver(engine: AsyncEngine, client: Client, order_id: str, result: GatewayResult) -> bool:
+async def deliver(
+    engine: AsyncEngine, client: Client, settings: Settings, order_id: str, result: GatewayResult
+) -> bool:
     """Signal the workflow; mark the inbox row delivered. False leaves it for the workflow's own
     inbox read at the deadline (and for the late-payment path when the workflow has ended)."""
     handle = client.get_workflow_handle(workflow_id(order_id))
@@ -113,8 +119,8 @@ async def deliver(engine: AsyncEngine, client: Client, order_id: str, result: Ga
         await asyncio.wait_for(handle.signal(OrderWorkflow.payment_result, signal), SIGNAL_TIMEOUT_S)
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            await record_late(engine, order_id, result)
-            return False
+            await start_late_settlement(client, settings, order_id, result)
+            return True
         log.warning("signal to order %s not delivered now (%s); the inbox keeps it", order_id, err.message)
         return False
     except TimeoutError:
@@ -128,31 +134,32 @@ async def deliver(engine: AsyncEngine, client: Client, order_id: str, result: Ga
     return True
 
 
-async def record_late(engine: AsyncEngine, order_id: str, result: GatewayResult) -> None:
-    """The order's workflow has ended: a verified success is money we hold for an ended order.
-    It is recorded as `refund_required` (never dropped) for the refund path to settle."""
+async def start_late_settlement(client: Client, settings: Settings, order_id: str, result: GatewayResult) -> None:
+    """The order's workflow has ended: money for it is settled by its own workflow, once per
+    attempt (the id makes a second start a no-op)."""
     if result.outcome is not PaymentOutcome.SUCCESS:
-        return
-    async with engine.begin() as conn:
-        await conn.execute(
-            text(
-                """
-                WITH p AS (
-                    UPDATE payment SET status = 'refund_required', result_code = :rc,
-                        transaction_id = coalesce(:tx, transaction_id), updated_at = now()
-                    WHERE gateway = :gateway AND gateway_order_id = :gid
-                        AND status NOT IN ('success', 'refund_required', 'refunded')
-                    RETURNING order_id
-                )
-                UPDATE "order" o SET late_payment = true, updated_at = now() FROM p
-                WHERE o.id = p.order_id AND o.status <> 'paid'
-                """
-            ),
-            {"rc": result.result_code, "tx": result.transaction_id, "gateway": result.gateway,
-             "gid": result.gateway_order_id},
+        return  # a late failure or cancel changes nothing
+    late = LatePayment(
+        order_id=order_id,
+        gateway=result.gateway,
+        gateway_order_id=result.gateway_order_id,
+        amount=result.amount,
+        result_code=result.result_code,
+        transaction_id=result.transaction_id,
+        policy=settings.late_payment_policy,
+    )
+    try:
+        await client.start_workflow(
+            LatePaymentWorkflow.run,
+            late,
+            id=late_workflow_id(result.gateway, result.gateway_order_id),
+            task_queue=settings.temporal_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
-    log.error("late payment on ended order %s via %s %s: refund required",
-              order_id, result.gateway, result.gateway_order_id)
+    except WorkflowAlreadyStartedError:
+        pass  # settled (or being settled) already
+    log.error("late payment for ended order %s via %s %s", order_id, result.gateway, result.gateway_order_id)
 
 
 def dedupe_key(result: GatewayResult) -> str:

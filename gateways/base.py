@@ -18,7 +18,8 @@ class PaymentOutcome(StrEnum):
     """What a gateway's result code means for one attempt."""
 
     SUCCESS = "success"
-    PENDING = "pending"  # initiated / processing: not final, ask again later
+    PENDING = "pending"  # link made, the shopper has not started paying: not final
+    PROCESSING = "processing"  # in flight at the gateway: a deadline waits (bounded) for its verdict
     FAILED = "failed"
     CANCELLED = "cancelled"
     EXPIRED = "expired"

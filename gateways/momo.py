@@ -54,7 +54,8 @@ ORDER_ID_RE = re.compile(r"^[0-9a-zA-Z]([-_.]*[0-9a-zA-Z]+)*$")
 _OUTCOMES: dict[int, PaymentOutcome] = {
     0: PaymentOutcome.SUCCESS,
     9000: PaymentOutcome.SUCCESS if MOMO_AUTO_CAPTURE else PaymentOutcome.PENDING,
-    **dict.fromkeys((1000, 7000, 7002, 8000), PaymentOutcome.PENDING),
+    # Initiated / processing / waiting for the user's confirmation: in flight (GATEWAYS.md).
+    **dict.fromkeys((1000, 7000, 7002, 8000), PaymentOutcome.PROCESSING),
     **dict.fromkeys((1001, 1002, 1004, 1007, 1026), PaymentOutcome.FAILED),
     **dict.fromkeys((1003, 1006, 1017), PaymentOutcome.CANCELLED),
     1005: PaymentOutcome.EXPIRED,

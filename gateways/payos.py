@@ -44,7 +44,7 @@ PAYMENT_REQUEST_SIGNED = ("amount", "cancelUrl", "description", "orderCode", "re
 _STATUS_OUTCOMES: dict[str, PaymentOutcome] = {
     "PAID": PaymentOutcome.SUCCESS,
     "PENDING": PaymentOutcome.PENDING,
-    "PROCESSING": PaymentOutcome.PENDING,
+    "PROCESSING": PaymentOutcome.PROCESSING,
     "CANCELLED": PaymentOutcome.CANCELLED,
     "EXPIRED": PaymentOutcome.EXPIRED,
     "FAILED": PaymentOutcome.FAILED,

@@ -24,7 +24,7 @@ VNPAY_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 VNPAY_DATE_FORMAT = "%Y%m%d%H%M%S"
 # 07 = money taken but the transaction is flagged as suspicious: not final until reviewed,
 # so it stays pending and reconciliation (querydr) settles it.
-VNPAY_SUSPICIOUS_OUTCOME = PaymentOutcome.PENDING
+VNPAY_SUSPICIOUS_OUTCOME = PaymentOutcome.PROCESSING
 HASH_KEYS = frozenset({"vnp_SecureHash", "vnp_SecureHashType"})
 
 QUERYDR_SIGNED = (
@@ -55,7 +55,7 @@ _STATUS_OUTCOMES: dict[str, PaymentOutcome] = {
     "00": PaymentOutcome.SUCCESS,
     "01": PaymentOutcome.PENDING,  # not completed yet
     "02": PaymentOutcome.FAILED,
-    "04": PaymentOutcome.PENDING,  # reversed: charged at the bank, not completed at VNPay: review
+    "04": PaymentOutcome.PROCESSING,  # reversed: charged at the bank, not completed at VNPay: review
     # 05/06 refund in progress, 09 refund rejected: the payment itself went through.
     **dict.fromkeys(("05", "06", "09"), PaymentOutcome.SUCCESS),
     "07": VNPAY_SUSPICIOUS_OUTCOME,

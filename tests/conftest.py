@@ -146,6 +146,7 @@ async def stack(pg_url: str, dev_env: WorkflowEnvironment) -> AsyncIterator[Stac
         temporal_address=dev_env.client.service_client.config.target_host,
         order_type_durations="normal=15,vip=30,quick=5,flash=0.05",
         order_session_reminder_minutes=0.02,
+        payment_in_flight_grace_minutes=0.05,
     )
     server, task = await serve(create_app(settings), port)
     engine = make_engine(settings)

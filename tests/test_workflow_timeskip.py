@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import text
 from temporalio.api.enums.v1 import IndexedValueType
@@ -192,12 +193,49 @@ async def test_payment_racing_the_deadline(ts, stack):
     assert await stack.stock(vid) == 1
     await keep_history(handle, "paid_just_before_deadline")
 
-    # A success that arrives after the window closed never reopens the order.
-    handle, _oid, vid = await start(ts, stack, stock=2, qty=1)
-    attempt = (await handle.query(OrderWorkflow.session)).attempts[0]
+    # No attempt in flight (a VNPay link nobody opened): expired on the dot, and the finished
+    # workflow takes no more signals (the webhook settles late money on its own, see test_gateways_e2e).
+    handle, _oid, vid = await start(ts, stack, stock=2, qty=1, gateway="vnpay")
     await ts.sleep(timedelta(minutes=15, seconds=1))
     assert (await handle.query(OrderWorkflow.session)).order_status == "expired"
     assert await stack.stock(vid) == 2
+
+
+async def test_in_flight_payment_holds_the_window_for_the_grace_only(ts, stack):
+    # MoMo answers 1000 ("waiting for the user to confirm") for an open link: in flight.
+    handle, _, vid = await start(ts, stack, stock=2, qty=1)
+    await ts.sleep(timedelta(minutes=16))
+    view = await handle.query(OrderWorkflow.session)
+    assert view.order_status == "pending_payment"
+    await handle.signal(OrderWorkflow.payment_result, success(view.attempts[0], 30_000))
+    assert (await handle.result()).status == "paid"
+    assert await stack.stock(vid) == 1
+
+    handle, _, vid = await start(ts, stack, stock=2, qty=1)
+    await ts.sleep(timedelta(minutes=19, seconds=40))
+    assert (await handle.query(OrderWorkflow.session)).order_status == "pending_payment"
+    outcome = await handle.result()
+    assert outcome.status == "expired"
+    assert await stack.stock(vid) == 2
+
+
+async def test_reconciliation_pays_an_order_whose_notification_was_lost(ts, stack):
+    handle, oid, vid = await start(ts, stack, stock=2, qty=1)
+    attempt = (await handle.query(OrderWorkflow.session)).attempts[0]
+    async with httpx.AsyncClient(base_url=stack.base) as http:
+        r = await http.post(
+            f"/sandbox/pay/momo/{attempt.gateway_order_id}/pay",
+            json={"drop": True},
+            headers={"Accept": "application/json"},
+        )
+        assert r.status_code == 200, r.text
+    await ts.sleep(timedelta(minutes=10))
+    assert (await handle.query(OrderWorkflow.session)).order_status == "pending_payment"  # nobody told us
+    outcome = await handle.result()
+    assert outcome.status == "paid"
+    assert await stack.stock(vid) == 1
+    row = await db_row(stack, "SELECT status, transaction_id FROM payment WHERE order_id = :id", oid)
+    assert row.status == "success" and row.transaction_id
 
 
 async def test_wrong_amount_success_does_not_pay(ts, stack):

@@ -34,6 +34,7 @@ class OrderInput:
     grace_minutes: float
     request_hash: str
     client_ip: str = "127.0.0.1"
+    late_payment_policy: str = "refund"
 
 
 @dataclass
@@ -221,3 +222,41 @@ class OrderOutcome:
     order_id: str
     status: str
     reason: str
+
+
+@dataclass
+class ReconcileInput:
+    order_id: str
+    attempts: list[Attempt]
+
+
+@dataclass
+class Reconciled:
+    results: list[PaymentResult]  # the inbox's verified notifications + the gateways' answers
+    in_flight: bool  # some attempt is still being paid (or its gateway could not be asked)
+
+
+@dataclass
+class CancelLinksInput:
+    order_id: str
+    attempts: list[Attempt]
+    reason: str
+
+
+@dataclass
+class LatePayment:
+    """A verified success for an order that had already ended (or was paid by another attempt)."""
+
+    order_id: str
+    gateway: str
+    gateway_order_id: str
+    amount: int | None
+    result_code: str
+    transaction_id: str | None
+    policy: str = "refund"  # refund | accept_if_available
+
+
+@dataclass
+class LateOutcome:
+    state: str  # accepted | refund_required | refunded | already_settled
+    detail: str = ""

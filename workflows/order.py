@@ -13,21 +13,26 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
 
+from workflows.late_payment import LatePaymentWorkflow, late_workflow_id
 from workflows.messages import (
     Attempt,
     AttemptUpdate,
+    CancelLinksInput,
     CancelRequest,
     CreatedOrder,
     CreateOrderInput,
     Creation,
     DeadlineInput,
     ExtendRequest,
+    LatePayment,
     LinkInput,
     OrderInput,
     OrderOutcome,
     PaymentResult,
+    ReconcileInput,
     ReminderInput,
     RetryRequest,
     RetryResult,
@@ -45,6 +50,7 @@ from workflows.search import (
 
 with workflow.unsafe.imports_passed_through():
     from activities.orders import OrderActivities
+    from activities.payments import PaymentActivities
     from domain.statuses import OPEN_ATTEMPTS_BECOME, SESSION_FOR_ORDER, AttemptStatus, OrderStatus
     from gateways.base import PaymentOutcome
 
@@ -57,6 +63,8 @@ LINK_TIMEOUT = timedelta(seconds=35)  # MoMo asks clients to wait at least 30 s
 
 # Attempt verdicts that end an attempt without ending the order (while retries remain).
 ATTEMPT_FAILURES = {PaymentOutcome.FAILED, PaymentOutcome.SYSTEM_ERROR}
+# While a payment is in flight at the deadline, ask the gateway again this often (within the grace).
+RECHECK = timedelta(seconds=15)
 
 
 @workflow.defn
@@ -76,6 +84,7 @@ class OrderWorkflow:
         self.seen: set[tuple[str, str, str]] = set()
         self.reminded = inp.reminder_minutes <= 0
         self.wake = False  # set by handlers that move the deadline
+        self.recheck_at: datetime | None = None  # set while an in-flight payment holds the window
         self.lock = asyncio.Lock()
 
     # ---- the run ---------------------------------------------------------------------------
@@ -125,14 +134,14 @@ class OrderWorkflow:
                 if not self.reminded and now >= self._reminder_at():
                     await self._remind()
                 if now >= self.deadline:
-                    await self._close_window()
+                    await self._close_window(grace=True)
 
         await workflow.wait_condition(workflow.all_handlers_finished)
         return OrderOutcome(inp.order_id, self.status.value, self.end_reason or "")
 
     async def _sleep_until_next_event(self) -> None:
         now = workflow.now()
-        next_at = self.deadline if self.reminded else min(self._reminder_at(), self.deadline)
+        next_at = self.recheck_at or (self.deadline if self.reminded else min(self._reminder_at(), self.deadline))
         self.wake = False
         if next_at > now:
             try:
@@ -246,7 +255,7 @@ class OrderWorkflow:
             await self._move_deadline(workflow.now())
             await self._drain_inbox()
             if not self.status.is_terminal:
-                await self._close_window()
+                await self._close_window(grace=False)
             return self.session()
 
     @workflow.query
@@ -277,7 +286,7 @@ class OrderWorkflow:
         assert self.order is not None
         attempt_no = len(self.attempts)
         attempt = await workflow.execute_activity_method(
-            OrderActivities.create_payment_link,
+            PaymentActivities.create_payment_link,
             LinkInput(
                 order_id=self.inp.order_id,
                 order_code=self.order.order_code,
@@ -307,8 +316,11 @@ class OrderWorkflow:
             workflow.logger.warning("payment result for unknown attempt %s", result.gateway_order_id)
             return
         outcome = PaymentOutcome(result.outcome)
-        if self.status.is_terminal:
-            return  # never downgrade or reopen an ended order; late successes go to the refund path
+        if self.status.is_terminal or attempt.status == AttemptStatus.SUCCESS.value:
+            # Never downgrade or reopen an ended order; money for it is settled on its own.
+            if outcome is PaymentOutcome.SUCCESS and attempt.status != AttemptStatus.SUCCESS.value:
+                await self._settle_late(result)
+            return
         update = AttemptUpdate(self.inp.order_id, attempt.attempt_no, "", result.result_code, result.transaction_id)
         if outcome is PaymentOutcome.SUCCESS:
             if result.amount != self.order.grand_total:
@@ -336,7 +348,7 @@ class OrderWorkflow:
 
     async def _record_attempt(self, update: AttemptUpdate) -> None:
         await workflow.execute_activity_method(
-            OrderActivities.record_attempt, update, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
+            PaymentActivities.record_attempt, update, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
         )
         self._set_attempt(update)
 
@@ -347,8 +359,47 @@ class OrderWorkflow:
                 a.result_code = update.result_code
                 a.transaction_id = update.transaction_id or a.transaction_id
 
-    async def _close_window(self) -> None:
+    async def _close_window(self, grace: bool) -> None:
+        """Reconcile before expiring: a payment whose notification was lost pays the order; one still
+        in flight holds the window for at most the grace, asked again every RECHECK."""
+        reconciled = await workflow.execute_activity_method(
+            PaymentActivities.reconcile,
+            ReconcileInput(self.inp.order_id, self.attempts),
+            start_to_close_timeout=LINK_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        for result in reconciled.results:
+            self.payment_result(result)
+        await self._drain_inbox()
+        if self.status.is_terminal:
+            return
+        grace_end = self.deadline + timedelta(minutes=self.inp.grace_minutes)
+        now = workflow.now()
+        if grace and reconciled.in_flight and now < grace_end:
+            self.recheck_at = min(now + RECHECK, grace_end)
+            return
+        self.recheck_at = None
         await self._finish(OrderStatus.EXPIRED, "payment_window_closed")
+
+    async def _settle_late(self, result: PaymentResult) -> None:
+        late = LatePayment(
+            order_id=self.inp.order_id,
+            gateway=result.gateway,
+            gateway_order_id=result.gateway_order_id,
+            amount=result.amount,
+            result_code=result.result_code,
+            transaction_id=result.transaction_id,
+            policy=self.inp.late_payment_policy,
+        )
+        try:
+            await workflow.start_child_workflow(
+                LatePaymentWorkflow.run,
+                late,
+                id=late_workflow_id(result.gateway, result.gateway_order_id),
+                parent_close_policy=ParentClosePolicy.ABANDON,
+            )
+        except WorkflowAlreadyStartedError:
+            pass  # already being settled
 
     async def _finish(self, to: OrderStatus, reason: str, update: AttemptUpdate | None = None) -> None:
         result = await workflow.execute_activity_method(
@@ -361,10 +412,23 @@ class OrderWorkflow:
         self.end_reason = reason
         if update is not None:
             self._set_attempt(update)
-        for a in self.attempts:
-            if a.status == AttemptStatus.PENDING.value:
-                a.status = OPEN_ATTEMPTS_BECOME[self.status].value
+        open_links = [a for a in self.attempts if a.status == AttemptStatus.PENDING.value]
+        for a in open_links:
+            a.status = OPEN_ATTEMPTS_BECOME[self.status].value
         workflow.upsert_search_attributes([ORDER_STATUS.value_set(self.status.value)])
+        if open_links:
+            await self._cancel_links(open_links, reason)
+
+    async def _cancel_links(self, attempts: list[Attempt], reason: str) -> None:
+        try:
+            await workflow.execute_activity_method(
+                PaymentActivities.cancel_open_links,
+                CancelLinksInput(self.inp.order_id, attempts, reason[:100]),
+                start_to_close_timeout=LINK_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        except ActivityError as err:  # best effort: a paid-late link is settled by the late path
+            workflow.logger.warning("cancelling links failed: %s", err)
 
     async def _move_deadline(self, deadline: datetime) -> None:
         await workflow.execute_activity_method(
@@ -374,6 +438,7 @@ class OrderWorkflow:
             retry_policy=DB_RETRY,
         )
         self.deadline = deadline
+        self.recheck_at = None
         self.wake = True
         workflow.upsert_search_attributes([PAYMENT_DEADLINE.value_set(deadline)])
 

@@ -46,7 +46,8 @@ def _verify(request: Request, name: str, payload: dict[str, Any], *, browser: bo
 
 
 async def _take(request: Request, result: GatewayResult) -> Intake:
-    return await take(request.app.state.engine, request.app.state.temporal, result)
+    state = request.app.state
+    return await take(state.engine, state.temporal, state.settings, result)
 
 
 @router.post("/webhooks/momo", status_code=204)

@@ -75,7 +75,7 @@ def test_payment_request_signature_matches_recipe_and_sdk() -> None:
 
 @pytest.mark.parametrize(
     ("status", "outcome"),
-    [("PAID", "success"), ("PENDING", "pending"), ("PROCESSING", "pending"), ("CANCELLED", "cancelled"),
+    [("PAID", "success"), ("PENDING", "pending"), ("PROCESSING", "processing"), ("CANCELLED", "cancelled"),
      ("EXPIRED", "expired"), ("FAILED", "failed"), ("UNDERPAID", "pending"), ("WHAT", "system_error")],
 )  # fmt: skip
 def test_status_table(status: str, outcome: str) -> None:

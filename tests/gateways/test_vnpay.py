@@ -120,7 +120,7 @@ def test_order_info_is_plain_ascii() -> None:
 @pytest.mark.parametrize(
     ("code", "status", "outcome"),
     [("00", "00", "success"), ("00", "01", "pending"), ("00", "02", "failed"), ("00", "05", "pending"),
-     ("07", "07", "pending"), ("07", "00", "pending"), ("11", "02", "expired"), ("24", "02", "cancelled"),
+     ("07", "07", "processing"), ("07", "00", "processing"), ("11", "02", "expired"), ("24", "02", "cancelled"),
      ("99", "02", "system_error"), ("42", "02", "system_error")]
     + [(c, "02", "failed") for c in ("09", "10", "12", "13", "51", "65", "75", "79")],
 )  # fmt: skip
@@ -130,8 +130,8 @@ def test_response_code_table(code: str, status: str, outcome: str) -> None:
 
 @pytest.mark.parametrize(
     ("status", "outcome"),
-    [("00", "success"), ("01", "pending"), ("02", "failed"), ("04", "pending"), ("05", "success"),
-     ("06", "success"), ("07", "pending"), ("09", "success"), ("xx", "system_error")],
+    [("00", "success"), ("01", "pending"), ("02", "failed"), ("04", "processing"), ("05", "success"),
+     ("06", "success"), ("07", "processing"), ("09", "success"), ("xx", "system_error")],
 )  # fmt: skip
 def test_querydr_status_table(status: str, outcome: str) -> None:
     assert vnpay_status_outcome(status) == PaymentOutcome(outcome)

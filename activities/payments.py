@@ -1,0 +1,324 @@
+"""Gateway-facing activities: payment links, reconciliation before a window closes, cancelling
+links that must not be paid any more, and settling late payments (accept or refund, once)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.inventory import Rejected, reserve
+from domain.settings import Settings
+from gateways.base import GatewayError, LinkItem, LinkRequest, PaymentGateway, PaymentOutcome
+from workflows.messages import (
+    Attempt,
+    AttemptUpdate,
+    CancelLinksInput,
+    LateOutcome,
+    LatePayment,
+    LinkInput,
+    OrderLine,
+    PaymentResult,
+    Reconciled,
+    ReconcileInput,
+)
+
+log = logging.getLogger(__name__)
+SETTLED = ("success", "refunded")
+
+
+class PaymentActivities:
+    def __init__(self, engine: AsyncEngine, gateways: dict[str, PaymentGateway], settings: Settings) -> None:
+        self.engine = engine
+        self.gateways = gateways
+        self.settings = settings
+
+    def _gateway(self, name: str) -> PaymentGateway:
+        gateway = self.gateways.get(name)
+        if gateway is None:
+            raise ApplicationError(f"gateway {name!r} is not configured", non_retryable=True)
+        return gateway
+
+    # ---- links ----------------------------------------------------------------------------------------
+
+    @activity.defn
+    async def create_payment_link(self, inp: LinkInput) -> Attempt:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text("SELECT * FROM payment WHERE order_id = :id AND attempt_no = :n"),
+                    {"id": inp.order_id, "n": inp.attempt_no},
+                )
+            ).first()
+        if row is not None:  # made on an earlier try of this activity
+            return attempt_from_row(row)
+        gateway = self._gateway(inp.gateway)
+        base = self.settings.public_base_url
+        link = await gateway.create_link(
+            LinkRequest(
+                gateway_order_id=gateway.make_gateway_order_id(inp.order_code, inp.attempt_no),
+                request_id=f"{inp.order_id}-{inp.attempt_no}",
+                amount=inp.amount,
+                description=inp.description,
+                created_at=inp.created_at,
+                expires_at=inp.expires_at,
+                return_url=f"{base}/api/v1/payments/{inp.gateway}/return",
+                ipn_url=f"{base}/api/v1/webhooks/{inp.gateway}",
+                client_ip=inp.client_ip,
+                items=tuple(LinkItem(i.product_name, i.quantity, i.unit_price) for i in inp.items),
+            )
+        )
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        """
+                        WITH ins AS (
+                            INSERT INTO payment (id, order_id, attempt_no, gateway, gateway_order_id,
+                                request_id, amount, status, payment_url, expires_at, created_at)
+                            VALUES (:pid, :id, :n, :gateway, :gid, :rid, :amount, 'pending', :url, :exp, :at)
+                            RETURNING *
+                        ), sess AS (
+                            UPDATE order_session SET payment_attempts = GREATEST(payment_attempts, :n),
+                                last_payment_attempt = :at, updated_at = now()
+                            WHERE order_id = :id
+                        )
+                        SELECT * FROM ins
+                        """
+                    ),
+                    {
+                        "pid": uuid.uuid4(),
+                        "id": inp.order_id,
+                        "n": inp.attempt_no,
+                        "gateway": inp.gateway,
+                        "gid": link.gateway_order_id,
+                        "rid": link.request_id,
+                        "amount": inp.amount,
+                        "url": link.payment_url,
+                        "exp": inp.expires_at,
+                        "at": inp.created_at,
+                    },
+                )
+            ).one()
+        return attempt_from_row(row)
+
+    @activity.defn
+    async def record_attempt(self, update: AttemptUpdate) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    """
+                    UPDATE payment SET status = :status, result_code = :rc,
+                        transaction_id = coalesce(:tx, transaction_id), updated_at = now()
+                    WHERE order_id = :id AND attempt_no = :n AND status = 'pending'
+                    """
+                ),
+                {
+                    "status": update.status,
+                    "rc": update.result_code,
+                    "tx": update.transaction_id,
+                    "id": update.order_id,
+                    "n": update.attempt_no,
+                },
+            )
+
+    @activity.defn
+    async def cancel_open_links(self, inp: CancelLinksInput) -> int:
+        """Best effort: a link that can still be paid after the order ended invites a late payment."""
+        cancelled = 0
+        for attempt in inp.attempts:
+            if attempt.status in SETTLED:
+                continue
+            try:
+                cancelled += await self._gateway(attempt.gateway).cancel(attempt.gateway_order_id, inp.reason)
+            except GatewayError as err:
+                log.warning("could not cancel %s link %s: %s", attempt.gateway, attempt.gateway_order_id, err)
+        return cancelled
+
+    # ---- reconciliation ----------------------------------------------------------------------------
+
+    @activity.defn
+    async def reconcile(self, inp: ReconcileInput) -> Reconciled:
+        """Before the window closes: every verified notification in the inbox (a signal may have
+        been lost while Temporal was unreachable), then each open attempt as the gateway sees it."""
+        async with self.engine.begin() as conn:
+            inbox = (
+                await conn.execute(
+                    text(
+                        """
+                        UPDATE payment_notification SET delivered_at = coalesce(delivered_at, now())
+                        WHERE order_id = :id RETURNING gateway, gateway_order_id, outcome, result_code,
+                            amount, transaction_id
+                        """
+                    ),
+                    {"id": inp.order_id},
+                )
+            ).all()
+        results = [
+            PaymentResult(r.gateway, r.gateway_order_id, r.outcome, r.result_code, r.amount, r.transaction_id)
+            for r in inbox
+        ]
+        in_flight = False
+        for attempt in inp.attempts:
+            if attempt.status != "pending":
+                continue
+            try:
+                answer = await self._gateway(attempt.gateway).query(
+                    attempt.gateway_order_id, created_at=attempt.created_at
+                )
+            except GatewayError as err:
+                # Unknown is not "unpaid": hold the window (bounded by the grace) and ask again.
+                log.warning("query %s %s failed: %s", attempt.gateway, attempt.gateway_order_id, err)
+                in_flight = True
+                continue
+            if answer.outcome is PaymentOutcome.NOT_FOUND:
+                continue  # the shopper never reached the gateway with this link
+            in_flight |= answer.outcome is PaymentOutcome.PROCESSING
+            results.append(
+                PaymentResult(
+                    answer.gateway,
+                    answer.gateway_order_id,
+                    answer.outcome.value,
+                    answer.result_code,
+                    answer.amount,
+                    answer.transaction_id,
+                )
+            )
+        return Reconciled(results=results, in_flight=in_flight)
+
+    # ---- late payments -----------------------------------------------------------------------------
+
+    @activity.defn
+    async def settle_late_payment(self, late: LatePayment) -> LateOutcome:
+        """Decide, once and atomically, what money for an ended order becomes."""
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        """
+                        SELECT o.status AS order_status, o.grand_total, p.attempt_no, p.status, p.amount
+                        FROM payment p JOIN "order" o ON o.id = p.order_id
+                        WHERE p.gateway = :gateway AND p.gateway_order_id = :gid
+                        FOR UPDATE OF o, p
+                        """
+                    ),
+                    {"gateway": late.gateway, "gid": late.gateway_order_id},
+                )
+            ).first()
+            if row is None:
+                raise ApplicationError(f"no payment {late.gateway_order_id}", non_retryable=True)
+            if row.status in SETTLED:
+                return LateOutcome("already_settled", row.status)
+            if row.status == "refund_required":
+                return LateOutcome("refund_required", "recorded earlier")
+            if late.amount is not None and late.amount != row.amount:
+                raise ApplicationError("late payment amount does not match", non_retryable=True)
+            params = {"id": late.order_id, "n": row.attempt_no, "rc": late.result_code, "tx": late.transaction_id}
+            if (
+                late.policy == "accept_if_available"
+                and row.order_status == "expired"
+                and await _reserve_again(conn, late.order_id)
+            ):
+                await conn.execute(
+                    text(
+                        """
+                        WITH o AS (
+                            UPDATE "order" SET status = 'paid', end_reason = 'late_payment_accepted',
+                                late_payment = true, updated_at = now(), ended_at = now()
+                            WHERE id = :id AND status = 'expired' RETURNING id
+                        ), s AS (
+                            UPDATE order_session SET status = 'completed', updated_at = now() WHERE order_id = :id
+                        )
+                        UPDATE payment SET status = 'success', result_code = :rc,
+                            transaction_id = coalesce(:tx, transaction_id), updated_at = now()
+                        WHERE order_id = :id AND attempt_no = :n
+                        """
+                    ),
+                    params,
+                )
+                return LateOutcome("accepted", "every item could be reserved again")
+            await conn.execute(
+                text(
+                    """
+                    WITH o AS (
+                        UPDATE "order" SET late_payment = true, updated_at = now() WHERE id = :id
+                    )
+                    UPDATE payment SET status = 'refund_required', result_code = :rc,
+                        transaction_id = coalesce(:tx, transaction_id), updated_at = now()
+                    WHERE order_id = :id AND attempt_no = :n
+                    """
+                ),
+                params,
+            )
+        log.error("late payment on order %s via %s %s: refund required", late.order_id, late.gateway, late.gateway_order_id)
+        return LateOutcome("refund_required", f"order was {row.order_status}")
+
+    @activity.defn
+    async def refund_late_payment(self, late: LatePayment) -> LateOutcome:
+        """Refund through the gateway exactly once: the idempotency key is the order + attempt, and
+        the row moves refund_required -> refunded only after the gateway confirmed."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text("SELECT * FROM payment WHERE gateway = :g AND gateway_order_id = :gid"),
+                    {"g": late.gateway, "gid": late.gateway_order_id},
+                )
+            ).one()
+        if row.status == "refunded":
+            return LateOutcome("refunded", "refunded earlier")
+        if row.status != "refund_required":
+            return LateOutcome("already_settled", row.status)
+        result = await self._gateway(late.gateway).refund(
+            gateway_order_id=row.gateway_order_id,
+            transaction_id=row.transaction_id or late.transaction_id or "",
+            amount=row.amount,
+            idempotency_key=f"rf-{row.order_id}-{row.attempt_no}",
+            description=f"Refund late payment {row.gateway_order_id}",
+            created_at=row.created_at,
+            paid_at=row.updated_at,
+        )
+        if not result.ok:
+            if result.result_code == "UNSUPPORTED":
+                return LateOutcome("refund_required", "this gateway has no refund API: refund by hand")
+            raise GatewayError(f"refund refused: {result.result_code} {result.message}")
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE payment SET status = 'refunded', updated_at = now() "
+                    "WHERE id = :id AND status = 'refund_required'"
+                ),
+                {"id": row.id},
+            )
+        return LateOutcome("refunded", result.refund_id or "")
+
+
+async def _reserve_again(conn: Any, order_id: str) -> bool:
+    items = (
+        await conn.execute(text("SELECT variant_id, quantity FROM order_item WHERE order_id = :id"), {"id": order_id})
+    ).all()
+    try:
+        async with conn.begin_nested():
+            await reserve(conn, [OrderLine(str(i.variant_id), i.quantity) for i in items])
+    except Rejected:
+        return False
+    return True
+
+
+def attempt_from_row(row: Any) -> Attempt:
+    return Attempt(
+        attempt_no=row.attempt_no,
+        gateway=row.gateway,
+        gateway_order_id=row.gateway_order_id,
+        request_id=row.request_id,
+        amount=row.amount,
+        status=row.status,
+        payment_url=row.payment_url,
+        created_at=row.created_at,
+        result_code=row.result_code,
+        transaction_id=row.transaction_id,
+    )

@@ -1,0 +1,54 @@
+"""LatePaymentWorkflow: money that arrived for an order that had already ended. One per attempt
+(id `late-<gateway>-<gatewayOrderId>`), so however often the notification comes, the decision and
+the refund happen once. Started by the order's workflow or, once that has finished, by the webhook."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+from workflows.messages import LateOutcome, LatePayment
+from workflows.search import GATEWAY, LATE_PAYMENT
+
+with workflow.unsafe.imports_passed_through():
+    from activities.payments import PaymentActivities
+
+DB_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
+# A refund the gateway keeps refusing is left `refund_required` for an operator after ~a day.
+REFUND_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5), maximum_interval=timedelta(hours=1), maximum_attempts=30
+)
+
+
+def late_workflow_id(gateway: str, gateway_order_id: str) -> str:
+    return f"late-{gateway}-{gateway_order_id}"
+
+
+@workflow.defn
+class LatePaymentWorkflow:
+    @workflow.run
+    async def run(self, late: LatePayment) -> LateOutcome:
+        workflow.upsert_search_attributes([GATEWAY.value_set(late.gateway), LATE_PAYMENT.value_set("received")])
+        outcome = await workflow.execute_activity_method(
+            PaymentActivities.settle_late_payment,
+            late,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=DB_RETRY,
+        )
+        if outcome.state == "refund_required":
+            workflow.upsert_search_attributes([LATE_PAYMENT.value_set("refund_required")])
+            try:
+                outcome = await workflow.execute_activity_method(
+                    PaymentActivities.refund_late_payment,
+                    late,
+                    start_to_close_timeout=timedelta(seconds=60),
+                    retry_policy=REFUND_RETRY,
+                )
+            except ActivityError as err:
+                workflow.logger.error("refund of %s gave up: %s", late.gateway_order_id, err)
+                outcome = LateOutcome("refund_required", "the gateway kept refusing: refund by hand")
+        workflow.upsert_search_attributes([LATE_PAYMENT.value_set(outcome.state)])
+        return outcome
