@@ -12,6 +12,7 @@ import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -160,6 +161,16 @@ async def start_late_settlement(client: Client, settings: Settings, order_id: st
     except WorkflowAlreadyStartedError:
         pass  # settled (or being settled) already
     log.error("late payment for ended order %s via %s %s", order_id, result.gateway, result.gateway_order_id)
+
+
+async def attempt_created_at(engine: AsyncEngine, result: GatewayResult) -> datetime | None:
+    async with engine.connect() as conn:
+        return (
+            await conn.execute(
+                text("SELECT created_at FROM payment WHERE gateway = :g AND gateway_order_id = :gid"),
+                {"g": result.gateway, "gid": result.gateway_order_id},
+            )
+        ).scalar_one_or_none()
 
 
 def dedupe_key(result: GatewayResult) -> str:

@@ -113,6 +113,7 @@ async def order_detail(conn: AsyncConnection, row: Any) -> OrderOut:
         if latest
         else None,
         attempts=[AttemptOut.model_validate(a, from_attributes=True) for a in attempts],
+        late_payment=row.late_payment,
         end_reason=row.end_reason,
         created_at=row.created_at,
         updated_at=row.updated_at,
@@ -138,6 +139,7 @@ async def list_orders(
     date_from: datetime | None,
     date_to: datetime | None,
     customer_id: str | None,
+    late_payment: bool | None = None,
 ) -> Page[OrderSummary]:
     where, params = ["NOT o.archived"], {"limit": size, "offset": (page - 1) * size}
     if not user.is_admin:
@@ -147,6 +149,7 @@ async def list_orders(
         ("o.status = :status", "status", status),
         ("o.created_at >= :from", "from", date_from),
         ("o.created_at < :to", "to", date_to),
+        ("o.late_payment = :late", "late", late_payment),
     ):
         if value is not None:
             where.append(clause)
@@ -178,6 +181,7 @@ async def list_orders(
             order_type=r.order_type,
             grand_total=r.grand_total,
             currency_code=r.currency_code,
+            late_payment=r.late_payment,
             expires_at=r.expires_at,
             created_at=r.created_at,
         )

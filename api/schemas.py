@@ -175,6 +175,7 @@ class OrderOut(Out):
     session: SessionOut
     payment: PaymentSummary | None
     attempts: list[AttemptOut]
+    late_payment: bool
     end_reason: str | None
     created_at: datetime
     updated_at: datetime
@@ -190,6 +191,7 @@ class OrderSummary(Out):
     order_type: str
     grand_total: int
     currency_code: str
+    late_payment: bool
     expires_at: datetime
     created_at: datetime
 

@@ -75,11 +75,20 @@ async def get_orders(
     from_: Annotated[datetime | None, Query(alias="from")] = None,
     to: datetime | None = None,
     customer_id: Annotated[str | None, Query(alias="customerId", max_length=128)] = None,
+    late_payment: Annotated[bool | None, Query(alias="latePayment")] = None,
 ) -> JSONResponse:
     if customer_id is not None and not user.is_admin and customer_id != user.id:
         raise ApiError(403, "FORBIDDEN", "Customers can only list their own orders")
     result = await list_orders(
-        conn, user, page=page, size=size, status=status, date_from=from_, date_to=to, customer_id=customer_id
+        conn,
+        user,
+        page=page,
+        size=size,
+        status=status,
+        date_from=from_,
+        date_to=to,
+        customer_id=customer_id,
+        late_payment=late_payment,
     )
     return ok(result)
 

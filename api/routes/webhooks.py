@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,8 +13,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from api.errors import ApiError
-from api.payment_intake import Intake, take
-from gateways.base import GatewayResult, InvalidSignature, PaymentGateway
+from api.payment_intake import Intake, attempt_created_at, take
+from gateways.base import GatewayError, GatewayResult, InvalidSignature, PaymentGateway, PaymentOutcome
 
 router = APIRouter(tags=["webhooks"])
 log = logging.getLogger(__name__)
@@ -99,6 +100,13 @@ async def browser_return(gateway: str, request: Request) -> RedirectResponse:
     """The shopper's browser comes back from the gateway: verify, hand the verdict on like a
     webhook (it often arrives first), and send the shopper to the frontend with the outcome."""
     result = _verify(request, gateway, dict(request.query_params), browser=True)
+    if result.outcome is PaymentOutcome.PENDING:
+        # PayOS returns are unsigned: the gateway's own answer is the verdict.
+        try:
+            created_at = await attempt_created_at(request.app.state.engine, result) or datetime.now(UTC)
+            result = await _gateway(request, gateway).query(result.gateway_order_id, created_at=created_at)
+        except GatewayError as err:
+            log.warning("could not confirm %s return for %s: %s", gateway, result.gateway_order_id, err)
     intake = await _take(request, result)
     params = {
         "gateway": gateway,
