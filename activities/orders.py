@@ -50,8 +50,10 @@ TRANSITION_SQL = text(
         UPDATE payment p SET status = :open_status, updated_at = now()
         FROM moved WHERE p.order_id = moved.id AND p.status = 'pending'
             AND p.attempt_no IS DISTINCT FROM :attempt_no RETURNING p.id
+    ), announce AS (
+        SELECT pg_notify('order_events', CAST(moved.id AS text)) FROM moved
     )
-    SELECT (SELECT count(*) FROM moved) AS moved, (SELECT status FROM "order" WHERE id = :id) AS status
+    SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM announce) AS announced, (SELECT status FROM "order" WHERE id = :id) AS status
     """
 )
 
@@ -108,7 +110,10 @@ class OrderActivities:
     async def set_deadline(self, inp: DeadlineInput) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(
-                text("UPDATE order_session SET expires_at = :at, updated_at = now() WHERE order_id = :id"),
+                text(
+                    "WITH s AS (UPDATE order_session SET expires_at = :at, updated_at = now() WHERE order_id = :id) "
+                    "SELECT pg_notify('order_events', CAST(:id AS text))"
+                ),
                 {"at": inp.expires_at, "id": inp.order_id},
             )
 

@@ -87,8 +87,10 @@ class PaymentActivities:
                             UPDATE order_session SET payment_attempts = GREATEST(payment_attempts, :n),
                                 last_payment_attempt = :at, updated_at = now()
                             WHERE order_id = :id
+                        ), announce AS (
+                            SELECT pg_notify('order_events', CAST(:id AS text))
                         )
-                        SELECT * FROM ins
+                        SELECT ins.* FROM ins, announce
                         """
                     ),
                     {
@@ -113,9 +115,12 @@ class PaymentActivities:
             await conn.execute(
                 text(
                     """
-                    UPDATE payment SET status = :status, result_code = :rc,
-                        transaction_id = coalesce(:tx, transaction_id), updated_at = now()
-                    WHERE order_id = :id AND attempt_no = :n AND status = 'pending'
+                    WITH p AS (
+                        UPDATE payment SET status = :status, result_code = :rc,
+                            transaction_id = coalesce(:tx, transaction_id), updated_at = now()
+                        WHERE order_id = :id AND attempt_no = :n AND status = 'pending'
+                    )
+                    SELECT pg_notify('order_events', CAST(:id AS text))
                     """
                 ),
                 {
