@@ -10,9 +10,10 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ApiError, fail, on_api_error, on_http_error, on_unexpected, on_validation_error
+from api.ratelimit import RateLimit
 from api.routes import admin, health, orders, products, webhooks
 from domain.db import make_engine
 from domain.settings import Settings, get_settings
@@ -23,7 +24,8 @@ log = logging.getLogger("api")
 
 
 class BodySizeLimit:
-    """Refuse request bodies over `limit` bytes (413) before they are read into memory."""
+    """Refuse request bodies over `limit` bytes (413) before the app sees them. Bodies are small
+    JSON documents, so reading one fully (at most `limit` bytes) before handing it on is cheap."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -32,20 +34,32 @@ class BodySizeLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            response = fail(413, "PAYLOAD_TOO_LARGE", f"Request body over {self.limit} bytes")
-            return await response(scope, receive, send)
-        seen = 0
-
-        async def limited() -> dict:
-            nonlocal seen
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return await self._refuse(scope, receive, send)
+        body, more = b"", True
+        while more:
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise ApiError(413, "PAYLOAD_TOO_LARGE", f"Request body over {self.limit} bytes")
-            return message
+            if message["type"] != "http.request":
+                return await self.app(scope, _replay(message, receive), send)
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                return await self._refuse(scope, receive, send)
+        await self.app(scope, _replay({"type": "http.request", "body": body, "more_body": False}, receive), send)
 
-        await self.app(scope, limited, send)
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = fail(413, "PAYLOAD_TOO_LARGE", f"Request body over {self.limit} bytes")
+        await response(scope, receive, send)
+
+
+def _replay(first: Message, receive: Receive) -> Receive:
+    """Hand the buffered message over once, then the real channel (for disconnects)."""
+    pending = [first]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -75,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
 
     v1 = APIRouter(prefix=settings.api_prefix)
     for module in (products, orders, admin, webhooks):

@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     frontend_return_url: str | None = None
     auth_jwt_secret: str = DEV_JWT_SECRET
     max_body_bytes: int = 64 * 1024
+    rate_limit_per_minute: int = 1200  # per client IP on /api/v1 (webhooks exempt); 0 = off
 
     order_session_duration_minutes: float = Field(15, gt=0)
     order_session_max_attempts: int = Field(3, ge=0)

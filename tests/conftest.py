@@ -147,6 +147,7 @@ async def stack(pg_url: str, dev_env: WorkflowEnvironment) -> AsyncIterator[Stac
         order_type_durations="normal=15,vip=30,quick=5,flash=0.05",
         order_session_reminder_minutes=0.02,
         payment_in_flight_grace_minutes=0.05,
+        rate_limit_per_minute=0,  # the suite is one client hammering; test_security checks the limit
     )
     server, task = await serve(create_app(settings), port)
     engine = make_engine(settings)
