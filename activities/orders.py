@@ -15,6 +15,7 @@ from temporalio import activity
 
 from activities.inventory import Rejected, reserve
 from domain.statuses import OPEN_ATTEMPTS_BECOME, SESSION_FOR_ORDER, OrderStatus
+from gateways.registry import amount_problem
 from workflows.messages import (
     CreatedOrder,
     CreateOrderInput,
@@ -73,6 +74,10 @@ class OrderActivities:
                 if existing is not None:
                     return CreateOrderResult(order=existing)
                 lines = await reserve(conn, inp.lines)
+                total = sum(line.unit_price * line.quantity for line in lines)
+                problem = amount_problem(inp.gateway, total) if inp.gateway else None
+                if problem:
+                    raise Rejected("AMOUNT_OUT_OF_RANGE", problem)  # rolls the reservation back
                 return CreateOrderResult(order=await _insert_order(conn, inp, lines))
         except Rejected as rejected:
             return CreateOrderResult(error=rejected.code, message=rejected.message)

@@ -12,7 +12,16 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import ApiError, fail, on_api_error, on_http_error, on_unexpected, on_validation_error
+from api.errors import (
+    COMMON_ERRORS,
+    ApiError,
+    error_responses,
+    fail,
+    on_api_error,
+    on_http_error,
+    on_unexpected,
+    on_validation_error,
+)
 from api.ratelimit import RateLimit
 from api.routes import admin, health, orders, products, webhooks
 from domain.db import make_engine
@@ -91,7 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
 
-    v1 = APIRouter(prefix=settings.api_prefix)
+    v1 = APIRouter(prefix=settings.api_prefix, responses=error_responses(*COMMON_ERRORS))
     for module in (products, orders, admin, webhooks):
         v1.include_router(module.router)
     app.include_router(v1)

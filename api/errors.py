@@ -30,6 +30,16 @@ def fail(status: int, code: str, message: str, headers: dict[str, str] | None = 
     return JSONResponse({"success": False, "message": message, "error": code}, status_code=status, headers=headers)
 
 
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error envelopes a route can answer with."""
+    from api.schemas import ErrorOut
+
+    return {code: {"model": ErrorOut, "description": HTTP_CODES.get(code, "Error")} for code in codes}
+
+
+# Every /api/v1 route can answer these (auth, body limit, validation, rate limit, dependencies down).
+COMMON_ERRORS = (400, 401, 413, 422, 429, 503)
+
 HTTP_CODES = {
     400: "BAD_REQUEST",
     401: "UNAUTHORIZED",
@@ -38,6 +48,11 @@ HTTP_CODES = {
     405: "METHOD_NOT_ALLOWED",
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
+    409: "CONFLICT",
+    422: "VALIDATION_ERROR",
+    429: "RATE_LIMITED",
+    502: "BAD_GATEWAY",
+    503: "SERVICE_UNAVAILABLE",
 }
 
 

@@ -35,6 +35,7 @@ UPDATE_ERRORS = {
     "SESSION_NOT_ACTIVE": 400,
     "MAX_ATTEMPTS_REACHED": 400,
     "INVALID_GATEWAY": 422,
+    "AMOUNT_OUT_OF_RANGE": 422,
     "VALIDATION_ERROR": 422,
     "PAYMENT_ALREADY_PROCESSED": 409,
     "ORDER_NOT_PENDING": 409,
@@ -89,7 +90,7 @@ async def start_order(client: Client, settings: Settings, inp: OrderInput) -> Cr
     try:
         return await client.execute_update_with_start_workflow(OrderWorkflow.created, start_workflow_operation=start)
     except WorkflowAlreadyStartedError:
-        outcome = await client.get_workflow_handle(workflow_id(inp.order_id)).result()
+        outcome = await client.get_workflow_handle_for(OrderWorkflow.run, workflow_id(inp.order_id)).result()
         if outcome.status == "rejected":
             return Creation(error=outcome.reason, message=f"Order was refused: {outcome.reason}")
         return Creation(error="ORDER_EXISTS", message="Order already exists")

@@ -87,6 +87,22 @@ class Out(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
+class Envelope(BaseModel, Generic[T]):
+    """Every success: `{success: true, message, data}`."""
+
+    success: Literal[True]
+    message: str
+    data: T
+
+
+class ErrorOut(BaseModel):
+    """Every failure: `{success: false, message, error}` with an error code."""
+
+    success: Literal[False]
+    message: str
+    error: str
+
+
 class VariantOut(Out):
     id: uuid.UUID
     sku: str

@@ -295,3 +295,27 @@ async def test_catalog_and_health(stack):
         ready = await http.get("/readyz")
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"] == {"postgres": "ok", "temporal": "ok", "worker": "ok"}
+
+
+async def test_idempotent_retry_of_a_refused_order_gets_the_same_refusal(stack):
+    headers = {**stack.auth("idem-refused"), "Idempotency-Key": f"k-{uuid.uuid4()}"}
+    missing = str(uuid.uuid4())
+    first = await stack.order(headers, missing)
+    second = await stack.order(headers, missing)
+    assert first.status_code == second.status_code == 404
+    assert first.json()["error"] == second.json()["error"] == "VARIANT_NOT_FOUND"
+
+
+async def test_amount_outside_the_gateway_range_is_refused_before_anything_is_written(stack):
+    product = await stack.product(stock=5, price=500)  # 500 VND: below every gateway's minimum
+    vid = product["variants"][0]["id"]
+    r = await stack.order(stack.auth(), vid, 1)
+    assert r.status_code == 422 and r.json()["error"] == "AMOUNT_OUT_OF_RANGE"
+    assert await stack.stock(vid) == 5
+    product = await stack.product(stock=5, price=3_000)  # fine for MoMo, below VNPay's 5,000
+    headers = stack.auth("amounts")
+    oid = (await stack.order(headers, product["variants"][0]["id"])).json()["data"]["orderId"]
+    r = await stack.http.post(f"/orders/{oid}/retry-payment", json={"gateway": "vnpay"}, headers=headers)
+    assert r.status_code == 422 and r.json()["error"] == "AMOUNT_OUT_OF_RANGE"
+    session = (await stack.http.get(f"/orders/{oid}/session", headers=headers)).json()["data"]
+    assert session["paymentAttempts"] == 0

@@ -49,6 +49,7 @@ class CreateOrderInput:
     duration_minutes: float
     max_attempts: int
     request_hash: str
+    gateway: str = ""  # its amount limits are checked before anything is written
 
 
 @dataclass

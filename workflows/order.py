@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.payments import PaymentActivities
     from domain.statuses import OPEN_ATTEMPTS_BECOME, SESSION_FOR_ORDER, AttemptStatus, OrderStatus
     from gateways.base import PaymentOutcome
+    from gateways.registry import amount_problem
 
 GATEWAYS = ("momo", "vnpay", "payos")
 DB_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
@@ -104,6 +105,7 @@ class OrderWorkflow:
                 duration_minutes=inp.duration_minutes,
                 max_attempts=inp.max_attempts,
                 request_hash=inp.request_hash,
+                gateway=inp.gateway,
             ),
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=DB_RETRY,
@@ -208,6 +210,9 @@ class OrderWorkflow:
             )
         if req.gateway is not None and req.gateway not in GATEWAYS:
             raise ApplicationError(f"Unknown gateway {req.gateway!r}", type="INVALID_GATEWAY")
+        problem = amount_problem(req.gateway or self.attempts[-1].gateway, self.order.grand_total)
+        if problem:
+            raise ApplicationError(problem, type="AMOUNT_OUT_OF_RANGE")
 
     @workflow.update
     async def cancel(self, req: CancelRequest) -> SessionView:

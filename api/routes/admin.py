@@ -6,10 +6,10 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import AdminUser, ConnDep, TemporalDep
-from api.errors import ok
+from api.errors import error_responses, ok
 from api.ordering import WorkflowGone, call_update, ended_order_error
 from api.read import find_order, session_out
-from api.schemas import ExtendIn
+from api.schemas import Envelope, ExtendIn, SessionOut
 from domain.temporal import workflow_id
 from workflows.messages import ExtendRequest
 from workflows.order import OrderWorkflow
@@ -17,7 +17,7 @@ from workflows.order import OrderWorkflow
 router = APIRouter(prefix="/admin/orders", tags=["admin"])
 
 
-@router.post("/{ref}/extend")
+@router.post("/{ref}/extend", response_model=Envelope[SessionOut], responses=error_responses(403, 404, 409))
 async def extend(ref: str, body: ExtendIn, user: AdminUser, conn: ConnDep, client: TemporalDep) -> JSONResponse:
     row = await find_order(conn, ref, user)
     await conn.rollback()
@@ -31,7 +31,7 @@ async def extend(ref: str, body: ExtendIn, user: AdminUser, conn: ConnDep, clien
     return ok(session_out(await find_order(conn, ref, user)), "Payment window moved")
 
 
-@router.post("/{ref}/expire")
+@router.post("/{ref}/expire", response_model=Envelope[SessionOut], responses=error_responses(403, 404, 409))
 async def expire(ref: str, user: AdminUser, conn: ConnDep, client: TemporalDep) -> JSONResponse:
     row = await find_order(conn, ref, user)
     await conn.rollback()

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import ConnDep, CurrentUser, SettingsDep, TemporalDep
-from api.errors import ApiError, ok
+from api.errors import ApiError, error_responses, ok
 from api.ordering import (
     WorkflowGone,
     call_update,
@@ -19,17 +19,30 @@ from api.ordering import (
     start_order,
 )
 from api.read import find_order, list_orders, order_detail, session_out
-from api.schemas import CancelIn, OrderCreate, OrderStatusName, RetryIn, RetryOut
+from api.schemas import (
+    CancelIn,
+    Envelope,
+    OrderCreate,
+    OrderOut,
+    OrderStatusName,
+    OrderSummary,
+    Page,
+    RetryIn,
+    RetryOut,
+    SessionOut,
+)
 from domain.temporal import workflow_id
 from workflows.messages import CancelRequest, RetryRequest
 from workflows.order import OrderWorkflow
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
-CREATE_ERRORS = {"OUT_OF_STOCK": 409, "VARIANT_NOT_FOUND": 404, "ORDER_EXISTS": 409}
+CREATE_ERRORS = {"OUT_OF_STOCK": 409, "VARIANT_NOT_FOUND": 404, "ORDER_EXISTS": 409, "AMOUNT_OUT_OF_RANGE": 422}
 
 
-@router.post("", status_code=201)
+@router.post(
+    "", status_code=201, response_model=Envelope[OrderOut], responses=error_responses(200, 403, 404, 409, 502)
+)
 async def create_order(
     body: OrderCreate,
     request: Request,
@@ -65,7 +78,7 @@ async def _replay(conn: ConnDep, order_id: str, req_hash: str, user: CurrentUser
     return ok(await order_detail(conn, row), "Order already created (idempotent replay)", 200)
 
 
-@router.get("")
+@router.get("", response_model=Envelope[Page[OrderSummary]], responses=error_responses(403))
 async def get_orders(
     user: CurrentUser,
     conn: ConnDep,
@@ -93,17 +106,19 @@ async def get_orders(
     return ok(result)
 
 
-@router.get("/{ref}")
+@router.get("/{ref}", response_model=Envelope[OrderOut], responses=error_responses(404))
 async def get_order(ref: str, user: CurrentUser, conn: ConnDep) -> JSONResponse:
     return ok(await order_detail(conn, await find_order(conn, ref, user)))
 
 
-@router.get("/{ref}/session")
+@router.get("/{ref}/session", response_model=Envelope[SessionOut], responses=error_responses(404))
 async def get_session(ref: str, user: CurrentUser, conn: ConnDep) -> JSONResponse:
     return ok(session_out(await find_order(conn, ref, user)))
 
 
-@router.post("/{ref}/retry-payment")
+@router.post(
+    "/{ref}/retry-payment", response_model=Envelope[RetryOut], responses=error_responses(400, 404, 409, 502)
+)
 async def retry_payment(
     ref: str, user: CurrentUser, conn: ConnDep, client: TemporalDep, body: RetryIn | None = None
 ) -> JSONResponse:
@@ -129,7 +144,7 @@ async def retry_payment(
     return ok(out, "Đang xử lý thanh toán lại")
 
 
-@router.post("/{ref}/cancel")
+@router.post("/{ref}/cancel", response_model=Envelope[OrderOut], responses=error_responses(404, 409))
 async def cancel_order(
     ref: str, user: CurrentUser, conn: ConnDep, client: TemporalDep, body: CancelIn | None = None
 ) -> JSONResponse:

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
-from api.errors import ApiError
+from api.errors import ApiError, error_responses
 from api.payment_intake import Intake, attempt_created_at, take
 from gateways.base import GatewayError, GatewayResult, InvalidSignature, PaymentGateway, PaymentOutcome
 
@@ -51,7 +51,7 @@ async def _take(request: Request, result: GatewayResult) -> Intake:
     return await take(state.engine, state.temporal, state.settings, result)
 
 
-@router.post("/webhooks/momo", status_code=204)
+@router.post("/webhooks/momo", status_code=204, responses=error_responses(400, 404))
 async def momo_ipn(request: Request) -> Response:
     intake = await _take(request, _verify(request, "momo", await _json_body(request)))
     if intake.verdict == "unknown_order":
@@ -86,7 +86,7 @@ async def vnpay_ipn(request: Request) -> JSONResponse:
     return JSONResponse({"RspCode": code, "Message": message})
 
 
-@router.post("/webhooks/payos")
+@router.post("/webhooks/payos", responses=error_responses(400))
 async def payos_webhook(request: Request) -> JSONResponse:
     intake = await _take(request, _verify(request, "payos", await _json_body(request)))
     if intake.verdict == "amount_mismatch":
@@ -95,7 +95,7 @@ async def payos_webhook(request: Request) -> JSONResponse:
     return JSONResponse({"success": True, "verdict": intake.verdict})
 
 
-@router.get("/payments/{gateway}/return")
+@router.get("/payments/{gateway}/return", status_code=303, responses=error_responses(400, 404))
 async def browser_return(gateway: str, request: Request) -> RedirectResponse:
     """The shopper's browser comes back from the gateway: verify, hand the verdict on like a
     webhook (it often arrives first), and send the shopper to the frontend with the outcome."""

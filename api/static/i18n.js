@@ -1,0 +1,239 @@
+// Vietnamese (default) and English texts. Static markup names its text with data-i18n="key"
+// (or data-i18n-aria-label / data-i18n-placeholder); scripts call t(key, vars).
+
+const TEXTS = {
+  vi: {
+    title: "Paywindow — cửa hàng demo",
+    langToggle: "English",
+    langToggleLabel: "Switch to English",
+    customer: "Khách hàng: {sub}",
+    catalog: "Sản phẩm",
+    loading: "Đang tải…",
+    stock: "Còn {n}",
+    outOfStock: "Hết hàng",
+    add: "Thêm vào giỏ",
+    addLabel: "Thêm {name} vào giỏ",
+    cart: "Giỏ hàng",
+    cartEmpty: "Giỏ hàng trống.",
+    remove: "Bỏ",
+    removeLabel: "Bỏ {name} khỏi giỏ",
+    quantityLabel: "Số lượng {name}",
+    total: "Tổng cộng",
+    checkout: "Đặt hàng",
+    receiver: "Người nhận",
+    name: "Họ tên",
+    phone: "Số điện thoại",
+    address: "Địa chỉ",
+    gateway: "Cổng thanh toán",
+    orderType: "Loại đơn",
+    minutes: "{n} phút",
+    seconds: "{n} giây",
+    placeOrder: "Đặt hàng và thanh toán",
+    placing: "Đang tạo đơn…",
+    order: "Đơn hàng #{code}",
+    items: "Sản phẩm",
+    timeLeft: "Thời gian còn lại",
+    timerLabel: "Thời gian còn lại để thanh toán",
+    closing: "Hết giờ — đang xác nhận với cổng thanh toán…",
+    payWith: "Thanh toán với {gateway}",
+    payWithLabel: "Mở trang thanh toán {gateway} trong thẻ mới",
+    attempts: "Các lần thanh toán",
+    attemptRow: "Lần {n} · {gateway} · {status}",
+    retry: "Thanh toán lại",
+    retryWith: "Thử lại với",
+    retryButton: "Tạo liên kết mới",
+    remainingAttempts: "Còn {n}/{max} lần thử lại",
+    noAttemptsLeft: "Đã hết lượt thử lại",
+    cancel: "Hủy đơn",
+    cancelConfirm: "Hủy đơn hàng này?",
+    newOrder: "Đặt đơn mới",
+    live: "Cập nhật trực tiếp",
+    offline: "Mất kết nối cập nhật trực tiếp — đang thử lại…",
+    "status.pending_payment": "Chờ thanh toán",
+    "status.paid": "Đã thanh toán",
+    "status.cancelled": "Đã hủy",
+    "status.expired": "Đã hết hạn",
+    "status.failed": "Thanh toán thất bại",
+    "final.paid": "Cảm ơn bạn! Đơn hàng đã được thanh toán.",
+    "final.cancelled": "Đơn hàng đã bị hủy, hàng đã được hoàn về kho.",
+    "final.expired": "Phiên thanh toán đã hết hạn. Vui lòng tạo đơn hàng mới.",
+    "final.failed": "Không thể thanh toán đơn hàng này.",
+    "attempt.pending": "đang chờ",
+    "attempt.success": "thành công",
+    "attempt.failed": "thất bại",
+    "attempt.cancelled": "đã hủy",
+    "attempt.expired": "hết hạn",
+    "attempt.system_error": "lỗi hệ thống",
+    "attempt.refund_required": "cần hoàn tiền",
+    "attempt.refunded": "đã hoàn tiền",
+    "error.SESSION_EXPIRED": "Phiên thanh toán đã hết hạn. Vui lòng tạo đơn hàng mới.",
+    "error.MAX_ATTEMPTS_REACHED": "Đã vượt quá số lần thanh toán cho phép ({max} lần).",
+    "error.SESSION_NOT_ACTIVE": "Phiên thanh toán không còn hoạt động.",
+    "error.OUT_OF_STOCK": "Sản phẩm không đủ hàng.",
+    "error.PAYMENT_GATEWAY_ERROR": "Cổng thanh toán không tạo được liên kết. Vui lòng thử cổng khác.",
+    "error.ORDER_NOT_FOUND": "Không tìm thấy đơn hàng.",
+    "error.PAYMENT_ALREADY_PROCESSED": "Đơn hàng đã được thanh toán, không thể hủy.",
+    "error.ORDER_NOT_PENDING": "Đơn hàng không còn chờ thanh toán.",
+    "error.VALIDATION_ERROR": "Thông tin chưa hợp lệ: {message}",
+    "error.NO_TOKEN": "Không lấy được mã demo (chỉ có khi bật sandbox, ngoài production).",
+    "error.NETWORK": "Không kết nối được máy chủ.",
+    "error.default": "Có lỗi xảy ra: {message}",
+    resultTitle: "Kết quả thanh toán",
+    resultGateway: "{gateway} báo: {outcome}",
+    resultNote: "Trạng thái cuối cùng của đơn hàng do máy chủ xác nhận — xem đơn hàng để biết.",
+    backToOrder: "Xem đơn hàng",
+    backToShop: "Về cửa hàng",
+    "outcome.success": "thanh toán thành công",
+    "outcome.pending": "chưa thanh toán",
+    "outcome.processing": "đang xử lý",
+    "outcome.failed": "thanh toán thất bại",
+    "outcome.cancelled": "đã hủy thanh toán",
+    "outcome.expired": "liên kết đã hết hạn",
+    "outcome.system_error": "lỗi hệ thống",
+  },
+  en: {
+    title: "Paywindow — demo shop",
+    langToggle: "Tiếng Việt",
+    langToggleLabel: "Chuyển sang tiếng Việt",
+    customer: "Customer: {sub}",
+    catalog: "Products",
+    loading: "Loading…",
+    stock: "{n} left",
+    outOfStock: "Out of stock",
+    add: "Add to cart",
+    addLabel: "Add {name} to cart",
+    cart: "Cart",
+    cartEmpty: "Your cart is empty.",
+    remove: "Remove",
+    removeLabel: "Remove {name} from cart",
+    quantityLabel: "Quantity of {name}",
+    total: "Total",
+    checkout: "Checkout",
+    receiver: "Receiver",
+    name: "Full name",
+    phone: "Phone",
+    address: "Address",
+    gateway: "Payment gateway",
+    orderType: "Order type",
+    minutes: "{n} min",
+    seconds: "{n} s",
+    placeOrder: "Place order and pay",
+    placing: "Placing order…",
+    order: "Order #{code}",
+    items: "Items",
+    timeLeft: "Time left",
+    timerLabel: "Time left to pay",
+    closing: "Time is up — confirming with the gateway…",
+    payWith: "Pay with {gateway}",
+    payWithLabel: "Open the {gateway} payment page in a new tab",
+    attempts: "Payment attempts",
+    attemptRow: "Attempt {n} · {gateway} · {status}",
+    retry: "Pay again",
+    retryWith: "Retry with",
+    retryButton: "Get a new link",
+    remainingAttempts: "{n}/{max} retries left",
+    noAttemptsLeft: "No retries left",
+    cancel: "Cancel order",
+    cancelConfirm: "Cancel this order?",
+    newOrder: "New order",
+    live: "Live updates",
+    offline: "Live updates lost — reconnecting…",
+    "status.pending_payment": "Awaiting payment",
+    "status.paid": "Paid",
+    "status.cancelled": "Cancelled",
+    "status.expired": "Expired",
+    "status.failed": "Payment failed",
+    "final.paid": "Thank you! The order is paid.",
+    "final.cancelled": "The order was cancelled and its items are back in stock.",
+    "final.expired": "The payment window has closed. Please place a new order.",
+    "final.failed": "This order could not be paid.",
+    "attempt.pending": "pending",
+    "attempt.success": "success",
+    "attempt.failed": "failed",
+    "attempt.cancelled": "cancelled",
+    "attempt.expired": "expired",
+    "attempt.system_error": "system error",
+    "attempt.refund_required": "refund required",
+    "attempt.refunded": "refunded",
+    "error.SESSION_EXPIRED": "The payment session has expired. Please place a new order.",
+    "error.MAX_ATTEMPTS_REACHED": "Maximum payment attempts ({max}) reached.",
+    "error.SESSION_NOT_ACTIVE": "The payment session is no longer active.",
+    "error.OUT_OF_STOCK": "Not enough stock for this order.",
+    "error.PAYMENT_GATEWAY_ERROR": "The gateway could not make a payment link. Try another gateway.",
+    "error.ORDER_NOT_FOUND": "Order not found.",
+    "error.PAYMENT_ALREADY_PROCESSED": "The order is already paid and cannot be cancelled.",
+    "error.ORDER_NOT_PENDING": "The order is no longer awaiting payment.",
+    "error.VALIDATION_ERROR": "Please check the form: {message}",
+    "error.NO_TOKEN": "No demo token (only with the sandbox on, outside production).",
+    "error.NETWORK": "Cannot reach the server.",
+    "error.default": "Something went wrong: {message}",
+    resultTitle: "Payment result",
+    resultGateway: "{gateway} says: {outcome}",
+    resultNote: "The server confirms the order's final state — open the order to see it.",
+    backToOrder: "View the order",
+    backToShop: "Back to the shop",
+    "outcome.success": "payment successful",
+    "outcome.pending": "not paid yet",
+    "outcome.processing": "processing",
+    "outcome.failed": "payment failed",
+    "outcome.cancelled": "payment cancelled",
+    "outcome.expired": "link expired",
+    "outcome.system_error": "system error",
+  },
+};
+
+const STORAGE_KEY = "paywindow.lang";
+const listeners = new Set();
+let lang = localStorage.getItem(STORAGE_KEY) === "en" ? "en" : "vi";
+
+export function t(key, vars = {}) {
+  const text = TEXTS[lang][key] ?? TEXTS.vi[key] ?? key;
+  return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
+}
+
+export function has(key) {
+  return key in TEXTS[lang];
+}
+
+export function currentLang() {
+  return lang;
+}
+
+/** Fill every data-i18n* element under `root`. */
+export function translate(root = document) {
+  document.documentElement.lang = lang;
+  for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  for (const el of root.querySelectorAll("[data-i18n-aria-label]")) {
+    el.setAttribute("aria-label", t(el.dataset.i18nAriaLabel));
+  }
+  document.title = t("title");
+}
+
+export function onLangChange(fn) {
+  listeners.add(fn);
+}
+
+export function toggleLang() {
+  lang = lang === "vi" ? "en" : "vi";
+  localStorage.setItem(STORAGE_KEY, lang);
+  translate();
+  for (const fn of listeners) fn(lang);
+}
+
+/** The language toggle button in the page header. */
+export function wireToggle(button) {
+  const label = () => {
+    button.textContent = t("langToggle");
+    button.setAttribute("aria-label", t("langToggleLabel"));
+  };
+  label();
+  onLangChange(label);
+  button.addEventListener("click", toggleLang);
+}
+
+export function formatVnd(amount) {
+  return new Intl.NumberFormat(lang === "vi" ? "vi-VN" : "en-US", {
+    style: "currency",
+    currency: "VND",
+  }).format(amount);
+}
