@@ -29,7 +29,7 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
     engine = make_engine(settings)
     gateways = build_gateways(settings)
     orders = OrderActivities(engine)
-    payments = PaymentActivities(engine, gateways, settings)
+    payments = PaymentActivities(engine, gateways, settings, client)
     worker = Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -43,6 +43,7 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
             payments.record_attempt,
             payments.reconcile,
             payments.cancel_open_links,
+            payments.request_late_settlement,
             payments.settle_late_payment,
             payments.refund_late_payment,
         ],

@@ -10,9 +10,11 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities.inventory import Rejected, reserve
+from activities.late_payments import start_settlement
 from domain.settings import Settings
 from gateways.base import GatewayError, LinkItem, LinkRequest, PaymentGateway, PaymentOutcome
 from workflows.messages import (
@@ -33,10 +35,13 @@ SETTLED = ("success", "refunded")
 
 
 class PaymentActivities:
-    def __init__(self, engine: AsyncEngine, gateways: dict[str, PaymentGateway], settings: Settings) -> None:
+    def __init__(
+        self, engine: AsyncEngine, gateways: dict[str, PaymentGateway], settings: Settings, client: Client
+    ) -> None:
         self.engine = engine
         self.gateways = gateways
         self.settings = settings
+        self.client = client
 
     def _gateway(self, name: str) -> PaymentGateway:
         gateway = self.gateways.get(name)
@@ -199,6 +204,12 @@ class PaymentActivities:
     # ---- late payments -----------------------------------------------------------------------------
 
     @activity.defn
+    async def request_late_settlement(self, late: LatePayment) -> None:
+        """From a running order workflow: a separate workflow (not a child) settles the money, so
+        it outlives the order's and is the same one the webhook would start."""
+        await start_settlement(self.client, self.settings.temporal_task_queue, late)
+
+    @activity.defn
     async def settle_late_payment(self, late: LatePayment) -> LateOutcome:
         """Decide, once and atomically, what money for an ended order becomes."""
         async with self.engine.begin() as conn:
@@ -278,19 +289,24 @@ class PaymentActivities:
             return LateOutcome("refunded", "refunded earlier")
         if row.status != "refund_required":
             return LateOutcome("already_settled", row.status)
-        result = await self._gateway(late.gateway).refund(
-            gateway_order_id=row.gateway_order_id,
-            transaction_id=row.transaction_id or late.transaction_id or "",
-            amount=row.amount,
-            idempotency_key=f"rf-{row.order_id}-{row.attempt_no}",
-            description=f"Refund late payment {row.gateway_order_id}",
-            created_at=row.created_at,
-            paid_at=row.updated_at,
-        )
+        try:
+            result = await self._gateway(late.gateway).refund(
+                gateway_order_id=row.gateway_order_id,
+                transaction_id=row.transaction_id or late.transaction_id or "",
+                amount=row.amount,
+                idempotency_key=f"rf-{row.order_id}-{row.attempt_no}",
+                description=f"Refund late payment {row.gateway_order_id}",
+                created_at=row.created_at,
+                paid_at=row.updated_at,
+            )
+        except ValueError as err:  # our record cannot make a valid refund request: a person must look
+            return LateOutcome("refund_required", f"cannot request a refund: {err}")
         if not result.ok:
-            if result.result_code == "UNSUPPORTED":
-                return LateOutcome("refund_required", "this gateway has no refund API: refund by hand")
-            raise GatewayError(f"refund refused: {result.result_code} {result.message}")
+            # The gateway answered and said no: asking again will not change its mind. Transport
+            # failures (GatewayError) are retried by the activity's policy instead.
+            reason = "no refund API" if result.result_code == "UNSUPPORTED" else f"refused {result.result_code}"
+            log.error("refund of %s not done (%s): refund by hand", row.gateway_order_id, reason)
+            return LateOutcome("refund_required", f"{reason} {result.message}".strip())
         async with self.engine.begin() as conn:
             await conn.execute(
                 text(

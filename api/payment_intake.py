@@ -18,14 +18,12 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.late_payments import start_settlement
 from domain.settings import Settings
 from domain.temporal import workflow_id
 from gateways.base import GatewayResult, PaymentOutcome
-from workflows.late_payment import LatePaymentWorkflow, late_workflow_id
 from workflows.messages import LatePayment, PaymentResult
 from workflows.order import OrderWorkflow
 
@@ -149,18 +147,7 @@ async def start_late_settlement(client: Client, settings: Settings, order_id: st
         transaction_id=result.transaction_id,
         policy=settings.late_payment_policy,
     )
-    try:
-        await client.start_workflow(
-            LatePaymentWorkflow.run,
-            late,
-            id=late_workflow_id(result.gateway, result.gateway_order_id),
-            task_queue=settings.temporal_task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        )
-    except WorkflowAlreadyStartedError:
-        pass  # settled (or being settled) already
-    log.error("late payment for ended order %s via %s %s", order_id, result.gateway, result.gateway_order_id)
+    await start_settlement(client, settings.temporal_task_queue, late)
 
 
 async def attempt_created_at(engine: AsyncEngine, result: GatewayResult) -> datetime | None:

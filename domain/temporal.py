@@ -21,3 +21,8 @@ async def connect(settings: Settings) -> Client:
 
 def workflow_id(order_id: str) -> str:
     return f"order-{order_id}"
+
+
+def late_workflow_id(gateway: str, gateway_order_id: str) -> str:
+    """One late-payment settlement per attempt."""
+    return f"late-{gateway}-{gateway_order_id}"

@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -158,3 +160,21 @@ async def stack(pg_url: str, dev_env: WorkflowEnvironment) -> AsyncIterator[Stac
     server.should_exit = True
     await task
     await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def ts(stack: Any) -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(BIN / "temporal-test-server"), data_converter=pydantic_data_converter
+    )
+    # The Java test server knows no custom search attributes until told (the dev server's
+    # are registered by its command line).
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={k.name: IndexedValueType.ValueType(k.indexed_value_type) for k in SEARCH_ATTRIBUTES},
+        )
+    )
+    async with running_worker(stack.settings, client=env.client):
+        yield env
+    await env.shutdown()

@@ -14,11 +14,12 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from domain.temporal import late_workflow_id
 from gateways.payos import payos_signature
 from gateways.vnpay import VnpayGateway
 from gateways.vnpay_wire import vnpay_secure_hash
 from tests.helpers import wait_for_status
-from workflows.late_payment import LatePaymentWorkflow, late_workflow_id
+from workflows.late_payment import LatePaymentWorkflow
 from workflows.messages import LatePayment
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,16 +12,12 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowHandle, WorkflowHistory, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from tests.conftest import BIN
-from worker import running_worker
 from workflows.messages import (
     CancelRequest,
     ExtendRequest,
@@ -33,7 +28,6 @@ from workflows.messages import (
     RetryRequest,
 )
 from workflows.order import OrderWorkflow
-from workflows.search import ALL as SEARCH_ATTRIBUTES
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 HISTORIES = Path(__file__).parent / "histories"
@@ -44,24 +38,6 @@ async def keep_history(handle: WorkflowHandle, name: str) -> None:
     if os.environ.get("RECORD_HISTORIES"):
         HISTORIES.mkdir(exist_ok=True)
         (HISTORIES / f"{name}.json").write_text((await handle.fetch_history()).to_json())
-
-
-@pytest.fixture(scope="session")
-async def ts(stack: Any) -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(BIN / "temporal-test-server"), data_converter=pydantic_data_converter
-    )
-    # The Java test server knows no custom search attributes until told (the dev server's
-    # are registered by its command line).
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={k.name: IndexedValueType.ValueType(k.indexed_value_type) for k in SEARCH_ATTRIBUTES},
-        )
-    )
-    async with running_worker(stack.settings, client=env.client):
-        yield env
-    await env.shutdown()
 
 
 async def start(

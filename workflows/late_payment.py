@@ -23,10 +23,6 @@ REFUND_RETRY = RetryPolicy(
 )
 
 
-def late_workflow_id(gateway: str, gateway_order_id: str) -> str:
-    return f"late-{gateway}-{gateway_order_id}"
-
-
 @workflow.defn
 class LatePaymentWorkflow:
     @workflow.run

@@ -13,10 +13,8 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
-from temporalio.workflow import ParentClosePolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.late_payment import LatePaymentWorkflow, late_workflow_id
 from workflows.messages import (
     Attempt,
     AttemptUpdate,
@@ -396,15 +394,12 @@ class OrderWorkflow:
             transaction_id=result.transaction_id,
             policy=self.inp.late_payment_policy,
         )
-        try:
-            await workflow.start_child_workflow(
-                LatePaymentWorkflow.run,
-                late,
-                id=late_workflow_id(result.gateway, result.gateway_order_id),
-                parent_close_policy=ParentClosePolicy.ABANDON,
-            )
-        except WorkflowAlreadyStartedError:
-            pass  # already being settled
+        await workflow.execute_activity_method(
+            PaymentActivities.request_late_settlement,
+            late,
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
 
     async def _finish(self, to: OrderStatus, reason: str, update: AttemptUpdate | None = None) -> None:
         result = await workflow.execute_activity_method(
