@@ -22,8 +22,9 @@ from api.errors import (
     on_unexpected,
     on_validation_error,
 )
+from api.events import start_listener, stop_listener
 from api.ratelimit import RateLimit
-from api.routes import admin, health, orders, products, webhooks
+from api.routes import admin, demo, events, health, orders, products, webhooks
 from domain.db import make_engine
 from domain.settings import Settings, get_settings
 from domain.temporal import connect
@@ -84,7 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.temporal = await connect(settings)
         except Exception as err:  # noqa: BLE001 - readiness reports it; requests retry the connect
             log.warning("Temporal not reachable at start (%s); will retry on demand", err)
+        await start_listener(app)
         yield
+        await stop_listener(app)
         await app.state.engine.dispose()
 
     app = FastAPI(
@@ -101,10 +104,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
 
     v1 = APIRouter(prefix=settings.api_prefix, responses=error_responses(*COMMON_ERRORS))
-    for module in (products, orders, admin, webhooks):
+    for module in (products, orders, events, admin, webhooks):
         v1.include_router(module.router)
     app.include_router(v1)
     app.include_router(health.router)
+    app.include_router(demo.build_router(settings))
     if settings.sandbox_enabled:
         from gateways.sandbox import build_sandbox_router
 

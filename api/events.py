@@ -19,15 +19,20 @@ from api.auth import User
 from api.errors import ApiError
 from api.read import find_order, order_detail
 from domain.db import async_url
+from domain.statuses import OrderStatus
 
 log = logging.getLogger("api.events")
 
 CHANNEL = "order_events"
 APPLICATION_NAME = "paywindow-order-events"  # how operators (and tests) spot the listener in pg_stat_activity
-TERMINAL = frozenset({"paid", "cancelled", "expired", "failed"})
 HEARTBEAT_SECONDS = 15.0
 # The reader behind every push: each stream checked its caller once, when it opened.
 _READER = User(id="order-events", role="admin")
+
+
+def is_final(detail: dict[str, Any]) -> bool:
+    """The order has ended; its stream ends with it."""
+    return OrderStatus(detail["status"]).is_terminal
 
 
 def listen_dsn(database_url: str | None) -> str:
@@ -96,6 +101,10 @@ class OrderEvents:
                 if not subs:
                     del self._subs[order_id]
 
+    def watching(self, order_id: str) -> int:
+        """How many streams watch the order now."""
+        return len(self._subs.get(order_id, ()))
+
     async def load(self, order_id: str) -> dict[str, Any]:
         """The order detail as `GET /orders/{ref}` answers it (camelCase, JSON-ready)."""
         async with self._engine.connect() as conn:
@@ -114,14 +123,16 @@ class OrderEvents:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
-            delay = 0.5
             try:
                 await self._listen(conn)
             except Exception as err:  # noqa: BLE001 - the listener must outlive any database hiccup
                 log.warning("order events: listener lost (%s); reconnecting", err)
             finally:
+                # Back off only while LISTEN keeps failing; a connection that was listening comes back fast.
+                delay = 0.5 if self.listening.is_set() else min(delay * 2, 10.0)
                 self.listening.clear()
                 conn.terminate()
+            await asyncio.sleep(delay)
 
     async def _listen(self, conn: asyncpg.Connection) -> None:
         lost = asyncio.Event()

@@ -92,7 +92,7 @@ def main() -> int:
         children.append(
             subprocess.Popen(
                 [py, "-m", "uvicorn", "api.app:app_factory", "--factory", "--host", settings.api_host,
-                 "--port", str(settings.api_port), "--no-access-log"],
+                 "--port", str(settings.api_port), "--no-access-log", "--timeout-graceful-shutdown", "5"],
                 env=env,
             )
         )
@@ -125,6 +125,7 @@ def _banner(settings: Settings) -> None:
     print(
         f"""
 Paywindow is running.
+  Demo shop     {base}/demo
   API docs      {base}/docs
   Readiness     {base}/readyz
   Sandbox       {base}/sandbox/

@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from api import events
 from api.auth import InvalidToken, User, read_token
 from api.deps import current_user
-from api.errors import ApiError
+from api.errors import ApiError, error_responses
 from api.read import find_order
 
 router = APIRouter(prefix="/orders", tags=["orders"])
@@ -34,7 +34,7 @@ def sse(event: str, data: dict[str, Any]) -> str:
 
 async def order_stream(hub: events.OrderEvents, order_id: str) -> AsyncIterator[str]:
     """The detail now, then after each change; a comment line keeps proxies from timing the
-    stream out; the stream ends after a terminal status (nothing can change any more)."""
+    stream out; the stream ends after a terminal status."""
     with hub.subscribe(order_id) as sub:  # before the first read, so no change slips between
         detail: dict[str, Any] | None = await hub.load(order_id)
         while True:
@@ -42,7 +42,7 @@ async def order_stream(hub: events.OrderEvents, order_id: str) -> AsyncIterator[
                 yield ": heartbeat\n\n"
             else:
                 yield sse("session", detail)
-                if detail["status"] in events.TERMINAL:
+                if events.is_final(detail):
                     return
             detail = await sub.next(events.HEARTBEAT_SECONDS)
 
@@ -51,14 +51,23 @@ async def order_stream(hub: events.OrderEvents, order_id: str) -> AsyncIterator[
     "/{ref}/events",
     name="order_events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "`session` events (order detail)"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "`session` events (the order detail)"},
+        **error_responses(401, 404, 503),
+    },
 )
 async def order_events(ref: str, request: Request, user: Annotated[User, Depends(stream_user)]) -> StreamingResponse:
     hub: events.OrderEvents | None = getattr(request.app.state, "order_events", None)
     if hub is None:
         raise ApiError(503, "EVENTS_UNAVAILABLE", "Live order events are not running")
-    async with request.app.state.engine.connect() as conn:  # not ConnDep: a stream must not hold a pooled connection
+    try:
+        conn = await request.app.state.engine.connect()  # not ConnDep: a stream must not hold a pooled connection
+    except OSError as err:
+        raise ApiError(503, "DATABASE_UNAVAILABLE", f"Database unavailable: {err}") from None
+    try:
         row = await find_order(conn, ref, user)
+    finally:
+        await conn.close()
     return StreamingResponse(
         order_stream(hub, str(row.id)),
         media_type="text/event-stream",

@@ -41,7 +41,13 @@ CREATE_ERRORS = {"OUT_OF_STOCK": 409, "VARIANT_NOT_FOUND": 404, "ORDER_EXISTS": 
 
 
 @router.post(
-    "", status_code=201, response_model=Envelope[OrderOut], responses=error_responses(200, 403, 404, 409, 502)
+    "",
+    status_code=201,
+    response_model=Envelope[OrderOut],
+    responses={
+        200: {"model": Envelope[OrderOut], "description": "Idempotent replay: the order this key made"},
+        **error_responses(403, 404, 409, 502),
+    },
 )
 async def create_order(
     body: OrderCreate,

@@ -4,7 +4,7 @@
 
 import { ApiError, demoSession, newIdempotencyKey, orderEvents, request } from "./api.js";
 import { Countdown, formatRemaining } from "./countdown.js";
-import { formatVnd, has, onLangChange, t, translate, wireToggle } from "./i18n.js";
+import { formatTime, formatVnd, has, onLangChange, t, translate, wireToggle } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
 const GATEWAYS = { momo: "MoMo", vnpay: "VNPay", payos: "PayOS" };
@@ -171,6 +171,8 @@ async function placeOrder(event) {
     history.pushState(null, "", `/demo?order=${order.orderId}`);
     openOrder(order);
   } catch (err) {
+    // Only a request that may have reached the server is retried under the same key.
+    if (err.code !== "NETWORK") state.idempotencyKey = newIdempotencyKey();
     showError(err);
   } finally {
     button.disabled = false;
@@ -184,7 +186,7 @@ async function openOrder(orderOrId) {
   show("order");
   const order = typeof orderOrId === "string" ? await request("GET", `/orders/${encodeURIComponent(orderOrId)}`) : orderOrId;
   renderOrder(order);
-  if (!TERMINAL.has(order.status)) listen(order.orderId);
+  if (!TERMINAL.has(order.status)) listen(order.orderId).catch(showError);
 }
 
 function closeOrder() {
@@ -249,8 +251,9 @@ function renderOrder(order) {
   $("retry-button").disabled = !session.canRetry;
   const latest = order.attempts.at(-1);
   const retrySelect = $("retry").elements.gateway;
-  if (latest && document.activeElement !== retrySelect) {
-    retrySelect.value = Object.keys(GATEWAYS).find((g) => g !== latest.gateway); // another gateway by default
+  if (latest && retrySelect.dataset.attempt !== String(latest.attemptNo)) {
+    retrySelect.dataset.attempt = latest.attemptNo; // a new attempt: suggest another gateway, once
+    retrySelect.value = Object.keys(GATEWAYS).find((g) => g !== latest.gateway);
   }
   if (pending) countdown.sync(session);
   else countdown.stop();
@@ -272,7 +275,8 @@ function renderWindow() {
     link.setAttribute("aria-label", t("payWithLabel", { gateway: GATEWAYS[latest.gateway] }));
   }
   if (timeUp) $("retry-button").disabled = true;
-  const message = pending ? (timeUp ? t("closing") : t("status.pending_payment")) : t(`final.${order.status}`);
+  const waiting = timeUp ? t("closing") : t("payBefore", { time: formatTime(order.session.expiresAt) });
+  const message = pending ? waiting : t(`final.${order.status}`);
   setText($("state-msg"), message);
   $("state-msg").dataset.status = timeUp ? "closing" : order.status;
 }

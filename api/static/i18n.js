@@ -34,6 +34,7 @@ const TEXTS = {
     items: "Sản phẩm",
     timeLeft: "Thời gian còn lại",
     timerLabel: "Thời gian còn lại để thanh toán",
+    payBefore: "Vui lòng thanh toán trước {time}.",
     closing: "Hết giờ — đang xác nhận với cổng thanh toán…",
     payWith: "Thanh toán với {gateway}",
     payWithLabel: "Mở trang thanh toán {gateway} trong thẻ mới",
@@ -123,6 +124,7 @@ const TEXTS = {
     items: "Items",
     timeLeft: "Time left",
     timerLabel: "Time left to pay",
+    payBefore: "Please pay before {time}.",
     closing: "Time is up — confirming with the gateway…",
     payWith: "Pay with {gateway}",
     payWithLabel: "Open the {gateway} payment page in a new tab",
@@ -213,12 +215,21 @@ export function onLangChange(fn) {
   listeners.add(fn);
 }
 
-export function toggleLang() {
-  lang = lang === "vi" ? "en" : "vi";
-  localStorage.setItem(STORAGE_KEY, lang);
+function setLang(next) {
+  lang = next;
   translate();
   for (const fn of listeners) fn(lang);
 }
+
+export function toggleLang() {
+  localStorage.setItem(STORAGE_KEY, lang === "vi" ? "en" : "vi");
+  setLang(localStorage.getItem(STORAGE_KEY));
+}
+
+// Other tabs of the shop (the order, the gateway's return page) follow the choice.
+window.addEventListener("storage", (event) => {
+  if (event.key === STORAGE_KEY) setLang(event.newValue === "en" ? "en" : "vi");
+});
 
 /** The language toggle button in the page header. */
 export function wireToggle(button) {
@@ -229,6 +240,10 @@ export function wireToggle(button) {
   label();
   onLangChange(label);
   button.addEventListener("click", toggleLang);
+}
+
+export function formatTime(iso) {
+  return new Date(iso).toLocaleTimeString(lang === "vi" ? "vi-VN" : "en-GB");
 }
 
 export function formatVnd(amount) {

@@ -1,0 +1,58 @@
+"""What the browser tests share: finding Chromium, a fresh page per test, screenshots."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def browser_problem() -> str | None:
+    if not Path(CHROMIUM).exists():
+        return f"{CHROMIUM} not found: install it with `apt-get update && apt-get install -y chromium`"
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return "Python Playwright is not installed: `pip install playwright` (no `playwright install` needed)"
+    return None
+
+
+@asynccontextmanager
+async def new_page(browser: Any) -> AsyncIterator[Any]:
+    """A page in its own context (own localStorage: its own demo shopper), Vietnamese by default.
+    Uncaught script errors fail the test."""
+    problem = browser_problem()
+    if problem is not None or browser is None:
+        if os.environ.get("PAYWINDOW_SKIP_BROWSER") == "1":
+            pytest.skip(f"browser tests skipped (PAYWINDOW_SKIP_BROWSER=1): {problem}")
+        pytest.fail(f"browser tests need Chromium: {problem} (or set PAYWINDOW_SKIP_BROWSER=1 to skip them)")
+    context = await browser.new_context(locale="vi-VN", viewport={"width": 1100, "height": 900})
+    context.set_default_timeout(10_000)
+    errors: list[str] = []
+    context.on("weberror", lambda e: errors.append(str(e.error)))
+    page = await context.new_page()
+    page.on("console", lambda m: m.type == "error" and errors.append(f"console: {m.text} at {m.location}"))
+    try:
+        yield page
+        assert not errors, errors
+    finally:
+        await context.close()
+
+
+async def screenshot(page: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{re.sub(r'[^a-z0-9-]+', '-', name.lower())}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    return path
