@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     temporal_address: str | None = None
     temporal_namespace: str = "default"
     temporal_task_queue: str = "orders"
+    temporal_tls_cert: Path | None = None  # PEM client certificate (mTLS, e.g. Temporal Cloud)
+    temporal_tls_key: Path | None = None  # PEM key for temporal_tls_cert
+    temporal_api_key: str | None = None  # Temporal Cloud API key; implies TLS
     temporal_port: int = 7233  # embedded dev server only
     temporal_ui_port: int = 8233
     api_host: str = "127.0.0.1"
@@ -86,6 +89,15 @@ class Settings(BaseSettings):
             raise ValueError("AUTH_JWT_SECRET must be set to a real secret in production")
         if len(self.auth_jwt_secret) < 32:
             raise ValueError("AUTH_JWT_SECRET must be at least 32 characters")
+        if self.environment == "production" and not self.sandbox_enabled:
+            # The sandbox keys are in this repository: a gateway "signed" with them is anyone.
+            public = [
+                name.upper()
+                for name in ("momo_secret_key", "vnpay_hash_secret", "payos_api_key", "payos_checksum_key")
+                if getattr(self, name) == type(self).model_fields[name].default
+            ]
+            if public:
+                raise ValueError(", ".join(public) + " still hold the public sandbox keys")
         base = (self.public_base_url or f"http://127.0.0.1:{self.api_port}").rstrip("/")
         self.public_base_url = base
         sandbox = f"{base}/sandbox"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import TLSConfig
 
 from domain.settings import Settings
 
@@ -12,10 +13,18 @@ from domain.settings import Settings
 async def connect(settings: Settings) -> Client:
     if not settings.temporal_address:
         raise RuntimeError("TEMPORAL_ADDRESS is not set (make dev sets it for the embedded dev server)")
+    tls: TLSConfig | bool = bool(settings.temporal_api_key)
+    if settings.temporal_tls_cert and settings.temporal_tls_key:
+        tls = TLSConfig(
+            client_cert=settings.temporal_tls_cert.read_bytes(),
+            client_private_key=settings.temporal_tls_key.read_bytes(),
+        )
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        tls=tls,
+        api_key=settings.temporal_api_key,
     )
 
 
