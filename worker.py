@@ -12,6 +12,7 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.notify import NotifyActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from domain.db import make_engine
@@ -30,6 +31,7 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
     gateways = build_gateways(settings)
     orders = OrderActivities(engine)
     payments = PaymentActivities(engine, gateways, settings, client)
+    notify = NotifyActivities(engine, settings)
     worker = Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -38,7 +40,8 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
             orders.create_order,
             orders.transition_order,
             orders.set_deadline,
-            orders.send_reminder,
+            notify.send_reminder,
+            notify.deliver_order_events,
             payments.create_payment_link,
             payments.record_attempt,
             payments.reconcile,

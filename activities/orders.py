@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 
+from activities.events import record_event
 from activities.inventory import Rejected, reserve
 from domain.statuses import OPEN_ATTEMPTS_BECOME, SESSION_FOR_ORDER, OrderStatus
 from gateways.registry import amount_problem
@@ -22,7 +23,6 @@ from workflows.messages import (
     CreateOrderResult,
     DeadlineInput,
     FrozenItem,
-    ReminderInput,
     TransitionInput,
     TransitionResult,
 )
@@ -106,6 +106,8 @@ class OrderActivities:
                     },
                 )
             ).one()
+            if row.moved:
+                await record_event(conn, inp.order_id, f"order.{to.value}")
         moved = row.moved > 0
         status = to.value if moved else row.status
         log.info("order %s -> %s (%s)%s", inp.order_id, status, inp.reason, "" if moved else " [no-op]")
@@ -121,24 +123,6 @@ class OrderActivities:
                 ),
                 {"at": inp.expires_at, "id": inp.order_id},
             )
-
-    @activity.defn
-    async def send_reminder(self, inp: ReminderInput) -> None:
-        """At most once per order, and only while it is still waiting for payment."""
-        async with self.engine.begin() as conn:
-            sent = await conn.execute(
-                text(
-                    """
-                    INSERT INTO notification (id, order_id, kind, channel)
-                    SELECT :nid, id, 'payment_reminder', 'log' FROM "order"
-                    WHERE id = :id AND status = 'pending_payment'
-                    ON CONFLICT (order_id, kind, channel) DO NOTHING
-                    """
-                ),
-                {"nid": uuid.uuid4(), "id": inp.order_id},
-            )
-        if sent.rowcount:
-            log.info("reminder: order %s closes at %s", inp.order_code, inp.expires_at.isoformat())
 
 
 # ---- helpers ------------------------------------------------------------------------------------------
@@ -162,6 +146,7 @@ async def _insert_order(conn: AsyncConnection, inp: CreateOrderInput, lines: lis
         "rname": inp.receiver.name,
         "rphone": inp.receiver.phone,
         "raddr": inp.receiver.address,
+        "remail": inp.receiver.email,
         "hash": inp.request_hash,
         "at": inp.started_at,
     }
@@ -174,10 +159,10 @@ async def _insert_order(conn: AsyncConnection, inp: CreateOrderInput, lines: lis
                         """
                         INSERT INTO "order" (id, order_code, customer_id, status, order_type,
                             subtotal_amount, discount_amount, shipping_fee, grand_total,
-                            receiver_name, receiver_phone, receiver_address, request_hash,
+                            receiver_name, receiver_phone, receiver_address, receiver_email, request_hash,
                             created_at, updated_at)
                         VALUES (:id, :code, :customer, 'pending_payment', :type, :subtotal, :discount,
-                            :shipping, :total, :rname, :rphone, :raddr, :hash, :at, :at)
+                            :shipping, :total, :rname, :rphone, :raddr, :remail, :hash, :at, :at)
                         """
                     ),
                     params,
@@ -231,6 +216,7 @@ async def _insert_order(conn: AsyncConnection, inp: CreateOrderInput, lines: lis
             for line in lines
         ],
     )
+    await record_event(conn, inp.order_id, "order.created")
     created = await load_created_order(conn, inp.order_id)
     assert created is not None
     return created

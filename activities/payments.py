@@ -13,6 +13,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
+from activities.events import record_event
 from activities.inventory import Rejected, reserve
 from activities.late_payments import start_settlement
 from domain.settings import Settings
@@ -257,6 +258,7 @@ class PaymentActivities:
                     ),
                     params,
                 )
+                await record_event(conn, late.order_id, "order.paid", latePayment=True)
                 return LateOutcome("accepted", "every item could be reserved again")
             await conn.execute(
                 text(
@@ -271,6 +273,7 @@ class PaymentActivities:
                 ),
                 params,
             )
+            await record_event(conn, late.order_id, "payment.refund_required", gatewayOrderId=late.gateway_order_id)
         log.error("late payment on order %s via %s %s: refund required", late.order_id, late.gateway, late.gateway_order_id)
         return LateOutcome("refund_required", f"order was {row.order_status}")
 
@@ -315,6 +318,7 @@ class PaymentActivities:
                 ),
                 {"id": row.id},
             )
+            await record_event(conn, str(row.order_id), "payment.refunded", gatewayOrderId=row.gateway_order_id)
         return LateOutcome("refunded", result.refund_id or "")
 
 

@@ -65,7 +65,9 @@ def order_input(settings: Settings, user: User, body: OrderCreate, order_id: str
         lines=[OrderLine(variant_id=str(i.variant_id), quantity=i.quantity) for i in body.items],
         gateway=body.gateway,
         order_type=order_type,
-        receiver=Receiver(name=body.receiver.name, phone=body.receiver.phone, address=body.receiver.address),
+        receiver=Receiver(
+            name=body.receiver.name, phone=body.receiver.phone, address=body.receiver.address, email=body.receiver.email
+        ),
         duration_minutes=settings.window_minutes(order_type),
         max_attempts=settings.order_session_max_attempts,
         reminder_minutes=settings.order_session_reminder_minutes,
@@ -73,6 +75,7 @@ def order_input(settings: Settings, user: User, body: OrderCreate, order_id: str
         request_hash=request_hash(body),
         client_ip=client_ip,
         late_payment_policy=settings.late_payment_policy,
+        publish_events=bool(settings.event_endpoints),
     )
 
 

@@ -146,6 +146,7 @@ async def start_late_settlement(client: Client, settings: Settings, order_id: st
         result_code=result.result_code,
         transaction_id=result.transaction_id,
         policy=settings.late_payment_policy,
+        publish_events=bool(settings.event_endpoints),
     )
     await start_settlement(client, settings.temporal_task_queue, late)
 

@@ -106,7 +106,9 @@ async def order_detail(conn: AsyncConnection, row: Any) -> OrderOut:
         discount_amount=row.discount_amount,
         shipping_fee=row.shipping_fee,
         grand_total=row.grand_total,
-        receiver=ReceiverOut(name=row.receiver_name, phone=row.receiver_phone, address=row.receiver_address),
+        receiver=ReceiverOut(
+            name=row.receiver_name, phone=row.receiver_phone, address=row.receiver_address, email=row.receiver_email
+        ),
         items=[ItemOut.model_validate(i, from_attributes=True) for i in items],
         session=session_out(row),
         payment=PaymentSummary(gateway=latest.gateway, payment_url=latest.payment_url, status=latest.status)

@@ -52,6 +52,7 @@ class ReceiverIn(Camel):
     name: Name
     phone: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 .-]{6,18}[0-9]$")]
     address: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    email: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,63}$")] | None = None
 
 
 class OrderCreate(Camel):
@@ -166,6 +167,7 @@ class ReceiverOut(Out):
     name: str
     phone: str
     address: str
+    email: str | None = None
 
 
 class PaymentSummary(Out):

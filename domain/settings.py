@@ -62,6 +62,17 @@ class Settings(BaseSettings):
     payment_in_flight_grace_minutes: float = Field(5, ge=0)
     late_payment_policy: Literal["refund", "accept_if_available"] = "refund"
 
+    # Reminders (webhook and/or SMTP; the log when neither is set) and order events.
+    reminder_webhook_url: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "Paywindow <no-reply@paywindow.local>"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    order_events_urls: str = ""  # comma-separated endpoints that receive order events
+    notification_secret: str = "dev-only-notification-secret-change-me"  # HMAC key for both
+
     sandbox_enabled: bool = True
     # MoMo's published test credentials; the sandbox checks signatures with the same keys.
     momo_partner_code: str = "MOMOBKUN20180529"
@@ -115,6 +126,10 @@ class Settings(BaseSettings):
     def window_minutes(self, order_type: str) -> float:
         """The order type picks its window; unknown types are refused by the API before this."""
         return self.durations_by_type.get(order_type, self.order_session_duration_minutes)
+
+    @property
+    def event_endpoints(self) -> list[str]:
+        return [u.strip() for u in self.order_events_urls.split(",") if u.strip()]
 
     @property
     def api_prefix(self) -> str:

@@ -14,6 +14,7 @@ from workflows.messages import LateOutcome, LatePayment
 from workflows.search import GATEWAY, LATE_PAYMENT
 
 with workflow.unsafe.imports_passed_through():
+    from activities.notify import NotifyActivities
     from activities.payments import PaymentActivities
 
 DB_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
@@ -47,4 +48,14 @@ class LatePaymentWorkflow:
                 workflow.logger.error("refund of %s gave up: %s", late.gateway_order_id, err)
                 outcome = LateOutcome("refund_required", "the gateway kept refusing: refund by hand")
         workflow.upsert_search_attributes([LATE_PAYMENT.value_set(outcome.state)])
+        if late.publish_events:
+            try:
+                await workflow.execute_activity_method(
+                    NotifyActivities.deliver_order_events,
+                    late.order_id,
+                    start_to_close_timeout=timedelta(seconds=60),
+                    retry_policy=REFUND_RETRY,
+                )
+            except ActivityError as err:
+                workflow.logger.warning("order events not delivered: %s", err)
         return outcome

@@ -18,6 +18,7 @@ class Receiver:
     name: str
     phone: str
     address: str
+    email: str | None = None  # reminders by e-mail go here
 
 
 @dataclass
@@ -35,6 +36,7 @@ class OrderInput:
     request_hash: str
     client_ip: str = "127.0.0.1"
     late_payment_policy: str = "refund"
+    publish_events: bool = False  # deliver the order's events to ORDER_EVENTS_URLS
 
 
 @dataclass
@@ -255,6 +257,7 @@ class LatePayment:
     result_code: str
     transaction_id: str | None
     policy: str = "refund"  # refund | accept_if_available
+    publish_events: bool = False
 
 
 @dataclass

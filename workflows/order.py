@@ -47,6 +47,7 @@ from workflows.search import (
 )
 
 with workflow.unsafe.imports_passed_through():
+    from activities.notify import NotifyActivities
     from activities.orders import OrderActivities
     from activities.payments import PaymentActivities
     from domain.statuses import OPEN_ATTEMPTS_BECOME, SESSION_FOR_ORDER, AttemptStatus, OrderStatus
@@ -62,6 +63,9 @@ LINK_TIMEOUT = timedelta(seconds=35)  # MoMo asks clients to wait at least 30 s
 
 # Attempt verdicts that end an attempt without ending the order (while retries remain).
 ATTEMPT_FAILURES = {PaymentOutcome.FAILED, PaymentOutcome.SYSTEM_ERROR}
+EVENT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(hours=1), maximum_attempts=30
+)
 # While a payment is in flight at the deadline, ask the gateway again this often (within the grace).
 RECHECK = timedelta(seconds=15)
 
@@ -123,6 +127,7 @@ class OrderWorkflow:
                 workflow.logger.warning("first payment link failed: %s", err)
                 await self._finish(OrderStatus.FAILED, "payment_link_unavailable")
         self.creation = Creation(order=self.order, session=self.session())
+        await self._publish_events()
 
         while not self.status.is_terminal:
             await self._sleep_until_next_event()
@@ -418,6 +423,22 @@ class OrderWorkflow:
         workflow.upsert_search_attributes([ORDER_STATUS.value_set(self.status.value)])
         if open_links:
             await self._cancel_links(open_links, reason)
+        await self._publish_events()
+
+    async def _publish_events(self) -> None:
+        """Hand the outbox to ORDER_EVENTS_URLS, backing off for up to ~a day; what is still
+        undelivered after that goes out with the order's next event (receivers dedupe on the id)."""
+        if not self.inp.publish_events:
+            return
+        try:
+            await workflow.execute_activity_method(
+                NotifyActivities.deliver_order_events,
+                self.inp.order_id,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=EVENT_RETRY,
+            )
+        except ActivityError as err:
+            workflow.logger.warning("order events not delivered: %s", err)
 
     async def _cancel_links(self, attempts: list[Attempt], reason: str) -> None:
         try:
@@ -446,7 +467,7 @@ class OrderWorkflow:
         assert self.order is not None
         self.reminded = True
         await workflow.execute_activity_method(
-            OrderActivities.send_reminder,
+            NotifyActivities.send_reminder,
             ReminderInput(self.inp.order_id, self.order.order_code, self.inp.customer_id, self.deadline),
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=RetryPolicy(maximum_attempts=3),

@@ -1,0 +1,246 @@
+"""Telling people and other services: payment reminders to the shopper (signed webhook, e-mail
+over SMTP, or the log) and order events from the outbox to configured endpoints.
+
+Both are signed the same way (`sign`), so a receiver verifies one header for either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import smtplib
+import time
+import uuid
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from typing import Any, Protocol
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+
+from domain.settings import Settings
+from workflows.messages import ReminderInput
+
+log = logging.getLogger(__name__)
+HTTP_TIMEOUT = 10.0
+
+
+def sign(secret: str, body: bytes, timestamp: int) -> str:
+    """`t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`: the timestamp is signed too, so a
+    receiver can refuse old replays."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify_signature(secret: str, body: bytes, header: str, tolerance_s: int = 300) -> bool:
+    """What a receiver does (our tests use it): constant-time compare, bounded clock skew."""
+    try:
+        parts = dict(p.split("=", 1) for p in header.split(","))
+        timestamp = int(parts["t"])
+    except (KeyError, ValueError):
+        return False
+    if abs(time.time() - timestamp) > tolerance_s:
+        return False
+    return hmac.compare_digest(sign(secret, body, timestamp), header)
+
+
+async def post_signed(url: str, secret: str, event_id: str, event_type: str, payload: dict[str, Any]) -> None:
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Paywindow-Event-Id": event_id,
+        "X-Paywindow-Event-Type": event_type,
+        "X-Paywindow-Signature": sign(secret, body, int(time.time())),
+    }
+    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as client:
+        response = await client.post(url, content=body, headers=headers)
+    response.raise_for_status()
+
+
+# ---- reminder channels ---------------------------------------------------------------------------
+
+
+class Channel(Protocol):
+    name: str
+
+    async def send(self, reminder: dict[str, Any]) -> str | None:
+        """Deliver; returns None when sent, or why it was skipped. Raises when it failed."""
+        ...
+
+
+class LogChannel:
+    name = "log"
+
+    async def send(self, reminder: dict[str, Any]) -> str | None:
+        log.info("reminder: order %s closes at %s", reminder["orderCode"], reminder["expiresAt"])
+        return None
+
+
+class WebhookChannel:
+    name = "webhook"
+
+    def __init__(self, url: str, secret: str) -> None:
+        self.url, self.secret = url, secret
+
+    async def send(self, reminder: dict[str, Any]) -> str | None:
+        await post_signed(self.url, self.secret, reminder["eventId"], "payment.reminder", reminder)
+        return None
+
+
+class EmailChannel:
+    name = "email"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def send(self, reminder: dict[str, Any]) -> str | None:
+        if not reminder.get("email"):
+            return "no e-mail address on the order"
+        await asyncio.to_thread(self._send_sync, reminder)
+        return None
+
+    def _send_sync(self, reminder: dict[str, Any]) -> None:
+        s = self.settings
+        msg = EmailMessage()
+        msg["From"] = s.smtp_from
+        msg["To"] = reminder["email"]
+        msg["Subject"] = f"Đơn hàng {reminder['orderCode']} sắp hết hạn thanh toán / Your payment window closes soon"
+        msg["Message-ID"] = f"<{reminder['eventId']}@paywindow>"
+        msg.set_content(
+            f"Đơn hàng {reminder['orderCode']} sẽ hết hạn lúc {reminder['expiresAt']} (UTC).\n"
+            f"Order {reminder['orderCode']} closes at {reminder['expiresAt']} (UTC).\n\n"
+            f"Thanh toán / Pay: {reminder.get('paymentUrl') or '-'}\n"
+        )
+        with smtplib.SMTP(s.smtp_host or "localhost", s.smtp_port, timeout=HTTP_TIMEOUT) as smtp:
+            if s.smtp_starttls:
+                smtp.starttls()
+            if s.smtp_username:
+                smtp.login(s.smtp_username, s.smtp_password or "")
+            smtp.send_message(msg)
+
+
+def reminder_channels(settings: Settings) -> list[Channel]:
+    channels: list[Channel] = []
+    if settings.reminder_webhook_url:
+        channels.append(WebhookChannel(settings.reminder_webhook_url, settings.notification_secret))
+    if settings.smtp_host:
+        channels.append(EmailChannel(settings))
+    return channels or [LogChannel()]
+
+
+# ---- activities ------------------------------------------------------------------------------------
+
+
+class NotifyActivities:
+    def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.channels = reminder_channels(settings)
+
+    @activity.defn
+    async def send_reminder(self, inp: ReminderInput) -> list[str]:
+        """Each channel at most once per order, and never once the order has ended: a channel is
+        claimed (row inserted) before sending; a send that failed releases its claim for a retry."""
+        done = []
+        for channel in self.channels:
+            reminder = await self._claim(inp, channel.name)
+            if reminder is None:
+                continue  # sent before, or the order is no longer waiting for payment
+            try:
+                skipped = await channel.send(reminder)
+            except Exception as err:
+                await self._mark(inp.order_id, channel.name, "failed", f"{type(err).__name__}: {err}"[:300])
+                raise  # the activity retries; the failed claim can be taken again
+            await self._mark(inp.order_id, channel.name, "skipped" if skipped else "sent", skipped)
+            done.append(channel.name)
+        return done
+
+    async def _claim(self, inp: ReminderInput, channel: str) -> dict[str, Any] | None:
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        """
+                        INSERT INTO notification (id, order_id, kind, channel, status)
+                        SELECT :nid, o.id, 'payment_reminder', :channel, 'sending' FROM "order" o
+                        WHERE o.id = :id AND o.status = 'pending_payment'
+                        ON CONFLICT (order_id, kind, channel) DO UPDATE SET status = 'sending', updated_at = now()
+                            WHERE notification.status = 'failed'
+                        RETURNING id
+                        """
+                    ),
+                    {"nid": uuid.uuid4(), "id": inp.order_id, "channel": channel},
+                )
+            ).first()
+            if row is None:
+                return None
+            order = (
+                await conn.execute(
+                    text(
+                        """
+                        SELECT o.order_code, o.customer_id, o.receiver_email, s.expires_at,
+                            (SELECT p.payment_url FROM payment p WHERE p.order_id = o.id
+                             ORDER BY p.attempt_no DESC LIMIT 1) AS payment_url
+                        FROM "order" o JOIN order_session s ON s.order_id = o.id WHERE o.id = :id
+                        """
+                    ),
+                    {"id": inp.order_id},
+                )
+            ).one()
+        remaining = max(0, int((order.expires_at - datetime.now(UTC)).total_seconds()))
+        return {
+            "eventId": str(row.id),
+            "type": "payment.reminder",
+            "orderId": inp.order_id,
+            "orderCode": order.order_code,
+            "customerId": order.customer_id,
+            "expiresAt": order.expires_at.isoformat(),
+            "remainingSeconds": remaining,
+            "paymentUrl": order.payment_url,
+            "email": order.receiver_email,
+        }
+
+    async def _mark(self, order_id: str, channel: str, status: str, detail: str | None) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE notification SET status = :status, detail = :detail, updated_at = now() "
+                    "WHERE order_id = :id AND kind = 'payment_reminder' AND channel = :channel"
+                ),
+                {"status": status, "detail": detail, "id": order_id, "channel": channel},
+            )
+
+    @activity.defn
+    async def deliver_order_events(self, order_id: str) -> int:
+        """Send this order's undelivered events, oldest first, to every configured endpoint. A
+        failure raises (the workflow's retry policy backs off); receivers dedupe on the event id."""
+        urls = self.settings.event_endpoints
+        async with self.engine.connect() as conn:
+            events = (
+                await conn.execute(
+                    text(
+                        "SELECT id, type, payload FROM order_event WHERE order_id = :id AND delivered_at IS NULL "
+                        "ORDER BY created_at, id"
+                    ),
+                    {"id": order_id},
+                )
+            ).all()
+        for event in events:
+            try:
+                for url in urls:
+                    await post_signed(url, self.settings.notification_secret, str(event.id), event.type, event.payload)
+            finally:
+                async with self.engine.begin() as conn:
+                    await conn.execute(
+                        text("UPDATE order_event SET attempts = attempts + 1 WHERE id = :id"), {"id": event.id}
+                    )
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    text("UPDATE order_event SET delivered_at = now() WHERE id = :id"), {"id": event.id}
+                )
+        return len(events)

@@ -1,0 +1,176 @@
+"""Reminders (signed webhook + e-mail over a real local SMTP server) and order events (signed,
+retried with backoff, deduplicable by event id), on their own API + worker + task queue."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+from fastapi import FastAPI, Request, Response
+from sqlalchemy import text
+
+from activities.notify import verify_signature
+from api.app import create_app
+from tests.conftest import Stack, free_port, make_settings, serve
+from tests.helpers import wait_for_status
+from worker import running_worker
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+SECRET = "test-notification-secret-0123456789"
+
+
+class Inbox:
+    """Captures HTTP deliveries; fails the first `fail_first` of each event id with a 500."""
+
+    def __init__(self) -> None:
+        self.hits: list[dict[str, Any]] = []
+        self.fail_first = 0
+        self.seen_failures: dict[str, int] = {}
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/hook")
+        async def hook(request: Request) -> Response:
+            body = await request.body()
+            event_id = request.headers.get("x-paywindow-event-id", "")
+            if self.seen_failures.get(event_id, 0) < self.fail_first:
+                self.seen_failures[event_id] = self.seen_failures.get(event_id, 0) + 1
+                return Response(status_code=500)
+            self.hits.append({"headers": dict(request.headers), "body": body, "json": json.loads(body)})
+            return Response(status_code=204)
+
+        return app
+
+
+class Mails:
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(envelope)
+        return "250 OK"
+
+
+@pytest.fixture(scope="session")
+async def notifying(pg_url: str, stack: Any) -> AsyncIterator[tuple[Stack, Inbox, Mails]]:
+    inbox, mails = Inbox(), Mails()
+    hook_port, smtp_port, api_port = free_port(), free_port(), free_port()
+    hook_server, hook_task = await serve(inbox.app(), hook_port)
+    smtp = Controller(mails, hostname="127.0.0.1", port=smtp_port)
+    smtp.start()
+    settings = make_settings(
+        pg_url,
+        api_port,
+        temporal_address=stack.settings.temporal_address,
+        temporal_task_queue="orders-notify",
+        order_type_durations="normal=15,flash=0.08",
+        order_session_reminder_minutes=0.05,  # 3 s before a 4.8-s window closes
+        payment_in_flight_grace_minutes=0.02,
+        reminder_webhook_url=f"http://127.0.0.1:{hook_port}/hook",
+        order_events_urls=f"http://127.0.0.1:{hook_port}/hook",
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_port,
+        notification_secret=SECRET,
+        rate_limit_per_minute=0,
+    )
+    server, task = await serve(create_app(settings), api_port)
+    async with running_worker(settings, client=stack.client):
+        s = Stack(settings, stack.client, stack.engine)
+        yield s, inbox, mails
+        await s.http.aclose()
+    server.should_exit = hook_server.should_exit = True
+    await asyncio.gather(task, hook_task)
+    smtp.stop()
+
+
+async def until(predicate: Any, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.1)
+
+
+def order_hits(inbox: Inbox, order_id: str, event_type: str | None = None) -> list[dict[str, Any]]:
+    return [
+        h for h in inbox.hits
+        if h["json"].get("orderId") == order_id and (event_type is None or h["json"]["type"] == event_type)
+    ]  # fmt: skip
+
+
+async def test_reminder_goes_out_once_per_channel_before_the_deadline(notifying):
+    s, inbox, mails = notifying
+    product = await s.product(stock=3)
+    email = f"shopper-{uuid.uuid4().hex[:6]}@example.com"
+    headers = s.auth("reminded")
+    r = await s.order(headers, product["variants"][0]["id"], gateway="vnpay", orderType="flash",
+                      receiver={"name": "A", "phone": "0901234567", "address": "x", "email": email})  # fmt: skip
+    assert r.status_code == 201, r.text
+    order = r.json()["data"]
+    assert order["receiver"]["email"] == email
+    await until(lambda: order_hits(inbox, order["orderId"], "payment.reminder"))
+    reminder = order_hits(inbox, order["orderId"], "payment.reminder")[0]
+    assert verify_signature(SECRET, reminder["body"], reminder["headers"]["x-paywindow-signature"])
+    assert not verify_signature("wrong", reminder["body"], reminder["headers"]["x-paywindow-signature"])
+    assert reminder["json"]["orderCode"] == order["orderCode"] and reminder["json"]["paymentUrl"]
+    assert 0 < reminder["json"]["remainingSeconds"] <= 4
+    await until(lambda: any(email in m.rcpt_tos for m in mails.messages))
+    mail = next(m for m in mails.messages if email in m.rcpt_tos)
+    assert str(order["orderCode"]) in mail.content.decode()
+    await wait_for_status(s, order["orderId"], headers, "expired", timeout=20)
+    await asyncio.sleep(0.5)
+    assert len(order_hits(inbox, order["orderId"], "payment.reminder")) == 1
+    assert sum(email in m.rcpt_tos for m in mails.messages) == 1
+    async with s.engine.connect() as conn:
+        rows = (
+            await conn.execute(text("SELECT channel, status FROM notification WHERE order_id = :id ORDER BY channel"),
+                               {"id": order["orderId"]})
+        ).all()  # fmt: skip
+    assert [(r.channel, r.status) for r in rows] == [("email", "sent"), ("webhook", "sent")]
+
+
+async def test_no_reminder_once_the_order_has_ended(notifying):
+    s, inbox, _ = notifying
+    product = await s.product(stock=3)
+    headers = s.auth("no-reminder")
+    order = (await s.order(headers, product["variants"][0]["id"], gateway="vnpay", orderType="flash")).json()["data"]
+    assert (await s.http.post(f"/orders/{order['orderId']}/cancel", headers=headers)).status_code == 200
+    await asyncio.sleep(6)  # past where the reminder would have been due
+    assert order_hits(inbox, order["orderId"], "payment.reminder") == []
+
+
+async def test_order_events_are_signed_retried_and_carry_an_id(notifying):
+    s, inbox, _ = notifying
+    inbox.fail_first = 2  # the receiver is down for the first two tries of each event
+    try:
+        product = await s.product(stock=3)
+        headers = s.auth("events")
+        order = (await s.order(headers, product["variants"][0]["id"])).json()["data"]
+        async with httpx.AsyncClient(follow_redirects=True) as http:
+            page = str((await http.get(order["attempts"][0]["paymentUrl"])).url)
+            await http.post(f"{page}/pay", headers={"Accept": "application/json"})
+        await wait_for_status(s, order["orderId"], headers, "paid")
+        await until(lambda: len(order_hits(inbox, order["orderId"])) >= 2, timeout=30)
+    finally:
+        inbox.fail_first = 0
+    hits = order_hits(inbox, order["orderId"])
+    assert [h["json"]["type"] for h in hits] == ["order.created", "order.paid"]
+    ids = [h["headers"]["x-paywindow-event-id"] for h in hits]
+    assert len(set(ids)) == 2 and all(h["json"]["eventId"] == i for h, i in zip(hits, ids, strict=True))
+    assert all(inbox.seen_failures[i] == 2 for i in ids)  # each was retried after the failures
+    for h in hits:
+        assert verify_signature(SECRET, h["body"], h["headers"]["x-paywindow-signature"])
+    assert hits[1]["json"]["status"] == "paid" and hits[1]["json"]["grandTotal"] == order["grandTotal"]
+    async with s.engine.connect() as conn:
+        undelivered = (
+            await conn.execute(text("SELECT count(*) FROM order_event WHERE order_id = :id AND delivered_at IS NULL"),
+                               {"id": order["orderId"]})
+        ).scalar_one()  # fmt: skip
+    assert undelivered == 0
