@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -66,6 +67,7 @@ ATTEMPT_FAILURES = {PaymentOutcome.FAILED, PaymentOutcome.SYSTEM_ERROR}
 EVENT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(hours=1), maximum_attempts=30
 )
+LOCAL_EFFECTS = "local-effects-v1"  # workflow.patched id: critical-path effects became local activities
 # While a payment is in flight at the deadline, ask the gateway again this often (within the grace).
 RECHECK = timedelta(seconds=15)
 
@@ -286,6 +288,17 @@ class OrderWorkflow:
 
     # ---- effects -------------------------------------------------------------------------------
 
+    async def _effect(self, method: Any, arg: Any, timeout: timedelta, retry: RetryPolicy) -> Any:
+        """Run an effect on the order's critical path. Since LOCAL_EFFECTS it is a local activity:
+        it runs inside the workflow task on this worker, saving a round trip through the server
+        per step (creation, attempts, the deadline's reconcile and transition). Histories started
+        before that patch replay as the ordinary activities they recorded."""
+        if workflow.patched(LOCAL_EFFECTS):
+            return await workflow.execute_local_activity_method(
+                method, arg, start_to_close_timeout=timeout, retry_policy=retry
+            )
+        return await workflow.execute_activity_method(method, arg, start_to_close_timeout=timeout, retry_policy=retry)
+
     def _retries_used(self) -> int:
         # Attempt 0 is the first link; each retry adds one (seed 000's paymentAttempts).
         return max(0, len(self.attempts) - 1)
@@ -293,7 +306,7 @@ class OrderWorkflow:
     async def _open_attempt(self, gateway: str) -> None:
         assert self.order is not None
         attempt_no = len(self.attempts)
-        attempt = await workflow.execute_activity_method(
+        attempt = await self._effect(
             PaymentActivities.create_payment_link,
             LinkInput(
                 order_id=self.inp.order_id,
@@ -307,8 +320,8 @@ class OrderWorkflow:
                 items=self.order.items,
                 client_ip=self.inp.client_ip,
             ),
-            start_to_close_timeout=LINK_TIMEOUT,
-            retry_policy=LINK_RETRY,
+            LINK_TIMEOUT,
+            LINK_RETRY,
         )
         self.attempts.append(attempt)
         self.last_attempt_at = attempt.created_at
@@ -355,9 +368,7 @@ class OrderWorkflow:
         return latest and self._retries_used() >= self.inp.max_attempts
 
     async def _record_attempt(self, update: AttemptUpdate) -> None:
-        await workflow.execute_activity_method(
-            PaymentActivities.record_attempt, update, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
-        )
+        await self._effect(PaymentActivities.record_attempt, update, DB_TIMEOUT, DB_RETRY)
         self._set_attempt(update)
 
     def _set_attempt(self, update: AttemptUpdate) -> None:
@@ -370,11 +381,8 @@ class OrderWorkflow:
     async def _close_window(self, grace: bool) -> None:
         """Reconcile before expiring: a payment whose notification was lost pays the order; one still
         in flight holds the window for at most the grace, asked again every RECHECK."""
-        reconciled = await workflow.execute_activity_method(
-            PaymentActivities.reconcile,
-            ReconcileInput(self.inp.order_id, self.attempts),
-            start_to_close_timeout=LINK_TIMEOUT,
-            retry_policy=DB_RETRY,
+        reconciled = await self._effect(
+            PaymentActivities.reconcile, ReconcileInput(self.inp.order_id, self.attempts), LINK_TIMEOUT, DB_RETRY
         )
         for result in reconciled.results:
             self.payment_result(result)
@@ -407,11 +415,8 @@ class OrderWorkflow:
         )
 
     async def _finish(self, to: OrderStatus, reason: str, update: AttemptUpdate | None = None) -> None:
-        result = await workflow.execute_activity_method(
-            OrderActivities.transition_order,
-            TransitionInput(self.inp.order_id, to.value, reason, update),
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
+        result = await self._effect(
+            OrderActivities.transition_order, TransitionInput(self.inp.order_id, to.value, reason, update), DB_TIMEOUT, DB_RETRY
         )
         self.status = OrderStatus(result.status)
         self.end_reason = reason
@@ -452,12 +457,7 @@ class OrderWorkflow:
             workflow.logger.warning("cancelling links failed: %s", err)
 
     async def _move_deadline(self, deadline: datetime) -> None:
-        await workflow.execute_activity_method(
-            OrderActivities.set_deadline,
-            DeadlineInput(self.inp.order_id, deadline),
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
-        )
+        await self._effect(OrderActivities.set_deadline, DeadlineInput(self.inp.order_id, deadline), DB_TIMEOUT, DB_RETRY)
         self.deadline = deadline
         self.recheck_at = None
         self.wake = True
