@@ -10,15 +10,19 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
+from activities.archive import ArchiveActivities
 from activities.notify import NotifyActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
+from activities.schedules import ensure_archive_schedule
 from domain.db import make_engine
 from domain.settings import Settings, get_settings
 from domain.temporal import connect
 from gateways.registry import build_gateways
+from workflows.archive import ArchiveWorkflow
 from workflows.late_payment import LatePaymentWorkflow
 from workflows.order import OrderWorkflow
 
@@ -35,7 +39,7 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
     worker = Worker(
         client,
         task_queue=settings.temporal_task_queue,
-        workflows=[OrderWorkflow, LatePaymentWorkflow],
+        workflows=[OrderWorkflow, LatePaymentWorkflow, ArchiveWorkflow],
         activities=[
             orders.create_order,
             orders.transition_order,
@@ -49,6 +53,7 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
             payments.request_late_settlement,
             payments.settle_late_payment,
             payments.refund_late_payment,
+            ArchiveActivities(engine).archive_ended_orders,
         ],
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
@@ -65,7 +70,13 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with running_worker(get_settings()):
+    settings = get_settings()
+    runtime = None
+    if settings.worker_metrics_address:  # Temporal SDK metrics for Prometheus
+        runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=settings.worker_metrics_address)))
+    client = await connect(settings, runtime=runtime)
+    await ensure_archive_schedule(client, settings)  # the daily clean-up is a Temporal Schedule, not a cron
+    async with running_worker(settings, client):
         logging.getLogger("worker").info("worker polling task queue %r", get_settings().temporal_task_queue)
         await stop.wait()
 

@@ -24,7 +24,7 @@ from api.errors import (
 )
 from api.events import start_listener, stop_listener
 from api.ratelimit import RateLimit
-from api.routes import admin, demo, events, health, orders, products, webhooks
+from api.routes import admin, demo, events, health, metrics, orders, products, stats, webhooks
 from domain.db import make_engine
 from domain.settings import Settings, get_settings
 from domain.temporal import connect
@@ -104,10 +104,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
 
     v1 = APIRouter(prefix=settings.api_prefix, responses=error_responses(*COMMON_ERRORS))
-    for module in (products, orders, events, admin, webhooks):
+    for module in (products, orders, events, admin, stats, webhooks):
         v1.include_router(module.router)
     app.include_router(v1)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(demo.build_router(settings))
     if settings.sandbox_enabled:
         from gateways.sandbox import build_sandbox_router

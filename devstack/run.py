@@ -88,6 +88,7 @@ def main() -> int:
             log.info("demo catalog loaded")
 
         py = sys.executable
+        env.setdefault("WORKER_METRICS_ADDRESS", "127.0.0.1:9464")
         children.append(subprocess.Popen([py, "worker.py"], env=env))
         children.append(
             subprocess.Popen(

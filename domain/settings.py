@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     order_events_urls: str = ""  # comma-separated endpoints that receive order events
     notification_secret: str = "dev-only-notification-secret-change-me"  # HMAC key for both
 
+    archive_after_days: float = 30  # ended orders older than this leave default listings (daily schedule)
+    archive_batch_size: int = 1000
+    worker_metrics_address: str = ""  # host:port for the worker's Temporal SDK metrics; empty = off
+
     sandbox_enabled: bool = True
     # MoMo's published test credentials; the sandbox checks signatures with the same keys.
     momo_partner_code: str = "MOMOBKUN20180529"

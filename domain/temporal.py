@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
 from domain.settings import Settings
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     if not settings.temporal_address:
         raise RuntimeError("TEMPORAL_ADDRESS is not set (make dev sets it for the embedded dev server)")
     tls: TLSConfig | bool = bool(settings.temporal_api_key)
@@ -25,6 +26,7 @@ async def connect(settings: Settings) -> Client:
         data_converter=pydantic_data_converter,
         tls=tls,
         api_key=settings.temporal_api_key,
+        runtime=runtime,
     )
 
 

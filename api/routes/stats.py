@@ -1,0 +1,232 @@
+"""`GET /admin/stats`: seed 002's "Monitoring and Analytics" over orders created in a range.
+
+Hours of day are in Asia/Ho_Chi_Minh, where the shops and shoppers are; a `from`/`to` without an
+offset is read in that zone too, so `from=2026-11-22&to=2026-11-23` is one Vietnamese calendar day.
+Archived orders count: archiving only hides them from listings.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from pydantic import Field
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from api.deps import AdminUser, ConnDep
+from api.errors import ApiError, error_responses, ok
+from api.schemas import Envelope, Out
+from domain.statuses import OrderStatus
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+TIMEZONE = "Asia/Ho_Chi_Minh"
+ZONE = ZoneInfo(TIMEZONE)
+DEFAULT_RANGE = timedelta(days=7)
+MAX_RANGE = timedelta(days=366)
+ABANDONED = (
+    "Expired orders whose every payment attempt ended `expired`: still open when the window closed "
+    "(or reported expired by the gateway), none failed, was cancelled or was paid late. Whether the "
+    "shopper ever opened the gateway's page is not knowable, so this counts orders nobody finished "
+    "a payment for."
+)
+
+
+# ---- response ---------------------------------------------------------------------------------------
+
+
+class HourOut(Out):
+    hour: int = Field(description=f"Hour of day the orders were created, 0-23, {TIMEZONE}")
+    ended: int = Field(description="Orders created in this hour that have ended (any final status)")
+    expired: int
+    expiration_rate: float | None = Field(description="expired / ended; null when none ended")
+
+
+class EndReasonOut(Out):
+    status: str
+    reason: str = Field(description="The end reason's code (the part before any ':')")
+    count: int
+
+
+class PaidVsExpiredOut(Out):
+    paid: int
+    expired: int
+    ratio: float | None = Field(description="paid / expired; null when none expired")
+    paid_share: float | None = Field(description="paid / (paid + expired); null when neither")
+
+
+class AbandonmentOut(Out):
+    abandoned: int = Field(description=ABANDONED)
+    rate: float | None = Field(description="abandoned / ended orders; null when none ended")
+
+
+class TimeToPayOut(Out):
+    paid_orders: int
+    median_seconds: float | None = Field(description="Order created -> paid, median")
+    p90_seconds: float | None
+
+
+class GatewayOut(Out):
+    gateway: str
+    attempts: int
+    by_status: dict[str, int] = Field(description="Attempts by their current status")
+
+
+class RetriesOut(Out):
+    used: int = Field(description="Retries made (attempts after the first link), summed over orders")
+    orders_with_retries: int
+    paid_after_retry: int = Field(description="Orders paid by an attempt after the first")
+
+
+class StatsOut(Out):
+    from_: datetime = Field(alias="from")
+    to: datetime = Field(description="Exclusive")
+    timezone: str
+    total_orders: int
+    ended_orders: int
+    counts_by_status: dict[str, int]
+    end_reasons: list[EndReasonOut]
+    expiration_rate: float | None = Field(description="expired / ended orders; null when none ended")
+    expiration_by_hour: list[HourOut]
+    paid_vs_expired: PaidVsExpiredOut
+    abandonment: AbandonmentOut
+    time_to_pay: TimeToPayOut
+    gateways: list[GatewayOut]
+    retries: RetriesOut
+
+
+# ---- queries ----------------------------------------------------------------------------------------
+
+IN_RANGE = "o.created_at >= :start AND o.created_at < :end"
+BY_STATUS_SQL = text(
+    f"""
+    SELECT o.status, coalesce(split_part(o.end_reason, ':', 1), '') AS reason,
+        CAST(extract(hour FROM o.created_at AT TIME ZONE '{TIMEZONE}') AS integer) AS hour, count(*) AS n
+    FROM "order" o WHERE {IN_RANGE} GROUP BY 1, 2, 3
+    """
+)
+SUMMARY_SQL = text(
+    f"""
+    SELECT
+        percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM o.ended_at - o.created_at))
+            FILTER (WHERE o.status = 'paid') AS ttp_p50,
+        percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM o.ended_at - o.created_at))
+            FILTER (WHERE o.status = 'paid') AS ttp_p90,
+        coalesce(sum(s.payment_attempts), 0) AS retries,
+        count(*) FILTER (WHERE s.payment_attempts > 0) AS retried_orders,
+        count(*) FILTER (WHERE o.status = 'expired' AND NOT EXISTS (
+            SELECT 1 FROM payment p WHERE p.order_id = o.id AND p.status <> 'expired')) AS abandoned
+    FROM "order" o JOIN order_session s ON s.order_id = o.id
+    WHERE {IN_RANGE}
+    """
+)
+GATEWAYS_SQL = text(
+    f"""
+    SELECT p.gateway, p.status, count(*) AS n,
+        count(*) FILTER (WHERE p.attempt_no > 0 AND p.status = 'success') AS paid_after_retry
+    FROM payment p JOIN "order" o ON o.id = p.order_id
+    WHERE {IN_RANGE} GROUP BY 1, 2
+    """
+)
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+def _seconds(value: Any) -> float | None:
+    return None if value is None else float(value)  # percentile_cont over numeric answers Decimal
+
+
+async def order_stats(conn: AsyncConnection, start: datetime, end: datetime) -> StatsOut:
+    """Orders created in [start, end); both aware, and echoed back as given."""
+    params = {"start": start, "end": end}
+    counts = {s.value: 0 for s in OrderStatus}
+    reasons: dict[tuple[str, str], int] = {}
+    hours = [{"ended": 0, "expired": 0} for _ in range(24)]
+    for r in await conn.execute(BY_STATUS_SQL, params):
+        counts[r.status] = counts.get(r.status, 0) + r.n
+        if r.status == OrderStatus.PENDING_PAYMENT.value:
+            continue
+        reasons[(r.status, r.reason)] = reasons.get((r.status, r.reason), 0) + r.n
+        hours[r.hour]["ended"] += r.n
+        if r.status == OrderStatus.EXPIRED.value:
+            hours[r.hour]["expired"] += r.n
+    summary = (await conn.execute(SUMMARY_SQL, params)).one()
+    gateways: dict[str, dict[str, int]] = {}
+    paid_after_retry = 0
+    for r in await conn.execute(GATEWAYS_SQL, params):
+        gateways.setdefault(r.gateway, {})[r.status] = r.n
+        paid_after_retry += r.paid_after_retry
+
+    ended = sum(n for status, n in counts.items() if status != OrderStatus.PENDING_PAYMENT.value)
+    paid, expired = counts[OrderStatus.PAID.value], counts[OrderStatus.EXPIRED.value]
+    return StatsOut(
+        from_=start,
+        to=end,
+        timezone=TIMEZONE,
+        total_orders=sum(counts.values()),
+        ended_orders=ended,
+        counts_by_status=counts,
+        end_reasons=[
+            EndReasonOut(status=s, reason=r, count=n) for (s, r), n in sorted(reasons.items(), key=lambda x: -x[1])
+        ],
+        expiration_rate=_ratio(expired, ended),
+        expiration_by_hour=[
+            HourOut(hour=h, ended=v["ended"], expired=v["expired"], expiration_rate=_ratio(v["expired"], v["ended"]))
+            for h, v in enumerate(hours)
+        ],
+        paid_vs_expired=PaidVsExpiredOut(
+            paid=paid, expired=expired, ratio=_ratio(paid, expired), paid_share=_ratio(paid, paid + expired)
+        ),
+        abandonment=AbandonmentOut(abandoned=summary.abandoned, rate=_ratio(summary.abandoned, ended)),
+        time_to_pay=TimeToPayOut(
+            paid_orders=paid, median_seconds=_seconds(summary.ttp_p50), p90_seconds=_seconds(summary.ttp_p90)
+        ),
+        gateways=[
+            GatewayOut(gateway=g, attempts=sum(by.values()), by_status=dict(sorted(by.items())))
+            for g, by in sorted(gateways.items())
+        ],
+        retries=RetriesOut(
+            used=summary.retries, orders_with_retries=summary.retried_orders, paid_after_retry=paid_after_retry
+        ),
+    )
+
+
+# ---- route ------------------------------------------------------------------------------------------
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=ZONE)
+
+
+@router.get(
+    "/stats",
+    response_model=Envelope[StatsOut],
+    responses=error_responses(403, 422),
+    summary="Order analytics over a range of creation times",
+    description=(
+        "Orders created in [`from`, `to`) (default: the last 7 days; at most 366 days). Times without an "
+        f"offset are read in {TIMEZONE}, as are the hours of `expirationByHour`. Abandonment: {ABANDONED}"
+    ),
+)
+async def stats(
+    user: AdminUser,
+    conn: ConnDep,
+    from_: Annotated[datetime | None, Query(alias="from")] = None,
+    to: datetime | None = None,
+) -> JSONResponse:
+    try:
+        end = (_aware(to) if to is not None else datetime.now(UTC)).astimezone(ZONE)
+        start = (_aware(from_) if from_ is not None else end - DEFAULT_RANGE).astimezone(ZONE)
+    except OverflowError:  # e.g. to=9999-12-31T23:00Z is in the year 10000 at +07:00
+        raise ApiError(422, "VALIDATION_ERROR", "`from`/`to` out of range") from None
+    if start >= end:
+        raise ApiError(422, "VALIDATION_ERROR", "`from` must be before `to`")
+    if end - start > MAX_RANGE:
+        raise ApiError(422, "VALIDATION_ERROR", f"The range may span at most {MAX_RANGE.days} days")
+    return ok(await order_stats(conn, start, end))
