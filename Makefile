@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: dev test install lint clean
+.PHONY: dev test install lint clean bench bench-quick chaos chaos-quick
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,6 +18,18 @@ dev: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install  # full benchmark, at most 15 minutes
+	$(PY) -m bench.run --mode full
+
+bench-quick: install  # at most 3 minutes
+	$(PY) -m bench.run --mode quick
+
+chaos: install  # failure scenarios under load with invariant checks
+	$(PY) -m chaos.run
+
+chaos-quick: install
+	$(PY) -m chaos.run --quick
 
 lint: install
 	$(VENV)/bin/ruff check .

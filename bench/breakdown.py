@@ -1,0 +1,272 @@
+"""Where the time goes: in a create call, in an expiry, and in each process's CPU.
+
+- Workflow histories (server timestamps of every event) split a create into: start -> first
+  workflow task picked up, that task (which runs the local activity `create_order`), the
+  `create_payment_link` activity (queue wait, run incl. the sandbox HTTP call), the second
+  workflow task, the update's completion. The client-side latency minus all that is the API's
+  own share (HTTP, auth, the start RPC, reading the order back). Same for an expiry: timer fired
+  -> workflow task -> `transition_order` activity -> done.
+- Direct timings from the bench process: the cost of an `httpx.AsyncClient()` (what each gateway
+  call pays) and an HTTP round trip to the sandbox on a kept-alive connection.
+- Optional py-spy sampling (`--profile`) of the worker and the API, bucketed into named costs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from bench.measure import summary
+from domain.temporal import workflow_id
+
+E = EventType
+
+
+def _ms(a: float | None, b: float | None) -> float | None:
+    return (b - a) * 1000 if a is not None and b is not None else None
+
+
+Event = tuple[int, float, str]  # (event type, wall time, activity type name when scheduled)
+
+
+def _events(history: Any) -> list[Event]:
+    out = []
+    for e in history.events:
+        name = ""
+        if e.event_type == E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            name = e.activity_task_scheduled_event_attributes.activity_type.name
+        out.append((e.event_type, e.event_time.ToDatetime().timestamp(), name))
+    return out
+
+
+def _first(events: list[Event], kind: int, after: float = 0.0) -> float | None:
+    return next((t for k, t, _ in events if k == kind and t >= after), None)
+
+
+def create_phases(events: list[Event]) -> dict[str, float | None]:
+    started = _first(events, E.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED)
+    wft1_start = _first(events, E.EVENT_TYPE_WORKFLOW_TASK_STARTED)
+    wft1_done = _first(events, E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
+    act_sched = _first(events, E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
+    act_start = _first(events, E.EVENT_TYPE_ACTIVITY_TASK_STARTED)
+    act_done = _first(events, E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED)
+    wft2_done = _first(events, E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, act_done or 0)
+    update_done = _first(events, E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED)
+    return {
+        "wait for first workflow task": _ms(started, wft1_start),
+        "workflow task 1 (local activity create_order)": _ms(wft1_start, wft1_done),
+        "payment-link activity: queue wait": _ms(act_sched, act_start),
+        "payment-link activity: run (incl. sandbox HTTP)": _ms(act_start, act_done),
+        "workflow task 2 (record link, answer update)": _ms(act_done, wft2_done),
+        "in Temporal + worker (start -> update completed)": _ms(started, update_done),
+    }
+
+
+def expiry_phases(events: list[Event], deadline: float, ended: float) -> dict[str, float | None]:
+    """From the deadline to the commit that expired the order: the timer, the workflow tasks
+    (summed; a replay when the workflow was not cached happens inside them) and each activity
+    on the way, named as the workflow schedules them (e.g. a reconcile query, then the transition)."""
+    fired = _first(events, E.EVENT_TYPE_TIMER_FIRED, deadline - 1)
+    row: dict[str, float | None] = {"deadline -> timer fired": _ms(deadline, fired)}
+    wft_sum, wft_scheduled = 0.0, None
+    act_name, act_scheduled, act_started = "", 0.0, 0.0
+    for kind, t, name in events:
+        if fired is None or t < fired:
+            continue
+        if kind == E.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+            wft_scheduled = t
+        elif kind == E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED and wft_scheduled is not None:
+            wft_sum += t - wft_scheduled
+        elif kind == E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            act_name, act_scheduled = name, t
+        elif kind == E.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            act_started = t
+            row[f"activity {act_name}: queue wait"] = _ms(act_scheduled, t)
+        elif kind == E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            if act_started <= ended <= t:  # the activity whose commit expired the order
+                row[f"activity {act_name}: start -> commit (ended_at)"] = _ms(act_started, ended)
+                break
+            row[f"activity {act_name}: run"] = _ms(act_started, t)
+    row["workflow tasks after the timer (scheduled -> completed, summed)"] = wft_sum * 1000 if fired else None
+    row["deadline -> ended_at"] = _ms(deadline, ended)
+    return row
+
+
+async def histories(address: str, order_ids: list[str]) -> dict[str, list[Event]]:
+    client = await Client.connect(address)
+    out: dict[str, list[Event]] = {}
+    for oid in order_ids:
+        with contextlib.suppress(Exception):  # a history we cannot read only shrinks the sample
+            out[oid] = _events(await client.get_workflow_handle(workflow_id(oid)).fetch_history())
+    return out
+
+
+def medians(rows: list[dict[str, float | None]]) -> dict[str, dict[str, Any]]:
+    keys = list(dict.fromkeys(k for r in rows for k in r))  # every step seen, in order
+    return {k: summary([v for r in rows if (v := r.get(k)) is not None]) for k in keys}
+
+
+async def direct_timings(base_url: str, samples: int = 30) -> dict[str, Any]:
+    """What a gateway call costs before it sends a byte, and the sandbox's HTTP floor."""
+    ctor = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        async with httpx.AsyncClient(timeout=35):
+            pass
+        ctor.append((time.perf_counter() - t0) * 1000)
+    rtt = []
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+        for _ in range(samples):
+            t0 = time.perf_counter()
+            await client.post("/sandbox/momo/v2/gateway/api/create", json={})  # refused (resultCode 20), fast
+            rtt.append((time.perf_counter() - t0) * 1000)
+    return {
+        "httpx_AsyncClient_new_ms": summary(ctor),
+        "sandbox_http_roundtrip_keepalive_ms": summary(rtt),
+    }
+
+
+# ---- py-spy ---------------------------------------------------------------------------------------
+
+# Leaf frames of a thread or loop that is waiting, not working: left out of the shares.
+IDLE_LEAVES = (
+    ".select (selectors.py",
+    "Condition.wait",
+    "Runner.run (asyncio/runners.py",
+    "Queue.get",
+    "_worker (concurrent/futures/thread.py:81)",
+)
+# (label, needles, how): "any" = some frame of the stack matches (a cost defined by its caller);
+# "near" = the frame nearest the leaf that matches any "near" bucket decides (where CPU is spent);
+# "last" = like "near", for generic frames (event loop) only when no library frame matched.
+Bucket = tuple[str, tuple[str, ...], str]
+WORKER_BUCKETS: tuple[Bucket, ...] = (
+    (
+        "TLS context per gateway call (new httpx.AsyncClient)",
+        ("create_ssl_context", "create_default_context"),
+        "any",
+    ),
+    ("workflow sandbox: re-import workflow modules per instance", ("_Instance._create_instance",), "any"),
+    ("pydantic converter: build TypeAdapter", ("TypeAdapter.__init__",), "any"),
+    ("SQL (SQLAlchemy + asyncpg)", ("sqlalchemy/", "asyncpg/"), "near"),
+    ("HTTP client (httpx/httpcore)", ("httpx/", "httpcore/"), "near"),
+    (
+        "payload conversion (pydantic JSON)",
+        ("temporalio/converter", "temporalio/contrib/pydantic", "pydantic"),
+        "near",
+    ),
+    (
+        "workflow code / activation (sandbox)",
+        ("workflows/", "_workflow_instance.py", "workflow_sandbox"),
+        "near",
+    ),
+    ("Temporal SDK (bridge, activity/workflow workers)", ("temporalio/",), "near"),
+    (
+        "event loop, threads (no library frame above)",
+        ("asyncio/", "concurrent/futures", "threading.py"),
+        "last",
+    ),
+)
+API_BUCKETS: tuple[Bucket, ...] = (
+    ("SQL (SQLAlchemy + asyncpg)", ("sqlalchemy/", "asyncpg/"), "near"),
+    ("Temporal client (update-with-start RPC)", ("temporalio/",), "near"),
+    ("gateway sandbox handlers", ("gateways/sandbox",), "near"),
+    ("JWT auth", ("jwt/",), "near"),
+    ("pydantic validation / serialisation", ("pydantic", "json/"), "near"),
+    ("FastAPI / Starlette routing, middleware", ("fastapi/", "starlette/", "api/"), "near"),
+    ("uvicorn / httptools / asyncio", ("uvicorn/", "httptools", "asyncio/", "anyio/"), "last"),
+)
+
+
+def _classify(frames: list[str], buckets: tuple[Bucket, ...]) -> str:
+    for label, needles, how in buckets:
+        if how == "any" and any(n in f for f in frames for n in needles):
+            return label
+    for kind in ("near", "last"):
+        for frame in reversed(frames):  # leaf first
+            for label, needles, how in buckets:
+                if how == kind and any(n in frame for n in needles):
+                    return label
+    return "other"
+
+
+def pyspy_available() -> str | None:
+    return shutil.which("py-spy") or (
+        str(Path(sys.executable).parent / "py-spy")
+        if (Path(sys.executable).parent / "py-spy").exists()
+        else None
+    )
+
+
+def start_pyspy(pid: int, seconds: float, out: Path) -> subprocess.Popen | None:
+    exe = pyspy_available()
+    if exe is None:
+        return None
+    return subprocess.Popen(
+        [
+            exe,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            "100",
+            "--format",
+            "raw",
+            "--nonblocking",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def bucket_profile(raw: Path, buckets: tuple[Bucket, ...]) -> dict[str, Any]:
+    """Share of samples per named cost (first matching bucket wins), plus the top self frames."""
+    counts: Counter[str] = Counter()
+    self_frames: Counter[str] = Counter()
+    total = idle = 0
+    if not raw.exists():
+        return {}
+    for line in raw.read_text().splitlines():
+        stack, _, n_text = line.rpartition(" ")
+        n = int(n_text)
+        leaf = stack.rsplit(";", 1)[-1]
+        if not leaf.strip() or any(x in leaf for x in IDLE_LEAVES):
+            idle += n
+            continue
+        total += n
+        self_frames[leaf] += n
+        counts[_classify(stack.split(";"), buckets)] += n
+    return {
+        "samples": total,
+        "idle_samples_left_out": idle,
+        "share_pct": {k: round(v / total * 100, 1) for k, v in counts.most_common()} if total else {},
+        "top_self_frames": [(f, round(v / total * 100, 1)) for f, v in self_frames.most_common(8)]
+        if total
+        else [],
+    }
+
+
+async def wait_procs(procs: list[subprocess.Popen | None], timeout: float) -> None:
+    end = time.monotonic() + timeout
+    for p in procs:
+        if p is None:
+            continue
+        while p.poll() is None and time.monotonic() < end:
+            await asyncio.sleep(0.2)
+        if p.poll() is None:
+            p.terminate()

@@ -1,0 +1,603 @@
+"""The bench's phases, run in order against one stack; each is bounded in time and writes its
+figures into `results`. Waits for expiries are capped: an order still pending at the cut-off is
+counted with (cut-off - deadline), a lower bound, and the figure is flagged as censored."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from bench import breakdown
+from bench.cron_comparator import Plan
+from bench.load import Api, Created, LoadResult, closed_loop, open_loop, round_robin, sequential
+from bench.measure import (
+    Observer,
+    Processes,
+    censored_lags_ms,
+    count_statements,
+    cpu_share,
+    create_roles,
+    summary,
+    top_statements,
+)
+from bench.stack import ROOT, BenchStack
+
+STOCK = 10_000_000  # per variant: ample for any run
+HOLD = "hold"  # 4-hour windows: open for the whole run
+LAG = "lag"  # 3-second windows, steady-arrival phase
+LIFE = "life"  # 3-second windows, database-cost phase
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    budget_s: float  # the whole run, stack start to teardown
+    warmup: int
+    sequential: int
+    throughput_s: float
+    lifecycle: int
+    arrival_rate: float
+    arrival_s: float
+    storm_target: int
+    storm_budget_s: float  # time allowed for creating the storm's orders
+    memory_target: int
+    memory_budget_s: float
+    idle_s: float  # right after the throughput phase: open orders, none due, nothing else running
+    idle_end_s: float  # again at the end, with the memory phase's open orders (0 = skip)
+    wait_cap_s: float  # longest wait for a phase's orders to expire
+    cron: Plan
+    cron_starts_with: str  # the phase at whose start the comparator starts
+    storm_windows: int  # order types st1..stK: windows of 1..K seconds
+
+
+MODES = {
+    "quick": Mode(
+        "quick",
+        budget_s=172,
+        warmup=10,
+        sequential=60,
+        throughput_s=10,
+        lifecycle=25,
+        arrival_rate=50,
+        arrival_s=12,
+        storm_target=2000,
+        storm_budget_s=15,
+        memory_target=5000,
+        memory_budget_s=12,
+        idle_s=10,
+        idle_end_s=0,
+        wait_cap_s=15,
+        cron=Plan(interval_s=60, steady_count=3000, storm_count=1000, storm_offset_s=30, ticks=1),
+        cron_starts_with="expiry",
+        storm_windows=40,
+    ),
+    "full": Mode(
+        "full",
+        budget_s=850,
+        warmup=30,
+        sequential=500,
+        throughput_s=30,
+        lifecycle=200,
+        arrival_rate=50,
+        arrival_s=60,
+        storm_target=10_000,
+        storm_budget_s=180,
+        memory_target=50_000,
+        memory_budget_s=300,
+        idle_s=30,
+        idle_end_s=30,
+        wait_cap_s=120,
+        cron=Plan(interval_s=60, steady_count=3000, storm_count=10_000, storm_offset_s=90, ticks=3),
+        cron_starts_with="memory",
+        storm_windows=240,
+    ),
+}
+PHASES = ("catalog", "sequential", "throughput", "idle", "lifecycle", "expiry", "storm", "memory", "idle_end")
+
+
+def order_type_durations(mode: Mode) -> str:
+    storm = ",".join(f"st{k}={k / 60:.6f}" for k in range(1, mode.storm_windows + 1))
+    return f"normal=15,vip=30,quick=5,{HOLD}=240,{LAG}=0.05,{LIFE}=0.05,{storm}"
+
+
+class Ui(Protocol):
+    def phase(self, name: str, total: float) -> Any: ...
+    def waiting(self, name: str, total: int) -> Any: ...
+    def note(self, text: str) -> None: ...
+
+
+class Bench:
+    def __init__(self, mode: Mode, stack: BenchStack, ui: Ui, profile: bool, deadline: float) -> None:
+        self.mode, self.stack, self.ui, self.profile = mode, stack, ui, profile
+        self.deadline = deadline  # time.monotonic() by which the phases must be done
+        self.results: dict[str, Any] = {"figures": {}, "flags": {}, "phases": {}, "breakdown": {}, "cpu": {}}
+        self.variants: dict[str, list[str]] = {}
+        self.cron: subprocess.Popen | None = None
+        self.cron_out = stack.data_dir / "cron.json"
+        self.cron_started = 0.0
+        self.spans: dict[str, tuple[float, float]] = {}  # phase -> (start, end), wall clock
+
+    @property
+    def figures(self) -> dict[str, Any]:
+        return self.results["figures"]
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    async def run(self) -> dict[str, Any]:
+        await create_roles(self.stack.database_url)
+        self.obs = Observer(self.stack.database_url)
+        await self.obs.open()
+        self.api = Api(self.stack.base_url, self.stack.jwt_secret)
+        self.procs = Processes(self.stack.pids(), self.stack.postmaster_pid())
+        cpu_start, t_start = self.procs.cpu(), time.monotonic()
+        try:
+            for name in PHASES:
+                if name == self.mode.cron_starts_with:
+                    self.start_comparator()
+                began = time.time()
+                await getattr(self, f"phase_{name}")()
+                self.spans[name] = (began, time.time())
+                self.stack.check_alive()
+            await self.finish_comparator()
+        finally:
+            await self.api.close()
+            await self.obs.close()
+        whole = cpu_share(cpu_start, self.procs.cpu(), time.monotonic() - t_start, 1)
+        self.results["foreign_cpu_pct"] = whole["foreign_cpu_pct"]
+        return self.results
+
+    def wait_cap(self, reserve: float) -> float:
+        """The mode's cap on a wait for expiries, shortened so `reserve` s remain for what follows."""
+        return max(5.0, min(self.mode.wait_cap_s, self.left() - reserve))
+
+    # ---- catalog ----------------------------------------------------------------------------------
+
+    async def phase_catalog(self) -> None:
+        pools = {HOLD: 16, LAG: 16, LIFE: 4, "storm": 16}
+        with self.ui.phase("catalog + warm-up", len(pools) + self.mode.warmup) as tick:
+            for pool, count in pools.items():
+                self.variants[pool] = await self.api.create_variants(pool, count, STOCK)
+                tick()
+            # One order first, with a short timeout: a service that cannot create orders ends the run
+            # here, not after every phase has timed out.
+            first = LoadResult()
+            if await self.api.create_order(self.variants[HOLD][0], HOLD, first, timeout=30) is None:
+                raise RuntimeError(
+                    f"the service could not create an order ({first.errors}); see worker.log and api.log "
+                    "(run with --keep-data to keep them)"
+                )
+            warm = await sequential(self.api, self.mode.warmup, round_robin(self.variants[HOLD]), HOLD, tick)
+        if warm.errors:
+            raise RuntimeError(f"warm-up creates failed: {warm.errors}")
+
+    # ---- creates --------------------------------------------------------------------------------------
+
+    async def phase_sequential(self) -> None:
+        n = self.mode.sequential
+        with self.ui.phase("create, concurrency 1", n) as tick:
+            res = await closed_loop(
+                self.api,
+                1,
+                round_robin(self.variants[HOLD]),
+                HOLD,
+                count=n,
+                duration_s=max(10.0, self.left() / 8),
+                tick=tick,
+            )
+        lat = summary(res.latencies_ms)
+        self.figures["create_p50_ms"], self.figures["create_p99_ms"] = lat["p50"], lat["p99"]
+        self.results["phases"]["sequential"] = {
+            "n": len(res.latencies_ms),
+            "warmup": self.mode.warmup,
+            "latency_ms": lat,
+            "errors": res.errors,
+        }
+        self.results["breakdown"]["create"] = await self.create_breakdown(res.created[-60:])
+        self.results["breakdown"]["direct"] = await breakdown.direct_timings(self.stack.base_url)
+
+    async def create_breakdown(self, chosen: list[Created]) -> dict[str, Any]:
+        hist = await breakdown.histories(self.stack.temporal_address, [c.order_id for c in chosen])
+        rows = []
+        for c in chosen:
+            if c.order_id not in hist:
+                continue
+            row = breakdown.create_phases(hist[c.order_id])
+            inside = row["in Temporal + worker (start -> update completed)"]
+            row["API + HTTP (client latency minus the above)"] = (
+                c.latency_ms - inside if inside is not None else None
+            )
+            row["client latency (HTTP POST /orders)"] = c.latency_ms
+            rows.append(row)
+        return breakdown.medians(rows)
+
+    async def phase_throughput(self) -> None:
+        seconds = self.mode.throughput_s
+        spies = []
+        if self.profile:
+            pids = self.stack.pids()
+            out = self.stack.data_dir
+            spies = [
+                breakdown.start_pyspy(pids[p], seconds - 1, out / f"{p}.pyspy") for p in ("worker", "api")
+            ]
+        with self.ui.phase("create, concurrency 32", seconds) as tick:
+            cpu0, t0 = self.procs.cpu(), time.monotonic()
+            ticker = asyncio.create_task(tick_seconds(tick, seconds))
+            res = await closed_loop(self.api, 32, round_robin(self.variants[HOLD]), HOLD, duration_s=seconds)
+            ticker.cancel()
+            self.results["cpu"]["throughput"] = cpu_share(
+                cpu0, self.procs.cpu(), time.monotonic() - t0, len(res.created)
+            )
+        lat = summary(res.latencies_ms)
+        self.figures["create_throughput_per_s"] = res.rate
+        self.figures["create_p99_ms_at_32"] = lat["p99"]
+        self.results["phases"]["throughput"] = {
+            "completed": len(res.created),
+            "elapsed_s": res.elapsed_s,
+            "rate_per_s": res.rate,
+            "latency_ms": lat,
+            "errors": res.errors,
+        }
+        self.results["breakdown"]["create_at_32"] = await self.create_breakdown(res.created[-40:])
+        if spies:
+            await breakdown.wait_procs(spies, 15)
+            self.results["profile"] = {
+                "worker": breakdown.bucket_profile(
+                    self.stack.data_dir / "worker.pyspy", breakdown.WORKER_BUCKETS
+                ),
+                "api": breakdown.bucket_profile(self.stack.data_dir / "api.pyspy", breakdown.API_BUCKETS),
+            }
+        await asyncio.sleep(1)  # let the last workflow tasks settle before the next phase counts statements
+
+    # ---- database cost of one order's life ---------------------------------------------------------
+
+    async def phase_lifecycle(self) -> None:
+        n = self.mode.lifecycle
+        await self.obs.reset_statements()
+        with self.ui.phase("one order's life: DB cost", n) as tick:
+            res = await sequential(self.api, n, round_robin(self.variants[LIFE]), LIFE, tick)
+        created = len(res.created)
+        with self.ui.waiting("  waiting for those to expire", created) as progress:
+            left = await self.obs.wait_all_ended(
+                [LIFE], self.wait_cap(reserve=self.mode.budget_s * 0.55), on_poll=progress
+            )
+        cutoff = datetime.now(UTC)
+        await asyncio.sleep(0.5)
+        lags, _ = censored_lags_ms(await self.obs.orders([LIFE]), cutoff)
+        rows = await self.obs.statements()
+        counts = count_statements(rows)
+        per = {k: v / created for k, v in counts.items()} if created else {}
+        self.results["phases"]["lifecycle"] = {
+            "n": created,
+            "still_pending": left,
+            "errors": res.errors,
+            "statements_per_order": per.get("statements"),
+            "queries_per_order": per.get("queries"),
+            "commits_per_order": per.get("commits"),
+            "exec_ms_per_order": per.get("exec_ms"),
+            "top": top_statements(rows, created or 1),
+            "expiry_lag_ms_unloaded": summary(lags),  # one order at a time: the path's own latency
+            "source": "pg_stat_statements (shared_preload_libraries), statements of the service's role only",
+        }
+        self.figures["db_queries_per_order"] = per.get("queries")
+        if left:  # the expiry side is missing for these orders: a lower bound
+            self.results["flags"]["db_queries_per_order"] = (
+                f"{left} of {created} orders had not expired at the cut-off"
+            )
+
+    # ---- expiry lag under steady arrivals ----------------------------------------------------------
+
+    async def phase_expiry(self) -> None:
+        mode = self.mode
+        paid_ids: list[str] = []
+        count = {"n": 0}
+        stock0 = await self.obs.stock(self.variants[LAG])
+
+        async def maybe_pay(created: Created) -> None:
+            count["n"] += 1
+            if count["n"] % 20 == 0 and await self.api.pay(created.gateway_order_id):  # 5 % pay
+                paid_ids.append(created.order_id)
+
+        expected = int(mode.arrival_rate * mode.arrival_s)
+        with self.ui.phase(f"steady arrivals, {mode.arrival_rate:.0f}/s offered", expected) as tick:
+            cpu0, t0 = self.procs.cpu(), time.monotonic()
+            res, achieved, shed = await open_loop(
+                self.api,
+                mode.arrival_rate,
+                mode.arrival_s,
+                round_robin(self.variants[LAG]),
+                LAG,
+                max_in_flight=64,
+                on_created=maybe_pay,
+                tick=tick,
+                drain_timeout_s=min(45.0, mode.wait_cap_s),
+            )
+        with self.ui.waiting("  waiting for their expiry", len(res.created)) as progress:
+            left = await self.obs.wait_all_ended(
+                [LAG], self.wait_cap(reserve=self.mode.budget_s * 0.4), on_poll=progress
+            )
+        cutoff = datetime.now(UTC)
+        self.results["cpu"]["expiry"] = cpu_share(
+            cpu0, self.procs.cpu(), time.monotonic() - t0, len(res.created)
+        )
+        rows = await self.obs.orders([LAG])
+        lags, censored = censored_lags_ms(rows, cutoff)
+        holding = sum(1 for r in rows if r.status in ("paid", "pending_payment"))
+        stock_ok = await self.obs.stock(self.variants[LAG]) == stock0 - holding
+        lag = summary(lags)
+        self.figures["expiry_lag_p50_ms"], self.figures["expiry_lag_p99_ms"] = lag["p50"], lag["p99"]
+        if censored:
+            note = f"{censored} of {len(lags)} orders still pending at the cut-off (counted as cut-off - deadline)"
+            self.results["flags"]["expiry_lag_p99_ms"] = note
+            if censored * 2 >= len(lags):
+                self.results["flags"]["expiry_lag_p50_ms"] = note
+        statuses: dict[str, int] = {}
+        for r in rows:
+            statuses[r.status] = statuses.get(r.status, 0) + 1
+        self.results["phases"]["expiry"] = {
+            "offered_rate_per_s": mode.arrival_rate,
+            "duration_s": mode.arrival_s,
+            "achieved_rate_per_s": achieved,
+            "shed_arrivals": shed,
+            "max_in_flight": 64,
+            "created_rate_per_s": len(res.created) / mode.arrival_s,
+            "created": len(res.created),
+            "create_latency_ms": summary(res.latencies_ms),
+            "errors": res.errors,
+            "paid": statuses.get("paid", 0),
+            "pay_requests_accepted": len(paid_ids),
+            "statuses": statuses,
+            "expired": statuses.get("expired", 0),
+            "still_pending": left,
+            "censored": censored,
+            "lag_ms": lag,
+            "stock_ok": stock_ok,
+        }
+        self.results["lag_samples_ms"] = lags
+        expired = [r for r in rows if r.status == "expired" and r.ended_at is not None]
+        sample = expired[:: max(1, len(expired) // 60)][:60]
+        hist = await breakdown.histories(self.stack.temporal_address, [r.id for r in sample])
+        self.results["breakdown"]["expiry"] = breakdown.medians(
+            [
+                breakdown.expiry_phases(hist[r.id], r.expires_at.timestamp(), r.ended_at.timestamp())
+                for r in sample
+                if r.id in hist and r.ended_at is not None
+            ]
+        )
+
+    # ---- storm: many windows ending at once ------------------------------------------------------------
+
+    async def phase_storm(self) -> None:
+        mode = self.mode
+        rate = max(1.0, self.results["phases"]["throughput"]["rate_per_s"])
+        # keep time for the drain, a short memory phase (at least the comparator's ticks in full), the end
+        memory_min = mode.cron.ticks * mode.cron.interval_s if mode.cron_starts_with == "memory" else 10
+        reserve = mode.wait_cap_s + memory_min + mode.idle_end_s + 20
+        budget = max(5.0, min(mode.storm_budget_s, self.left() - reserve))
+        n = max(50, min(mode.storm_target, int(rate * budget * 0.9)))
+        windows = mode.storm_windows
+        target = time.time() + min(n / rate * 1.15 + 3, windows - 2)  # the shared deadline
+        types = [f"st{k}" for k in range(1, windows + 1)]
+        stock0 = await self.obs.stock(self.variants["storm"])
+
+        def window() -> str:  # the window that ends at `target` for an order sent now
+            return f"st{min(windows, max(1, math.ceil(target - time.time())))}"
+
+        with self.ui.phase(f"storm: {n:,} shared deadlines", n) as tick:
+            res = await closed_loop(
+                self.api,
+                32,
+                round_robin(self.variants["storm"]),
+                window,
+                count=n,
+                stop_at=target - 1.5,
+                tick=tick,
+            )
+        await asyncio.sleep(max(0.0, target - time.time()))
+        cpu0, t0 = self.procs.cpu(), time.monotonic()
+        with self.ui.waiting("  waiting for the storm to drain", len(res.created)) as progress:
+            left = await self.obs.wait_all_ended(
+                types, self.wait_cap(reserve=memory_min + mode.idle_end_s + 15), poll_s=0.1, on_poll=progress
+            )
+        cutoff = datetime.now(UTC)
+        self.results["cpu"]["storm_drain"] = cpu_share(
+            cpu0, self.procs.cpu(), time.monotonic() - t0, len(res.created) - left
+        )
+        rows = await self.obs.orders(types)
+        if not rows:
+            raise RuntimeError(f"no storm order was created: {res.errors}")
+        first_deadline, last_deadline = min(r.expires_at for r in rows), max(r.expires_at for r in rows)
+        ended = [r.ended_at for r in rows if r.ended_at is not None]
+        last_end = cutoff if left or not ended else max(ended)  # type: ignore[type-var]
+        drain_max = (last_end - last_deadline).total_seconds()
+        drain_min = (last_end - first_deadline).total_seconds()
+        created = len(rows)
+        self.figures["storm_drain_s_per_10k"] = drain_max * 10_000 / created if not left else None
+        if left:  # scaling a wait that was cut short would be meaningless
+            self.results["flags"]["storm_drain_s_per_10k"] = (
+                f"not drained: {left} of {created} orders still pending {drain_max:.0f} s after the latest deadline"
+            )
+        self.results["phases"]["storm"] = {
+            "n": created,
+            "target_n": mode.storm_target,
+            "planned_n": n,
+            "errors": res.errors,
+            "create_rate_per_s": res.rate,
+            "deadline_spread_s": (last_deadline - first_deadline).total_seconds(),
+            "drain_from_max_s": drain_max,
+            "drain_from_min_s": drain_min,
+            "expiry_rate_per_s": (created - left) / drain_min if drain_min > 0 else None,
+            "still_pending": left,
+            "expired": sum(1 for r in rows if r.status == "expired"),
+            "stock_ok": await self.obs.stock(self.variants["storm"]) == stock0 - left,
+            "scaled_to_10k": created != 10_000,
+        }
+
+    # ---- memory with many open orders, then idle ------------------------------------------------------
+
+    async def phase_memory(self) -> None:
+        mode = self.mode
+        budget = max(5.0, min(mode.memory_budget_s, self.left() - mode.idle_end_s - 15))
+        want = max(0, mode.memory_target - await self.obs.open_orders())
+        curve: list[dict[str, Any]] = []
+        t0 = time.monotonic()
+
+        async def reading() -> dict[str, Any]:
+            return {
+                "open_orders": await self.obs.open_orders(),
+                **self.procs.rss_mb(),
+                "t_s": round(time.monotonic() - t0, 1),
+            }
+
+        async def sample() -> None:
+            while True:
+                curve.append(await reading())
+                await asyncio.sleep(max(2.0, budget / 12))
+
+        with self.ui.phase(f"memory: up to {mode.memory_target:,} open", want) as tick:
+            sampler = asyncio.create_task(sample())
+            res = await closed_loop(
+                self.api, 32, round_robin(self.variants[HOLD]), HOLD, count=want, duration_s=budget, tick=tick
+            )
+            sampler.cancel()
+        await asyncio.sleep(3)
+        after = await reading()
+        curve.append(after)
+        self.results["phases"]["memory"] = {
+            "target": mode.memory_target,
+            "open_orders": after["open_orders"],
+            "created": len(res.created),
+            "create_rate_per_s": res.rate,
+            "elapsed_s": res.elapsed_s,
+            "errors": res.errors,
+            "curve": curve,
+            "after_creation": after,
+            **rss_slopes(curve),
+        }
+
+    async def phase_idle(self) -> None:
+        """The figure: orders are open (their timers hours away) and nothing else is going on."""
+        reading = await self.idle_reading("idle: DB queries", self.mode.idle_s)
+        self.figures["idle_db_queries_per_min"] = reading["queries_per_min"]
+        self.results["phases"]["idle"] = reading
+
+    async def phase_idle_end(self) -> None:
+        """Again at the end, with the memory phase's open orders; the memory figures come from here."""
+        mem = self.results["phases"]["memory"]
+        if self.mode.idle_end_s > 0:
+            reading = await self.idle_reading("idle again: DB queries, memory", self.mode.idle_end_s)
+            self.results["phases"]["idle_end"] = reading
+            final = reading["reading"]
+        else:
+            with self.ui.phase("final reading", 1):
+                final = mem["after_creation"]
+        mem["curve"].append({**final, "t_s": None})
+        self.figures["open_orders"] = final["open_orders"]
+        self.figures["worker_rss_mb"] = final.get("worker")
+        self.figures["temporal_rss_mb"] = final.get("temporal")
+        self.figures["api_rss_mb"] = final.get("api")
+
+    async def idle_reading(self, label: str, seconds: float) -> dict[str, Any]:
+        seconds = max(5.0, min(seconds, self.left() - 5))
+        await asyncio.sleep(2)
+        busy = await self.obs.pending([LAG, LIFE, *(f"st{k}" for k in range(1, self.mode.storm_windows + 1))])
+        await self.obs.reset_statements()
+        with self.ui.phase(label, seconds) as tick:
+            await tick_seconds(tick, seconds)
+        rows = await self.obs.statements()
+        counts = count_statements(rows)
+        reading = {"open_orders": await self.obs.open_orders(), **self.procs.rss_mb()}
+        return {
+            "seconds": seconds,
+            **counts,
+            "queries_per_min": counts["queries"] * 60 / seconds,
+            "short_window_orders_still_pending": busy,
+            "reading": reading,
+            "top": top_statements(rows, 1, limit=6),
+        }
+
+    # ---- the comparator ------------------------------------------------------------------------------
+
+    def start_comparator(self) -> None:
+        plan = self.mode.cron
+        self.cron = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.cron_comparator",
+                "--dsn",
+                self.stack.database_url,
+                "--plan",
+                json.dumps(asdict(plan)),
+                "--out",
+                str(self.cron_out),
+            ],
+            cwd=ROOT,
+            stdout=(self.stack.data_dir / "cron.log").open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        self.cron_started = time.monotonic()
+        self.ui.note(f"comparator started: a tick every {plan.interval_s:.0f} s, {plan.ticks} tick(s)")
+
+    async def finish_comparator(self) -> None:
+        if self.cron is None:
+            return
+        plan = self.mode.cron
+        expected_end = self.cron_started + plan.ticks * plan.interval_s + 5
+        with self.ui.phase("comparator (cron) finishing", max(1.0, expected_end - time.monotonic())) as tick:
+            while self.cron.poll() is None and time.monotonic() < self.deadline + 8:
+                await asyncio.sleep(1)
+                tick()
+        if self.cron.poll() is None:
+            self.cron.terminate()
+            self.cron.wait(10)
+        if self.cron.returncode != 0 or not self.cron_out.exists():
+            # Our figures stand on their own: report the comparator as missing, do not fail the run.
+            tail = (self.stack.data_dir / "cron.log").read_text()[-300:]
+            why = f"did not finish within the run's time (exit {self.cron.returncode})"
+            self.results["comparator"] = {"error": why, "log_tail": tail}
+            self.ui.note(f"the comparator {why}; its figures are missing")
+            return
+        cron = json.loads(self.cron_out.read_text())
+        busy = [(t["at"], t["at"] + t["seconds"]) for t in cron["ticks"] if t["found"]]
+        cron["ticks_overlapped_phases"] = sorted(
+            {name for name, (a, b) in self.spans.items() for (c, d) in busy if c < b and a < d}
+        )
+        self.results["comparator"] = cron
+        self.figures["cron_expiry_lag_p50_ms"] = cron["expiry_lag_ms"]["p50"]
+        self.figures["cron_expiry_lag_p99_ms"] = cron["expiry_lag_ms"]["p99"]
+        self.figures["cron_storm_drain_s_per_10k"] = cron["storm"].get("drain_s_per_10k")
+        self.figures["cron_db_queries_per_order"] = cron["db_statements_per_order"]
+        self.figures["cron_idle_db_queries_per_min"] = cron["idle_db_statements_per_min"]
+
+
+async def tick_seconds(tick: Any, seconds: float) -> None:
+    for _ in range(int(seconds)):
+        await asyncio.sleep(1)
+        tick()
+    await asyncio.sleep(seconds - int(seconds))
+
+
+def rss_slopes(curve: list[dict[str, Any]]) -> dict[str, float | None]:
+    """MB per 1,000 more open orders (least squares over the readings)."""
+    out: dict[str, float | None] = {}
+    for proc in ("worker", "temporal"):
+        pts = [(p["open_orders"], p[proc]) for p in curve if p.get(proc) is not None]
+        xs = [x for x, _ in pts]
+        if len(pts) < 3 or max(xs) - min(xs) < 100:
+            out[f"{proc}_mb_per_1k_open"] = None
+            continue
+        mx, my = sum(xs) / len(xs), sum(y for _, y in pts) / len(pts)
+        sxx = sum((x - mx) ** 2 for x in xs)
+        out[f"{proc}_mb_per_1k_open"] = sum((x - mx) * (y - my) for x, y in pts) / sxx * 1000
+    return out
+
+
+__all__ = ["MODES", "PHASES", "Bench", "LoadResult", "Mode", "order_type_durations"]

@@ -1,0 +1,201 @@
+"""The payment gateways as a process of their own: the sandbox (gateways/sandbox/) served on its own
+port, so that killing or restarting our API does not make "the gateways" forget a payment, as real
+MoMo / VNPay / PayOS would not. The API and the worker reach it through the ordinary settings
+(`MOMO_ENDPOINT`, `VNPAY_PAYMENT_URL`, `VNPAY_API_URL`, `PAYOS_BASE_URL`); its notifications go to
+the API's webhooks.
+
+Two additions for the chaos run, outside the sandbox's own code:
+- IPN retries, as real gateways do: a notification the merchant did not take (transport error,
+  HTTP 5xx, or VNPay's `RspCode` 99) is sent again with backoff. A 2xx / 4xx answer is final, so a
+  notification our API acknowledged but then lost stays lost: that is what the run looks for.
+- `GET /chaos/ledger`: every transaction the gateways hold (state, amount, refunds), the ground
+  truth for "every verified payment ends paid or refunded".
+
+Run with `uvicorn chaos.gateway_app:app_factory --factory`; `CHAOS_API_BASE_URL` is where the
+API listens, `PUBLIC_BASE_URL` this process's own address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from domain.settings import Settings
+from gateways.sandbox import PAYOS_WEBHOOK_PATH, SANDBOX_PREFIX, VNPAY_IPN_PATH, build_sandbox_router
+from gateways.sandbox.state import SandboxStore, utcnow
+
+log = logging.getLogger("chaos.gateway")
+RETRY_BACKOFF_S = (1, 2, 3, 5, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8)  # ~100 s of retries, like an IPN queue
+DELIVERY_TIMEOUT_S = 15.0
+
+
+def taken(delivery: dict[str, Any]) -> bool:
+    """Did the merchant take this notification? (What a gateway decides from the answer.)"""
+    if delivery.get("dropped"):
+        return True  # deliberately lost: nothing to retry
+    status = delivery.get("status_code")
+    if status is None or status >= 500:
+        return False
+    if delivery.get("gateway") == "vnpay":
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            return json.loads(delivery.get("answer") or "{}").get("RspCode") != "99"
+    return True
+
+
+class IpnRetrier:
+    """Re-sends notifications the merchant did not take, oldest first, with backoff."""
+
+    def __init__(self, store: SandboxStore) -> None:
+        self.store = store
+        self.seen = 0  # deliveries[:seen] have been looked at
+        # original seq -> (due, tries, the delivery)
+        self.queue: dict[int, tuple[float, int, dict[str, Any]]] = {}
+        self.retried = 0
+        self.recovered = 0
+        self.abandoned = 0
+
+    async def run(self) -> None:
+        async with httpx.AsyncClient(timeout=DELIVERY_TIMEOUT_S) as http:
+            while True:
+                await asyncio.sleep(0.5)
+                self._scan()
+                now = time.monotonic()
+                due = [(seq, entry) for seq, entry in self.queue.items() if entry[0] <= now]
+                for seq, (_, tries, original) in due[:200]:
+                    await self._resend(http, seq, tries, original)
+
+    def _scan(self) -> None:
+        new = self.store.deliveries[self.seen :]
+        self.seen += len(new)
+        for d in new:
+            if d["kind"].startswith("retry") or taken(d):
+                continue
+            self.queue[d["seq"]] = (time.monotonic() + RETRY_BACKOFF_S[0], 0, d)
+
+    async def _resend(self, http: httpx.AsyncClient, seq: int, tries: int, original: dict[str, Any]) -> None:
+        self.retried += 1
+        record: dict[str, Any] = {
+            **original,
+            "kind": f"retry-{original['kind']}",
+            "of_seq": seq,
+            "at": utcnow().isoformat(),
+        }
+        try:
+            if original["method"] == "GET":
+                response = await http.get(original["url"], params=original["payload"])
+            else:
+                response = await http.post(original["url"], json=original["payload"])
+            record.update(status_code=response.status_code, answer=response.text[:500], error=None)
+        except httpx.HTTPError as exc:
+            record.update(status_code=None, answer=None, error=repr(exc))
+        record["seq"] = len(self.store.deliveries) + 1
+        self.store.deliveries.append(record)  # kind "retry-...": never scanned as a new failure
+        if taken(record):
+            self.recovered += 1
+            del self.queue[seq]
+        elif tries + 1 >= len(RETRY_BACKOFF_S):
+            self.abandoned += 1
+            del self.queue[seq]
+            log.error(
+                "gave up delivering %s %s after %d tries",
+                original["gateway"],
+                original["transaction_id"],
+                tries + 1,
+            )
+        else:
+            self.queue[seq] = (time.monotonic() + RETRY_BACKOFF_S[tries + 1], tries + 1, original)
+
+
+def ledger(store: SandboxStore) -> list[dict[str, Any]]:
+    now = utcnow()
+    taken_at: dict[tuple[str, str], str] = {}  # when the merchant first took a verdict for the transaction
+    for d in store.deliveries:
+        key = (d["gateway"], d["transaction_id"])
+        if (
+            key not in taken_at
+            and not d.get("dropped")
+            and d["kind"].removeprefix("retry-") in ("final", "duplicate")
+            and taken(d)
+        ):
+            taken_at[key] = d["at"]
+    out = []
+    for txn in list(store.transactions.values()):
+        txn.refresh(now)
+        out.append(
+            {
+                "gateway": txn.gateway,
+                "id": txn.id,
+                "state": txn.state.value,
+                "amount": txn.amount,
+                "created_at": txn.created_at.isoformat(),
+                "expires_at": txn.expires_at.isoformat(),
+                "finished_at": txn.finished_at.isoformat() if txn.finished_at else None,
+                "transaction_no": txn.transaction_no,
+                "notified_at": taken_at.get((txn.gateway, txn.id)),
+                "refunds": [
+                    {"request_id": rid, "ok": bool(r.get("ok")), "amount": r.get("amount")}
+                    for rid, r in txn.refunds.items()
+                ],
+            }
+        )
+    return out
+
+
+def create_gateway_app(settings: Settings, api_base_url: str) -> FastAPI:
+    router = build_sandbox_router(
+        settings,
+        vnpay_ipn_url=f"{api_base_url}{VNPAY_IPN_PATH}",
+        payos_webhook_url=f"{api_base_url}{PAYOS_WEBHOOK_PATH}",
+    )
+    store: SandboxStore = router.sandbox_store  # type: ignore[attr-defined]
+    retrier = IpnRetrier(store)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(retrier.run())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app = FastAPI(title="Paywindow chaos gateways", lifespan=lifespan)
+    app.include_router(router, prefix=SANDBOX_PREFIX)
+
+    @app.get("/chaos/ledger")
+    async def get_ledger() -> list[dict[str, Any]]:
+        return ledger(store)
+
+    @app.get("/chaos/ipn")
+    async def ipn_stats() -> dict[str, Any]:
+        undelivered = [d for d in store.deliveries if not d["kind"].startswith("retry") and not taken(d)]
+        return {
+            "deliveries": len(store.deliveries),
+            "not_taken_first_time": len(undelivered),
+            "retried": retrier.retried,
+            "recovered": retrier.recovered,
+            "abandoned": retrier.abandoned,
+            "queued": len(retrier.queue),
+        }
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def app_factory() -> FastAPI:
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s gateway %(levelname)s %(name)s: %(message)s"
+    )
+    return create_gateway_app(Settings(), os.environ["CHAOS_API_BASE_URL"].rstrip("/"))

@@ -1,0 +1,583 @@
+"""What must hold after every scenario, checked over Postgres, Temporal visibility, the gateways'
+own ledger, the workers' logs and what the shoppers saw.
+
+  orders        every key the client got 201/200 for has its order row (id = the key's order id),
+                every answer for a key carried that one id, no refused create left a row, no row
+                is unaccounted for, every row has its workflow (`order-<id>`)
+  terminal      every order ended in exactly one terminal state, the one its shopper drove it to
+                (expectations below); `ended_at` set iff ended; the session mirrors the order;
+                no order moved out of pending_payment twice (the workers' transition log)
+  stock         per variant: initial == on hand + reserved (pending) + sold (paid); none negative
+  money         every payment the gateway took (ledger state `paid`) is the `success` attempt of a
+                paid order or `refund_required` / `refunded`; no success without the gateway's
+                money; a payment made before the deadline never ends on an `expired` order; a
+                refunded attempt was refunded exactly once at the gateway; a paid order has one success
+  workflows     nothing Running past its deadline + grace + bound (visibility vs Postgres); no
+                order workflow closed in any state but Completed
+
+Each check returns a list of violations (dicts with the order id and what was wrong).
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
+
+from chaos.load import TERMINAL, OrderRecord
+from domain.statuses import SESSION_FOR_ORDER, OrderStatus
+from domain.temporal import late_workflow_id, workflow_id
+
+MARGIN_S = 1.0  # clock and scheduling slack when comparing a click with a deadline
+TRANSITION_RE = re.compile(r"order ([0-9a-f-]{36}) -> (\w+) \((.*)\)( \[no-op\])?\s*$")
+
+
+@dataclass
+class Facts:
+    """Everything the checks read, gathered once after the scenario drained."""
+
+    now: float
+    orders: dict[str, Any]  # order id -> row
+    items: dict[str, list[Any]]  # order id -> item rows
+    payments: dict[str, list[Any]]  # order id -> payment rows
+    variants: dict[str, int]  # variant id -> stock_quantity now
+    undelivered_inbox: list[Any]
+    success_inbox: dict[tuple[str, str], list[bool]]  # (gateway, id) -> delivered flags of success rows
+    workflows: dict[str, Any]  # workflow id -> (status, start_time) for our orders
+    running_order_workflows: list[str]  # every Running OrderWorkflow id (any scenario)
+    late_workflows: dict[str, str]  # late workflow id -> status name (or "missing")
+    ledger: dict[tuple[str, str], dict[str, Any]]  # (gateway, id) -> transaction
+    transitions: dict[str, list[str]]  # order id -> effective transitions logged ("expired", ...)
+    transition_log_seen: bool
+
+
+@dataclass
+class Report:
+    violations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
+    findings: list[str] = field(default_factory=list)  # noteworthy, not a broken invariant
+
+    def add(self, check: str, **detail: Any) -> None:
+        self.violations.setdefault(check, []).append(detail)
+
+    @property
+    def passed(self) -> bool:
+        return not any(self.violations.values())
+
+
+# ---- gathering ---------------------------------------------------------------------------------------
+
+
+async def gather_facts(
+    pg_dsn: str,
+    client: Client,
+    records: list[OrderRecord],
+    customer: str,
+    variant_ids: list[str],
+    ledger: list[dict[str, Any]],
+    log_dir: Path,
+) -> Facts:
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        rows = await conn.fetch(
+            """
+            SELECT o.id::text AS id, o.status, o.end_reason, o.late_payment, o.grand_total,
+                   o.created_at, o.updated_at, o.ended_at, s.expires_at, s.status AS session_status
+            FROM "order" o JOIN order_session s ON s.order_id = o.id
+            WHERE o.customer_id = $1
+            """,
+            customer,
+        )
+        ids = [r["id"] for r in rows]
+        items = await conn.fetch(
+            "SELECT order_id::text AS order_id, variant_id::text AS variant_id, quantity FROM order_item "
+            "WHERE order_id = ANY($1::uuid[])",
+            ids,
+        )
+        payments = await conn.fetch(
+            "SELECT order_id::text AS order_id, attempt_no, gateway, gateway_order_id, status, amount, "
+            "result_code, created_at, updated_at FROM payment WHERE order_id = ANY($1::uuid[])",
+            ids,
+        )
+        variants = await conn.fetch(
+            "SELECT id::text AS id, stock_quantity FROM product_variant WHERE id = ANY($1::uuid[])",
+            variant_ids,
+        )
+        inbox = await conn.fetch(
+            "SELECT order_id::text AS order_id, gateway, gateway_order_id, outcome, received_at, "
+            "delivered_at IS NOT NULL AS delivered FROM payment_notification "
+            "WHERE order_id = ANY($1::uuid[])",
+            ids,
+        )
+    finally:
+        await conn.close()
+
+    by_items: dict[str, list[Any]] = defaultdict(list)
+    for i in items:
+        by_items[i["order_id"]].append(i)
+    by_payments: dict[str, list[Any]] = defaultdict(list)
+    for p in payments:
+        by_payments[p["order_id"]].append(p)
+
+    workflows: dict[str, Any] = {}
+    async for wf in client.list_workflows(f'WorkflowType="OrderWorkflow" AND CustomerId="{customer}"'):
+        workflows[wf.id] = (wf.status, wf.start_time)
+    wanted = {workflow_id(r["id"]) for r in rows} | {workflow_id(rec.order_id) for rec in records}
+    for wid in wanted - set(workflows):  # visibility may lag, and a workflow that never created its
+        try:  # order has no CustomerId yet: ask for each one directly
+            desc = await client.get_workflow_handle(wid).describe()
+            workflows[wid] = (desc.status, desc.start_time)
+        except RPCError:
+            pass
+    running = [
+        wf.id
+        async for wf in client.list_workflows('ExecutionStatus="Running" AND WorkflowType="OrderWorkflow"')
+    ]
+
+    index = ledger_index(ledger)
+    late: dict[str, str] = {}
+    for p in payments:
+        txn = index.get((p["gateway"], p["gateway_order_id"]))
+        if p["status"] in ("refund_required", "refunded") or (
+            txn and txn["state"] == "paid" and p["status"] != "success"
+        ):
+            wid = late_workflow_id(p["gateway"], p["gateway_order_id"])
+            try:
+                desc = await client.get_workflow_handle(wid).describe()
+                late[wid] = desc.status.name if desc.status else "UNKNOWN"
+            except RPCError:
+                late[wid] = "missing"
+
+    transitions, seen = read_transitions(log_dir)
+    return Facts(
+        now=datetime.now(UTC).timestamp(),
+        orders={r["id"]: r for r in rows},
+        items=by_items,
+        payments=by_payments,
+        variants={v["id"]: v["stock_quantity"] for v in variants},
+        undelivered_inbox=[r for r in inbox if not r["delivered"]],
+        success_inbox=_success_inbox(inbox),
+        workflows=workflows,
+        running_order_workflows=running,
+        late_workflows=late,
+        ledger=index,
+        transitions=transitions,
+        transition_log_seen=seen,
+    )
+
+
+def _success_inbox(inbox: list[Any]) -> dict[tuple[str, str], list[bool]]:
+    out: dict[tuple[str, str], list[bool]] = defaultdict(list)
+    for r in inbox:
+        if r["outcome"] == "success":
+            out[(r["gateway"], r["gateway_order_id"])].append(r["delivered"])
+    return out
+
+
+def ledger_index(ledger: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(t["gateway"], t["id"]): t for t in ledger}
+
+
+def read_transitions(log_dir: Path) -> tuple[dict[str, list[str]], bool]:
+    """Effective transitions (not the `[no-op]` repeats) the workers logged, per order."""
+    out: dict[str, list[str]] = defaultdict(list)
+    seen = False
+    for path in sorted(log_dir.glob("w*.log")):
+        with path.open(errors="replace") as f:
+            for line in f:
+                m = TRANSITION_RE.search(line)
+                if m:
+                    seen = True
+                    if not m.group(4):
+                        out[m.group(1)].append(m.group(2))
+    return out, seen
+
+
+# ---- expectations ------------------------------------------------------------------------------------
+
+
+def _ts(value: Any) -> float | None:
+    if value is None:
+        return None
+    return value.timestamp() if isinstance(value, datetime) else datetime.fromisoformat(value).timestamp()
+
+
+def accepted_clicks(rec: OrderRecord, action: str) -> list[Any]:
+    return [c for c in rec.clicks if c.action == action and c.status == 200]
+
+
+def expected_statuses(rec: OrderRecord, row: Any, ledger: dict[tuple[str, str], dict[str, Any]]) -> set[str]:
+    """The terminal states this order may end in, given what its shopper did and saw."""
+    deadline = row["expires_at"].timestamp()
+
+    def told_in_time(click: Any) -> bool:
+        """Did our API take the gateway's notification of this click before the deadline? VNPay's
+        querydr reports a decline as TransactionStatus 02, like a failure: only its IPN says 24."""
+        attempt = rec.attempts.get(click.attempt_no, {})
+        txn = ledger.get((click.gateway, attempt.get("gatewayOrderId", "")), {})
+        notified = _ts(txn.get("notified_at"))
+        return notified is not None and notified < deadline - MARGIN_S
+
+    def in_time(clicks: list[Any]) -> bool:
+        return any(c.t1 < deadline - MARGIN_S for c in clicks)
+
+    if row["end_reason"] == "payment_link_unavailable":
+        return {"failed"}  # no link could be made (reported as a finding, not a broken rule)
+    if rec.status_at_create in TERMINAL:
+        return {rec.status_at_create}
+    kind = rec.plan.kind
+    if kind in ("pay", "fail_retry_pay"):
+        pays = accepted_clicks(rec, "pay")
+        if pays:
+            return {"paid"} if in_time(pays) else {"paid", "expired"}
+        return {"expired"}
+    if kind == "fail_all":
+        last = [c for c in accepted_clicks(rec, "fail") if c.attempt_no == 3]
+        if last:
+            return {"failed"} if in_time(last) else {"failed", "expired"}
+        return {"expired"}
+    if kind == "decline":
+        declines = accepted_clicks(rec, "decline") + accepted_clicks(rec, "cancel")
+        known = [c for c in declines if c.gateway != "vnpay" or told_in_time(c)]
+        if known:
+            return {"cancelled"} if in_time(known) else {"cancelled", "expired"}
+        if declines:
+            return {"cancelled", "expired"}  # VNPay decline whose IPN could not be taken in time
+        return {"expired"}
+    if kind == "cancel":
+        outcomes = [o for call, o in rec.calls if call == "cancel"]
+        if "200" in outcomes:
+            return {"cancelled"}
+        if outcomes and all(o.startswith(("400", "409")) for o in outcomes):
+            return {"expired"}  # refused: the window had closed first
+        return {"cancelled", "expired"}  # the answer never came: either may have happened
+    return {"expired"}  # expire, late_pay, and shoppers whose create never came back
+
+
+# ---- checks -----------------------------------------------------------------------------------------------
+
+
+def check_orders(facts: Facts, records: list[OrderRecord], report: Report) -> None:
+    by_id = {rec.order_id: rec for rec in records}
+    for rec in records:
+        row = facts.orders.get(rec.order_id)
+        if rec.created_ok and row is None:
+            report.add(
+                "lost_orders", order_id=rec.order_id, key=rec.key, why="client got 201/200, no order row"
+            )
+        if rec.returned_ids - {rec.order_id}:
+            report.add("key_conflicts", key=rec.key, expected=rec.order_id, answered=sorted(rec.returned_ids))
+        if rec.rejected and not rec.created_ok and row is not None:
+            report.add("refused_but_created", order_id=rec.order_id, answer=rec.rejected)
+    for oid in facts.orders:
+        if oid not in by_id:
+            report.add("unexpected_orders", order_id=oid, why="no client key maps to this order")
+        if workflow_id(oid) not in facts.workflows:
+            report.add("lost_orders", order_id=oid, why="order row without a workflow")
+    for wid, (status, _) in facts.workflows.items():
+        if status not in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED):
+            report.add("workflow_not_completed", workflow_id=wid, status=status.name if status else None)
+    orphans = [r for r in records if not r.created_ok and r.order_id in facts.orders]
+    if orphans:
+        report.findings.append(
+            f"{len(orphans)} orders exist whose create the client never saw succeed (it gave up or the "
+            "answer was lost); each has its workflow and ended like any other"
+        )
+
+
+def check_terminal(facts: Facts, records: list[OrderRecord], report: Report) -> None:
+    by_id = {rec.order_id: rec for rec in records}
+    for oid, row in facts.orders.items():
+        status = row["status"]
+        if status not in TERMINAL:
+            report.add("not_terminal", order_id=oid, status=status, expires_at=row["expires_at"].isoformat())
+            continue
+        if row["ended_at"] is None:
+            report.add("ended_at_unset", order_id=oid, status=status)
+        expected_session = SESSION_FOR_ORDER[OrderStatus(status)].value
+        if row["session_status"] != expected_session:
+            report.add("session_mismatch", order_id=oid, status=status, session=row["session_status"])
+        rec = by_id.get(oid)
+        if rec is not None:
+            allowed = expected_statuses(rec, row, facts.ledger)
+            if status not in allowed:
+                report.add(
+                    "wrong_terminal_state",
+                    order_id=oid,
+                    plan=rec.plan.kind,
+                    gateway=rec.plan.gateway,
+                    status=status,
+                    end_reason=row["end_reason"],
+                    expected=sorted(allowed),
+                    clicks=[(c.attempt_no, c.action, c.status) for c in rec.clicks],
+                    calls=rec.calls,
+                )
+    if facts.transition_log_seen:
+        for oid, moves in facts.transitions.items():
+            if oid in facts.orders and len(moves) > 1:
+                report.add("double_transitions", order_id=oid, transitions=moves)
+    else:
+        report.findings.append(
+            "no transition lines in the worker logs: the double-transition check was skipped"
+        )
+
+
+def check_stock(facts: Facts, initial: dict[str, int], report: Report) -> dict[str, int]:
+    reserved: Counter[str] = Counter()
+    sold: Counter[str] = Counter()
+    for oid, row in facts.orders.items():
+        for item in facts.items.get(oid, []):
+            if row["status"] == "pending_payment":
+                reserved[item["variant_id"]] += item["quantity"]
+            elif row["status"] == "paid":
+                sold[item["variant_id"]] += item["quantity"]
+    surplus = deficit = negative = 0
+    for vid, start in initial.items():
+        on_hand = facts.variants.get(vid)
+        if on_hand is None:
+            report.add("stock_variant_missing", variant_id=vid)
+            continue
+        if on_hand < 0:
+            negative += 1
+            report.add("negative_stock", variant_id=vid, on_hand=on_hand)
+        balance = on_hand + reserved[vid] + sold[vid]
+        if balance != start:
+            report.add(
+                "stock_not_conserved",
+                variant_id=vid,
+                initial=start,
+                on_hand=on_hand,
+                reserved=reserved[vid],
+                sold=sold[vid],
+                difference=balance - start,
+            )
+            surplus += max(0, balance - start)
+            deficit += max(0, start - balance)
+    return {
+        "surplus_units": surplus,
+        "missing_units": deficit,
+        "negative_variants": negative,
+        "sold_units": sum(sold.values()),
+        "reserved_units": sum(reserved.values()),
+    }
+
+
+def check_money(facts: Facts, report: Report) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    for oid, row in facts.orders.items():
+        attempts = facts.payments.get(oid, [])
+        successes = [p for p in attempts if p["status"] == "success"]
+        if row["status"] == "paid" and len(successes) != 1:
+            report.add("paid_without_one_success", order_id=oid, successes=len(successes))
+        if row["status"] != "paid" and successes:
+            report.add("success_on_unpaid_order", order_id=oid, status=row["status"])
+        deadline = row["expires_at"].timestamp()
+        for p in attempts:
+            txn = facts.ledger.get((p["gateway"], p["gateway_order_id"]))
+            took_money = txn is not None and txn["state"] == "paid"
+            where = {"order_id": oid, "gateway": p["gateway"], "gateway_order_id": p["gateway_order_id"]}
+            if p["status"] in ("success", "refund_required", "refunded") and not took_money:
+                report.add(
+                    "phantom_payment",
+                    **where,
+                    attempt_status=p["status"],
+                    gateway_state=txn["state"] if txn else None,
+                )
+            if not took_money:
+                continue
+            counts["verified_payments"] += 1
+            counts[f"attempt_{p['status']}"] += 1
+            if p["status"] not in ("success", "refund_required", "refunded"):
+                report.add(
+                    "payment_not_settled",
+                    **where,
+                    attempt_status=p["status"],
+                    order_status=row["status"],
+                    paid_at=txn["finished_at"],
+                    ended_at=row["ended_at"].isoformat() if row["ended_at"] else None,
+                    late_workflow=facts.late_workflows.get(
+                        late_workflow_id(p["gateway"], p["gateway_order_id"])
+                    ),
+                    cause=_unsettled_cause(
+                        facts.success_inbox.get((p["gateway"], p["gateway_order_id"]), [])
+                    ),
+                )
+            paid_at = _ts(txn["finished_at"])
+            if row["status"] == "expired" and paid_at is not None and paid_at < deadline - MARGIN_S:
+                report.add(
+                    "paid_in_window_but_expired",
+                    **where,
+                    paid_at=txn["finished_at"],
+                    deadline=row["expires_at"].isoformat(),
+                )
+            refunds = [r for r in txn["refunds"] if r["ok"]]
+            if len(refunds) > 1 or sum(r["amount"] or 0 for r in refunds) > txn["amount"]:
+                report.add("refunded_twice", **where, refunds=refunds)
+            if p["status"] == "refunded" and not refunds:
+                report.add("refunded_without_refund", **where)
+            if p["status"] == "success" and refunds:
+                report.add("refunded_a_kept_payment", **where)
+            if p["status"] == "refund_required" and p["gateway"] != "payos":
+                # MoMo and VNPay refund through their API; PayOS has none (left to an operator).
+                report.add(
+                    "refund_not_done",
+                    **where,
+                    late_workflow=facts.late_workflows.get(
+                        late_workflow_id(p["gateway"], p["gateway_order_id"])
+                    ),
+                )
+    for wid, status in facts.late_workflows.items():
+        counts[f"late_workflow_{status.lower()}"] += 1
+        if status not in ("COMPLETED", "missing"):  # a missing one shows as payment_not_settled
+            report.add("late_workflow_not_completed", workflow_id=wid, status=status)
+    # Success notifications never marked delivered: for settled attempts (late payments take that
+    # path) only bookkeeping; for any other attempt money nobody acted on (counted above as well).
+    settled = {
+        (p["gateway"], p["gateway_order_id"])
+        for ps in facts.payments.values()
+        for p in ps
+        if p["status"] in ("success", "refund_required", "refunded")
+    }
+    loose = [
+        r
+        for r in facts.undelivered_inbox
+        if r["outcome"] == "success" and (r["gateway"], r["gateway_order_id"]) not in settled
+    ]
+    counts["inbox_undelivered"] = len(facts.undelivered_inbox)
+    counts["inbox_undelivered_unsettled_success"] = len(loose)
+    return dict(counts)
+
+
+def _unsettled_cause(delivered: list[bool]) -> str:
+    if not delivered:
+        return "no_notification_taken: the API never stored the gateway's success"
+    if any(delivered):
+        return (
+            "signal_ignored: the success was signalled to the order's workflow after its terminal "
+            "transition and before it completed; the workflow dropped it"
+        )
+    return (
+        "signal_undelivered: the success is in the inbox, the signal failed (Temporal unreachable) after "
+        "the workflow had completed; the webhook still answered 2xx and nothing reads the inbox again"
+    )
+
+
+def check_workflows(facts: Facts, grace_s: float, bound_s: float, report: Report) -> int:
+    stuck = 0
+    running = set(facts.running_order_workflows)
+    for oid, row in facts.orders.items():
+        overdue = facts.now > row["expires_at"].timestamp() + grace_s + bound_s
+        if workflow_id(oid) in running and (
+            overdue or (row["ended_at"] and facts.now > row["ended_at"].timestamp() + bound_s)
+        ):
+            stuck += 1
+            report.add(
+                "stuck_workflows",
+                order_id=oid,
+                status=row["status"],
+                expires_at=row["expires_at"].isoformat(),
+            )
+        elif row["status"] == "pending_payment" and overdue:
+            stuck += 1
+            report.add(
+                "stuck_workflows",
+                order_id=oid,
+                status=row["status"],
+                why="pending in Postgres past its bound",
+            )
+    for wid, (status, started) in facts.workflows.items():
+        oid = wid.removeprefix("order-")
+        orphan = oid not in facts.orders and status == WorkflowExecutionStatus.RUNNING and started is not None
+        if orphan and facts.now > started.timestamp() + bound_s:
+            stuck += 1
+            report.add("stuck_workflows", workflow_id=wid, why="running without an order row")
+    return stuck
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return round(values[min(len(values) - 1, int(len(values) * q))], 1) if values else None
+
+
+def lag_figures(facts: Facts) -> dict[str, Any]:
+    """Deadline -> terminal, for orders the window closed (expired)."""
+    lags = sorted(
+        (row["ended_at"] - row["expires_at"]).total_seconds()
+        for row in facts.orders.values()
+        if row["status"] == "expired" and row["ended_at"] is not None
+    )
+    if not lags:
+        return {}
+    return {
+        "expired_lag_p50_s": round(statistics.median(lags), 2),
+        "expired_lag_p99_s": round(lags[min(len(lags) - 1, int(len(lags) * 0.99))], 2),
+        "expired_lag_max_s": round(lags[-1], 2),
+    }
+
+
+def check_all(
+    facts: Facts, records: list[OrderRecord], initial: dict[str, int], grace_s: float, bound_s: float
+) -> Report:
+    report = Report()
+    check_orders(facts, records, report)
+    check_terminal(facts, records, report)
+    stock = check_stock(facts, initial, report)
+    money = check_money(facts, report)
+    stuck = check_workflows(facts, grace_s, bound_s, report)
+    statuses = Counter(row["status"] for row in facts.orders.values())
+    by_id = {rec.order_id: rec for rec in records}
+    link_failed = Counter(
+        by_id[oid].plan.gateway if oid in by_id else "?"
+        for oid, row in facts.orders.items()
+        if row["end_reason"] == "payment_link_unavailable"
+    )
+    link_failures = sum(link_failed.values())
+    if link_failures:
+        report.findings.append(
+            f"{link_failures} orders ended `failed` (payment_link_unavailable) although the gateways "
+            "were up, "
+            f"by gateway {dict(link_failed)}"
+        )
+    creates = Counter(o for rec in records for o in rec.creates)
+    first_try_ms = sorted(
+        rec.create_ms for rec in records if rec.create_ms is not None and len(rec.creates) == 1
+    )
+    vnpay_declines_expired = sum(
+        1
+        for rec in records
+        if rec.plan.kind == "decline"
+        and rec.plan.gateway == "vnpay"
+        and facts.orders.get(rec.order_id, {}).get("status") == "expired"
+    )
+    if vnpay_declines_expired:
+        report.findings.append(
+            f"{vnpay_declines_expired} VNPay declines ended `expired`, not `cancelled`: their IPN could "
+            "not be taken before the deadline, and querydr reports a decline as TransactionStatus 02 "
+            "(like a failure)"
+        )
+    report.figures = {
+        "keys": len(records),
+        "orders": len(facts.orders),
+        "statuses": dict(statuses),
+        "plans": dict(Counter(rec.plan.kind for rec in records)),
+        "create_answers": dict(creates),
+        "create_p50_ms": _pct(first_try_ms, 0.5),
+        "create_p99_ms": _pct(first_try_ms, 0.99),
+        "creates_retried": sum(1 for rec in records if len(rec.creates) > 1),
+        "creates_given_up": sum(1 for rec in records if rec.gave_up),
+        "creates_refused": dict(Counter(rec.rejected for rec in records if rec.rejected)),
+        "shopper_errors": sum(1 for rec in records if rec.error),
+        "stock": stock,
+        "money": money,
+        "stuck_workflows": stuck,
+        "link_failures": link_failures,
+        **lag_figures(facts),
+    }
+    return report

@@ -1,0 +1,494 @@
+"""The seven scenarios. Each gets its own customer and its own product (so the checks can isolate it
+by data), starts shoppers arriving at a steady rate, pulls its lever while they shop, waits until
+every window + grace has passed, then runs the invariant check (chaos/invariants.py).
+
+  worker_sigkill        the worker SIGKILLed again and again while windows close, restarted each time
+  temporal_sigkill      the Temporal dev server SIGKILLed, restarted on the same --db-filename
+  postgres_outage       `pg_ctl stop -m immediate`, down for a while, started on the same data dir
+  api_sigkill           the API SIGKILLed while a burst of creates is in flight, restarted; retries
+  notifications         duplicated, reordered, lost and delayed (past the deadline) notifications;
+                        payments after the close (late -> refund)
+  graceful_restart      SIGINT to every process at once (Ctrl-C), everything started again on the same data
+  two_workers           a second worker on the task queue, SIGKILLed under load
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import httpx
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from chaos.invariants import Report, check_all, gather_facts
+from chaos.load import Arrivals, OrderRecord, Plan, Shoppers
+from chaos.stack import ChaosStack
+
+WINDOW = "chaos"  # ORDER_TYPE_DURATIONS chaos=0.1: 6-second windows
+LONG_WINDOW = "chaoslong"  # 12 s: time to fail, retry and pay again
+GRACE_MINUTES = 0.05  # PAYMENT_IN_FLIGHT_GRACE_MINUTES: MoMo's unpaid links hold the window 3 s more
+STACK_ENV = {
+    "ORDER_TYPE_DURATIONS": f"normal=15,{WINDOW}=0.1,{LONG_WINDOW}=0.2",
+    "PAYMENT_IN_FLIGHT_GRACE_MINUTES": str(GRACE_MINUTES),
+    "ORDER_SESSION_REMINDER_MINUTES": "0",
+}
+SCARCE_STOCK = 8  # variant 0 of each scenario: shoppers race for it (some creates get OUT_OF_STOCK)
+AMPLE_STOCK = 100_000
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    rate: float  # shoppers arriving per second
+    load_s: float  # how long they arrive, per scenario
+    worker_kill_every_s: tuple[float, float]
+    temporal_kills: int
+    temporal_down_s: float
+    pg_outage_s: float
+    api_bursts: int
+    burst_size: int
+    stack_down_s: float
+    gated_late_payers: int  # temporal_sigkill: shoppers who pay after the close while Temporal is down
+    # "stuck" = still running this long after deadline + grace: two lost tries of the longest activity
+    # (start-to-close 35 s, e.g. after a worker SIGKILL) + a workflow-task timeout (10 s) + slack.
+    bound_s: float
+    shopper_patience_s: float  # a create is retried this long with the same Idempotency-Key
+
+
+MODES = {
+    "full": Mode(
+        "full",
+        rate=6.0,
+        load_s=45,
+        worker_kill_every_s=(5, 8),
+        temporal_kills=2,
+        temporal_down_s=6,
+        pg_outage_s=30,
+        api_bursts=3,
+        burst_size=60,
+        stack_down_s=6,
+        gated_late_payers=8,
+        bound_s=90,
+        shopper_patience_s=120,
+    ),
+    "quick": Mode(
+        "quick",
+        rate=5.0,
+        load_s=8,
+        worker_kill_every_s=(4, 6),
+        temporal_kills=1,
+        temporal_down_s=4,
+        pg_outage_s=8,
+        api_bursts=1,
+        burst_size=25,
+        stack_down_s=3,
+        gated_late_payers=4,
+        bound_s=90,
+        shopper_patience_s=90,
+    ),
+}
+
+
+# ---- what shoppers do ---------------------------------------------------------------------------------
+
+STANDARD_MIX = {
+    "pay": 34,
+    "fail_retry_pay": 9,
+    "fail_all": 4,
+    "decline": 10,
+    "cancel": 10,
+    "expire": 23,
+    "late_pay": 10,
+}
+NOTIFY_MIX = {"pay": 45, "late_pay": 22, "decline": 10, "fail_retry_pay": 8, "cancel": 5, "expire": 10}
+
+
+def standard_knobs(rng: random.Random) -> dict[str, Any]:
+    roll = rng.random()
+    if roll < 0.25:
+        return {"duplicate": rng.randint(1, 2)}
+    if roll < 0.32:
+        return {"drop": True}  # lost: only reconciliation at the deadline can find the money
+    return {}
+
+
+def notify_knobs(rng: random.Random, kind: str) -> dict[str, Any]:
+    knobs: dict[str, Any] = {"duplicate": rng.randint(0, 5), "reorder": rng.random() < 0.5}
+    roll = rng.random()
+    if kind == "pay" and roll < 0.45:
+        knobs["delay_ms"] = rng.randint(7_000, 15_000)  # arrives after the 6-s window (+ 3-s grace) closed
+    elif kind == "pay" and roll < 0.55:
+        knobs["drop"] = True
+    elif kind == "late_pay":
+        knobs["delay_ms"] = rng.choice([0, 0, rng.randint(500, 4_000)])
+    return knobs
+
+
+def make_plan(rng: random.Random, kind: str, variants: list[str], notify: bool = False) -> Plan:
+    lines = _lines(rng, variants)
+    if kind in ("fail_retry_pay", "fail_all"):
+        first = rng.choice(["momo", "vnpay"])  # PayOS sends no webhook for a failure
+        retry = rng.choice([g for g in ("momo", "vnpay", "payos") if g != first])
+        knobs = notify_knobs(rng, "retry") if notify else standard_knobs(rng)
+        knobs.pop("delay_ms", None)
+        return Plan(kind, first, LONG_WINDOW, lines, rng.uniform(0.1, 1.0), knobs, retry_gateway=retry)
+    if kind == "late_pay":
+        knobs = notify_knobs(rng, kind) if notify else {"duplicate": rng.randint(0, 2)}
+        return Plan(kind, "momo", WINDOW, lines, 0, knobs)  # MoMo links outlive our window
+    if kind == "decline":
+        gateway = rng.choice(["momo", "vnpay", "payos"])
+        knobs = {"duplicate": rng.randint(0, 3), "reorder": rng.random() < 0.5} if notify else {}
+        return Plan(kind, gateway, WINDOW, lines, rng.uniform(0.1, 1.5), knobs)
+    gateway = rng.choice(["momo", "vnpay", "payos"])
+    if kind == "pay":
+        knobs = notify_knobs(rng, kind) if notify else standard_knobs(rng)
+        return Plan(
+            kind, gateway, WINDOW, lines, rng.uniform(0.1, 1.5), knobs, browser_return=rng.random() < 0.2
+        )
+    return Plan(kind, gateway, WINDOW, lines, rng.uniform(0.1, 1.5))
+
+
+def _lines(rng: random.Random, variants: list[str]) -> list[tuple[str, int]]:
+    if rng.random() < 0.12:
+        return [(variants[0], 1)]  # the scarce one
+    picked = rng.sample(variants[1:], rng.choice([1, 1, 2]))
+    return [(v, rng.randint(1, 3)) for v in picked]
+
+
+# ---- the context scenarios run in ------------------------------------------------------------------------
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    title: str
+    passed: bool
+    orders: int
+    duration_s: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Context:
+    def __init__(
+        self, stack: ChaosStack, mode: Mode, run_id: str, seed: int, log: Callable[[str], None]
+    ) -> None:
+        self.stack = stack
+        self.mode = mode
+        self.run_id = run_id
+        self.rng = random.Random(seed)
+        self.log = log
+        self.shoppers = Shoppers(stack.api_url, stack.jwt_secret, mode.shopper_patience_s, GRACE_MINUTES * 60)
+        self.gateways = httpx.AsyncClient(base_url=stack.gateway_url, timeout=30)
+
+    async def close(self) -> None:
+        await self.shoppers.close()
+        await self.gateways.aclose()
+
+    async def temporal(self) -> Client:
+        return await Client.connect(self.stack.temporal_address, data_converter=pydantic_data_converter)
+
+    async def run_in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    # ---- stack health between scenarios -----------------------------------------------------------------
+
+    async def heal(self) -> list[str]:
+        """Whatever is down that should be up is started again; returns what had died unasked."""
+        died = []
+        if self.stack.postmaster_pid() is None:
+            died.append("postgres")
+            await self.run_in_thread(self.stack.start_postgres)
+        for name, start in (
+            ("temporal", self.stack.start_temporal),
+            ("w1", self.stack.start_worker),
+            ("api", self.stack.start_api),
+        ):
+            if not self.stack.alive(name):
+                died.append(name)
+                self.stack.procs.pop(name, None)
+                await self.run_in_thread(start)
+        await self.run_in_thread(self.stack.wait_ready)
+        return died
+
+    # ---- one scenario --------------------------------------------------------------------------------------
+
+    async def run(self, scenario: Scenario) -> ScenarioResult:
+        t0 = time.monotonic()
+        customer = f"chaos-{self.run_id}-{scenario.name}"
+        stocks = [SCARCE_STOCK] + [AMPLE_STOCK] * 3
+        variants = await self.shoppers.create_product(f"Chaos {scenario.name}", stocks)
+        initial = dict(zip(variants, stocks, strict=True))
+        notify = scenario.name == "notifications"
+        kinds, weights = zip(*scenario.mix.items(), strict=True)
+
+        def make_record(burst: bool = False, kind: str | None = None) -> OrderRecord:
+            kind = kind or self.rng.choices(kinds, weights)[0]
+            return self.shoppers.record(
+                scenario.name, customer, make_plan(self.rng, kind, variants, notify), burst
+            )
+
+        arrivals = Arrivals(self.shoppers, make_record, self.mode.rate, self.mode.load_s)
+        arrivals.start()
+        details: dict[str, Any] = {"title": scenario.title}
+        try:
+            details["faults"] = await scenario.inject(self, arrivals, make_record)
+        finally:
+            cancelled = await arrivals.finish(timeout_s=self.mode.shopper_patience_s + 120)
+        details["shoppers_cut_off"] = cancelled
+        details["died_unasked"] = await self.heal()
+        drained = await self.drain(customer)
+        details["drain"] = drained
+        report = await self.check(arrivals.records, customer, variants, initial)
+        details.update(figures=report.figures, findings=report.findings, violations=_summarise(report))
+        details["ipn"] = (await self.gateways.get("/chaos/ipn")).json()
+        return ScenarioResult(
+            name=scenario.name,
+            title=scenario.title,
+            passed=report.passed and not details["died_unasked"],
+            orders=report.figures.get("orders", 0),
+            duration_s=round(time.monotonic() - t0, 1),
+            details=details,
+        )
+
+    async def drain(self, customer: str) -> dict[str, Any]:
+        """Wait until no order of `customer` is pending, no order or late-payment workflow of it runs
+        and the gateways have nothing left to redeliver, or until the latest deadline + grace + bound."""
+        t0 = time.monotonic()
+        conn = await asyncpg.connect(self.stack.database_url)
+        try:
+            latest = await conn.fetchval(
+                "SELECT extract(epoch FROM max(s.expires_at)) "
+                'FROM "order" o JOIN order_session s ON s.order_id = o.id '
+                "WHERE o.customer_id = $1",
+                customer,
+            )
+            cap = float(latest or time.time()) + GRACE_MINUTES * 60 + self.mode.bound_s
+            client = await self.temporal()
+            state: dict[str, Any] = {}
+            while True:
+                pending = await conn.fetchval(
+                    "SELECT count(*) FROM \"order\" WHERE customer_id = $1 AND status = 'pending_payment'",
+                    customer,
+                )
+                running = await client.count_workflows(
+                    f'ExecutionStatus="Running" AND WorkflowType="OrderWorkflow" AND CustomerId="{customer}"'
+                )
+                late = await client.count_workflows(
+                    'ExecutionStatus="Running" AND WorkflowType="LatePaymentWorkflow"'
+                )
+                queued = (await self.gateways.get("/chaos/ipn")).json()["queued"]
+                state = {
+                    "pending": pending,
+                    "running": running.count,
+                    "late_running": late.count,
+                    "ipn_queued": queued,
+                }
+                if not any(state.values()) and time.time() > float(latest or 0) + GRACE_MINUTES * 60:
+                    break
+                if time.time() > cap:
+                    break
+                await asyncio.sleep(2)
+        finally:
+            await conn.close()
+        return {"waited_s": round(time.monotonic() - t0, 1), "left": state}
+
+    async def check(
+        self, records: list[OrderRecord], customer: str, variants: list[str], initial: dict[str, int]
+    ) -> Report:
+        ledger = (await self.gateways.get("/chaos/ledger")).json()
+        client = await self.temporal()
+        facts = await gather_facts(
+            self.stack.database_url, client, records, customer, variants, ledger, self.stack.log_dir
+        )
+        return check_all(facts, records, initial, GRACE_MINUTES * 60, self.mode.bound_s)
+
+
+def _summarise(report: Report, keep: int = 8) -> dict[str, Any]:
+    return {
+        name: {"count": len(items), "examples": items[:keep]}
+        for name, items in report.violations.items()
+        if items
+    }
+
+
+# ---- the scenarios --------------------------------------------------------------------------------------
+
+Inject = Callable[[Context, Arrivals, Callable[..., OrderRecord]], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    inject: Inject
+    mix: dict[str, int] = field(default_factory=lambda: dict(STANDARD_MIX))
+
+
+async def worker_sigkill(ctx: Context, arrivals: Arrivals, _: Callable[..., OrderRecord]) -> dict[str, Any]:
+    kills, restart_s = 0, []
+    while True:
+        await asyncio.sleep(ctx.rng.uniform(*ctx.mode.worker_kill_every_s))
+        t = time.monotonic()
+        await ctx.run_in_thread(ctx.stack.kill, "w1", signal.SIGKILL)
+        await ctx.run_in_thread(ctx.stack.start_worker, "w1")
+        restart_s.append(round(time.monotonic() - t, 2))
+        kills += 1
+        if not arrivals.arriving:
+            break  # one last kill as the final windows close
+    return {"worker_sigkills": kills}
+
+
+async def temporal_sigkill(
+    ctx: Context, arrivals: Arrivals, make_record: Callable[..., OrderRecord]
+) -> dict[str, Any]:
+    # Shoppers who pay after their window closed, at the moment Temporal is down: their orders are
+    # made now, expire before the first kill, and the shoppers pay once it happened.
+    gate = asyncio.Event()
+    gated = [make_record(kind="late_pay") for _ in range(ctx.mode.gated_late_payers)]
+    for rec in gated:
+        rec.plan.gate = gate
+        arrivals.spawn(rec)
+    t0 = time.monotonic()
+    kills, outages, back_s = 0, [], []
+    for i in range(ctx.mode.temporal_kills):
+        at = 12.0 if i == 0 else max(12.0 + ctx.mode.temporal_down_s + 6, ctx.mode.load_s * 0.8)
+        await asyncio.sleep(max(0.0, at - (time.monotonic() - t0)))
+        await ctx.run_in_thread(ctx.stack.kill, "temporal", signal.SIGKILL)
+        killed_at = time.time()
+        kills += 1
+        gate.set()
+        await asyncio.sleep(ctx.mode.temporal_down_s)
+        t = time.monotonic()
+        await ctx.run_in_thread(ctx.stack.start_temporal)
+        back_s.append(round(time.monotonic() - t, 2))
+        outages.append((killed_at, time.time()))
+    during = sum(
+        1
+        for rec in gated
+        for c in rec.clicks
+        if c.action == "pay" and c.status == 200 and any(a <= c.t0 <= b for a, b in outages)
+    )
+    return {
+        "temporal_sigkills": kills,
+        "down_s_each": ctx.mode.temporal_down_s,
+        "restart_s": back_s,
+        "late_payers_gated": len(gated),
+        "late_payments_while_temporal_down": during,
+    }
+
+
+async def postgres_outage(ctx: Context, arrivals: Arrivals, _: Callable[..., OrderRecord]) -> dict[str, Any]:
+    await asyncio.sleep(min(8.0, ctx.mode.load_s / 3))
+    t = time.monotonic()
+    await ctx.run_in_thread(ctx.stack.stop_postgres, "immediate")
+    await asyncio.sleep(ctx.mode.pg_outage_s)
+    await ctx.run_in_thread(ctx.stack.start_postgres)
+    down = round(time.monotonic() - t, 1)
+    return {"pg_stop_mode": "immediate", "postgres_down_s": down}
+
+
+async def api_sigkill(
+    ctx: Context, arrivals: Arrivals, make_record: Callable[..., OrderRecord]
+) -> dict[str, Any]:
+    bursts = []
+    for _ in range(ctx.mode.api_bursts):
+        await asyncio.sleep(ctx.mode.load_s / (ctx.mode.api_bursts + 1))
+        batch = [make_record(burst=True) for _ in range(ctx.mode.burst_size)]
+        for rec in batch:
+            arrivals.spawn(rec)
+        t_burst = time.monotonic()  # mid-flight: kill once a third has its answer (or 1.5 s passed)
+        while sum(1 for rec in batch if rec.creates) < len(batch) / 3 and time.monotonic() - t_burst < 1.5:
+            await asyncio.sleep(0.05)
+        answered = sum(1 for rec in batch if rec.creates)
+        await ctx.run_in_thread(ctx.stack.kill, "api", signal.SIGKILL)
+        t = time.monotonic()
+        await ctx.run_in_thread(ctx.stack.start_api)
+        bursts.append(
+            {
+                "creates": len(batch),
+                "answered_before_kill": answered,
+                "api_back_s": round(time.monotonic() - t, 2),
+            }
+        )
+    return {"bursts": bursts}
+
+
+async def notifications(ctx: Context, arrivals: Arrivals, _: Callable[..., OrderRecord]) -> dict[str, Any]:
+    while arrivals.arriving:
+        await asyncio.sleep(0.5)
+    return {
+        "knobs": "duplicate 0-5, reorder 50 %, delay_ms 7-15 s on 45 % of pays (window 6 s + grace 3 s), "
+        "drop 10 % of pays; late MoMo payments after the close with duplicates and delays"
+    }
+
+
+async def graceful_restart(ctx: Context, arrivals: Arrivals, _: Callable[..., OrderRecord]) -> dict[str, Any]:
+    await asyncio.sleep(ctx.mode.load_s * 0.4)
+    stack = ctx.stack
+    names = [n for n in ("api", "w1", "w2", "temporal") if stack.alive(n)]
+    postmaster = stack.postmaster_pid()
+    t = time.monotonic()
+    for name in names:  # like Ctrl-C in a terminal: every process gets SIGINT at once
+        stack.kill(name, signal.SIGINT)
+    if postmaster is not None:
+        os.kill(postmaster, signal.SIGINT)  # Postgres' "fast" shutdown
+    stopped = {}
+    waits = [ctx.run_in_thread(stack.wait_exit, name, 30.0) for name in names]
+    for name, took in zip(names, await asyncio.gather(*waits), strict=True):
+        stopped[name] = round(took, 2) if took is not None else "did not stop in 30 s (SIGKILLed)"
+    while stack.postmaster_pid() is not None and time.monotonic() - t < 30:
+        await asyncio.sleep(0.1)
+    stopped["postgres"] = (
+        round(time.monotonic() - t, 2) if stack.postmaster_pid() is None else "did not stop in 30 s"
+    )
+    await asyncio.sleep(ctx.mode.stack_down_s)  # windows close while nothing runs
+    t_up = time.monotonic()
+    await ctx.run_in_thread(stack.start_app_processes)
+    return {"stop_s": stopped, "down_s": ctx.mode.stack_down_s, "start_s": round(time.monotonic() - t_up, 1)}
+
+
+async def two_workers(ctx: Context, arrivals: Arrivals, _: Callable[..., OrderRecord]) -> dict[str, Any]:
+    await ctx.run_in_thread(ctx.stack.start_worker, "w2")
+    await asyncio.sleep(ctx.mode.load_s * 0.5)
+    await ctx.run_in_thread(ctx.stack.kill, "w2", signal.SIGKILL)
+    return {"workers": 2, "sigkilled": "w2", "at_s": ctx.mode.load_s * 0.5}
+
+
+SCENARIOS = [
+    Scenario("worker_sigkill", "worker SIGKILLed again and again while windows close", worker_sigkill),
+    Scenario(
+        "temporal_sigkill",
+        "Temporal dev server SIGKILLed, restarted on the same --db-filename",
+        temporal_sigkill,
+    ),
+    Scenario(
+        "postgres_outage",
+        "Postgres stopped (-m immediate) while orders are created, paid and expire",
+        postgres_outage,
+    ),
+    Scenario(
+        "api_sigkill",
+        "API SIGKILLed while a burst of creates is in flight; clients retry the same key",
+        api_sigkill,
+    ),
+    Scenario(
+        "notifications",
+        "notifications duplicated, reordered, lost and delayed past the deadline",
+        notifications,
+        dict(NOTIFY_MIX),
+    ),
+    Scenario(
+        "graceful_restart",
+        "whole stack stopped with SIGINT (Ctrl-C) while windows close, started again",
+        graceful_restart,
+    ),
+    Scenario("two_workers", "two workers on one task queue, one SIGKILLed under load", two_workers),
+]
