@@ -13,6 +13,7 @@ import logging
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from workflows.archive import ARCHIVE_ACTIVITY, ArchiveInput, ArchiveResult
 
@@ -44,6 +45,8 @@ class ArchiveActivities:
     async def archive_ended_orders(self, inp: ArchiveInput) -> ArchiveResult:
         """Idempotent: archived orders are not picked again, so a retried run carries on where the
         last one stopped (its progress comes back in the heartbeat details)."""
+        if inp.batch_size < 1 or inp.older_than_days < 0:  # LIMIT 0 would loop forever
+            raise ApplicationError(f"bad archive input {inp}", type="INVALID_ARCHIVE_INPUT", non_retryable=True)
         details = activity.info().heartbeat_details
         archived, batches = (int(details[0]), int(details[1])) if len(details) >= 2 else (0, 0)
         async with self.engine.connect() as conn:
@@ -59,7 +62,7 @@ class ArchiveActivities:
             if moved:
                 archived, batches = archived + moved, batches + 1
             activity.heartbeat(archived, batches)
-            if moved < inp.batch_size:
+            if moved < inp.batch_size:  # the last, partial batch: nothing eligible is left
                 break
         async with self.engine.connect() as conn:
             held = (await conn.execute(HELD_SQL, {"cutoff": cutoff})).scalar_one()

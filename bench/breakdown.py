@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +39,35 @@ def _ms(a: float | None, b: float | None) -> float | None:
     return (b - a) * 1000 if a is not None and b is not None else None
 
 
-Event = tuple[int, float, str]  # (event type, wall time, activity type name when scheduled)
+Event = tuple[int, float, str]  # (event type, wall time, activity type of an activity or local activity)
 
 
 def _events(history: Any) -> list[Event]:
+    """Events with their server time; a local activity's marker is timed at its own completion
+    (the marker's `completeTime`), so its run can be told apart from the workflow task around it."""
     out = []
     for e in history.events:
-        name = ""
+        t, name = e.event_time.ToDatetime().timestamp(), ""
         if e.event_type == E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             name = e.activity_task_scheduled_event_attributes.activity_type.name
-        out.append((e.event_type, e.event_time.ToDatetime().timestamp(), name))
+        elif e.event_type == E.EVENT_TYPE_MARKER_RECORDED:
+            name, t = _local_activity(e, t)
+        out.append((e.event_type, t, name))
     return out
+
+
+def _local_activity(event: Any, default_t: float) -> tuple[str, float]:
+    try:
+        data = json.loads(event.marker_recorded_event_attributes.details["data"].payloads[0].data)
+    except (KeyError, IndexError, ValueError):
+        return "", default_t  # not a local activity's marker (e.g. a patch)
+    name = data.get("activity_type") or data.get("activityType") or ""
+    done = data.get("complete_time") or data.get("completeTime")
+    if isinstance(done, dict):  # {"seconds": ..., "nanos": ...}
+        return name, int(done.get("seconds", 0)) + int(done.get("nanos", 0)) / 1e9
+    if isinstance(done, str):
+        return name, datetime.fromisoformat(done).timestamp()
+    return name, default_t
 
 
 def _first(events: list[Event], kind: int, after: float = 0.0) -> float | None:
@@ -55,22 +75,47 @@ def _first(events: list[Event], kind: int, after: float = 0.0) -> float | None:
 
 
 def create_phases(events: list[Event]) -> dict[str, float | None]:
+    """From the start to the `created` update's completion: the wait for each workflow task, its
+    run split into the local activities inside it and the rest (sandbox, workflow code, payloads),
+    and each activity (queue wait, run), in the order the workflow ran them."""
     started = _first(events, E.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED)
-    wft1_start = _first(events, E.EVENT_TYPE_WORKFLOW_TASK_STARTED)
-    wft1_done = _first(events, E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
-    act_sched = _first(events, E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
-    act_start = _first(events, E.EVENT_TYPE_ACTIVITY_TASK_STARTED)
-    act_done = _first(events, E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED)
-    wft2_done = _first(events, E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, act_done or 0)
     update_done = _first(events, E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED)
-    return {
-        "wait for first workflow task": _ms(started, wft1_start),
-        "workflow task 1 (local activity create_order)": _ms(wft1_start, wft1_done),
-        "payment-link activity: queue wait": _ms(act_sched, act_start),
-        "payment-link activity: run (incl. sandbox HTTP)": _ms(act_start, act_done),
-        "workflow task 2 (record link, answer update)": _ms(act_done, wft2_done),
-        "in Temporal + worker (start -> update completed)": _ms(started, update_done),
-    }
+    row: dict[str, float | None] = {}
+    runs: dict[int, float] = {}
+    in_las: dict[int, float] = {}
+    n, wft_scheduled, wft_started, last_la = 0, started, 0.0, 0.0
+    act_name, act_scheduled, act_started = "", 0.0, 0.0
+    for kind, t, name in events:
+        if update_done is not None and t > update_done and kind != E.EVENT_TYPE_MARKER_RECORDED:
+            break
+        if kind == E.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+            wft_scheduled = t
+        elif kind == E.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            n += 1
+            wft_started = last_la = t
+            row[f"workflow task {n}: wait"] = _ms(wft_scheduled, t)
+        elif kind == E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            runs[n] = (t - wft_started) * 1000
+            row[f"workflow task {n}: run"] = runs[n]
+        elif kind == E.EVENT_TYPE_MARKER_RECORDED and name:  # recorded after its task completed
+            took = max(0.0, (t - last_la) * 1000)
+            row[f"  local activity {name} (in task {n})"] = took
+            in_las[n] = in_las.get(n, 0.0) + took
+            last_la = max(last_la, t)
+        elif kind == E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            act_name, act_scheduled = name, t
+        elif kind == E.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            act_started = t
+            row[f"activity {act_name}: queue wait"] = _ms(act_scheduled, t)
+        elif kind == E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            row[f"activity {act_name}: run"] = _ms(act_started, t)
+    for k, run in runs.items():
+        if k in in_las:
+            row[f"  task {k} outside its local activities (sandbox, workflow code, payloads)"] = (
+                run - in_las[k]
+            )
+    row["in Temporal + worker (start -> update completed)"] = _ms(started, update_done)
+    return row
 
 
 def expiry_phases(events: list[Event], deadline: float, ended: float) -> dict[str, float | None]:
@@ -79,15 +124,22 @@ def expiry_phases(events: list[Event], deadline: float, ended: float) -> dict[st
     on the way, named as the workflow schedules them (e.g. a reconcile query, then the transition)."""
     fired = _first(events, E.EVENT_TYPE_TIMER_FIRED, deadline - 1)
     row: dict[str, float | None] = {"deadline -> timer fired": _ms(deadline, fired)}
-    wft_sum, wft_scheduled = 0.0, None
+    wft_sum, wft_scheduled, last_la = 0.0, None, 0.0
     act_name, act_scheduled, act_started = "", 0.0, 0.0
     for kind, t, name in events:
         if fired is None or t < fired:
             continue
         if kind == E.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
             wft_scheduled = t
+        elif kind == E.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            last_la = t
         elif kind == E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED and wft_scheduled is not None:
             wft_sum += t - wft_scheduled
+        elif kind == E.EVENT_TYPE_MARKER_RECORDED and name:
+            row[f"local activity {name}"] = _ms(last_la, t)
+            last_la = max(last_la, t)
+            if t >= ended:  # the local activity whose commit expired the order
+                break
         elif kind == E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             act_name, act_scheduled = name, t
         elif kind == E.EVENT_TYPE_ACTIVITY_TASK_STARTED:

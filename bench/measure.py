@@ -124,16 +124,28 @@ class Observer:
         self,
         order_types: list[str],
         timeout_s: float,
+        *,
+        last_deadline: float,
+        stall_s: float,
         poll_s: float = 0.2,
         on_poll: Callable[[int], None] = lambda _: None,
     ) -> int:
-        """Poll until no order of these types is pending; returns how many still are."""
+        """Poll until no order of these types is pending, `timeout_s` passes, or nothing has ended
+        for `stall_s` once every deadline (`last_deadline`, wall clock) is `stall_s` behind us:
+        orders held past their deadline (a grace, a stuck worker) should not eat the run's time.
+        Returns how many are still pending."""
         deadline = time.monotonic() + timeout_s
         left = await self.pending(order_types)
+        changed = time.monotonic()
         on_poll(left)
         while left and time.monotonic() < deadline:
+            if time.time() > last_deadline + stall_s and time.monotonic() - changed > stall_s:
+                break
             await asyncio.sleep(poll_s)
-            left = await self.pending(order_types)
+            now_left = await self.pending(order_types)
+            if now_left != left:
+                changed = time.monotonic()
+            left = now_left
             on_poll(left)
         return left
 
@@ -244,7 +256,7 @@ def cpu_share(before: dict[str, float], after: dict[str, float], seconds: float,
         used = value - before.get(name, 0.0)
         ours += used
         out["cores_pct"][name] = round(used / seconds * 100, 1) if seconds else None
-        out["cpu_ms_per_order"][name] = round(used * 1000 / per, 2) if per else None
+        out["cpu_ms_per_order"][name] = round(used * 1000 / per, 2) if per > 0 else None
     host = after["_host_busy"] - before["_host_busy"]
     foreign = max(0.0, host - ours)
     out["host_busy_pct"] = round(host / seconds / psutil.cpu_count() * 100, 1) if seconds else None

@@ -7,11 +7,14 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from bench import breakdown
@@ -33,6 +36,7 @@ STOCK = 10_000_000  # per variant: ample for any run
 HOLD = "hold"  # 4-hour windows: open for the whole run
 LAG = "lag"  # 3-second windows, steady-arrival phase
 LIFE = "life"  # 3-second windows, database-cost phase
+WINDOW_S = 3  # the window of `lag` and `life` orders
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class Mode:
     idle_s: float  # right after the throughput phase: open orders, none due, nothing else running
     idle_end_s: float  # again at the end, with the memory phase's open orders (0 = skip)
     wait_cap_s: float  # longest wait for a phase's orders to expire
+    stall_s: float  # ... and stop waiting once none has expired for this long past the last deadline
     cron: Plan
     cron_starts_with: str  # the phase at whose start the comparator starts
     storm_windows: int  # order types st1..stK: windows of 1..K seconds
@@ -74,6 +79,7 @@ MODES = {
         idle_s=10,
         idle_end_s=0,
         wait_cap_s=15,
+        stall_s=10,
         cron=Plan(interval_s=60, steady_count=3000, storm_count=1000, storm_offset_s=30, ticks=1),
         cron_starts_with="expiry",
         storm_windows=40,
@@ -94,6 +100,7 @@ MODES = {
         idle_s=30,
         idle_end_s=30,
         wait_cap_s=120,
+        stall_s=45,
         cron=Plan(interval_s=60, steady_count=3000, storm_count=10_000, storm_offset_s=90, ticks=3),
         cron_starts_with="memory",
         storm_windows=240,
@@ -152,6 +159,9 @@ class Bench:
             await self.obs.close()
         whole = cpu_share(cpu_start, self.procs.cpu(), time.monotonic() - t_start, 1)
         self.results["foreign_cpu_pct"] = whole["foreign_cpu_pct"]
+        self.results["log_errors"] = {
+            name: log_errors(self.stack.data_dir / f"{name}.log") for name in ("api", "worker")
+        }
         return self.results
 
     def wait_cap(self, reserve: float) -> float:
@@ -266,7 +276,11 @@ class Bench:
         created = len(res.created)
         with self.ui.waiting("  waiting for those to expire", created) as progress:
             left = await self.obs.wait_all_ended(
-                [LIFE], self.wait_cap(reserve=self.mode.budget_s * 0.55), on_poll=progress
+                [LIFE],
+                self.wait_cap(reserve=self.mode.budget_s * 0.55),
+                last_deadline=time.time() + WINDOW_S,
+                stall_s=self.mode.stall_s,
+                on_poll=progress,
             )
         cutoff = datetime.now(UTC)
         await asyncio.sleep(0.5)
@@ -321,7 +335,11 @@ class Bench:
             )
         with self.ui.waiting("  waiting for their expiry", len(res.created)) as progress:
             left = await self.obs.wait_all_ended(
-                [LAG], self.wait_cap(reserve=self.mode.budget_s * 0.4), on_poll=progress
+                [LAG],
+                self.wait_cap(reserve=self.mode.budget_s * 0.4),
+                last_deadline=time.time() + WINDOW_S,
+                stall_s=mode.stall_s,
+                on_poll=progress,
             )
         cutoff = datetime.now(UTC)
         self.results["cpu"]["expiry"] = cpu_share(
@@ -404,7 +422,12 @@ class Bench:
         cpu0, t0 = self.procs.cpu(), time.monotonic()
         with self.ui.waiting("  waiting for the storm to drain", len(res.created)) as progress:
             left = await self.obs.wait_all_ended(
-                types, self.wait_cap(reserve=memory_min + mode.idle_end_s + 15), poll_s=0.1, on_poll=progress
+                types,
+                self.wait_cap(reserve=memory_min + mode.idle_end_s + 15),
+                last_deadline=target + 2,
+                stall_s=mode.stall_s,
+                poll_s=0.1,
+                on_poll=progress,
             )
         cutoff = datetime.now(UTC)
         self.results["cpu"]["storm_drain"] = cpu_share(
@@ -576,6 +599,20 @@ class Bench:
         self.figures["cron_storm_drain_s_per_10k"] = cron["storm"].get("drain_s_per_10k")
         self.figures["cron_db_queries_per_order"] = cron["db_statements_per_order"]
         self.figures["cron_idle_db_queries_per_min"] = cron["idle_db_statements_per_min"]
+
+
+EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Timeout)): (.*)$")
+
+
+def log_errors(path: Path, top: int = 5) -> list[tuple[str, int]]:
+    """The most frequent exception lines of a child's log (type and the start of the message)."""
+    if not path.exists():
+        return []
+    seen: Counter[str] = Counter()
+    for line in path.read_text(errors="replace").splitlines():
+        if m := EXCEPTION_LINE.match(line):
+            seen[f"{m.group(1)}: {m.group(2)[:90]}"] += 1
+    return seen.most_common(top)
 
 
 async def tick_seconds(tick: Any, seconds: float) -> None:

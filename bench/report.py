@@ -190,7 +190,13 @@ def _phases_md(results: dict[str, Any]) -> str:
                     f"of them short-window orders still pending): {idle['queries']} queries; seen: {seen}.",
                 )
             )
+    for proc, errors in (results.get("log_errors") or {}).items():
+        if errors:
+            listed = "; ".join(f"`{text}` x{n}" for text, n in errors)
+            rows.append(f"- Most frequent exceptions in the {proc}'s log: {listed}.")
     cron = results.get("comparator", {})
+    if cron.get("error"):
+        rows.append(f"- Comparator: {cron['error']}.")
     if s := cron.get("storm"):
         rows.append(
             _join(

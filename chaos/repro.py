@@ -1,7 +1,6 @@
-"""`python -m chaos.repro`: step-by-step reproductions of the two ways the chaos run loses a late
-payment (docs/RELIABILITY.md, "Findings"). Each starts the real stack (chaos/stack.py), makes one
-MoMo order with a 6-second window, pays it after the window closed and prints what every party
-holds afterwards. Exit 0 when all three reproduced.
+"""`python -m chaos.repro`: step-by-step reproductions of the core bugs the chaos run found
+(docs/RELIABILITY.md, "Findings"), on the real stack (chaos/stack.py), one order each, printing what
+every party holds afterwards. Exit 0 when all four reproduced.
 
   late_signal_dropped   the success arrives while OrderWorkflow is finishing (after its terminal
                         transition, before it completes): the signal is accepted by Temporal and
@@ -13,6 +12,13 @@ holds afterwards. Exit 0 when all three reproduced.
                         the PayOS link but died before writing the payment row (a worker SIGKILL):
                         PayOS answers 231 "orderCode already exists" to every retry, so the order
                         ends `failed` (payment_link_unavailable). Runs the real activity code twice.
+  gateway_down_at_create
+                        the gateway cannot make the first link (its process is down): the order
+                        must end `failed` (payment_link_unavailable) with its stock back. Since the
+                        critical-path effects became local activities (workflow.patched
+                        "local-effects-v1"), their failure reaches the workflow as an ApplicationError,
+                        not the ActivityError `run` catches: the workflow execution FAILS and the
+                        order stays pending_payment with its stock reserved, for ever.
 
 The worker is frozen with SIGSTOP (not killed) for the first one, so no timeout is involved: the
 only requirement is to freeze it between the transition and the completion, which this tries up
@@ -278,6 +284,32 @@ class Repro:
         say("[3]   the retry succeeded: not reproduced")
         return False
 
+    # ---- 4: the first link cannot be made ------------------------------------------------------------------
+
+    async def gateway_down_at_create(self) -> bool:
+        client = await self.client()
+        self.stack.kill("gateways", signal.SIGKILL)
+        say("[4] the gateways' process is SIGKILLed: no payment link can be made")
+        rec = self.shoppers.record(
+            "repro", "repro-shopper", Plan("expire", "momo", WINDOW, [(self.variant, 1)])
+        )
+        self.shoppers.create_give_up_s = 20
+        await self.shoppers.create(rec)
+        say(f"[4]   POST /orders answered {rec.creates} (README: 502 PAYMENT_GATEWAY_ERROR, order `failed`)")
+        await asyncio.sleep(10)
+        self.stack.start_gateways()
+        status = await self.order_status(rec.order_id)
+        try:
+            desc = await client.get_workflow_handle(workflow_id(rec.order_id)).describe()
+            wf_status = desc.status.name if desc.status else None
+        except RPCError:
+            wf_status = "none"
+        say(f"[4]   10 s later: order {rec.order_id} is {status!r} in Postgres, its workflow is {wf_status}")
+        stuck = status == "pending_payment" and wf_status not in ("RUNNING", "none")
+        verdict = "REPRODUCED: the order will never end and its stock stays reserved" if stuck else "fine"
+        say(f"[4]   {verdict}")
+        return stuck
+
 
 async def main_async(stack: ChaosStack) -> bool:
     repro = Repro(stack)
@@ -286,9 +318,10 @@ async def main_async(stack: ChaosStack) -> bool:
         first = await repro.late_signal_dropped()
         second = await repro.temporal_down()
         third = await repro.payos_link_retry()
+        fourth = await repro.gateway_down_at_create()
     finally:
         await repro.shoppers.close()
-    return first and second and third
+    return first and second and third and fourth
 
 
 def main() -> int:

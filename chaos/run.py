@@ -61,6 +61,7 @@ def summary(
         "scenarios": [asdict(r) for r in results],
         "settings": {**STACK_ENV, "RATE_LIMIT_PER_MINUTE": "0", "mode": asdict(mode)},
         "machine": {
+            "loadavg_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()],
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "temporalio": version("temporalio"),

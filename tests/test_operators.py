@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -33,16 +36,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
-import api.app as app_module
 from activities.archive import ArchiveActivities
 from activities.schedules import ARCHIVE_SCHEDULE_ID, ensure_archive_schedule
 from api.app import create_app
 from api.metrics import EXPIRY_LAG_BUCKETS, TIME_TO_PAY_BUCKETS
-from api.routes import metrics as metrics_routes
-from api.routes import stats as stats_routes
 from devstack.migrate import upgrade
 from domain.db import async_url, make_engine
-from domain.settings import Settings
 from tests.conftest import Stack, free_port, make_settings, serve
 from tests.helpers import wait_for_status
 from worker import running_worker
@@ -55,19 +54,8 @@ HCMC = ZoneInfo("Asia/Ho_Chi_Minh")
 ADMIN = "ops-admin"
 
 
-class OpsSettings(Settings):
-    """The settings this work adds to domain/settings.py (same names and defaults), declared here so
-    the tests run before that edit lands; redundant, and harmless, once it has."""
-
-    archive_after_days: float = 30
-    archive_batch_size: int = 1000
-    worker_metrics_address: str = "127.0.0.1:9464"
-
-
-def sdk_runtime(address: str) -> Runtime | None:
-    """The worker's Temporal SDK metrics, as worker.py builds them (WORKER_METRICS_ADDRESS)."""
-    if not address:
-        return None
+def sdk_runtime(address: str) -> Runtime:
+    """The worker's Temporal SDK metrics, built as worker.py's main() builds them."""
     return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
 
 
@@ -152,12 +140,12 @@ async def fresh_database(pg_url: str) -> str:
 
 @pytest.fixture(scope="module")
 async def ops(pg_url: str, dev_env: Any) -> AsyncIterator[Stack]:
-    """API (with the routers this work adds, as api/app.py will include them) + sandbox + worker on
-    their own database and task queue. Order type `flash` is a 3-second window (+3 s MoMo grace)."""
+    """API + sandbox + worker on their own database and task queue. Order type `flash` is a
+    3-second window (+3 s grace for MoMo, which reports unpaid links as in flight)."""
     url = await fresh_database(pg_url)
     await asyncio.to_thread(upgrade, async_url(url))  # alembic's env.py runs its own event loop
     port = free_port()
-    base = make_settings(
+    settings = make_settings(
         url,
         port,
         temporal_address=dev_env.client.service_client.config.target_host,
@@ -167,14 +155,7 @@ async def ops(pg_url: str, dev_env: Any) -> AsyncIterator[Stack]:
         payment_in_flight_grace_minutes=0.05,
         rate_limit_per_minute=0,
     )
-    settings = OpsSettings(**base.model_dump())
-    app = create_app(settings)
-    # Until api/app.py includes these routers itself (it then imports both modules by name).
-    if getattr(app_module, "metrics", None) is not metrics_routes:
-        app.include_router(metrics_routes.router)
-    if getattr(app_module, "stats", None) is not stats_routes:
-        app.include_router(stats_routes.router, prefix=settings.api_prefix)
-    server, task = await serve(app, port)
+    server, task = await serve(create_app(settings), port)
     engine = make_engine(settings)
     async with running_worker(settings, client=dev_env.client):
         stack = Stack(settings, dev_env.client, engine)
@@ -676,8 +657,62 @@ async def test_worker_runtime_exports_temporal_sdk_metrics(sdk_scrape: str) -> N
     assert "100" in bounds and "1000" in bounds
 
 
-async def test_sdk_runtime_is_off_when_the_address_is_empty() -> None:
-    assert sdk_runtime("") is None
+async def test_the_worker_process_exports_sdk_metrics_and_ensures_the_schedule(ops: Stack) -> None:
+    """`python worker.py` as deployed: SDK metrics on WORKER_METRICS_ADDRESS, the archive schedule
+    created at start (aimed at this worker's own task queue here), ArchiveWorkflow registered, and
+    a graceful stop on SIGTERM."""
+    address, queue = f"127.0.0.1:{free_port()}", f"ops-proc-{uuid.uuid4().hex[:6]}"
+    env = {
+        **os.environ,
+        "ENVIRONMENT": "test",
+        "DATABASE_URL": str(ops.settings.database_url),
+        "TEMPORAL_ADDRESS": str(ops.settings.temporal_address),
+        "TEMPORAL_TASK_QUEUE": queue,
+        "WORKER_METRICS_ADDRESS": address,
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "worker.py", cwd=ROOT, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    assert proc.stderr is not None
+    log: list[str] = []
+    polling = asyncio.Event()
+
+    async def drain() -> None:  # keep the pipe empty, watch for the worker being up
+        assert proc.stderr is not None
+        async for line in proc.stderr:
+            log.append(line.decode(errors="replace"))
+            if "worker polling task queue" in log[-1]:
+                polling.set()
+
+    reader = asyncio.create_task(drain())
+    schedule = ops.client.get_schedule_handle(ARCHIVE_SCHEDULE_ID)
+    try:
+        await asyncio.wait_for(polling.wait(), 60)
+        action = (await schedule.describe()).schedule.action
+        assert isinstance(action, ScheduleActionStartWorkflow)
+        assert (action.workflow, action.task_queue) == ("ArchiveWorkflow", queue)
+        await schedule.trigger()
+        deadline = time.monotonic() + 20
+        while not (described := await schedule.describe()).info.recent_actions:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+        run = ops.client.get_workflow_handle_for(ArchiveWorkflow.run, described.info.recent_actions[-1].action.workflow_id)
+        assert isinstance(await run.result(), ArchiveResult)
+        async with httpx.AsyncClient(timeout=10) as http:
+            scraped = parse_exposition((await http.get(f"http://{address}/metrics")).text)
+        completed = scraped.series("temporal_workflow_completed")
+        assert any(dict(k).get("workflow_type") == "ArchiveWorkflow" and v >= 1 for k, v in completed.items())
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)
+        await reader
+        await schedule.delete()
+    output = "".join(log)
+    assert "Beginning worker shutdown" in output, output[-3000:]
+    # A clean exit; or the Temporal SDK's known abort while Python finalizes, after the graceful
+    # shutdown above completed (temporalio/sdk-python#300; worker.py can skip finalization).
+    assert proc.returncode == 0 or "PyGILState_Release" in output, (proc.returncode, output[-3000:])
 
 
 # ---- dashboard and scrape config ------------------------------------------------------------------------
