@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -64,6 +65,18 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
         await engine.dispose()
 
 
+def sdk_runtime(settings: Settings) -> Runtime | None:
+    """Temporal SDK metrics for Prometheus on WORKER_METRICS_ADDRESS; empty = off."""
+    if not settings.worker_metrics_address:
+        return None
+    metrics = PrometheusConfig(bind_address=settings.worker_metrics_address)
+    try:
+        return Runtime(telemetry=TelemetryConfig(metrics=metrics))
+    except ValueError:  # address taken or malformed: serve orders without metrics rather than not at all
+        logging.getLogger("worker").exception("SDK metrics off: cannot serve them on %r", settings.worker_metrics_address)
+        return None
+
+
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(name)s: %(message)s")
     stop = asyncio.Event()
@@ -71,11 +84,11 @@ async def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     settings = get_settings()
-    runtime = None
-    if settings.worker_metrics_address:  # Temporal SDK metrics for Prometheus
-        runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=settings.worker_metrics_address)))
-    client = await connect(settings, runtime=runtime)
-    await ensure_archive_schedule(client, settings)  # the daily clean-up is a Temporal Schedule, not a cron
+    client = await connect(settings, runtime=sdk_runtime(settings))
+    try:
+        await ensure_archive_schedule(client, settings)  # the daily clean-up is a Temporal Schedule, not a cron
+    except Exception:  # orders matter more than the nightly archive: log it, keep polling
+        logging.getLogger("worker").exception("could not create or update the paywindow-archive schedule")
     async with running_worker(settings, client):
         logging.getLogger("worker").info("worker polling task queue %r", get_settings().temporal_task_queue)
         await stop.wait()
@@ -83,3 +96,7 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    # Everything is closed by now. Skip interpreter finalization: the SDK's Rust threads can touch the
+    # GIL while Python tears down and abort an exit that was clean (temporalio/sdk-python#300).
+    logging.shutdown()
+    os._exit(0)

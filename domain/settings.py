@@ -73,8 +73,8 @@ class Settings(BaseSettings):
     order_events_urls: str = ""  # comma-separated endpoints that receive order events
     notification_secret: str = "dev-only-notification-secret-change-me"  # HMAC key for both
 
-    archive_after_days: float = 30  # ended orders older than this leave default listings (daily schedule)
-    archive_batch_size: int = 1000
+    archive_after_days: float = Field(30, gt=0)  # ended orders older than this leave default listings
+    archive_batch_size: int = Field(1000, ge=1, le=100_000)  # orders per archive transaction
     worker_metrics_address: str = ""  # host:port for the worker's Temporal SDK metrics; empty = off
 
     sandbox_enabled: bool = True
