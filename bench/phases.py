@@ -65,7 +65,7 @@ class Mode:
 MODES = {
     "quick": Mode(
         "quick",
-        budget_s=172,
+        budget_s=160,
         warmup=10,
         sequential=60,
         throughput_s=10,
@@ -81,7 +81,7 @@ MODES = {
         wait_cap_s=15,
         stall_s=10,
         cron=Plan(interval_s=60, steady_count=3000, storm_count=1000, storm_offset_s=30, ticks=1),
-        cron_starts_with="expiry",
+        cron_starts_with="sequential",
         storm_windows=40,
     ),
     "full": Mode(

@@ -475,6 +475,8 @@ def check_workflows(facts: Facts, grace_s: float, bound_s: float, report: Report
     running = set(facts.running_order_workflows)
     for oid, row in facts.orders.items():
         overdue = facts.now > row["expires_at"].timestamp() + grace_s + bound_s
+        wf_status = facts.workflows.get(workflow_id(oid), (None, None))[0]
+        closed = wf_status.name if wf_status not in (None, WorkflowExecutionStatus.RUNNING) else None
         if workflow_id(oid) in running and (
             overdue or (row["ended_at"] and facts.now > row["ended_at"].timestamp() + bound_s)
         ):
@@ -484,6 +486,14 @@ def check_workflows(facts: Facts, grace_s: float, bound_s: float, report: Report
                 order_id=oid,
                 status=row["status"],
                 expires_at=row["expires_at"].isoformat(),
+            )
+        elif row["status"] == "pending_payment" and closed is not None:
+            stuck += 1
+            report.add(
+                "stuck_workflows",
+                order_id=oid,
+                status=row["status"],
+                why=f"pending in Postgres, its workflow is {closed}: nothing will end it",
             )
         elif row["status"] == "pending_payment" and overdue:
             stuck += 1

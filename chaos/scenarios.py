@@ -259,8 +259,9 @@ class Context:
         )
 
     async def drain(self, customer: str) -> dict[str, Any]:
-        """Wait until no order of `customer` is pending, no order or late-payment workflow of it runs
-        and the gateways have nothing left to redeliver, or until the latest deadline + grace + bound."""
+        """Wait until no order or late-payment workflow of `customer` runs and the gateways have
+        nothing left to redeliver (an order still pending then has no workflow left to end it), or
+        until the latest deadline + grace + bound."""
         t0 = time.monotonic()
         conn = await asyncpg.connect(self.stack.database_url)
         try:
@@ -291,8 +292,9 @@ class Context:
                     "late_running": late.count,
                     "ipn_queued": queued,
                 }
-                if not any(state.values()) and time.time() > float(latest or 0) + GRACE_MINUTES * 60:
-                    break
+                settled = not (state["running"] or state["late_running"] or state["ipn_queued"])
+                if settled and time.time() > float(latest or 0) + GRACE_MINUTES * 60:
+                    break  # still-pending orders without a running workflow will never move: stuck
                 if time.time() > cap:
                     break
                 await asyncio.sleep(2)
