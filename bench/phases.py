@@ -130,6 +130,7 @@ class Bench:
         self.cron_out = stack.data_dir / "cron.json"
         self.cron_started = 0.0
         self.spans: dict[str, tuple[float, float]] = {}  # phase -> (start, end), wall clock
+        self.memory_points: list[dict[str, Any]] = []  # RSS readings taken along the run
 
     @property
     def figures(self) -> dict[str, Any]:
@@ -187,6 +188,9 @@ class Bench:
             warm = await sequential(self.api, self.mode.warmup, round_robin(self.variants[HOLD]), HOLD, tick)
         if warm.errors:
             raise RuntimeError(f"warm-up creates failed: {warm.errors}")
+        self.memory_points.append(
+            {"open_orders": await self.obs.open_orders(), **self.procs.rss_mb(), "at": "warm-up"}
+        )
 
     # ---- creates --------------------------------------------------------------------------------------
 
@@ -469,14 +473,14 @@ class Bench:
         mode = self.mode
         budget = max(5.0, min(mode.memory_budget_s, self.left() - mode.idle_end_s - 15))
         want = max(0, mode.memory_target - await self.obs.open_orders())
-        curve: list[dict[str, Any]] = []
+        curve: list[dict[str, Any]] = list(self.memory_points)
         t0 = time.monotonic()
 
         async def reading() -> dict[str, Any]:
             return {
                 "open_orders": await self.obs.open_orders(),
                 **self.procs.rss_mb(),
-                "t_s": round(time.monotonic() - t0, 1),
+                "at": f"memory +{time.monotonic() - t0:.0f} s",
             }
 
         async def sample() -> None:
@@ -510,6 +514,7 @@ class Bench:
         reading = await self.idle_reading("idle: DB queries", self.mode.idle_s)
         self.figures["idle_db_queries_per_min"] = reading["queries_per_min"]
         self.results["phases"]["idle"] = reading
+        self.memory_points.append({**reading["reading"], "at": "idle"})
 
     async def phase_idle_end(self) -> None:
         """Again at the end, with the memory phase's open orders; the memory figures come from here."""
@@ -521,7 +526,7 @@ class Bench:
         else:
             with self.ui.phase("final reading", 1):
                 final = mem["after_creation"]
-        mem["curve"].append({**final, "t_s": None})
+        mem["curve"].append({**final, "at": "idle at the end" if self.mode.idle_end_s > 0 else "end"})
         self.figures["open_orders"] = final["open_orders"]
         self.figures["worker_rss_mb"] = final.get("worker")
         self.figures["temporal_rss_mb"] = final.get("temporal")

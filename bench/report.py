@@ -237,10 +237,11 @@ def _cpu_md(results: dict[str, Any]) -> str:
     out = []
     for title, phase in (
         ("creates at concurrency 32", "throughput"),
-        ("steady arrivals (create + expire)", "expiry"),
+        ("steady-arrival phase (its CPU / the orders it created; held orders' rechecks included)", "expiry"),
         ("storm drain (per expired order)", "storm_drain"),
     ):
-        if not (cpu := results.get("cpu", {}).get(phase)):
+        cpu = results.get("cpu", {}).get(phase)
+        if not cpu or all(v is None for v in cpu["cpu_ms_per_order"].values()):
             continue
         per = cpu["cpu_ms_per_order"]
         out += [
@@ -306,11 +307,12 @@ def _memory_md(results: dict[str, Any]) -> str:
     out = [
         "**Memory as open orders grow** (RSS, MB)",
         "",
-        "| open orders | worker | Temporal | API |",
-        "|---:|---:|---:|---:|",
+        "| when | open orders | worker | Temporal | API |",
+        "|---|---:|---:|---:|---:|",
     ]
     out += [
-        f"| {p['open_orders']:,} | {_fmt(p.get('worker'))} | {_fmt(p.get('temporal'))} | {_fmt(p.get('api'))} |"
+        f"| {p.get('at', '')} | {p['open_orders']:,} | {_fmt(p.get('worker'))} | {_fmt(p.get('temporal'))} | "
+        f"{_fmt(p.get('api'))} |"
         for p in shown
     ]
     if mem.get("worker_mb_per_1k_open") is not None:
@@ -370,7 +372,7 @@ def write_plot(
     left.set_ylabel("fraction of orders")
     left.set_title("Expiry lag, cumulative" + (f"\n({note})" if note else ""), fontsize=10 if note else None)
     left.grid(True, which="both", alpha=0.3)
-    left.legend(loc="lower right")
+    left.legend(loc="upper left")
     if ours_ms:
         right.hist(ours_ms, bins=60, color="tab:blue", alpha=0.85)
         for key, style in (("expiry_lag_p50_ms", "-"), ("expiry_lag_p99_ms", "--")):

@@ -13,9 +13,11 @@ own ledger, the workers' logs and what the shoppers saw.
                 money; a payment made before the deadline never ends on an `expired` order; a
                 refunded attempt was refunded exactly once at the gateway; a paid order has one success
   workflows     nothing Running past its deadline + grace + bound (visibility vs Postgres); no
-                order workflow closed in any state but Completed
+                order pending whose workflow has closed; no order workflow closed in any state
+                but Completed
 
-Each check returns a list of violations (dicts with the order id and what was wrong).
+Each check adds its violations (dicts with the order id and what was wrong) to a `Report`; a
+scenario passes when there are none. `findings` are noteworthy but break no invariant.
 """
 
 from __future__ import annotations

@@ -149,6 +149,8 @@ def main() -> int:
     def on_term(*_: object) -> None:
         raise KeyboardInterrupt  # unwinds into the stack's cleanup below
 
+    # Explicit, so that a run started with SIGINT ignored (a background job, nohup) still stops on it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, on_term)
     t0 = time.monotonic()
     data: dict[str, Any] = {}

@@ -67,7 +67,7 @@ MODES = {
     "full": Mode(
         "full",
         rate=6.0,
-        load_s=45,
+        load_s=40,
         worker_kill_every_s=(5, 8),
         temporal_kills=2,
         temporal_down_s=6,
@@ -208,6 +208,7 @@ class Context:
             await self.run_in_thread(self.stack.start_postgres)
         for name, start in (
             ("temporal", self.stack.start_temporal),
+            ("gateways", self.stack.start_gateways),
             ("w1", self.stack.start_worker),
             ("api", self.stack.start_api),
         ):
@@ -442,15 +443,22 @@ async def graceful_restart(ctx: Context, arrivals: Arrivals, _: Callable[..., Or
         stack.kill(name, signal.SIGINT)
     if postmaster is not None:
         os.kill(postmaster, signal.SIGINT)  # Postgres' "fast" shutdown
-    stopped = {}
+
+    async def postgres_gone() -> float | None:
+        while stack.postmaster_pid() is not None:
+            if time.monotonic() - t > 30:
+                return None
+            await asyncio.sleep(0.1)
+        return time.monotonic() - t
+
     waits = [ctx.run_in_thread(stack.wait_exit, name, 30.0) for name in names]
-    for name, took in zip(names, await asyncio.gather(*waits), strict=True):
-        stopped[name] = round(took, 2) if took is not None else "did not stop in 30 s (SIGKILLed)"
-    while stack.postmaster_pid() is not None and time.monotonic() - t < 30:
-        await asyncio.sleep(0.1)
-    stopped["postgres"] = (
-        round(time.monotonic() - t, 2) if stack.postmaster_pid() is None else "did not stop in 30 s"
-    )
+    took = await asyncio.gather(*waits, postgres_gone())
+    stopped = {
+        name: round(s, 2) if s is not None else "did not stop within 30 s: SIGKILLed"
+        for name, s in zip([*names, "postgres"], took, strict=True)
+    }
+    if stack.postmaster_pid() is not None:
+        await ctx.run_in_thread(stack.stop_postgres, "immediate")
     await asyncio.sleep(ctx.mode.stack_down_s)  # windows close while nothing runs
     t_up = time.monotonic()
     await ctx.run_in_thread(stack.start_app_processes)
