@@ -125,7 +125,7 @@ class OrderWorkflow:
         async with self.lock:
             try:
                 await self._open_attempt(inp.gateway)
-            except ActivityError as err:
+            except (ActivityError, ApplicationError) as err:  # a local activity out of retries raises the latter
                 workflow.logger.warning("first payment link failed: %s", err)
                 await self._finish(OrderStatus.FAILED, "payment_link_unavailable")
         self.creation = Creation(order=self.order, session=self.session())
