@@ -1,11 +1,13 @@
 """`python -m bench.run --mode full|quick`: the whole Paywindow stack on this machine, measured.
 
-stack.py            brings up a fresh embedded Postgres (+ pg_stat_statements), the Temporal dev server,
-                    the worker and the API (devstack's pieces), and stops them all on the way out
-load.py             HTTP load: sequential and concurrent creates, open-loop arrivals, sandbox payments
-measure.py          reads Postgres (expiry lag, stock, query counters) and process memory
-breakdown.py        where a create's time goes (workflow histories + direct timings)
+run.py              command line, progress bar, results out; Ctrl-C / SIGTERM / errors stop everything
+phases.py           the phases in order, each bounded in time: creates, idle, one order's life, steady
+                    arrivals, a storm of shared deadlines, memory with many open orders
+stack.py            a fresh embedded Postgres (+ pg_stat_statements), the Temporal dev server, the
+                    worker and the API, from devstack's pieces, under a temp DATA_DIR
+load.py             HTTP load: concurrency 1 and 32, open-loop arrivals, sandbox payments
+measure.py          what is read back: orders and stock from Postgres, pg_stat_statements, CPU and RSS
+breakdown.py        where the time goes: workflow histories, direct timings, py-spy buckets
 cron_comparator.py  the seeds' once-a-minute expiry job, on its own schema in the same Postgres
-report.py           latest.json, docs/BENCHMARKS.md table, docs/bench-expiry-lag.png
-run.py              the phases, in order, behind a progress bar
+report.py           bench/results/*.json, the generated block of docs/BENCHMARKS.md, the lag plot
 """

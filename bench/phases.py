@@ -640,6 +640,3 @@ def rss_slopes(curve: list[dict[str, Any]]) -> dict[str, float | None]:
         sxx = sum((x - mx) ** 2 for x in xs)
         out[f"{proc}_mb_per_1k_open"] = sum((x - mx) * (y - my) for x, y in pts) / sxx * 1000
     return out
-
-
-__all__ = ["MODES", "PHASES", "Bench", "LoadResult", "Mode", "order_type_durations"]

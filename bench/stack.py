@@ -64,11 +64,6 @@ class BenchStack:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
-    @property
-    def pg_dsn(self) -> str:
-        """asyncpg DSN for our database (a unix socket)."""
-        return self.database_url
-
     # ---- start / stop -------------------------------------------------------------------
 
     def __enter__(self) -> Self:
