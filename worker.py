@@ -6,10 +6,13 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
@@ -33,29 +36,11 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
     """Start a worker (tests pass their own client); stops it and the DB pool on exit."""
     client = client or await connect(settings)
     engine = make_engine(settings)
-    gateways = build_gateways(settings)
-    orders = OrderActivities(engine)
-    payments = PaymentActivities(engine, gateways, settings, client)
-    notify = NotifyActivities(engine, settings)
     worker = Worker(
         client,
         task_queue=settings.temporal_task_queue,
         workflows=[OrderWorkflow, LatePaymentWorkflow, ArchiveWorkflow],
-        activities=[
-            orders.create_order,
-            orders.transition_order,
-            orders.set_deadline,
-            notify.send_reminder,
-            notify.deliver_order_events,
-            payments.create_payment_link,
-            payments.record_attempt,
-            payments.reconcile,
-            payments.cancel_open_links,
-            payments.request_late_settlement,
-            payments.settle_late_payment,
-            payments.refund_late_payment,
-            ArchiveActivities(engine).archive_ended_orders,
-        ],
+        activities=all_activities(engine, settings, client),
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
     try:
@@ -63,6 +48,27 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
             yield worker
     finally:
         await engine.dispose()
+
+
+def all_activities(engine: AsyncEngine, settings: Settings, client: Client) -> list[Callable[..., Any]]:
+    orders = OrderActivities(engine)
+    payments = PaymentActivities(engine, build_gateways(settings), settings, client)
+    notify = NotifyActivities(engine, settings)
+    return [
+        orders.create_order,
+        orders.transition_order,
+        orders.set_deadline,
+        notify.send_reminder,
+        notify.deliver_order_events,
+        payments.create_payment_link,
+        payments.record_attempt,
+        payments.reconcile,
+        payments.cancel_open_links,
+        payments.request_late_settlement,
+        payments.settle_late_payment,
+        payments.refund_late_payment,
+        ArchiveActivities(engine).archive_ended_orders,
+    ]
 
 
 def sdk_runtime(settings: Settings) -> Runtime | None:
@@ -92,6 +98,18 @@ async def main() -> None:
     async with running_worker(settings, client):
         logging.getLogger("worker").info("worker polling task queue %r", get_settings().temporal_task_queue)
         await stop.wait()
+        # Local activities retry while Postgres is away and would hold the shutdown open for ever.
+        # Leaving mid-task is safe: the server hands the task to another worker after its timeout.
+        threading.Timer(STOP_BOUND_S, _leave_now).start()
+
+
+STOP_BOUND_S = 20.0
+
+
+def _leave_now() -> None:
+    logging.getLogger("worker").warning("still stopping after %.0f s: exiting now", STOP_BOUND_S)
+    logging.shutdown()
+    os._exit(1)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ from temporalio.exceptions import ApplicationError
 from activities.events import record_event
 from activities.inventory import Rejected, reserve
 from activities.late_payments import start_settlement
+from domain.db import while_unavailable
 from domain.settings import Settings
-from gateways.base import GatewayError, LinkItem, LinkRequest, PaymentGateway, PaymentOutcome
+from gateways.base import GatewayError, LinkItem, LinkRequest, PaymentGateway, PaymentLink, PaymentOutcome
 from workflows.messages import (
     Attempt,
     AttemptUpdate,
@@ -54,13 +55,9 @@ class PaymentActivities:
 
     @activity.defn
     async def create_payment_link(self, inp: LinkInput) -> Attempt:
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    text("SELECT * FROM payment WHERE order_id = :id AND attempt_no = :n"),
-                    {"id": inp.order_id, "n": inp.attempt_no},
-                )
-            ).first()
+        # The tries (LINK_RETRY) are the gateway's: a database restarting meanwhile is waited for
+        # here rather than spending them (and failing an order the gateway would have served).
+        row = await while_unavailable(lambda: self._stored_link(inp))
         if row is not None:  # made on an earlier try of this activity
             return attempt_from_row(row)
         gateway = self._gateway(inp.gateway)
@@ -79,8 +76,20 @@ class PaymentActivities:
                 items=tuple(LinkItem(i.product_name, i.quantity, i.unit_price) for i in inp.items),
             )
         )
+        return attempt_from_row(await while_unavailable(lambda: self._store_link(inp, link)))
+
+    async def _stored_link(self, inp: LinkInput) -> Any:
+        async with self.engine.connect() as conn:
+            return (
+                await conn.execute(
+                    text("SELECT * FROM payment WHERE order_id = :id AND attempt_no = :n"),
+                    {"id": inp.order_id, "n": inp.attempt_no},
+                )
+            ).first()
+
+    async def _store_link(self, inp: LinkInput, link: PaymentLink) -> Any:
         async with self.engine.begin() as conn:
-            row = (
+            return (
                 await conn.execute(
                     text(
                         """
@@ -113,7 +122,6 @@ class PaymentActivities:
                     },
                 )
             ).one()
-        return attempt_from_row(row)
 
     @activity.defn
     async def record_attempt(self, update: AttemptUpdate) -> None:

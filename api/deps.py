@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -11,6 +12,7 @@ from temporalio.client import Client
 
 from api.auth import InvalidToken, User, read_token
 from api.errors import ApiError
+from domain.db import db_unavailable
 from domain.settings import Settings
 from domain.temporal import connect
 
@@ -19,15 +21,24 @@ def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-async def get_conn(request: Request) -> AsyncIterator[AsyncConnection]:
+@asynccontextmanager
+async def db_conn(request: Request) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection for a short piece of work (a 503 when Postgres is unreachable)."""
     try:
         conn = await request.app.state.engine.connect()
-    except OSError as err:
+    except Exception as err:
+        if not db_unavailable(err):
+            raise
         raise ApiError(503, "DATABASE_UNAVAILABLE", f"Database unavailable: {err}") from None
     try:
         yield conn
     finally:
         await conn.close()
+
+
+async def get_conn(request: Request) -> AsyncIterator[AsyncConnection]:
+    async with db_conn(request) as conn:
+        yield conn
 
 
 async def get_temporal(request: Request) -> Client:

@@ -78,5 +78,19 @@ async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
 async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
     import logging
 
+    from temporalio.service import RPCError
+
+    from domain.db import db_unavailable
+
+    # A dependency that is down is the client's cue to retry (same Idempotency-Key), not a bug.
+    if db_unavailable(exc):
+        logging.getLogger("api").warning("database unavailable: %r", exc)
+        return fail(503, "DATABASE_UNAVAILABLE", "Database unavailable, retry shortly", RETRY_SOON)
+    if isinstance(exc, RPCError):
+        logging.getLogger("api").warning("Temporal unavailable: %s", exc.message)
+        return fail(503, "TEMPORAL_UNAVAILABLE", "Workflow service unavailable, retry shortly", RETRY_SOON)
     logging.getLogger("api").exception("unhandled error", exc_info=exc)
     return fail(500, "INTERNAL_ERROR", "Internal error")
+
+
+RETRY_SOON = {"Retry-After": "1"}

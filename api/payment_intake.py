@@ -2,8 +2,9 @@
 
 Order of work for every notification (webhook or browser return), after the adapter verified its
 signature: match it to a payment attempt, check the amount, persist it to the inbox (deduplicated),
-then signal the workflow. If the signal cannot be delivered now, the inbox still holds it and the
-workflow reads the inbox before it closes the window.
+then signal the workflow. If the signal cannot be delivered now, the inbox still holds it (the
+workflow reads the inbox before it closes the window) and the webhook answers "send it again", so a
+verdict for an order that has already ended reaches its late-payment settlement on the retry.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class Intake:
     order_id: str | None = None
     order_code: int | None = None
     order_status: str | None = None
+    # False while Temporal could not be told: the inbox holds the verdict, but only the gateway's
+    # retry makes sure it reaches an order that has already ended, so webhooks answer "retry".
+    delivered: bool = True
 
 
 async def take(engine: AsyncEngine, client: Client | None, settings: Settings, result: GatewayResult) -> Intake:
@@ -95,16 +99,16 @@ async def take(engine: AsyncEngine, client: Client | None, settings: Settings, r
         verdict = "already_confirmed"
     else:
         verdict = "accepted" if inserted.rowcount else "duplicate"
-    if client is not None:
-        await deliver(engine, client, settings, order_id, result)
-    return Intake(verdict, order_id, row.order_code, row.status)
+    delivered = client is not None and await deliver(engine, client, settings, order_id, result)
+    return Intake(verdict, order_id, row.order_code, row.status, delivered)
 
 
 async def deliver(
     engine: AsyncEngine, client: Client, settings: Settings, order_id: str, result: GatewayResult
 ) -> bool:
-    """Signal the workflow; mark the inbox row delivered. False leaves it for the workflow's own
-    inbox read at the deadline (and for the late-payment path when the workflow has ended)."""
+    """Signal the workflow (or, once it has ended, start the late payment's settlement); mark the
+    inbox row delivered. False leaves the row for the workflow's own inbox read at the deadline and
+    for the gateway's retry of this notification."""
     handle = client.get_workflow_handle(workflow_id(order_id))
     signal = PaymentResult(
         gateway=result.gateway,
@@ -115,11 +119,13 @@ async def deliver(
         transaction_id=result.transaction_id,
     )
     try:
-        await asyncio.wait_for(handle.signal(OrderWorkflow.payment_result, signal), SIGNAL_TIMEOUT_S)
+        try:
+            await asyncio.wait_for(handle.signal(OrderWorkflow.payment_result, signal), SIGNAL_TIMEOUT_S)
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            await asyncio.wait_for(start_late_settlement(client, settings, order_id, result), SIGNAL_TIMEOUT_S)
     except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            await start_late_settlement(client, settings, order_id, result)
-            return True
         log.warning("signal to order %s not delivered now (%s); the inbox keeps it", order_id, err.message)
         return False
     except TimeoutError:

@@ -1,10 +1,19 @@
-"""Database URL and engine construction (built in each process's startup, never at import)."""
+"""Database URL and engine construction (built in each process's startup, never at import), and
+telling "Postgres is unreachable" apart from "the query is wrong"."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import asyncpg
+import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from domain.settings import Settings, get_settings
+
+T = TypeVar("T")
 
 
 def async_url(url: str | None = None) -> str:
@@ -29,3 +38,47 @@ def make_engine(settings: Settings) -> AsyncEngine:
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+# What says "Postgres cannot be reached right now" (down, restarting, connection cut), as opposed
+# to a query that is wrong: the first is worth a retry or a 503, the second never is.
+_UNREACHABLE = (
+    OSError,  # refused, socket file gone, reset
+    asyncpg.exceptions.PostgresConnectionError,  # class 08, incl. "connection does not exist"
+    asyncpg.exceptions.CannotConnectNowError,  # 57P03: starting up / shutting down
+    asyncpg.exceptions.AdminShutdownError,  # 57P01
+    asyncpg.exceptions.CrashShutdownError,  # 57P02
+    asyncpg.exceptions.TooManyConnectionsError,
+    sqlalchemy.exc.TimeoutError,  # no pooled connection came free in time
+)
+
+
+def db_unavailable(err: BaseException | None) -> bool:
+    """True when `err` (or anything it wraps) says the database is unreachable, not wrong."""
+    seen = 0
+    while err is not None and seen < 10:
+        if isinstance(err, _UNREACHABLE):
+            return True
+        if isinstance(err, sqlalchemy.exc.DBAPIError) and err.connection_invalidated:
+            return True
+        if isinstance(err, asyncpg.exceptions.InterfaceError) and "closed" in str(err):
+            return True
+        err = getattr(err, "orig", None) or err.__cause__ or err.__context__
+        seen += 1
+    return False
+
+
+async def while_unavailable(step: Callable[[], Awaitable[T]], *, budget_s: float = 15.0) -> T:
+    """Run `step`, retrying it (with backoff, for at most `budget_s`) while Postgres is unreachable.
+    For activities whose retry budget belongs to something else, such as a gateway call."""
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + budget_s
+    delay = 0.2
+    while True:
+        try:
+            return await step()
+        except Exception as err:
+            if not db_unavailable(err) or loop.time() + delay > give_up_at:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)

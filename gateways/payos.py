@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
@@ -30,9 +31,15 @@ from gateways.base import (
     RefundResult,
 )
 from gateways.fields import int_field, plain_ascii, str_field
+from gateways.http import http_client
 
 PAYOS_TIMEOUT_SECONDS = 30.0
 ATTEMPTS_PER_ORDER = 100  # orderCode = order_code * 100 + attempt_no
+ORDER_CODE_EXISTS = "231"
+# A link whose creating try died before we stored it (worker killed) keeps its orderCode taken at
+# PayOS, though nobody ever saw its URL. The retry cancels that orphan and moves the attempt on by
+# this step (attempt 1 -> orderCode ...11 -> ...21), which stays clear of every other attempt.
+MOVE_STEP = 10
 # Unconfirmed per account: 9 characters for bank accounts not linked through payOS, 25 otherwise.
 PAYOS_DESCRIPTION_MAX = 9
 PAYOS_NOT_FOUND_CODES = frozenset({"101"})  # unconfirmed: "payment link not found"
@@ -51,6 +58,7 @@ _STATUS_OUTCOMES: dict[str, PaymentOutcome] = {
     "UNDERPAID": PAYOS_UNDERPAID_OUTCOME,
 }
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def _signed_value(value: Any) -> str:
@@ -115,7 +123,7 @@ class PayOSGateway:
 
     async def _call(self, action: Callable[[payos.AsyncPayOS], Awaitable[T]]) -> T:
         try:
-            async with httpx.AsyncClient() as http:
+            async with http_client(self._timeout) as http:
                 sdk = payos.AsyncPayOS(
                     self._client_id, self._api_key, self._checksum_key,
                     base_url=self._base_url, timeout=self._timeout,
@@ -131,8 +139,22 @@ class PayOSGateway:
             raise GatewayError(f"PayOS: {exc!r}") from exc
 
     async def create_link(self, req: LinkRequest) -> PaymentLink:
+        order_code = int(req.gateway_order_id)
+        movable = order_code % ATTEMPTS_PER_ORDER < MOVE_STEP  # attempts 0-9 only, or moves would collide
+        while True:
+            try:
+                return await self._create_link(req, order_code)
+            except PayOSRefused as exc:
+                last_slot = order_code % ATTEMPTS_PER_ORDER + MOVE_STEP >= ATTEMPTS_PER_ORDER
+                if exc.code != ORDER_CODE_EXISTS or not movable or last_slot:
+                    raise
+                if not await self.cancel(str(order_code), "superseded: made by a lost try"):
+                    log.error("PayOS orderCode %s exists and could not be cancelled: query it", order_code)
+                order_code += MOVE_STEP
+
+    async def _create_link(self, req: LinkRequest, order_code: int) -> PaymentLink:
         request = CreatePaymentLinkRequest(
-            order_code=int(req.gateway_order_id),
+            order_code=order_code,
             amount=req.amount,
             description=payos_description(req.description),
             cancel_url=req.return_url,  # one return page; `cancel`/`status` tell the cases apart
@@ -142,7 +164,7 @@ class PayOSGateway:
         )
         created = await self._call(lambda sdk: sdk.payment_requests.create(request))
         raw = created.model_dump(by_alias=True)
-        return PaymentLink(req.gateway_order_id, req.request_id, created.checkout_url, raw=raw)
+        return PaymentLink(str(order_code), req.request_id, created.checkout_url, raw=raw)
 
     def verify_notification(self, payload: Mapping[str, Any]) -> GatewayResult:
         data, signature = payload.get("data"), payload.get("signature")

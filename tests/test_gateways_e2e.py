@@ -14,10 +14,12 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from api.app import create_app
 from domain.temporal import late_workflow_id
 from gateways.payos import payos_signature
 from gateways.vnpay import VnpayGateway
 from gateways.vnpay_wire import vnpay_secure_hash
+from tests.conftest import free_port, serve
 from tests.helpers import wait_for_status
 from workflows.late_payment import LatePaymentWorkflow
 from workflows.messages import LatePayment
@@ -238,3 +240,50 @@ async def test_accept_if_available_policy(stack, stock_left, expected):
         detail = (await stack.http.get(f"/orders/{order['orderId']}", headers=headers)).json()["data"]
         assert detail["status"] == "expired"
         assert await stack.stock(vid) == 0
+
+
+async def test_ipn_that_cannot_reach_temporal_is_answered_send_again(stack):
+    """An IPN reaches an API that cannot tell Temporal: it keeps the verdict and answers "send it
+    again" (MoMo 503, VNPay 99). For a late payment only that retry settles the money."""
+    port = free_port()
+    cut_off = stack.settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}", "api_port": port})
+    server, task = await serve(create_app(cut_off), port)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=30) as cut_off_api:
+            # MoMo, paid after the window closed (MoMo links outlive it).
+            order, headers, vid = await new_order(stack, "momo", orderType="flash")
+            page = await open_pay_page(order["attempts"][0]["paymentUrl"])
+            await wait_for_status(stack, order["orderId"], headers, "expired", timeout=20)
+            ipn = (await click(page, "pay", drop=True))["notification"]
+            r = await cut_off_api.post("/webhooks/momo", json=ipn)
+            assert r.status_code == 503 and r.json()["error"] == "TEMPORAL_UNAVAILABLE", r.text
+            assert r.headers["retry-after"]
+            assert await undelivered(stack, order["orderId"]) == 1  # kept, not lost
+            retried = await stack.http.post("/webhooks/momo", json=ipn)  # the gateway's retry
+            assert retried.status_code == 204, retried.text
+            gid = order["attempts"][0]["gatewayOrderId"]
+            handle = stack.client.get_workflow_handle_for(LatePaymentWorkflow.run, late_workflow_id("momo", gid))
+            assert (await handle.result()).state == "refunded"
+            assert await undelivered(stack, order["orderId"]) == 0  # the late path marks its row too
+            assert await stack.stock(vid) == 3
+
+            # VNPay, paid inside the window.
+            order, headers, vid = await new_order(stack, "vnpay")
+            ipn = (await click(await open_pay_page(order["attempts"][0]["paymentUrl"]), "pay", drop=True))["notification"]
+            assert (await cut_off_api.get("/webhooks/vnpay", params=ipn)).json()["RspCode"] == "99"
+            # Stored by the first try, so the retry reads "already confirmed", which VNPay takes as final.
+            assert (await stack.http.get("/webhooks/vnpay", params=ipn)).json()["RspCode"] == "02"
+            await wait_for_status(stack, order["orderId"], headers, "paid", timeout=20)
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def undelivered(stack: Any, order_id: str) -> int:
+    async with stack.engine.connect() as conn:
+        return (
+            await conn.execute(
+                text("SELECT count(*) FROM payment_notification WHERE order_id = :id AND delivered_at IS NULL"),
+                {"id": order_id},
+            )
+        ).scalar_one()

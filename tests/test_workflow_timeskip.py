@@ -3,6 +3,7 @@ the real ones (Postgres, the sandbox gateway over HTTP)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from datetime import timedelta
@@ -12,13 +13,20 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
+from temporalio import activity
 from temporalio.client import WorkflowHandle, WorkflowHistory, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, Worker
 
+from activities.orders import OrderActivities
+from domain.db import make_engine
+from domain.temporal import late_workflow_id
+from worker import all_activities
+from workflows.late_payment import LatePaymentWorkflow
 from workflows.messages import (
+    CancelLinksInput,
     CancelRequest,
     ExtendRequest,
     OrderInput,
@@ -26,6 +34,7 @@ from workflows.messages import (
     PaymentResult,
     Receiver,
     RetryRequest,
+    TransitionInput,
 )
 from workflows.order import OrderWorkflow
 
@@ -177,9 +186,18 @@ async def test_payment_racing_the_deadline(ts, stack):
     assert await stack.stock(vid) == 2
 
 
+async def open_link(stack, attempt) -> None:
+    """The shopper opened the MoMo link and is confirming: MoMo answers 7000 (in flight)."""
+    async with httpx.AsyncClient(base_url=stack.base) as http:
+        r = await http.post(
+            f"/sandbox/pay/momo/{attempt.gateway_order_id}/open", headers={"Accept": "application/json"}
+        )
+        assert r.status_code == 200 and r.json()["result_code"] == "7000", r.text
+
+
 async def test_in_flight_payment_holds_the_window_for_the_grace_only(ts, stack):
-    # MoMo answers 1000 ("waiting for the user to confirm") for an open link: in flight.
     handle, _, vid = await start(ts, stack, stock=2, qty=1)
+    await open_link(stack, (await handle.query(OrderWorkflow.session)).attempts[0])
     await ts.sleep(timedelta(minutes=16))
     view = await handle.query(OrderWorkflow.session)
     assert view.order_status == "pending_payment"
@@ -188,10 +206,17 @@ async def test_in_flight_payment_holds_the_window_for_the_grace_only(ts, stack):
     assert await stack.stock(vid) == 1
 
     handle, _, vid = await start(ts, stack, stock=2, qty=1)
+    await open_link(stack, (await handle.query(OrderWorkflow.session)).attempts[0])
     await ts.sleep(timedelta(minutes=19, seconds=40))
     assert (await handle.query(OrderWorkflow.session)).order_status == "pending_payment"
     outcome = await handle.result()
     assert outcome.status == "expired"
+    assert await stack.stock(vid) == 2
+
+    # A MoMo link nobody opened answers 1000 ("initiated"): not in flight, closed on the dot.
+    handle, _, vid = await start(ts, stack, stock=2, qty=1)
+    await ts.sleep(timedelta(minutes=15, seconds=1))
+    assert (await handle.query(OrderWorkflow.session)).order_status == "expired"
     assert await stack.stock(vid) == 2
 
 
@@ -230,3 +255,74 @@ async def test_saved_histories_replay_against_current_code():
     for path in files:
         result = await replayer.replay_workflow(WorkflowHistory.from_json(path.stem, path.read_text()))
         assert result.replay_failure is None, path.name
+
+
+# ---- verdicts that arrive while the order ends -------------------------------------------------
+
+
+async def pay_at_gateway(stack: Any, attempt: Any) -> str:
+    """The shopper pays the MoMo link; the IPN is dropped so the test decides when the verdict lands."""
+    async with httpx.AsyncClient(base_url=stack.base) as http:
+        r = await http.post(
+            f"/sandbox/pay/momo/{attempt.gateway_order_id}/pay", json={"drop": True}, headers={"Accept": "application/json"}
+        )
+        assert r.status_code == 200, r.text
+        return str(r.json()["notification"]["transId"])
+
+
+async def late_settlement(client: Any, attempt: Any) -> str:
+    handle = client.get_workflow_handle_for(LatePaymentWorkflow.run, late_workflow_id("momo", attempt.gateway_order_id))
+    return (await handle.result()).state
+
+
+async def test_success_signalled_while_the_order_ends_is_refunded(ts, stack):
+    """A payment lands between the expiry and the workflow's completion (its links are being
+    cancelled): it must reach the late-payment settlement, not leave with the history."""
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    @activity.defn(name="cancel_open_links")
+    async def slow_cancel(_: CancelLinksInput) -> int:
+        entered.set()
+        await release.wait()
+        return 0
+
+    queue = f"late-verdicts-{uuid.uuid4().hex[:8]}"
+    engine = make_engine(stack.settings)
+    acts = [a for a in all_activities(engine, stack.settings, ts.client) if a.__name__ != "cancel_open_links"]
+    async with Worker(ts.client, task_queue=queue, workflows=[OrderWorkflow], activities=[*acts, slow_cancel]):
+        product = await stack.product(stock=2, price=30_000)
+        vid = product["variants"][0]["id"]
+        inp = OrderInput(
+            order_id=str(uuid.uuid4()), customer_id="timeskip", lines=[OrderLine(variant_id=vid, quantity=1)],
+            gateway="momo", order_type="normal", receiver=Receiver(name="A", phone="0901234567", address="HCMC"),
+            duration_minutes=15, max_attempts=3, reminder_minutes=0, grace_minutes=5, request_hash="test",
+        )  # fmt: skip
+        handle = await ts.client.start_workflow(OrderWorkflow.run, inp, id=f"order-{inp.order_id}", task_queue=queue)
+        attempt = (await handle.execute_update(OrderWorkflow.created)).session.attempts[0]
+        await ts.sleep(timedelta(minutes=15, seconds=1))
+        await asyncio.wait_for(entered.wait(), 30)  # expired in Postgres, links being cancelled
+        assert await stack.stock(vid) == 2
+        tx = await pay_at_gateway(stack, attempt)
+        await handle.signal(OrderWorkflow.payment_result, PaymentResult("momo", attempt.gateway_order_id, "success", "0", 30_000, tx))
+        release.set()
+        assert (await handle.result()).status == "expired"
+        await keep_history(handle, "late_verdict_while_ending")
+    await engine.dispose()
+    assert await late_settlement(ts.client, attempt) == "refunded"
+    row = await db_row(stack, "SELECT status FROM payment WHERE order_id = :id", inp.order_id)
+    assert row.status == "refunded"
+    assert await stack.stock(vid) == 2
+
+
+async def test_success_for_an_order_postgres_already_ended_is_refunded(ts, stack):
+    """A workflow task that expired the order in Postgres was lost (worker killed after its local
+    activity committed); the retried task sees the success first: the money is a late payment."""
+    handle, oid, vid = await start(ts, stack, stock=2, qty=1)
+    attempt = (await handle.query(OrderWorkflow.session)).attempts[0]
+    await OrderActivities(stack.engine).transition_order(TransitionInput(oid, "expired", "payment_window_closed"))
+    tx = await pay_at_gateway(stack, attempt)
+    await handle.signal(OrderWorkflow.payment_result, PaymentResult("momo", attempt.gateway_order_id, "success", "0", 30_000, tx))
+    assert (await handle.result()).status == "expired"
+    await keep_history(handle, "late_verdict_after_lost_transition")
+    assert await late_settlement(ts.client, attempt) == "refunded"
+    assert await stack.stock(vid) == 2  # restocked once, by the transition that ended it

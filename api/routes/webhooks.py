@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
-from api.errors import ApiError, error_responses
+from api.errors import RETRY_SOON, ApiError, error_responses
 from api.payment_intake import Intake, attempt_created_at, take
 from gateways.base import GatewayError, GatewayResult, InvalidSignature, PaymentGateway, PaymentOutcome
 
@@ -51,13 +51,20 @@ async def _take(request: Request, result: GatewayResult) -> Intake:
     return await take(state.engine, state.temporal, state.settings, result)
 
 
-@router.post("/webhooks/momo", status_code=204, responses=error_responses(400, 404))
+def _not_delivered() -> ApiError:
+    # Gateways send a notification again on 5xx: the retry reaches the order once Temporal is back.
+    return ApiError(503, "TEMPORAL_UNAVAILABLE", "Stored; not yet handed to the order, send it again", RETRY_SOON)
+
+
+@router.post("/webhooks/momo", status_code=204, responses=error_responses(400, 404, 503))
 async def momo_ipn(request: Request) -> Response:
     intake = await _take(request, _verify(request, "momo", await _json_body(request)))
     if intake.verdict == "unknown_order":
         raise ApiError(404, "ORDER_NOT_FOUND", "No such payment")
     if intake.verdict == "amount_mismatch":
         raise ApiError(400, "AMOUNT_MISMATCH", "Amount does not match the order")
+    if not intake.delivered:
+        raise _not_delivered()
     return Response(status_code=204)
 
 
@@ -82,15 +89,17 @@ async def vnpay_ipn(request: Request) -> JSONResponse:
     except Exception:
         log.exception("vnpay ipn failed")
         return JSONResponse({"RspCode": "99", "Message": "Unknown error"})
-    code, message = VNPAY_RSP[intake.verdict]
+    code, message = VNPAY_RSP[intake.verdict] if intake.delivered else ("99", "Unknown error, retry")
     return JSONResponse({"RspCode": code, "Message": message})
 
 
-@router.post("/webhooks/payos", responses=error_responses(400))
+@router.post("/webhooks/payos", responses=error_responses(400, 503))
 async def payos_webhook(request: Request) -> JSONResponse:
     intake = await _take(request, _verify(request, "payos", await _json_body(request)))
     if intake.verdict == "amount_mismatch":
         raise ApiError(400, "AMOUNT_MISMATCH", "Amount does not match the order")
+    if not intake.delivered:
+        raise _not_delivered()
     # PayOS checks the URL with a sample payload when it is registered: unknown orders get 2xx.
     return JSONResponse({"success": True, "verdict": intake.verdict})
 

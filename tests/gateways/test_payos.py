@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -249,8 +250,19 @@ async def test_adapter_errors(sandbox_env: SandboxEnv) -> None:
     gateway = PayOSGateway(sandbox_env.settings)
     req = sandbox_env.link_request(gateway)
     await gateway.create_link(req)
+    # The same attempt again, as a retry whose first answer was lost: PayOS says 231, the orphan
+    # (nobody saw its URL) is cancelled and the attempt moves to the next free orderCode.
+    again = await gateway.create_link(req)
+    assert int(again.gateway_order_id) == int(req.gateway_order_id) + 10
+    orphan = await gateway.query(req.gateway_order_id, created_at=req.created_at)
+    assert orphan.outcome is PaymentOutcome.CANCELLED
+    third = await gateway.create_link(req)  # moves past both
+    assert int(third.gateway_order_id) == int(req.gateway_order_id) + 20
+    # An orderCode outside the movable slots (attempt >= 10) is refused as PayOS refuses it.
+    fixed = replace(req, gateway_order_id=str(int(req.gateway_order_id) + 94))
+    await gateway.create_link(fixed)
     with pytest.raises(PayOSRefused) as exists:
-        await gateway.create_link(req)
+        await gateway.create_link(fixed)
     assert exists.value.code == "231"
     assert (await gateway.query("99999999999", created_at=req.created_at)).outcome is PaymentOutcome.NOT_FOUND
     wrong_key = PayOSGateway(make_settings(sandbox_env.base, payos_api_key="nope"))
