@@ -27,6 +27,7 @@ from gateways.base import (
     RefundResult,
 )
 from gateways.fields import int_field, signed_text, str_field
+from gateways.http import http_client
 
 MOMO_TIMEOUT_SECONDS = 30.0  # MoMo asks clients to wait at least 30 s for create
 MOMO_REQUEST_TYPE = "captureWallet"
@@ -54,8 +55,10 @@ ORDER_ID_RE = re.compile(r"^[0-9a-zA-Z]([-_.]*[0-9a-zA-Z]+)*$")
 _OUTCOMES: dict[int, PaymentOutcome] = {
     0: PaymentOutcome.SUCCESS,
     9000: PaymentOutcome.SUCCESS if MOMO_AUTO_CAPTURE else PaymentOutcome.PENDING,
-    # Initiated / processing / waiting for the user's confirmation: in flight (GATEWAYS.md).
-    **dict.fromkeys((1000, 7000, 7002, 8000), PaymentOutcome.PROCESSING),
+    # 1000 "initiated, waiting for the user" is every unpaid link, abandoned ones too: pending.
+    # Processing / confirming means the shopper is paying right now: in flight (GATEWAYS.md).
+    1000: PaymentOutcome.PENDING,
+    **dict.fromkeys((7000, 7002, 8000), PaymentOutcome.PROCESSING),
     **dict.fromkeys((1001, 1002, 1004, 1007, 1026), PaymentOutcome.FAILED),
     **dict.fromkeys((1003, 1006, 1017), PaymentOutcome.CANCELLED),
     1005: PaymentOutcome.EXPIRED,
@@ -236,7 +239,7 @@ class MomoGateway:
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            async with httpx.AsyncClient(timeout=self._timeout) as client:
+            async with http_client(self._timeout) as client:
                 response = await client.post(self._endpoint + path, json=body)
         except httpx.HTTPError as exc:
             raise GatewayError(f"MoMo {path}: {exc!r}") from exc

@@ -24,6 +24,7 @@ from gateways.base import (
     RefundResult,
 )
 from gateways.fields import int_field, signed_text, str_field
+from gateways.http import http_client
 from gateways.vnpay_wire import (
     QUERYDR_ANSWER_SIGNED,
     QUERYDR_SIGNED,
@@ -196,7 +197,7 @@ class VnpayGateway:
 
     async def _post(self, body: dict[str, Any], answer_fields: Sequence[str]) -> dict[str, Any]:
         try:
-            async with httpx.AsyncClient(timeout=self._timeout) as client:
+            async with http_client(self._timeout) as client:
                 response = await client.post(self._api_url, json=body)
             answer = response.json()
         except (httpx.HTTPError, ValueError) as exc:

@@ -354,9 +354,9 @@ async def test_metrics_count_exactly_what_happened(ops: Stack, afternoon: Aftern
     assert delta("paywindow_expiry_lag_seconds_sum") == pytest.approx(sum(lags), abs=1e-3)
     for bound in EXPIRY_LAG_BUCKETS:
         assert delta("paywindow_expiry_lag_seconds_bucket", le=repr(bound)) == sum(lag <= bound for lag in lags)
-    # The admin's expire closes the window at once; the MoMo order's own timer waited out the grace
-    # while MoMo reported its link as in flight.
-    assert lags[0] < 1 and 2 < lags[1] < 10, lags
+    # The admin's expire closes the window at once; the MoMo order's own timer closes it on time
+    # (nobody was confirming its link, so nothing holds the window).
+    assert lags[0] < 1 and 0 <= lags[1] < 3, lags
 
     types = after.types
     assert types["paywindow_orders"] == "gauge" and types["paywindow_orders_ended_total"] == "counter"

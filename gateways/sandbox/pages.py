@@ -18,7 +18,16 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from gateways.sandbox.delivery import DeliveryKnobs, schedule
-from gateways.sandbox.state import ACTIONS, GatewaySim, Sandbox, SandboxTransaction, TxnState, utcnow
+from gateways.sandbox.state import (
+    ACTIONABLE,
+    ACTIONS,
+    OPEN,
+    GatewaySim,
+    Sandbox,
+    SandboxTransaction,
+    TxnState,
+    utcnow,
+)
 from gateways.sandbox.web import json_body, wants_json
 from gateways.vnpay_wire import VNPAY_TZ
 
@@ -51,7 +60,7 @@ def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
 
 def _pay_page(sandbox: Sandbox, sim: GatewaySim, txn: SandboxTransaction, status_code: int = 200) -> HTMLResponse:
     action_base = sandbox.pay_url(txn.gateway, txn.id)
-    if txn.state is TxnState.PENDING:
+    if txn.state in ACTIONABLE:
         controls = "".join(
             f'<form method="post" action="{escape(action_base)}/{a}">'
             f'<button class="{a}" type="submit">{label}</button></form>'
@@ -100,19 +109,22 @@ def pages_routes(sandbox: Sandbox, sims: Mapping[str, GatewaySim]) -> APIRouter:
 
     @router.post("/pay/{gateway}/{token}/{action}")
     async def act(gateway: str, token: str, action: str, request: Request) -> Response:
-        if action not in ACTIONS:
-            raise HTTPException(404, f"unknown action {action!r}; use one of {sorted(ACTIONS)}")
+        if action not in ACTIONS and action != OPEN:
+            raise HTTPException(404, f"unknown action {action!r}; use one of {sorted([*ACTIONS, OPEN])}")
         try:
             knobs = DeliveryKnobs.parse(await _knobs(request))
         except (TypeError, ValueError) as exc:
             raise HTTPException(422, str(exc)) from exc
         sim, txn = lookup(gateway, token)  # after the last await: nothing interleaves from here
-        if txn.state is not TxnState.PENDING:
+        if txn.state not in ACTIONABLE or (action == OPEN and txn.state is not TxnState.PENDING):
             # Expired links refuse payment; finished ones cannot be acted upon twice.
             status_code = 410 if txn.state is TxnState.EXPIRED else 409
             if wants_json(request):
                 return JSONResponse(_summary(sim, txn), status_code=status_code)
             return _pay_page(sandbox, sim, txn, status_code)
+        if action == OPEN:  # in flight: the gateway now answers "processing" until a verdict
+            txn.state = TxnState.PROCESSING
+            return JSONResponse(_summary(sim, txn)) if wants_json(request) else _pay_page(sandbox, sim, txn)
         txn.state, txn.finished_at = ACTIONS[action], utcnow()
         txn.transaction_no = store.next_number()
         final = sim.final_notification(txn)

@@ -23,6 +23,7 @@ DESCRIPTION_MAX = 25
 ACCOUNT = {"bin": "970422", "accountNumber": "0000000000", "accountName": "PAYWINDOW SANDBOX"}
 STATUS = {
     TxnState.PENDING: "PENDING",
+    TxnState.PROCESSING: "PROCESSING",
     TxnState.PAID: "PAID",
     TxnState.FAILED: "FAILED",
     TxnState.DECLINED: "CANCELLED",

@@ -22,6 +22,7 @@ class TxnState(StrEnum):
     """What the simulated customer did; each gateway module turns it into its own codes."""
 
     PENDING = "pending"
+    PROCESSING = "processing"  # the customer opened the link and is confirming: no verdict yet
     PAID = "paid"
     FAILED = "failed"
     DECLINED = "declined"
@@ -29,6 +30,8 @@ class TxnState(StrEnum):
     EXPIRED = "expired"
 
 
+OPEN = "open"  # pay-page action: the customer starts confirming (PENDING -> PROCESSING)
+ACTIONABLE = frozenset({TxnState.PENDING, TxnState.PROCESSING})
 ACTIONS: dict[str, TxnState] = {
     "pay": TxnState.PAID,
     "fail": TxnState.FAILED,

@@ -32,6 +32,7 @@ from gateways.vnpay_wire import (
 # (vnp_ResponseCode, vnp_TransactionStatus) per state; pending has no response code yet.
 CODES: dict[TxnState, tuple[str, str]] = {
     TxnState.PENDING: ("", "01"),
+    TxnState.PROCESSING: ("", "01"),  # querydr cannot tell "opened" from "not paid"
     TxnState.PAID: ("00", "00"),
     TxnState.FAILED: ("51", "02"),
     TxnState.DECLINED: ("24", "02"),

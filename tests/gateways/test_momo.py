@@ -83,8 +83,8 @@ def test_order_info_keeps_ampersand_out() -> None:
 
 @pytest.mark.parametrize(
     ("code", "outcome"),
-    [(0, "success"), (9000, "success")]
-    + [(c, "processing") for c in (1000, 7000, 7002, 8000)]
+    [(0, "success"), (9000, "success"), (1000, "pending")]
+    + [(c, "processing") for c in (7000, 7002, 8000)]
     + [(c, "failed") for c in (1001, 1002, 1004, 1007, 1026)]
     + [(c, "cancelled") for c in (1003, 1006, 1017)]
     + [(1005, "expired")]
@@ -148,7 +148,11 @@ async def test_round_trip_pay(sandbox_env: SandboxEnv) -> None:
         page = await http.get(link.payment_url)
         assert page.status_code == 200 and "75.000" in page.text and "Pay" in page.text
         pending = await momo.query(req.gateway_order_id, created_at=req.created_at)
-        assert pending.outcome is PaymentOutcome.PROCESSING and pending.result_code == "1000"
+        assert pending.outcome is PaymentOutcome.PENDING and pending.result_code == "1000"
+        opened = await http.post(f"{link.payment_url}/open", json={}, headers=JSON)
+        assert opened.status_code == 200 and opened.json()["result_code"] == "7000"
+        confirming = await momo.query(req.gateway_order_id, created_at=req.created_at)
+        assert confirming.outcome is PaymentOutcome.PROCESSING and confirming.result_code == "7000"
         acted = await http.post(f"{link.payment_url}/pay", json={}, headers=JSON)
     assert acted.status_code == 200 and acted.json()["result_code"] == "0"
 
