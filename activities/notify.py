@@ -18,12 +18,12 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any, Protocol
 
-import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from domain.settings import Settings
+from gateways.http import http_client
 from workflows.messages import ReminderInput
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ async def post_signed(url: str, secret: str, event_id: str, event_type: str, pay
         "X-Paywindow-Event-Type": event_type,
         "X-Paywindow-Signature": sign(secret, body, int(time.time())),
     }
-    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as client:
+    async with http_client(HTTP_TIMEOUT) as client:
         response = await client.post(url, content=body, headers=headers)
     response.raise_for_status()
 

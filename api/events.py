@@ -145,8 +145,11 @@ class OrderEvents:
             try:
                 await asyncio.wait_for(lost.wait(), self._check_seconds)
             except TimeoutError:
-                # A half-open socket raises nothing by itself: ask, so a dead link is noticed.
-                await asyncio.wait_for(conn.fetchval("SELECT 1"), 5)
+                # A half-open socket raises nothing by itself: ask, so a dead link is noticed. Only
+                # while someone watches: an idle service costs the database nothing, and a stream
+                # that opens later loads its order first and is checked within the interval.
+                if self._subs:
+                    await asyncio.wait_for(conn.fetchval("SELECT 1"), 5)
         raise ConnectionError("listener connection closed")
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, order_id: str) -> None:

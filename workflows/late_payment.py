@@ -10,12 +10,11 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
-from workflows.messages import LateOutcome, LatePayment
-from workflows.search import GATEWAY, LATE_PAYMENT
-
-with workflow.unsafe.imports_passed_through():
+with workflow.unsafe.imports_passed_through():  # shared, not re-imported per instance (see order.py)
     from activities.notify import NotifyActivities
     from activities.payments import PaymentActivities
+    from workflows.messages import LateOutcome, LatePayment
+    from workflows.search import GATEWAY, LATE_PAYMENT
 
 DB_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
 # A refund the gateway keeps refusing is left `refund_required` for an operator after ~a day.

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import ConnDep, CurrentUser, SettingsDep, TemporalDep
+from api.deps import ConnDep, CurrentUser, SettingsDep, TemporalDep, db_conn
 from api.errors import ApiError, error_responses, ok
 from api.ordering import (
     WorkflowGone,
@@ -54,21 +54,23 @@ async def create_order(
     request: Request,
     user: CurrentUser,
     settings: SettingsDep,
-    conn: ConnDep,
     client: TemporalDep,
     idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
 ) -> JSONResponse:
     order_id = order_id_for(user, idempotency_key)
     inp = order_input(settings, user, body, order_id, request.client.host if request.client else "127.0.0.1")
+    # No pooled connection is held while the workflow works: under load that wait is most of a
+    # create, and holding one would cap concurrent creates at the pool's size.
     if idempotency_key is not None:
-        replay = await _replay(conn, order_id, inp.request_hash, user)
+        async with db_conn(request) as conn:
+            replay = await _replay(conn, order_id, inp.request_hash, user)
         if replay is not None:
             return replay
-    await conn.rollback()  # hand the connection back while the workflow works
     creation = await start_order(client, settings, inp)
     if creation.error:
         raise ApiError(CREATE_ERRORS.get(creation.error, 409), creation.error, creation.message)
-    detail = await order_detail(conn, await find_order(conn, order_id, user))
+    async with db_conn(request) as conn:
+        detail = await order_detail(conn, await find_order(conn, order_id, user))
     if detail.status == "failed":
         raise ApiError(502, "PAYMENT_GATEWAY_ERROR", f"No payment link could be made; order {detail.order_code} failed")
     return ok(detail, "Đơn hàng đã được tạo ở trạng thái PENDING, đang xử lý thanh toán", 201)
