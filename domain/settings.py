@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     archive_after_days: float = Field(30, gt=0)  # ended orders older than this leave default listings
     archive_batch_size: int = Field(1000, ge=1, le=100_000)  # orders per archive transaction
     worker_metrics_address: str = ""  # host:port for the worker's Temporal SDK metrics; empty = off
+    # The SDK's sandbox re-imports the workflow modules for every workflow instance: about half the
+    # worker's CPU per order and most of its memory per cached order. The test suite runs with it on,
+    # so a non-deterministic call in workflow code fails CI; production runs the same code without it.
+    workflow_sandbox: bool = False
+    max_cached_workflows: int = Field(2000, ge=0)
 
     sandbox_enabled: bool = True
     # MoMo's published test credentials; the sandbox checks signatures with the same keys.

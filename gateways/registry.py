@@ -11,6 +11,8 @@ from gateways.payos import PayOSGateway
 from gateways.vnpay import VnpayGateway
 
 GATEWAY_NAMES = ("momo", "vnpay", "payos")
+# Gateways whose unpaid links can be cancelled through their API (MoMo's and VNPay's lapse).
+CANCELLABLE_LINKS = frozenset({"payos"})
 
 # What each gateway accepts for one payment, in VND. MoMo's wallet range is documented
 # (GATEWAYS.md); VNPay's 5,000 minimum and "under one billion" come from its merchant guide;

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 import tempfile
 import uuid
@@ -28,6 +27,7 @@ from api.app import create_app
 from api.auth import issue_token
 from devstack.migrate import upgrade
 from devstack.postgres import EmbeddedPostgres
+from devstack.temporal import free_port
 from domain.db import async_url, make_engine
 from domain.settings import Settings
 from worker import running_worker
@@ -35,12 +35,6 @@ from workflows.search import ALL as SEARCH_ATTRIBUTES
 
 BIN = Path(sys.executable).parent
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +69,9 @@ def make_settings(pg_url: str, port: int, **overrides: Any) -> Settings:
         "order_type_durations": "normal=15,vip=30,quick=5",
         "order_session_reminder_minutes": 3,
         "db_pool_size": 5,
+        # Production runs workflows unsandboxed (speed); the suite keeps the SDK's sandbox on so a
+        # non-deterministic call in workflow code fails here first.
+        "workflow_sandbox": True,
     }
     values.update(overrides)
     return Settings(**values)

@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.payments import PaymentActivities
     from domain.statuses import OPEN_ATTEMPTS_BECOME, SESSION_FOR_ORDER, AttemptStatus, OrderStatus
     from gateways.base import PaymentOutcome
-    from gateways.registry import amount_problem
+    from gateways.registry import CANCELLABLE_LINKS, amount_problem
     from workflows.messages import (
         Attempt,
         AttemptUpdate,
@@ -73,6 +73,9 @@ LOCAL_EFFECTS = "local-effects-v1"  # workflow.patched id: critical-path effects
 # workflow.patched id: verdicts arriving while the order ends are read, and a success whose order
 # had already ended in Postgres is settled as a late payment.
 LATE_VERDICTS = "late-verdicts-v1"
+# workflow.patched id: links are cancelled only at gateways that can cancel them, which spares most
+# orders an activity (and two trips through the server) at their end.
+ONLY_CANCELLABLE = "only-cancellable-links-v1"
 # While a payment is in flight at the deadline, ask the gateway again this often (within the grace).
 RECHECK = timedelta(seconds=15)
 
@@ -441,6 +444,8 @@ class OrderWorkflow:
         for a in open_links:
             a.status = OPEN_ATTEMPTS_BECOME[self.status].value
         workflow.upsert_search_attributes([ORDER_STATUS.value_set(self.status.value)])
+        if any(a.gateway not in CANCELLABLE_LINKS for a in open_links) and workflow.patched(ONLY_CANCELLABLE):
+            open_links = [a for a in open_links if a.gateway in CANCELLABLE_LINKS]
         if open_links:
             await self._cancel_links(open_links, reason)
         await self._publish_events()
