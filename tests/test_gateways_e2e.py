@@ -21,6 +21,7 @@ from gateways.vnpay import VnpayGateway
 from gateways.vnpay_wire import vnpay_secure_hash
 from tests.conftest import free_port, serve
 from tests.helpers import wait_for_status
+from worker import running_worker
 from workflows.late_payment import LatePaymentWorkflow
 from workflows.messages import LatePayment
 
@@ -287,3 +288,37 @@ async def undelivered(stack: Any, order_id: str) -> int:
                 {"id": order_id},
             )
         ).scalar_one()
+
+
+async def test_gateway_down_at_create_fails_the_order_with_502_and_gives_the_stock_back(stack):
+    """No link can be made (MoMo unreachable for all three tries): the order ends `failed` with its
+    stock back, and the create answers 502, on its first request and on every replay of its key."""
+    port = free_port()
+    down = stack.settings.model_copy(
+        update={
+            "api_port": port,
+            "public_base_url": f"http://127.0.0.1:{port}",
+            "temporal_task_queue": f"gateway-down-{uuid.uuid4().hex[:8]}",
+            "momo_endpoint": f"http://127.0.0.1:{free_port()}/momo",
+        }
+    )
+    server, task = await serve(create_app(down), port)
+    try:
+        async with running_worker(down, client=stack.client), httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}/api/v1", timeout=60
+        ) as api:
+            product = await stack.product(stock=3, price=64_000)
+            vid = product["variants"][0]["id"]
+            headers = {**stack.auth(f"down-{uuid.uuid4().hex[:6]}"), "Idempotency-Key": uuid.uuid4().hex}
+            body = {"items": [{"variantId": vid, "quantity": 2}], "gateway": "momo",
+                    "receiver": {"name": "A", "phone": "0901234567", "address": "HCMC"}}  # fmt: skip
+            for _ in range(2):  # the first request, then a replay of its key
+                r = await api.post("/orders", json=body, headers=headers)
+                assert r.status_code == 502 and r.json()["error"] == "PAYMENT_GATEWAY_ERROR", r.text
+            assert await stack.stock(vid) == 3
+            [listed] = (await api.get("/orders", headers=headers)).json()["data"]["items"]
+            detail = (await api.get(f"/orders/{listed['orderId']}", headers=headers)).json()["data"]
+            assert (detail["status"], detail["endReason"]) == ("failed", "payment_link_unavailable")
+    finally:
+        server.should_exit = True
+        await task

@@ -71,9 +71,15 @@ async def create_order(
         raise ApiError(CREATE_ERRORS.get(creation.error, 409), creation.error, creation.message)
     async with db_conn(request) as conn:
         detail = await order_detail(conn, await find_order(conn, order_id, user))
-    if detail.status == "failed":
-        raise ApiError(502, "PAYMENT_GATEWAY_ERROR", f"No payment link could be made; order {detail.order_code} failed")
+    _refuse_if_no_link(detail)
     return ok(detail, "Đơn hàng đã được tạo ở trạng thái PENDING, đang xử lý thanh toán", 201)
+
+
+def _refuse_if_no_link(detail: OrderOut) -> None:
+    """An order that ended before it got a payment link is answered as the failure it is, on the
+    first request and on every replay of its key alike."""
+    if detail.status == "failed" and detail.end_reason == "payment_link_unavailable":
+        raise ApiError(502, "PAYMENT_GATEWAY_ERROR", f"No payment link could be made; order {detail.order_code} failed")
 
 
 async def _replay(conn: ConnDep, order_id: str, req_hash: str, user: CurrentUser) -> JSONResponse | None:
@@ -83,7 +89,9 @@ async def _replay(conn: ConnDep, order_id: str, req_hash: str, user: CurrentUser
         return None
     if row.request_hash != req_hash:
         raise ApiError(422, "IDEMPOTENCY_KEY_REUSED", "Idempotency-Key was used with a different request body")
-    return ok(await order_detail(conn, row), "Order already created (idempotent replay)", 200)
+    detail = await order_detail(conn, row)
+    _refuse_if_no_link(detail)
+    return ok(detail, "Order already created (idempotent replay)", 200)
 
 
 @router.get("", response_model=Envelope[Page[OrderSummary]], responses=error_responses(403))
