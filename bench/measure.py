@@ -152,6 +152,21 @@ class Observer:
     async def open_orders(self) -> int:
         return await self.c.fetchval("""SELECT count(*) FROM "order" WHERE status = 'pending_payment'""")
 
+    async def stock_conserved(self, variant_ids: list[str], order_types: list[str], stock0: int) -> bool:
+        """On hand + units held by pending or paid orders = the initial stock. One statement, so one
+        snapshot: read while orders are still expiring, the two halves cannot disagree."""
+        stock, held = await self.c.fetchrow(
+            """
+            SELECT (SELECT coalesce(sum(stock_quantity), 0) FROM product_variant WHERE id = ANY($1::uuid[])),
+                   (SELECT coalesce(sum(i.quantity), 0) FROM "order" o JOIN order_item i ON i.order_id = o.id
+                    WHERE o.order_type = ANY($2::text[]) AND o.status IN ('pending_payment', 'paid')
+                      AND i.variant_id = ANY($1::uuid[]))
+            """,
+            variant_ids,
+            order_types,
+        )
+        return stock + held == stock0
+
     async def stock(self, variant_ids: list[str]) -> int:
         return await self.c.fetchval(
             "SELECT coalesce(sum(stock_quantity), 0) FROM product_variant WHERE id = ANY($1::uuid[])",

@@ -351,8 +351,7 @@ class Bench:
         )
         rows = await self.obs.orders([LAG])
         lags, censored = censored_lags_ms(rows, cutoff)
-        holding = sum(1 for r in rows if r.status in ("paid", "pending_payment"))
-        stock_ok = await self.obs.stock(self.variants[LAG]) == stock0 - holding
+        stock_ok = await self.obs.stock_conserved(self.variants[LAG], [LAG], stock0)
         lag = summary(lags)
         self.figures["expiry_lag_p50_ms"], self.figures["expiry_lag_p99_ms"] = lag["p50"], lag["p99"]
         if censored:
@@ -463,7 +462,7 @@ class Bench:
             "expiry_rate_per_s": (created - left) / drain_min if drain_min > 0 else None,
             "still_pending": left,
             "expired": sum(1 for r in rows if r.status == "expired"),
-            "stock_ok": await self.obs.stock(self.variants["storm"]) == stock0 - left,
+            "stock_ok": await self.obs.stock_conserved(self.variants["storm"], types, stock0),
             "scaled_to_10k": created != 10_000,
         }
 
