@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
+from api.deps import get_temporal
 from api.errors import RETRY_SOON, ApiError, error_responses
 from api.payment_intake import Intake, attempt_created_at, take
 from gateways.base import GatewayError, GatewayResult, InvalidSignature, PaymentGateway, PaymentOutcome
@@ -48,7 +49,11 @@ def _verify(request: Request, name: str, payload: dict[str, Any], *, browser: bo
 
 async def _take(request: Request, result: GatewayResult) -> Intake:
     state = request.app.state
-    return await take(state.engine, state.temporal, state.settings, result)
+    try:
+        client = await get_temporal(request)  # connects on demand if Temporal was down at start
+    except ApiError:
+        client = None  # stored in the inbox; the webhook asks the gateway to send it again
+    return await take(state.engine, client, state.settings, result)
 
 
 def _not_delivered() -> ApiError:
