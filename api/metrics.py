@@ -31,8 +31,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 WINDOW_HOURS = 24
 # Time to pay: windows are 5-30 minutes (per order type) plus the in-flight grace.
 TIME_TO_PAY_BUCKETS = (5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
-# Expiry lag: a timer fires within a second; an abandoned MoMo order is held for the whole
-# PAYMENT_IN_FLIGHT_GRACE_MINUTES (5 by default), so the tail sits near 300 s by design.
+# Expiry lag: a timer fires within a second; a payment in flight at the deadline holds the window
+# for up to PAYMENT_IN_FLIGHT_GRACE_MINUTES (5 by default), so the tail can reach 300 s by design.
 EXPIRY_LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 REASON_MAX = 64  # end reasons are codes from our own workflow; cap them all the same
 
@@ -53,7 +53,16 @@ PAYMENTS_SQL = text(
     FROM payment GROUP BY 1, 2
     """
 )
-NOTIFICATIONS_SQL = text("SELECT gateway, outcome, count(*) AS n FROM payment_notification GROUP BY 1, 2")
+# A verdict normally reaches its workflow within seconds; one still undelivered after UNDELIVERED_AFTER
+# waits for the gateway's retry (Temporal was unreachable), and for an ended order nothing else will.
+UNDELIVERED_AFTER = "5 minutes"
+NOTIFICATIONS_SQL = text(
+    f"""
+    SELECT gateway, outcome, count(*) AS n,
+        count(*) FILTER (WHERE delivered_at IS NULL AND received_at < now() - interval '{UNDELIVERED_AFTER}') AS stuck
+    FROM payment_notification GROUP BY 1, 2
+    """
+)
 
 
 def _histogram_sql() -> str:
@@ -104,6 +113,7 @@ class Snapshot:
     attempts: dict[tuple[str, str], int] = field(default_factory=dict)  # (gateway, status) -> count
     retries: int = 0
     notifications: dict[tuple[str, str], int] = field(default_factory=dict)  # (gateway, outcome) -> count
+    undelivered: dict[str, int] = field(default_factory=dict)  # gateway -> verdicts not handed on
     time_to_pay: Histogram = field(default_factory=lambda: Histogram(TIME_TO_PAY_BUCKETS, []))
     expiry_lag: Histogram = field(default_factory=lambda: Histogram(EXPIRY_LAG_BUCKETS, []))
 
@@ -124,6 +134,7 @@ async def collect(conn: AsyncConnection) -> Snapshot:
         snap.retries += row.retries
     for row in await conn.execute(NOTIFICATIONS_SQL):
         snap.notifications[(row.gateway, row.outcome)] = row.n
+        snap.undelivered[row.gateway] = snap.undelivered.get(row.gateway, 0) + row.stuck
     hist = (await conn.execute(HISTOGRAMS_SQL)).one()._mapping
     for prefix, h in (("ttp", snap.time_to_pay), ("lag", snap.expiry_lag)):
         h.count, h.total = hist[f"{prefix}_count"], float(hist[f"{prefix}_sum"])
@@ -204,6 +215,13 @@ def render(snap: Snapshot) -> str:
             _sample("paywindow_notifications_total", {"gateway": g, "outcome": o}, n)
             for (g, o), n in sorted(snap.notifications.items())
         ),
+    )
+    lines += _family(
+        "paywindow_notifications_undelivered",
+        "gauge",
+        f"Verified notifications stored but still not handed to their order {UNDELIVERED_AFTER} later, "
+        "by gateway: they wait for the gateway's retry. Alert when above 0 for long.",
+        (_sample("paywindow_notifications_undelivered", {"gateway": g}, n) for g, n in sorted(snap.undelivered.items())),
     )
     lines += _family(
         "paywindow_payment_attempts_total",

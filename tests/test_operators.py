@@ -363,6 +363,34 @@ async def test_metrics_count_exactly_what_happened(ops: Stack, afternoon: Aftern
     assert types["paywindow_time_to_pay_seconds"] == types["paywindow_expiry_lag_seconds"] == "histogram"
 
 
+async def test_undelivered_notifications_are_a_gauge_operators_can_alert_on(ops: Stack, afternoon: Afternoon) -> None:
+    """A verdict stored while Temporal was unreachable and still not handed on minutes later waits for
+    the gateway's retry: /metrics counts it, and only it (fresh or delivered rows do not count)."""
+    order_id = afternoon.orders["paid"]["orderId"]
+    _, before = await scrape(ops)
+    rows = {"old": timedelta(minutes=10), "fresh": timedelta(seconds=5)}
+    async with ops.engine.begin() as conn:
+        for name, age in rows.items():
+            await conn.execute(
+                text(
+                    "INSERT INTO payment_notification (id, order_id, gateway, gateway_order_id, dedupe_key, outcome, "
+                    "result_code, amount, payload, received_at) VALUES (:id, :order, 'vnpay', 'x', :key, 'success', "
+                    "'00', 1, '{}', now() - CAST(:age AS interval))"
+                ),
+                {"id": uuid.uuid4(), "order": order_id, "key": f"undelivered-{name}-{uuid.uuid4().hex}", "age": age},
+            )
+    try:
+        _, after = await scrape(ops)
+        assert after.types["paywindow_notifications_undelivered"] == "gauge"
+        delta = after.value("paywindow_notifications_undelivered", gateway="vnpay") - before.value(
+            "paywindow_notifications_undelivered", gateway="vnpay"
+        )
+        assert delta == 1
+    finally:
+        async with ops.engine.begin() as conn:
+            await conn.execute(text("DELETE FROM payment_notification WHERE dedupe_key LIKE 'undelivered-%'"))
+
+
 async def test_metrics_is_plain_prometheus_text_outside_the_api(ops: Stack) -> None:
     response, _ = await scrape(ops)
     assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
