@@ -105,6 +105,29 @@ MODES = {
         cron_starts_with="memory",
         storm_windows=240,
     ),
+    # An experiment rather than a report: every other phase cut to a token, ~30 minutes spent
+    # filling the worker with 50,000 open orders (the full run's budget reaches ~10,000).
+    "memory": Mode(
+        "memory",
+        budget_s=2100,
+        warmup=10,
+        sequential=20,
+        throughput_s=5,
+        lifecycle=10,
+        arrival_rate=20,
+        arrival_s=5,
+        storm_target=100,
+        storm_budget_s=5,
+        memory_target=50_000,
+        memory_budget_s=1900,
+        idle_s=5,
+        idle_end_s=30,
+        wait_cap_s=15,
+        stall_s=10,
+        cron=Plan(interval_s=60, steady_count=300, storm_count=100, storm_offset_s=30, ticks=1),
+        cron_starts_with="sequential",
+        storm_windows=20,
+    ),
 }
 PHASES = ("catalog", "sequential", "throughput", "idle", "lifecycle", "expiry", "storm", "memory", "idle_end")
 
