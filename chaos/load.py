@@ -114,7 +114,7 @@ class Shoppers:
         self.gateways = httpx.AsyncClient(timeout=30, limits=limits)
         self.jwt_secret = jwt_secret
         self.create_give_up_s = create_give_up_s
-        self.grace_s = grace_s  # MoMo's unpaid links hold a window this long past its deadline
+        self.grace_s = grace_s  # a payment in flight can hold a window this long past its deadline
         self._tokens: dict[str, dict[str, str]] = {}
 
     async def close(self) -> None:
