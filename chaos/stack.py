@@ -34,7 +34,7 @@ import httpx
 
 from devstack.migrate import upgrade
 from devstack.postgres import EmbeddedPostgres
-from devstack.temporal import free_port, start_dev_server, wait_for_port
+from devstack.temporal import free_port, start_dev_server, stop_process, wait_for_port
 from domain.db import async_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,9 +114,9 @@ class ChaosStack:
         for name in ["api", *sorted(n for n in self.procs if n.startswith("w")), "gateways", "temporal"]:
             proc = self.procs.pop(name, None)
             if proc is not None:
-                _terminate(proc, timeout=15)
+                stop_process(proc, timeout=15)
         for proc in self.procs.values():
-            _terminate(proc, timeout=5)
+            stop_process(proc, timeout=5)
         self.procs.clear()
         self.stop_postgres("fast")
         for f in self._logs:
@@ -322,15 +322,3 @@ class ChaosStack:
     def pid(self, name: str) -> int | None:
         proc = self.procs.get(name)
         return proc.pid if proc is not None and proc.poll() is None else None
-
-
-def _terminate(proc: subprocess.Popen, timeout: float) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(5)
