@@ -245,6 +245,10 @@ def expected_statuses(rec: OrderRecord, row: Any, ledger: dict[tuple[str, str], 
         last = [c for c in accepted_clicks(rec, "fail") if c.attempt_no == 3]
         if last:
             return {"failed"} if in_time(last) else {"failed", "expired"}
+        if any(c.attempt_no == 3 and c.gateway == "vnpay" and c.status == 410 for c in rec.clicks):
+            # The last VNPay link lapsed under the shopper: querydr reports a lapse as
+            # TransactionStatus 02, like a failure, so the reconciliation may end it either way.
+            return {"failed", "expired"}
         return {"expired"}
     if kind == "decline":
         declines = accepted_clicks(rec, "decline") + accepted_clicks(rec, "cancel")
