@@ -19,6 +19,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.archive import ArchiveActivities
+from activities.event_relay import EventRelay
 from activities.notify import NotifyActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
@@ -34,7 +35,8 @@ from workflows.order import OrderWorkflow
 
 @asynccontextmanager
 async def running_worker(settings: Settings, client: Client | None = None) -> AsyncIterator[Worker]:
-    """Start a worker (tests pass their own client); stops it and the DB pool on exit."""
+    """Start a worker (tests pass their own client) and, when ORDER_EVENTS_URLS is set, the
+    order-event relay beside it; stops both and the DB pool on exit."""
     client = client or await connect(settings)
     engine = make_engine(settings, pre_ping=False)
     worker = Worker(
@@ -46,10 +48,16 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
         max_cached_workflows=settings.max_cached_workflows,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
+    relay = None
+    if settings.event_endpoints:
+        relay = asyncio.create_task(EventRelay(engine, settings).run(), name="event-relay")
     try:
         async with worker:
             yield worker
     finally:
+        if relay is not None:
+            relay.cancel()
+            await asyncio.gather(relay, return_exceptions=True)
         await engine.dispose()
 
 
@@ -66,6 +74,7 @@ def all_activities(engine: AsyncEngine, settings: Settings, client: Client) -> l
         payments.create_payment_link,
         payments.record_attempt,
         payments.reconcile,
+        payments.flag_for_review,
         payments.cancel_open_links,
         payments.request_late_settlement,
         payments.settle_late_payment,

@@ -1,5 +1,6 @@
 """The order-event outbox: an event row is written in the same transaction as the change it
-reports, so an event exists exactly when the change happened. `NotifyActivities` delivers them."""
+reports, so an event exists exactly when the change happened. The same statement wakes the relay
+(activities/event_relay.py), which delivers it beside the workflows."""
 
 from __future__ import annotations
 
@@ -18,18 +19,23 @@ EVENT_TYPES = (
     "order.failed",
     "payment.refund_required",
     "payment.refunded",
+    "payment.needs_review",
 )
 
 RECORD_SQL = text(
     """
-    INSERT INTO order_event (id, order_id, type, payload)
-    SELECT :eid, o.id, :type, jsonb_build_object(
-            'eventId', CAST(:eid_text AS text), 'type', CAST(:type AS text), 'orderId', o.id,
-            'orderCode', o.order_code, 'customerId', o.customer_id, 'status', o.status,
-            'grandTotal', o.grand_total, 'currencyCode', o.currency_code, 'reason', o.end_reason,
-            'occurredAt', now()
-        ) || CAST(:extra AS jsonb)
-    FROM "order" o WHERE o.id = :id
+    WITH event AS (
+        INSERT INTO order_event (id, order_id, type, payload)
+        SELECT :eid, o.id, :type, jsonb_build_object(
+                'eventId', CAST(:eid_text AS text), 'type', CAST(:type AS text), 'orderId', o.id,
+                'orderCode', o.order_code, 'customerId', o.customer_id, 'status', o.status,
+                'grandTotal', o.grand_total, 'currencyCode', o.currency_code, 'reason', o.end_reason,
+                'occurredAt', now()
+            ) || CAST(:extra AS jsonb)
+        FROM "order" o WHERE o.id = :id
+        RETURNING id
+    )
+    SELECT pg_notify('paywindow_outbox', '') FROM event
     """
 )
 

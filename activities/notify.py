@@ -18,9 +18,11 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any, Protocol
 
+import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from domain.settings import Settings
 from gateways.http import http_client
@@ -49,7 +51,16 @@ def verify_signature(secret: str, body: bytes, header: str, tolerance_s: int = 3
     return hmac.compare_digest(sign(secret, body, timestamp), header)
 
 
-async def post_signed(url: str, secret: str, event_id: str, event_type: str, payload: dict[str, Any]) -> None:
+async def post_signed(
+    url: str,
+    secret: str,
+    event_id: str,
+    event_type: str,
+    payload: dict[str, Any],
+    client: httpx.AsyncClient | None = None,
+) -> None:
+    """POST one signed event; raises on a transport error or a non-2xx answer. `client`: a kept-alive
+    one of the caller's (the relay's), else a short-lived one."""
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str).encode()
     headers = {
         "Content-Type": "application/json",
@@ -57,7 +68,10 @@ async def post_signed(url: str, secret: str, event_id: str, event_type: str, pay
         "X-Paywindow-Event-Type": event_type,
         "X-Paywindow-Signature": sign(secret, body, int(time.time())),
     }
-    async with http_client(HTTP_TIMEOUT) as client:
+    if client is None:
+        async with http_client(HTTP_TIMEOUT) as own:
+            response = await own.post(url, content=body, headers=headers)
+    else:
         response = await client.post(url, content=body, headers=headers)
     response.raise_for_status()
 
@@ -146,18 +160,23 @@ class NotifyActivities:
     async def send_reminder(self, inp: ReminderInput) -> list[str]:
         """Each channel at most once per order, and never once the order has ended: a channel is
         claimed (row inserted) before sending; a send that failed releases its claim for a retry."""
-        done = []
+        done, failures = [], []
         for channel in self.channels:
             reminder = await self._claim(inp, channel.name)
             if reminder is None:
                 continue  # sent before, or the order is no longer waiting for payment
             try:
                 skipped = await channel.send(reminder)
-            except Exception as err:
-                await self._mark(inp.order_id, channel.name, "failed", f"{type(err).__name__}: {err}"[:300])
-                raise  # the activity retries; the failed claim can be taken again
+            except Exception as err:  # noqa: BLE001 - one channel down must not silence the others
+                why = f"{type(err).__name__}: {err}"[:300]
+                await self._mark(inp.order_id, channel.name, "failed", why)
+                failures.append(f"{channel.name}: {why}")
+                continue
             await self._mark(inp.order_id, channel.name, "skipped" if skipped else "sent", skipped)
             done.append(channel.name)
+        if failures:
+            # Retried by the workflow's policy; channels already sent are skipped by their claim.
+            raise ApplicationError("reminder not sent: " + "; ".join(failures), type="REMINDER_FAILED")
         return done
 
     async def _claim(self, inp: ReminderInput, channel: str) -> dict[str, Any] | None:
@@ -209,7 +228,8 @@ class NotifyActivities:
         async with self.engine.begin() as conn:
             await conn.execute(
                 text(
-                    "UPDATE notification SET status = :status, detail = :detail, updated_at = now() "
+                    "UPDATE notification SET status = :status, detail = :detail, updated_at = now(), "
+                    "failures = failures + CAST(:status = 'failed' AS int) "
                     "WHERE order_id = :id AND kind = 'payment_reminder' AND channel = :channel"
                 ),
                 {"status": status, "detail": detail, "id": order_id, "channel": channel},
@@ -217,8 +237,9 @@ class NotifyActivities:
 
     @activity.defn
     async def deliver_order_events(self, order_id: str) -> int:
-        """Send this order's undelivered events, oldest first, to every configured endpoint. A
-        failure raises (the workflow's retry policy backs off); receivers dedupe on the event id."""
+        """Legacy: workflows started before `critical-path-v1` deliver their events through this
+        activity; newer ones leave it to the relay (activities/event_relay.py). Sends this order's
+        undelivered events, oldest first; a failure raises; receivers dedupe on the event id."""
         urls = self.settings.event_endpoints
         async with self.engine.connect() as conn:
             events = (

@@ -3,6 +3,7 @@ links that must not be paid any more, and settling late payments (accept or refu
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from typing import Any
@@ -17,8 +18,17 @@ from activities.events import record_event
 from activities.inventory import Rejected, reserve
 from activities.late_payments import start_settlement
 from domain.db import while_unavailable
+from domain.money import money_problem
 from domain.settings import Settings
-from gateways.base import GatewayError, LinkItem, LinkRequest, PaymentGateway, PaymentLink, PaymentOutcome
+from gateways.base import (
+    GatewayError,
+    GatewayResult,
+    LinkItem,
+    LinkRequest,
+    PaymentGateway,
+    PaymentLink,
+    PaymentOutcome,
+)
 from workflows.messages import (
     Attempt,
     AttemptUpdate,
@@ -30,10 +40,60 @@ from workflows.messages import (
     PaymentResult,
     Reconciled,
     ReconcileInput,
+    ReviewInput,
 )
 
 log = logging.getLogger(__name__)
 SETTLED = ("success", "refunded")
+# Attempts the reconciliation asks their gateway about: still open, or holding money that may yet
+# become a full payment (a PayOS transfer that was short).
+RECONCILED_STATUSES = ("pending", "needs_review")
+CANCEL_FAILED_SQL = text(
+    "UPDATE payment SET cancel_failures = cancel_failures + 1, cancel_error = :why, updated_at = now() "
+    "WHERE gateway = :g AND gateway_order_id = :gid"
+)
+FLAG_SQL = text(
+    """
+    WITH p AS (
+        UPDATE payment SET status = 'needs_review', review_reason = :reason, received_amount = :amount,
+            result_code = :rc, transaction_id = coalesce(:tx, transaction_id), updated_at = now()
+        WHERE gateway = :gateway AND gateway_order_id = :gid
+            AND status NOT IN ('success', 'refund_required', 'refunded')
+            AND (status <> 'needs_review' OR review_reason IS DISTINCT FROM :reason)
+        RETURNING order_id
+    )
+    SELECT p.order_id, pg_notify('order_events', CAST(p.order_id AS text)) FROM p
+    """
+)
+
+
+async def flag_payment(conn: Any, inp: ReviewInput) -> bool:
+    """The one place money goes to review (the workflow's activity and the late settlement)."""
+    row = (
+        await conn.execute(
+            FLAG_SQL,
+            {
+                "reason": inp.reason[:300],
+                "amount": inp.amount,
+                "rc": inp.result_code,
+                "tx": inp.transaction_id,
+                "gateway": inp.gateway,
+                "gid": inp.gateway_order_id,
+            },
+        )
+    ).first()
+    if row is None:
+        return False
+    await record_event(
+        conn,
+        str(row.order_id),
+        "payment.needs_review",
+        gatewayOrderId=inp.gateway_order_id,
+        reviewReason=inp.reason,
+        receivedAmount=inp.amount,
+    )
+    log.error("payment %s %s needs review: %s", inp.gateway, inp.gateway_order_id, inp.reason)
+    return True
 
 
 class PaymentActivities:
@@ -148,8 +208,10 @@ class PaymentActivities:
 
     @activity.defn
     async def cancel_open_links(self, inp: CancelLinksInput) -> int:
-        """Best effort: a link that can still be paid after the order ended invites a late payment."""
-        cancelled = 0
+        """A link that can still be paid after the order ended invites a late payment. Runs beside
+        the order (never on its critical path): a gateway that would not answer is recorded on the
+        attempt and the activity fails, so Temporal tries again on the workflow's schedule."""
+        cancelled, failures = 0, []
         for attempt in inp.attempts:
             if attempt.status in SETTLED:
                 continue
@@ -157,6 +219,12 @@ class PaymentActivities:
                 cancelled += await self._gateway(attempt.gateway).cancel(attempt.gateway_order_id, inp.reason)
             except GatewayError as err:
                 log.warning("could not cancel %s link %s: %s", attempt.gateway, attempt.gateway_order_id, err)
+                failures.append((attempt, f"{type(err).__name__}: {err}"[:300]))
+        if failures:
+            async with self.engine.begin() as conn:
+                for attempt, why in failures:
+                    await conn.execute(CANCEL_FAILED_SQL, {"g": attempt.gateway, "gid": attempt.gateway_order_id, "why": why})
+            raise ApplicationError(f"{len(failures)} link(s) not cancelled: {failures[0][1]}", type="CANCEL_FAILED")
         return cancelled
 
     # ---- reconciliation ----------------------------------------------------------------------------
@@ -182,33 +250,46 @@ class PaymentActivities:
             PaymentResult(r.gateway, r.gateway_order_id, r.outcome, r.result_code, r.amount, r.transaction_id)
             for r in inbox
         ]
+        open_attempts = [a for a in inp.attempts if a.status in RECONCILED_STATUSES]
+        answers = await asyncio.gather(*(self._ask(a) for a in open_attempts))
         in_flight = False
-        for attempt in inp.attempts:
-            if attempt.status != "pending":
-                continue
-            try:
-                answer = await self._gateway(attempt.gateway).query(
-                    attempt.gateway_order_id, created_at=attempt.created_at
+        for attempt, answer in zip(open_attempts, answers, strict=True):
+            if answer is None:
+                in_flight = True  # unknown is not "unpaid": hold the window (bounded by the grace)
+            elif answer.outcome is not PaymentOutcome.NOT_FOUND:  # not found: nobody reached the gateway
+                in_flight |= answer.outcome is PaymentOutcome.PROCESSING
+                results.append(
+                    PaymentResult(
+                        answer.gateway,
+                        answer.gateway_order_id,
+                        answer.outcome.value,
+                        answer.result_code,
+                        answer.amount,
+                        answer.transaction_id,
+                    )
                 )
-            except GatewayError as err:
-                # Unknown is not "unpaid": hold the window (bounded by the grace) and ask again.
-                log.warning("query %s %s failed: %s", attempt.gateway, attempt.gateway_order_id, err)
-                in_flight = True
-                continue
-            if answer.outcome is PaymentOutcome.NOT_FOUND:
-                continue  # the shopper never reached the gateway with this link
-            in_flight |= answer.outcome is PaymentOutcome.PROCESSING
-            results.append(
-                PaymentResult(
-                    answer.gateway,
-                    answer.gateway_order_id,
-                    answer.outcome.value,
-                    answer.result_code,
-                    answer.amount,
-                    answer.transaction_id,
-                )
-            )
         return Reconciled(results=results, in_flight=in_flight)
+
+    async def _ask(self, attempt: Attempt) -> GatewayResult | None:
+        """The gateway's view of one attempt within RECONCILE_BUDGET_SECONDS (all open attempts are
+        asked at once, under that one budget); None when it could not say: the window then treats the
+        attempt as in flight, bounded by the grace like any other."""
+        try:
+            return await asyncio.wait_for(
+                self._gateway(attempt.gateway).query(attempt.gateway_order_id, created_at=attempt.created_at),
+                self.settings.reconcile_budget_seconds,
+            )
+        except (GatewayError, TimeoutError) as err:
+            log.warning("query %s %s gave no answer: %r", attempt.gateway, attempt.gateway_order_id, err)
+            return None
+
+    @activity.defn
+    async def flag_for_review(self, inp: ReviewInput) -> bool:
+        """Verified money that cannot pay the order: kept on its attempt as `needs_review` with the
+        reason, published as an event. Never overrides money already settled (success, refunds).
+        True when the attempt changed."""
+        async with self.engine.begin() as conn:
+            return await flag_payment(conn, inp)
 
     # ---- late payments -----------------------------------------------------------------------------
 
@@ -235,14 +316,21 @@ class PaymentActivities:
                     {"gateway": late.gateway, "gid": late.gateway_order_id},
                 )
             ).first()
-            if row is None:
-                raise ApplicationError(f"no payment {late.gateway_order_id}", non_retryable=True)
+            if row is None:  # the intake keeps such a verdict in the inbox, unmatched, for a person
+                log.error("late payment for no attempt of ours: %s %s", late.gateway, late.gateway_order_id)
+                return LateOutcome("needs_review", "no such payment attempt")
             if row.status in SETTLED:
                 return LateOutcome("already_settled", row.status)
             if row.status == "refund_required":
                 return LateOutcome("refund_required", "recorded earlier")
-            if late.amount is not None and late.amount != row.amount:
-                raise ApplicationError("late payment amount does not match", non_retryable=True)
+            problem = money_problem(late.outcome, late.amount, row.amount)
+            if problem:
+                review = ReviewInput(
+                    late.order_id, late.gateway, late.gateway_order_id, problem, late.amount, late.result_code,
+                    late.transaction_id,
+                )  # fmt: skip
+                await flag_payment(conn, review)
+                return LateOutcome("needs_review", problem)
             params = {"id": late.order_id, "n": row.attempt_no, "rc": late.result_code, "tx": late.transaction_id}
             if (
                 late.policy == "accept_if_available"

@@ -4,6 +4,7 @@ import time, so tests and `make dev` each bring their own settings."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,7 +24,8 @@ from api.errors import (
     on_validation_error,
 )
 from api.events import start_listener, stop_listener
-from api.ratelimit import RateLimit
+from api.payment_intake import GatewayQueries
+from api.ratelimit import RateLimit, return_path
 from api.routes import admin, demo, events, health, metrics, orders, products, stats, webhooks
 from domain.db import make_engine
 from domain.settings import Settings, get_settings
@@ -80,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.engine = make_engine(settings)
         app.state.gateways = build_gateways(settings)
+        app.state.return_queries = GatewayQueries()
         app.state.temporal = None
         try:
             app.state.temporal = await connect(settings)
@@ -90,11 +93,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await stop_listener(app)
         await app.state.engine.dispose()
 
+    docs = bool(settings.docs_enabled)  # off in production unless DOCS_ENABLED=true
     app = FastAPI(
         title="Paywindow",
         version="0.1.0",
         description="Durable payment windows for e-commerce orders (MoMo, VNPay, PayOS).",
         lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
@@ -102,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(Exception, on_unexpected)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
+    app.add_middleware(RateLimit, per_minute=settings.return_rate_limit_per_minute, applies=return_path)
 
     v1 = APIRouter(prefix=settings.api_prefix, responses=error_responses(*COMMON_ERRORS))
     for module in (products, orders, events, admin, stats, webhooks):
@@ -117,12 +125,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     async def root(request: Request) -> dict[str, str]:
-        return {"service": "paywindow", "docs": "/docs", "health": "/readyz"}
+        return {"service": "paywindow", "docs": "/docs" if docs else "", "health": "/readyz"}
 
     return app
+
+
+TOKEN_IN_URL = re.compile(r"((?:^|[?&])token=)[^&\s]*")
+
+
+class RedactTokens(logging.Filter):
+    """Keeps tokens out of the logs: a stream token travels in its URL (`?token=`), and uvicorn's
+    access log writes request lines as they came."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(TOKEN_IN_URL.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str) and "token=" in record.msg:
+            record.msg = TOKEN_IN_URL.sub(r"\1[redacted]", record.msg)
+        return True
 
 
 def app_factory() -> FastAPI:
     """`uvicorn api.app:app_factory --factory` entry point."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s api %(levelname)s %(name)s: %(message)s")
+    for name in ("uvicorn.access", "uvicorn.error", ""):
+        logging.getLogger(name).addFilter(RedactTokens())
     return create_app()

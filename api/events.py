@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api.auth import User
 from api.errors import ApiError
 from api.read import find_order, order_detail
-from domain.db import async_url
+from domain.db import listen_dsn
 from domain.statuses import OrderStatus
 
 log = logging.getLogger("api.events")
@@ -33,11 +33,6 @@ _READER = User(id="order-events", role="admin")
 def is_final(detail: dict[str, Any]) -> bool:
     """The order has ended; its stream ends with it."""
     return OrderStatus(detail["status"]).is_terminal
-
-
-def listen_dsn(database_url: str | None) -> str:
-    """asyncpg wants the plain scheme; the `?host=/socket/dir` of the embedded URL is kept."""
-    return "postgresql://" + async_url(database_url).removeprefix("postgresql+asyncpg://")
 
 
 class Subscription:

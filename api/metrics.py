@@ -49,7 +49,8 @@ ORDERS_SQL = text(
 # sum(order_session.payment_attempts) without scanning a third table.
 PAYMENTS_SQL = text(
     """
-    SELECT gateway, status, count(*) AS n, count(*) FILTER (WHERE attempt_no > 0) AS retries
+    SELECT gateway, status, count(*) AS n, count(*) FILTER (WHERE attempt_no > 0) AS retries,
+        coalesce(sum(cancel_failures), 0) AS cancel_failures
     FROM payment GROUP BY 1, 2
     """
 )
@@ -59,8 +60,24 @@ UNDELIVERED_AFTER = "5 minutes"
 NOTIFICATIONS_SQL = text(
     f"""
     SELECT gateway, outcome, count(*) AS n,
-        count(*) FILTER (WHERE delivered_at IS NULL AND received_at < now() - interval '{UNDELIVERED_AFTER}') AS stuck
+        count(*) FILTER (WHERE delivered_at IS NULL AND received_at < now() - interval '{UNDELIVERED_AFTER}') AS stuck,
+        count(*) FILTER (WHERE order_id IS NULL) AS unmatched
     FROM payment_notification GROUP BY 1, 2
+    """
+)
+# Reminders per channel and state; `failures` counts every failed send (a later retry may succeed).
+REMINDERS_SQL = text(
+    """
+    SELECT channel, status, count(*) AS n, coalesce(sum(failures), 0) AS failures
+    FROM notification WHERE kind = 'payment_reminder' GROUP BY 1, 2
+    """
+)
+# The relay's backlog (read only when ORDER_EVENTS_URLS is set: without receivers events stay put).
+EVENTS_SQL = text(
+    """
+    SELECT count(*) AS waiting, coalesce(sum(attempts), 0) AS failed_tries,
+        coalesce(extract(epoch FROM now() - min(created_at)), 0) AS oldest_s
+    FROM order_event WHERE delivered_at IS NULL
     """
 )
 
@@ -114,11 +131,16 @@ class Snapshot:
     retries: int = 0
     notifications: dict[tuple[str, str], int] = field(default_factory=dict)  # (gateway, outcome) -> count
     undelivered: dict[str, int] = field(default_factory=dict)  # gateway -> verdicts not handed on
+    unmatched_money: int = 0  # verified money verdicts for no attempt of ours
+    cancel_failures: dict[str, int] = field(default_factory=dict)  # gateway -> failed link cancellations
+    reminders: dict[tuple[str, str], int] = field(default_factory=dict)  # (channel, status) -> count
+    reminder_failures: dict[str, int] = field(default_factory=dict)  # channel -> failed sends
+    events: dict[str, float] | None = None  # the relay's backlog, when it runs
     time_to_pay: Histogram = field(default_factory=lambda: Histogram(TIME_TO_PAY_BUCKETS, []))
     expiry_lag: Histogram = field(default_factory=lambda: Histogram(EXPIRY_LAG_BUCKETS, []))
 
 
-async def collect(conn: AsyncConnection) -> Snapshot:
+async def collect(conn: AsyncConnection, *, events: bool = False) -> Snapshot:
     # One snapshot, so `orders` and `ended` agree with each other; read only, and bounded so a slow
     # scrape cannot pile up on the database (Prometheus times out long before that anyway).
     await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
@@ -132,9 +154,18 @@ async def collect(conn: AsyncConnection) -> Snapshot:
     for row in await conn.execute(PAYMENTS_SQL):
         snap.attempts[(row.gateway, row.status)] = row.n
         snap.retries += row.retries
+        snap.cancel_failures[row.gateway] = snap.cancel_failures.get(row.gateway, 0) + int(row.cancel_failures)
     for row in await conn.execute(NOTIFICATIONS_SQL):
         snap.notifications[(row.gateway, row.outcome)] = row.n
         snap.undelivered[row.gateway] = snap.undelivered.get(row.gateway, 0) + row.stuck
+        if row.outcome in ("success", "underpaid"):
+            snap.unmatched_money += row.unmatched
+    for row in await conn.execute(REMINDERS_SQL):
+        snap.reminders[(row.channel, row.status)] = row.n
+        snap.reminder_failures[row.channel] = snap.reminder_failures.get(row.channel, 0) + int(row.failures)
+    if events:
+        row = (await conn.execute(EVENTS_SQL)).one()
+        snap.events = {"waiting": row.waiting, "failed_tries": int(row.failed_tries), "oldest_s": float(row.oldest_s)}
     hist = (await conn.execute(HISTOGRAMS_SQL)).one()._mapping
     for prefix, h in (("ttp", snap.time_to_pay), ("lag", snap.expiry_lag)):
         h.count, h.total = hist[f"{prefix}_count"], float(hist[f"{prefix}_sum"])
@@ -250,6 +281,57 @@ def render(snap: Snapshot) -> str:
         "A refund moves from the first to the second.",
         (_sample("paywindow_refunds_total", {"status": s}, n) for s, n in sorted(refunds.items())),
     )
+    needs_review = sum(n for (_, status), n in snap.attempts.items() if status == "needs_review")
+    lines += _family(
+        "paywindow_money_needs_review",
+        "gauge",
+        "Verified money that could not pay its order and waits for a person: attempts in needs_review "
+        "(wrong amount, underpaid, unknown attempt) and verdicts for no attempt of ours (unmatched).",
+        [
+            _sample("paywindow_money_needs_review", {"kind": "attempt"}, needs_review),
+            _sample("paywindow_money_needs_review", {"kind": "unmatched"}, snap.unmatched_money),
+        ],
+    )
+    lines += _family(
+        "paywindow_link_cancel_failures_total",
+        "counter",
+        "Failed tries to cancel an ended order's payment link at its gateway (retried beside the order; "
+        "the link also lapses at the gateway's own expiry).",
+        (_sample("paywindow_link_cancel_failures_total", {"gateway": g}, n) for g, n in sorted(snap.cancel_failures.items())),
+    )
+    lines += _family(
+        "paywindow_reminders",
+        "gauge",
+        "Payment reminders by channel and state (sending, sent, skipped, failed: failed ones are retried "
+        "until the window closes).",
+        (_sample("paywindow_reminders", {"channel": c, "status": s}, n) for (c, s), n in sorted(snap.reminders.items())),
+    )
+    lines += _family(
+        "paywindow_reminder_failures_total",
+        "counter",
+        "Failed reminder sends, by channel (a later retry may have succeeded).",
+        (_sample("paywindow_reminder_failures_total", {"channel": c}, n) for c, n in sorted(snap.reminder_failures.items())),
+    )
+    if snap.events is not None:
+        lines += _family(
+            "paywindow_order_events_undelivered",
+            "gauge",
+            "Order events not yet taken by every ORDER_EVENTS_URLS receiver (the relay retries, backing off "
+            "to at most a minute).",
+            [_sample("paywindow_order_events_undelivered", {}, int(snap.events["waiting"]))],
+        )
+        lines += _family(
+            "paywindow_order_events_oldest_undelivered_seconds",
+            "gauge",
+            "Age of the oldest undelivered order event (0 when none waits). Alert when it grows.",
+            [_sample("paywindow_order_events_oldest_undelivered_seconds", {}, round(snap.events["oldest_s"], 3))],
+        )
+        lines += _family(
+            "paywindow_order_events_failed_tries",
+            "gauge",
+            "Failed delivery tries of the order events still waiting.",
+            [_sample("paywindow_order_events_failed_tries", {}, int(snap.events["failed_tries"]))],
+        )
     lines += _family(
         "paywindow_late_payments_total",
         "counter",

@@ -75,7 +75,6 @@ def order_input(settings: Settings, user: User, body: OrderCreate, order_id: str
         request_hash=request_hash(body),
         client_ip=client_ip,
         late_payment_policy=settings.late_payment_policy,
-        publish_events=bool(settings.event_endpoints),
     )
 
 

@@ -1,19 +1,22 @@
 """Verified gateway verdicts -> the order's workflow, without ever losing one.
 
 Order of work for every notification (webhook or browser return), after the adapter verified its
-signature: match it to a payment attempt, check the amount, persist it to the inbox (deduplicated),
-then signal the workflow. If the signal cannot be delivered now, the inbox still holds it (the
-workflow reads the inbox before it closes the window) and the webhook answers "send it again", so a
-verdict for an order that has already ended reaches its late-payment settlement on the retry.
+signature: match it to a payment attempt, persist it to the inbox (deduplicated; money that cannot
+pay the order, by domain.money, is flagged `needs_review` in the same transaction), then signal the
+workflow, unless this very verdict was handed on before. If the signal cannot be delivered now, the
+inbox still holds it (the workflow reads the inbox before it closes the window) and the webhook
+answers "send it again", so a verdict for an order that has already ended reaches its late-payment
+settlement on the retry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -22,10 +25,12 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.late_payments import start_settlement
+from activities.payments import flag_payment
+from domain.money import money_problem
 from domain.settings import Settings
 from domain.temporal import workflow_id
-from gateways.base import GatewayResult, PaymentOutcome
-from workflows.messages import LatePayment, PaymentResult
+from gateways.base import GatewayError, GatewayResult, PaymentGateway
+from workflows.messages import LatePayment, PaymentResult, ReviewInput
 from workflows.order import OrderWorkflow
 
 log = logging.getLogger(__name__)
@@ -43,64 +48,80 @@ class Intake:
     delivered: bool = True
 
 
+MATCH_SQL = text(
+    """
+    SELECT p.order_id, p.amount, p.status AS attempt_status, o.order_code, o.status
+    FROM payment p JOIN "order" o ON o.id = p.order_id
+    WHERE p.gateway = :gateway AND p.gateway_order_id = :gid
+    """
+)
+STORE_SQL = text(
+    """
+    INSERT INTO payment_notification (id, order_id, gateway, gateway_order_id, dedupe_key,
+        outcome, result_code, amount, transaction_id, payload)
+    VALUES (:id, :order_id, :gateway, :gid, :key, :outcome, :rc, :amount, :tx, CAST(:payload AS jsonb))
+    ON CONFLICT (dedupe_key) DO NOTHING
+    RETURNING id
+    """
+)
+STORED_SQL = text("SELECT delivered_at FROM payment_notification WHERE dedupe_key = :key")
+
+
 async def take(engine: AsyncEngine, client: Client | None, settings: Settings, result: GatewayResult) -> Intake:
+    """Store a verified verdict (deduplicated) and hand it to its order. A replay of one already
+    handed on is answered from the inbox without signalling again, so however often a gateway (or
+    anyone holding a signed message) sends it, the order's history does not grow."""
     async with engine.begin() as conn:
-        row = (
-            await conn.execute(
-                text(
-                    """
-                    SELECT p.order_id, p.amount, p.status AS attempt_status, o.order_code, o.status
-                    FROM payment p JOIN "order" o ON o.id = p.order_id
-                    WHERE p.gateway = :gateway AND p.gateway_order_id = :gid
-                    """
-                ),
-                {"gateway": result.gateway, "gid": result.gateway_order_id},
-            )
-        ).first()
+        row = (await conn.execute(MATCH_SQL, {"gateway": result.gateway, "gid": result.gateway_order_id})).first()
         if row is None:
-            log.warning("notification for unknown %s payment %s", result.gateway, result.gateway_order_id)
+            if result.outcome.carries_money:  # verified money for no attempt of ours: keep it for a person
+                await conn.execute(STORE_SQL, _stored(result, None))
+                log.error("verified %s payment for unknown %s", result.gateway, result.gateway_order_id)
+            else:
+                log.warning("notification for unknown %s payment %s", result.gateway, result.gateway_order_id)
             return Intake("unknown_order")
         order_id = str(row.order_id)
-        if result.amount is not None and result.amount != row.amount:
-            log.error(
-                "amount mismatch on %s %s: got %s, expected %s",
-                result.gateway, result.gateway_order_id, result.amount, row.amount,
-            )
-            return Intake("amount_mismatch", order_id, row.order_code, row.status)
-        inserted = await conn.execute(
-            text(
-                """
-                INSERT INTO payment_notification (id, order_id, gateway, gateway_order_id, dedupe_key,
-                    outcome, result_code, amount, transaction_id, payload)
-                VALUES (:id, :order_id, :gateway, :gid, :key, :outcome, :rc, :amount, :tx, CAST(:payload AS jsonb))
-                ON CONFLICT (dedupe_key) DO NOTHING
-                """
-            ),
-            {
-                "id": uuid.uuid4(),
-                "order_id": row.order_id,
-                "gateway": result.gateway,
-                "gid": result.gateway_order_id,
-                "key": dedupe_key(result),
-                "outcome": result.outcome.value,
-                "rc": result.result_code,
-                "amount": result.amount,
-                "tx": result.transaction_id,
-                "payload": _json(result.raw),
-            },
-        )
-        if inserted.rowcount:
+        inserted = (await conn.execute(STORE_SQL, _stored(result, row.order_id))).first() is not None
+        if inserted:
             await conn.execute(
                 text("UPDATE payment SET raw_notification = CAST(:raw AS jsonb), updated_at = now() "
                      "WHERE gateway = :gateway AND gateway_order_id = :gid"),
                 {"raw": _json(result.raw), "gateway": result.gateway, "gid": result.gateway_order_id},
             )
+            waiting = True
+        else:
+            waiting = (await conn.execute(STORED_SQL, {"key": dedupe_key(result)})).scalar() is None
+        problem = money_problem(result.outcome, result.amount, row.amount)
+        if problem and inserted:
+            # Flagged here too, in the inbox's transaction: kept even if the order never hears of it.
+            review = ReviewInput(
+                order_id, result.gateway, result.gateway_order_id, problem, result.amount, result.result_code,
+                result.transaction_id,
+            )  # fmt: skip
+            await flag_payment(conn, review)
     if row.attempt_status in ("success", "refund_required", "refunded"):
         verdict = "already_confirmed"
+    elif problem:
+        verdict = "amount_mismatch"
     else:
-        verdict = "accepted" if inserted.rowcount else "duplicate"
-    delivered = client is not None and await deliver(engine, client, settings, order_id, result)
+        verdict = "accepted" if inserted else "duplicate"
+    delivered = not waiting or (client is not None and await deliver(engine, client, settings, order_id, result))
     return Intake(verdict, order_id, row.order_code, row.status, delivered)
+
+
+def _stored(result: GatewayResult, order_id: Any) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "order_id": order_id,
+        "gateway": result.gateway,
+        "gid": result.gateway_order_id,
+        "key": dedupe_key(result),
+        "outcome": result.outcome.value,
+        "rc": result.result_code,
+        "amount": result.amount,
+        "tx": result.transaction_id,
+        "payload": _json(result.raw),
+    }
 
 
 async def deliver(
@@ -142,7 +163,7 @@ async def deliver(
 async def start_late_settlement(client: Client, settings: Settings, order_id: str, result: GatewayResult) -> None:
     """The order's workflow has ended: money for it is settled by its own workflow, once per
     attempt (the id makes a second start a no-op)."""
-    if result.outcome is not PaymentOutcome.SUCCESS:
+    if not result.outcome.carries_money:
         return  # a late failure or cancel changes nothing
     late = LatePayment(
         order_id=order_id,
@@ -152,27 +173,57 @@ async def start_late_settlement(client: Client, settings: Settings, order_id: st
         result_code=result.result_code,
         transaction_id=result.transaction_id,
         policy=settings.late_payment_policy,
-        publish_events=bool(settings.event_endpoints),
+        outcome=result.outcome.value,
     )
     await start_settlement(client, settings.temporal_task_queue, late)
 
 
-async def attempt_created_at(engine: AsyncEngine, result: GatewayResult) -> datetime | None:
-    async with engine.connect() as conn:
-        return (
-            await conn.execute(
-                text("SELECT created_at FROM payment WHERE gateway = :g AND gateway_order_id = :gid"),
-                {"g": result.gateway, "gid": result.gateway_order_id},
-            )
-        ).scalar_one_or_none()
+class GatewayQueries:
+    """Asks a gateway about one attempt on behalf of an unsigned browser return (PayOS signs
+    nothing there), at most once per attempt every `every_s` per process: a flood of returns shares
+    one answer and never becomes a flood of gateway queries. Only the gateway's own answer is ever
+    taken in, never the return's query parameters."""
+
+    def __init__(self, every_s: float = 5.0, keep: int = 10_000) -> None:
+        self.every_s, self.keep = every_s, keep
+        self.answers: dict[tuple[str, str], tuple[float, asyncio.Future[GatewayResult | None]]] = {}
+
+    async def ask(self, engine: AsyncEngine, gateway: PaymentGateway, gateway_order_id: str) -> GatewayResult | None:
+        """The gateway's verdict, or None when the attempt is not ours or the gateway did not answer."""
+        now = time.monotonic()
+        key = (gateway.name, gateway_order_id)
+        asked = self.answers.get(key)
+        if asked is not None and now - asked[0] < self.every_s:
+            return await asyncio.shield(asked[1])
+        if len(self.answers) >= self.keep:
+            self.answers = {k: v for k, v in self.answers.items() if now - v[0] < self.every_s}
+        answer = asyncio.ensure_future(self._query(engine, gateway, gateway_order_id))
+        self.answers[key] = (now, answer)
+        return await asyncio.shield(answer)
+
+    async def _query(self, engine: AsyncEngine, gateway: PaymentGateway, gateway_order_id: str) -> GatewayResult | None:
+        async with engine.connect() as conn:
+            created_at = (
+                await conn.execute(
+                    text("SELECT created_at FROM payment WHERE gateway = :g AND gateway_order_id = :gid"),
+                    {"g": gateway.name, "gid": gateway_order_id},
+                )
+            ).scalar_one_or_none()
+        if created_at is None:
+            return None  # not one of our attempts: nothing to ask about
+        try:
+            return await gateway.query(gateway_order_id, created_at=created_at)
+        except GatewayError as err:
+            log.warning("could not confirm %s return for %s: %s", gateway.name, gateway_order_id, err)
+            return None
 
 
 def dedupe_key(result: GatewayResult) -> str:
-    # One row per (attempt, verdict, gateway transaction): retries of the same IPN collapse.
-    return f"{result.gateway}:{result.gateway_order_id}:{result.outcome.value}:{result.transaction_id or result.result_code}"
+    # One row per (attempt, verdict, gateway transaction, amount): retries of the same IPN collapse,
+    # while a signed claim of another amount is kept apart (it goes to review).
+    verdict = f"{result.outcome.value}:{result.transaction_id or result.result_code}"
+    return f"{result.gateway}:{result.gateway_order_id}:{verdict}:{result.amount}"
 
 
 def _json(raw: dict[str, Any]) -> str:
-    import json
-
     return json.dumps(raw, ensure_ascii=False, default=str)

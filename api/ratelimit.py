@@ -1,33 +1,43 @@
-"""Per-client request limit for the public API (429 + Retry-After). Fixed one-minute windows kept
-in memory: enough to blunt scraping and credential stuffing on one replica; put a shared limiter
-(e.g. at the load balancer) in front of many replicas. Gateway webhooks and browser returns are
-never limited: dropping a payment notification costs more than serving it."""
+"""Per-client request limits (429 + Retry-After). Fixed one-minute windows kept in memory: enough to
+blunt scraping, credential stuffing and replay floods on one replica; put a shared limiter (e.g. at
+the load balancer) in front of many replicas.
+
+Two limits: the public API (`RATE_LIMIT_PER_MINUTE`), and browser returns from the gateways
+(`RETURN_RATE_LIMIT_PER_MINUTE`, separate and lower: a person comes back from a gateway a few times
+an hour, and a flood of replayed returns would otherwise cost a gateway query or a signal each).
+Gateway webhooks are never limited: dropping a payment notification costs more than serving it, and
+a replayed one is answered from the inbox without touching its order."""
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import fail
 
-EXEMPT_PREFIXES = ("/api/v1/webhooks/", "/api/v1/payments/")
+API_PREFIX = "/api/v1/"
+WEBHOOKS = "/api/v1/webhooks/"
+RETURNS = "/api/v1/payments/"
+
+
+def api_path(path: str) -> bool:
+    return path.startswith(API_PREFIX) and not path.startswith((WEBHOOKS, RETURNS))
+
+
+def return_path(path: str) -> bool:
+    return path.startswith(RETURNS)
 
 
 class RateLimit:
-    def __init__(self, app: ASGIApp, per_minute: int, prefix: str = "/api/v1/") -> None:
-        self.app, self.per_minute, self.prefix = app, per_minute, prefix
+    def __init__(self, app: ASGIApp, per_minute: int, applies: Callable[[str], bool] = api_path) -> None:
+        self.app, self.per_minute, self.applies = app, per_minute, applies
         self.windows: dict[str, tuple[int, int]] = {}  # client -> (window number, count)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if (
-            scope["type"] != "http"
-            or self.per_minute <= 0
-            or not path.startswith(self.prefix)
-            or path.startswith(EXEMPT_PREFIXES)
-        ):
+        if scope["type"] != "http" or self.per_minute <= 0 or not self.applies(scope.get("path", "")):
             return await self.app(scope, receive, send)
         now = time.monotonic()
         window = int(now // 60)

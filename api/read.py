@@ -123,9 +123,13 @@ async def order_detail(conn: AsyncConnection, row: Any) -> OrderOut:
     )
 
 
+# The attempt whose status the order's payment status shows: where the money is, else the latest.
+MONEY_FIRST = ("success", "refunded", "refund_required", "needs_review")
+
+
 def _payment_status(attempts: list[Any]) -> str | None:
     """The order's payment status: a success (or its refund) wins, otherwise the latest attempt's."""
-    for status in ("success", "refunded", "refund_required"):
+    for status in MONEY_FIRST:
         if any(a.status == status for a in attempts):
             return status
     return attempts[-1].status if attempts else None
@@ -142,8 +146,10 @@ async def list_orders(
     date_to: datetime | None,
     customer_id: str | None,
     late_payment: bool | None = None,
+    payment_status: str | None = None,
 ) -> Page[OrderSummary]:
-    where, params = ["NOT o.archived"], {"limit": size, "offset": (page - 1) * size}
+    where: list[str] = ["NOT o.archived"]
+    params: dict[str, Any] = {"limit": size, "offset": (page - 1) * size, "money_first": list(MONEY_FIRST)}
     if not user.is_admin:
         customer_id = user.id  # customers only ever see their own orders
     for clause, key, value in (
@@ -152,6 +158,7 @@ async def list_orders(
         ("o.created_at >= :from", "from", date_from),
         ("o.created_at < :to", "to", date_to),
         ("o.late_payment = :late", "late", late_payment),
+        ("EXISTS (SELECT 1 FROM payment p WHERE p.order_id = o.id AND p.status = :pstatus)", "pstatus", payment_status),
     ):
         if value is not None:
             where.append(clause)
@@ -164,7 +171,8 @@ async def list_orders(
                 f"""
                 SELECT o.*, s.expires_at,
                     (SELECT p.status FROM payment p WHERE p.order_id = o.id
-                     ORDER BY (p.status IN ('success','refunded','refund_required')) DESC, p.attempt_no DESC
+                     ORDER BY array_position(CAST(:money_first AS text[]), p.status) NULLS LAST,
+                        p.attempt_no DESC
                      LIMIT 1) AS payment_status
                 FROM "order" o JOIN order_session s ON s.order_id = o.id
                 WHERE {cond} ORDER BY o.created_at DESC, o.id LIMIT :limit OFFSET :offset

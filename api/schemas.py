@@ -12,6 +12,10 @@ from pydantic.alias_generators import to_camel
 
 GatewayName = Literal["momo", "vnpay", "payos"]
 OrderStatusName = Literal["pending_payment", "paid", "cancelled", "expired", "failed"]
+AttemptStatusName = Literal[
+    "pending", "success", "failed", "cancelled", "expired", "system_error", "refund_required", "refunded",
+    "needs_review",
+]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 T = TypeVar("T")
 
@@ -161,6 +165,8 @@ class AttemptOut(Out):
     transaction_id: str | None
     expires_at: datetime
     created_at: datetime
+    review_reason: str | None = None  # why verified money could not pay the order (needs_review)
+    received_amount: int | None = None  # what the gateway reported receiving, when it was not the amount
 
 
 class ReceiverOut(Out):
@@ -228,3 +234,9 @@ class RetryOut(Out):
     remaining_attempts: int
     payment_url: str
     gateway: str
+
+
+class StreamTokenOut(Out):
+    token: str
+    expires_in: int  # seconds; checked when a stream opens
+    events_url: str

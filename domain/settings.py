@@ -2,20 +2,52 @@
 
 Durations are minutes and accept fractions (`0.1` = 6 s) so tests and demos run fast.
 Unset `DATABASE_URL` / `TEMPORAL_ADDRESS` mean "use the embedded services under DATA_DIR"
-(see devstack/). Gateway settings default to the local sandbox with fixed test keys, so the
-same adapters reach the real hosts by configuration alone.
+(see devstack/). Gateway keys default to fixed test keys; gateway URLs to the local sandbox when
+SANDBOX_ENABLED=true (`make dev`, the tests), else to the gateways' documented hosts, so the same
+adapters reach the real gateways by configuration alone.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"
+GATEWAY_URLS = ("momo_endpoint", "vnpay_payment_url", "vnpay_api_url", "payos_base_url")
+SANDBOX_PATHS = {
+    "momo_endpoint": "/momo",
+    "vnpay_payment_url": "/vnpay/paymentv2/vpcpay.html",
+    "vnpay_api_url": "/vnpay/merchant_webapi/api/transaction",
+    "payos_base_url": "/payos",
+}
+# With the sandbox off and a URL unset: the gateways' documented hosts (shared/GATEWAYS.md).
+TEST_HOSTS = {
+    "momo_endpoint": "https://test-payment.momo.vn",
+    "vnpay_payment_url": "https://sandbox.vnpayment.vn/paymentv2/vpcpay.html",
+    "vnpay_api_url": "https://sandbox.vnpayment.vn/merchant_webapi/api/transaction",
+    "payos_base_url": "https://api-merchant.payos.vn",
+}
+# VNPay's production URLs come with the merchant contract: they must be set.
+PRODUCTION_HOSTS = {"momo_endpoint": "https://payment.momo.vn", "payos_base_url": "https://api-merchant.payos.vn"}
+
+
+def is_local(url: str) -> bool:
+    """A host on this machine or its private network (loopback, a private address, or a one-label
+    name such as a compose service `api`), never a gateway on the internet."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or (host and "." not in host and ":" not in host):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private
 
 
 def parse_durations(spec: str) -> dict[str, float]:
@@ -53,13 +85,17 @@ class Settings(BaseSettings):
     frontend_return_url: str | None = None
     auth_jwt_secret: str = DEV_JWT_SECRET
     max_body_bytes: int = 64 * 1024
-    rate_limit_per_minute: int = 1200  # per client IP on /api/v1 (webhooks exempt); 0 = off
+    rate_limit_per_minute: int = 1200  # per client IP on /api/v1 (webhooks and returns apart); 0 = off
+    return_rate_limit_per_minute: int = 60  # per client IP on the gateways' browser returns; 0 = off
 
     order_session_duration_minutes: float = Field(15, gt=0)
     order_session_max_attempts: int = Field(3, ge=0)
     order_type_durations: str = "normal=15,vip=30,quick=5"
     order_session_reminder_minutes: float = Field(3, ge=0)
     payment_in_flight_grace_minutes: float = Field(5, ge=0)
+    # At the deadline every open attempt's gateway is asked at once within this budget; one that does
+    # not answer counts as in flight (asked again every 15 s, within the grace).
+    reconcile_budget_seconds: float = Field(5, gt=0, le=10)
     late_payment_policy: Literal["refund", "accept_if_available"] = "refund"
 
     # Reminders (webhook and/or SMTP; the log when neither is set) and order events.
@@ -82,7 +118,10 @@ class Settings(BaseSettings):
     workflow_sandbox: bool = False
     max_cached_workflows: int = Field(2000, ge=0)
 
-    sandbox_enabled: bool = True
+    # The fake gateways under /sandbox (anyone can "pay" there): off unless asked for. `make dev` and
+    # the tests turn it on; it is refused in production and next to a real gateway host.
+    sandbox_enabled: bool = False
+    docs_enabled: bool | None = None  # /docs, /redoc, /openapi.json; unset: on except in production
     # MoMo's published test credentials; the sandbox checks signatures with the same keys.
     momo_partner_code: str = "MOMOBKUN20180529"
     momo_access_key: str = "klm05TvNBzhg7h7j"
@@ -109,7 +148,7 @@ class Settings(BaseSettings):
             raise ValueError("AUTH_JWT_SECRET must be set to a real secret in production")
         if len(self.auth_jwt_secret) < 32:
             raise ValueError("AUTH_JWT_SECRET must be at least 32 characters")
-        if self.environment == "production" and not self.sandbox_enabled:
+        if self.environment == "production":
             # The sandbox keys are in this repository: a gateway "signed" with them is anyone.
             public = [
                 name.upper()
@@ -120,12 +159,26 @@ class Settings(BaseSettings):
                 raise ValueError(", ".join(public) + " still hold the public sandbox keys")
         base = (self.public_base_url or f"http://127.0.0.1:{self.api_port}").rstrip("/")
         self.public_base_url = base
-        sandbox = f"{base}/sandbox"
-        self.momo_endpoint = (self.momo_endpoint or f"{sandbox}/momo").rstrip("/")
-        self.vnpay_payment_url = self.vnpay_payment_url or f"{sandbox}/vnpay/paymentv2/vpcpay.html"
-        self.vnpay_api_url = self.vnpay_api_url or f"{sandbox}/vnpay/merchant_webapi/api/transaction"
-        self.payos_base_url = (self.payos_base_url or f"{sandbox}/payos").rstrip("/")
+        if self.sandbox_enabled:
+            if self.environment == "production":
+                raise ValueError("SANDBOX_ENABLED=true is refused in production: anyone could mark orders paid")
+            remote = [name.upper() for name in GATEWAY_URLS if not is_local(getattr(self, name) or "http://localhost")]
+            if remote:
+                # The sandbox signs with the configured keys: beside a real gateway, anyone could "pay".
+                raise ValueError(", ".join(remote) + " point at a real host while SANDBOX_ENABLED=true")
+            hosts = {name: f"{base}/sandbox{path}" for name, path in SANDBOX_PATHS.items()}
+        else:
+            hosts = dict(TEST_HOSTS if self.environment != "production" else PRODUCTION_HOSTS)
+        unset = [name.upper() for name in GATEWAY_URLS if not getattr(self, name) and name not in hosts]
+        if unset:
+            raise ValueError(", ".join(unset) + " must be set in production (from your gateway contract)")
+        self.momo_endpoint = (self.momo_endpoint or hosts["momo_endpoint"]).rstrip("/")
+        self.vnpay_payment_url = self.vnpay_payment_url or hosts["vnpay_payment_url"]
+        self.vnpay_api_url = self.vnpay_api_url or hosts["vnpay_api_url"]
+        self.payos_base_url = (self.payos_base_url or hosts["payos_base_url"]).rstrip("/")
         self.frontend_return_url = self.frontend_return_url or f"{base}/payment-result"
+        if self.docs_enabled is None:
+            self.docs_enabled = self.environment != "production"
         return self
 
     @property

@@ -38,6 +38,35 @@ class AttemptStatus(StrEnum):
     SYSTEM_ERROR = "system_error"
     REFUND_REQUIRED = "refund_required"
     REFUNDED = "refunded"
+    NEEDS_REVIEW = "needs_review"  # verified money that cannot pay the order (wrong amount, unknown attempt)
+
+    @property
+    def holds_money(self) -> bool:
+        """Money the gateway took sits in this attempt: it is the order's, or on its way back."""
+        return self in (
+            AttemptStatus.SUCCESS,
+            AttemptStatus.REFUND_REQUIRED,
+            AttemptStatus.REFUNDED,
+            AttemptStatus.NEEDS_REVIEW,
+        )
+
+
+class PaymentOutcome(StrEnum):
+    """What a gateway's answer means for one attempt (adapters translate their codes into these)."""
+
+    SUCCESS = "success"
+    PENDING = "pending"  # link made, the shopper has not started paying: not final
+    PROCESSING = "processing"  # in flight at the gateway: a deadline waits (bounded) for its verdict
+    UNDERPAID = "underpaid"  # money arrived, but less than asked (PayOS): never pays, goes to review
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    SYSTEM_ERROR = "system_error"
+    NOT_FOUND = "not_found"  # query only: the gateway has no such payment
+
+    @property
+    def carries_money(self) -> bool:
+        return self in (PaymentOutcome.SUCCESS, PaymentOutcome.UNDERPAID)
 
 
 # The session mirrors the order's terminal state (seed 000's OrderSessionStatus).

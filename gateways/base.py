@@ -10,21 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, Protocol
 
-
-class PaymentOutcome(StrEnum):
-    """What a gateway's result code means for one attempt."""
-
-    SUCCESS = "success"
-    PENDING = "pending"  # link made, the shopper has not started paying: not final
-    PROCESSING = "processing"  # in flight at the gateway: a deadline waits (bounded) for its verdict
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    EXPIRED = "expired"
-    SYSTEM_ERROR = "system_error"
-    NOT_FOUND = "not_found"  # query only: the gateway has no such payment
+from domain.statuses import PaymentOutcome
 
 
 class InvalidSignature(Exception):

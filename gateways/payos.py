@@ -43,9 +43,6 @@ MOVE_STEP = 10
 # Unconfirmed per account: 9 characters for bank accounts not linked through payOS, 25 otherwise.
 PAYOS_DESCRIPTION_MAX = 9
 PAYOS_NOT_FOUND_CODES = frozenset({"101"})  # unconfirmed: "payment link not found"
-# UNDERPAID: money arrived, but not all of it. FAILED would hide money we hold, so it stays
-# pending: our window decides, and `amount` (= amountPaid) routes the partial sum to review.
-PAYOS_UNDERPAID_OUTCOME = PaymentOutcome.PENDING
 PAYMENT_REQUEST_SIGNED = ("amount", "cancelUrl", "description", "orderCode", "returnUrl")
 
 _STATUS_OUTCOMES: dict[str, PaymentOutcome] = {
@@ -55,7 +52,8 @@ _STATUS_OUTCOMES: dict[str, PaymentOutcome] = {
     "CANCELLED": PaymentOutcome.CANCELLED,
     "EXPIRED": PaymentOutcome.EXPIRED,
     "FAILED": PaymentOutcome.FAILED,
-    "UNDERPAID": PAYOS_UNDERPAID_OUTCOME,
+    # Money arrived, but not all of it: never pays; `amount` (= amountPaid) goes to review.
+    "UNDERPAID": PaymentOutcome.UNDERPAID,
 }
 T = TypeVar("T")
 log = logging.getLogger(__name__)

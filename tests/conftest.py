@@ -69,6 +69,7 @@ def make_settings(pg_url: str, port: int, **overrides: Any) -> Settings:
         "order_type_durations": "normal=15,vip=30,quick=5",
         "order_session_reminder_minutes": 3,
         "db_pool_size": 5,
+        "sandbox_enabled": True,  # the tests pay through the fake gateways under /sandbox
         # Production runs workflows unsandboxed (speed); the suite keeps the SDK's sandbox on so a
         # non-deterministic call in workflow code fails here first.
         "workflow_sandbox": True,
@@ -146,7 +147,8 @@ async def stack(pg_url: str, dev_env: WorkflowEnvironment) -> AsyncIterator[Stac
         order_type_durations="normal=15,vip=30,quick=5,flash=0.05",
         order_session_reminder_minutes=0.02,
         payment_in_flight_grace_minutes=0.05,
-        rate_limit_per_minute=0,  # the suite is one client hammering; test_security checks the limit
+        rate_limit_per_minute=0,  # the suite is one client hammering; test_security checks the limits
+        return_rate_limit_per_minute=0,
     )
     server, task = await serve(create_app(settings), port)
     engine = make_engine(settings)

@@ -188,6 +188,9 @@ def test_preflight_refuses_env_example_secrets(tmp_path: Path) -> None:
     app_secrets = [key for key in SECRETS if key.lower() in Settings.model_fields]
     real = {key: f"{key.lower()}-{'0123456789abcdef' * 2}" for key in app_secrets}
     real["DATABASE_URL"] = "postgresql://paywindow:s3cret@postgres:5432/paywindow"
+    assert "VNPAY_PAYMENT_URL" in preflight(**real).stderr  # still .env.example's placeholder
+    real["VNPAY_PAYMENT_URL"] = "https://pay.example.vn/paymentv2/vpcpay.html"
+    real["VNPAY_API_URL"] = "https://pay.example.vn/merchant_webapi/api/transaction"
     accepted = preflight(**real)
     assert accepted.returncode == 0, accepted.stderr
     sandbox_key = {"MOMO_SECRET_KEY": Settings.model_fields["momo_secret_key"].default}

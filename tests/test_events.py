@@ -73,12 +73,22 @@ async def stream(stack: Any, ref: str, **request: Any) -> AsyncIterator[EventStr
 
 
 async def new_order(stack: Any, gateway: str = "momo") -> tuple[dict[str, Any], dict[str, str], str]:
+    """The order, its owner's headers, and a stream token for it (what a browser puts in the URL)."""
     product = await stack.product(stock=5)
     sub = f"sse-{uuid.uuid4().hex[:8]}"
     headers = stack.auth(sub)
     r = await stack.order(headers, product["variants"][0]["id"], 1, gateway=gateway)
     assert r.status_code == 201, r.text
-    return r.json()["data"], headers, stack.token(sub)
+    order = r.json()["data"]
+    return order, headers, await stream_token(stack, order["orderId"], headers)
+
+
+async def stream_token(stack: Any, ref: str, headers: dict[str, str]) -> str:
+    r = await stack.http.post(f"/orders/{ref}/events/token", headers=headers)
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    assert data["expiresIn"] == 300 and data["eventsUrl"].endswith("/events")
+    return data["token"]
 
 
 async def pushed(es: EventStream, changed: Callable[[dict[str, Any]], bool], timeout: float = 2.0) -> dict[str, Any]:
@@ -199,10 +209,18 @@ async def test_who_may_watch(stack):
     url = f"/orders/{order['orderId']}/events"
     other = await stack.http.get(url, headers=stack.auth("someone-else"))
     assert other.status_code == 404 and other.json()["error"] == "ORDER_NOT_FOUND"
-    other_by_query = await stack.http.get(url, params={"token": stack.token("someone-else")})
-    assert other_by_query.status_code == 404
+    minted = await stack.http.post(f"/orders/{order['orderId']}/events/token", headers=stack.auth("someone-else"))
+    assert minted.status_code == 404  # nobody mints a token for someone else's order
+    _, _, strangers_token = await new_order(stack)
+    assert (await stack.http.get(url, params={"token": strangers_token})).status_code == 404
+    product = await stack.product(stock=5)
+    second = (await stack.order(headers, product["variants"][0]["id"], 1)).json()["data"]
+    second_token = await stream_token(stack, second["orderId"], headers)
+    # A bearer token never goes in a URL; a stream token opens only its own order's stream.
+    full_jwt = headers["Authorization"].removeprefix("Bearer ")
     for request in ({}, {"params": {"token": "not-a-jwt"}}, {"headers": {"Authorization": "Bearer not-a-jwt"}},
-                    {"params": {"token": token[:-4] + "AAAA"}}):  # fmt: skip
+                    {"params": {"token": token[:-4] + "AAAA"}}, {"params": {"token": full_jwt}},
+                    {"params": {"token": second_token}}):  # fmt: skip
         r = await stack.http.get(url, **request)
         assert r.status_code == 401, (request, r.text)
         assert r.json()["success"] is False

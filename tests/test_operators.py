@@ -29,6 +29,7 @@ import asyncpg
 import httpx
 import pytest
 import yaml
+from fastapi import FastAPI, Request, Response
 from sqlalchemy import text
 from temporalio import activity
 from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleOverlapPolicy, ScheduleRange
@@ -138,12 +139,28 @@ async def fresh_database(pg_url: str) -> str:
     return f"{head.rsplit('/', 1)[0]}/{name}{sep}{tail}"
 
 
+def receiver() -> tuple[FastAPI, list[dict[str, Any]]]:
+    """Takes reminders and order events as a shop's systems would (production configuration)."""
+    app, received = FastAPI(), []
+
+    @app.post("/hook")
+    async def hook(request: Request) -> Response:
+        received.append(json.loads(await request.body()))
+        return Response(status_code=204)
+
+    return app, received
+
+
 @pytest.fixture(scope="module")
 async def ops(pg_url: str, dev_env: Any) -> AsyncIterator[Stack]:
-    """API + sandbox + worker on their own database and task queue. Order type `flash` is a
-    3-second window (+3 s grace for MoMo, which reports unpaid links as in flight)."""
+    """API + sandbox + worker on their own database and task queue, with reminders and order events
+    going to a receiver as in production. Order type `flash` is a 3-second window (+3 s grace for
+    MoMo, which reports unpaid links as in flight)."""
     url = await fresh_database(pg_url)
     await asyncio.to_thread(upgrade, async_url(url))  # alembic's env.py runs its own event loop
+    hook_app, _ = receiver()
+    hook_port = free_port()
+    hook_server, hook_task = await serve(hook_app, hook_port)
     port = free_port()
     settings = make_settings(
         url,
@@ -154,6 +171,8 @@ async def ops(pg_url: str, dev_env: Any) -> AsyncIterator[Stack]:
         order_session_reminder_minutes=0.02,
         payment_in_flight_grace_minutes=0.05,
         rate_limit_per_minute=0,
+        reminder_webhook_url=f"http://127.0.0.1:{hook_port}/hook",
+        order_events_urls=f"http://127.0.0.1:{hook_port}/hook",
     )
     server, task = await serve(create_app(settings), port)
     engine = make_engine(settings)
@@ -161,8 +180,8 @@ async def ops(pg_url: str, dev_env: Any) -> AsyncIterator[Stack]:
         stack = Stack(settings, dev_env.client, engine)
         yield stack
         await stack.http.aclose()
-    server.should_exit = True
-    await task
+    server.should_exit = hook_server.should_exit = True
+    await asyncio.gather(task, hook_task)
     await engine.dispose()
 
 

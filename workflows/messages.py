@@ -36,7 +36,8 @@ class OrderInput:
     request_hash: str
     client_ip: str = "127.0.0.1"
     late_payment_policy: str = "refund"
-    publish_events: bool = False  # deliver the order's events to ORDER_EVENTS_URLS
+    # Before critical-path-v1 the workflow delivered its events when set; the relay does it now.
+    publish_events: bool = False
 
 
 @dataclass
@@ -121,7 +122,7 @@ class PaymentResult:
 
     gateway: str
     gateway_order_id: str
-    outcome: str  # gateways.base.PaymentOutcome value
+    outcome: str  # domain.statuses.PaymentOutcome value
     result_code: str
     amount: int | None
     transaction_id: str | None = None
@@ -218,6 +219,9 @@ class Creation:
     message: str = ""
     order: CreatedOrder | None = None
     session: SessionView | None = None
+    # The body hash of the request that started the workflow: a concurrent create with the same
+    # Idempotency-Key but another body joins this workflow, and is refused by comparing it.
+    request_hash: str = ""
 
 
 @dataclass
@@ -240,6 +244,19 @@ class Reconciled:
 
 
 @dataclass
+class ReviewInput:
+    """Verified money that cannot pay the order, and why (domain.money.money_problem)."""
+
+    order_id: str
+    gateway: str
+    gateway_order_id: str
+    reason: str
+    amount: int | None
+    result_code: str
+    transaction_id: str | None = None
+
+
+@dataclass
 class CancelLinksInput:
     order_id: str
     attempts: list[Attempt]
@@ -257,10 +274,11 @@ class LatePayment:
     result_code: str
     transaction_id: str | None
     policy: str = "refund"  # refund | accept_if_available
-    publish_events: bool = False
+    publish_events: bool = False  # legacy (before critical-path-v1): the relay delivers events now
+    outcome: str = "success"  # or "underpaid": money that arrived, whatever its amount
 
 
 @dataclass
 class LateOutcome:
-    state: str  # accepted | refund_required | refunded | already_settled
+    state: str  # accepted | refund_required | refunded | already_settled | needs_review
     detail: str = ""

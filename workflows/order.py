@@ -4,11 +4,17 @@ The workflow decides; activities persist. It freezes the order (local activity, 
 create call stays one round trip), opens the first payment link, then sleeps on a timer that can
 move (reminder, deadline) while signals and updates arrive. Exactly one terminal transition
 happens, through `transition_order`, whose guarded UPDATE also restores stock.
+
+The critical path: the run loop and the handlers await only what decides the order (the snapshot
+and reservation, payment links, verdicts, the reconciliation at the deadline, the transition).
+Reminders and link cancellation are started beside it (`_beside`) and can never fail, block or
+delay it; order events leave through the outbox relay (activities/event_relay.py), not from here.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,8 +29,14 @@ with workflow.unsafe.imports_passed_through():
     from activities.notify import NotifyActivities
     from activities.orders import OrderActivities
     from activities.payments import PaymentActivities
-    from domain.statuses import OPEN_ATTEMPTS_BECOME, SESSION_FOR_ORDER, AttemptStatus, OrderStatus
-    from gateways.base import PaymentOutcome
+    from domain.money import money_problem
+    from domain.statuses import (
+        OPEN_ATTEMPTS_BECOME,
+        SESSION_FOR_ORDER,
+        AttemptStatus,
+        OrderStatus,
+        PaymentOutcome,
+    )
     from gateways.registry import CANCELLABLE_LINKS, amount_problem
     from workflows.messages import (
         Attempt,
@@ -41,10 +53,12 @@ with workflow.unsafe.imports_passed_through():
         OrderInput,
         OrderOutcome,
         PaymentResult,
+        Reconciled,
         ReconcileInput,
         ReminderInput,
         RetryRequest,
         RetryResult,
+        ReviewInput,
         SessionView,
         TransitionInput,
     )
@@ -66,6 +80,8 @@ LINK_TIMEOUT = timedelta(seconds=35)  # MoMo asks clients to wait at least 30 s
 
 # Attempt verdicts that end an attempt without ending the order (while retries remain).
 ATTEMPT_FAILURES = {PaymentOutcome.FAILED, PaymentOutcome.SYSTEM_ERROR}
+# An attempt whose money is accounted for: review never overrides it.
+SETTLED_MONEY = (AttemptStatus.SUCCESS.value, AttemptStatus.REFUND_REQUIRED.value, AttemptStatus.REFUNDED.value)
 EVENT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(hours=1), maximum_attempts=30
 )
@@ -76,8 +92,20 @@ LATE_VERDICTS = "late-verdicts-v1"
 # workflow.patched id: links are cancelled only at gateways that can cancel them, which spares most
 # orders an activity (and two trips through the server) at their end.
 ONLY_CANCELLABLE = "only-cancellable-links-v1"
+# workflow.patched id: optional effects (reminders, link cancellation) run beside the run loop and
+# order events leave through the relay; the deadline's reconciliation runs while handlers go on;
+# verified money that cannot pay the order is flagged for review instead of being ignored.
+CRITICAL_PATH = "critical-path-v1"
 # While a payment is in flight at the deadline, ask the gateway again this often (within the grace).
 RECHECK = timedelta(seconds=15)
+# The reconciliation asks every open attempt at once under one budget (RECONCILE_BUDGET_SECONDS,
+# at most 10 s); this bounds the whole step, database included.
+RECONCILE_TIMEOUT = timedelta(seconds=15)
+# Beside the order: a reminder is retried until the deadline; a link cancellation for a minute,
+# after which the gateway's own expiry (our deadline, sent with the link) closes the link anyway.
+BESIDE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=20))
+CANCEL_LINKS_BUDGET = timedelta(seconds=60)
+OPEN_LINK = (AttemptStatus.PENDING.value, AttemptStatus.NEEDS_REVIEW.value)  # a link that may still take money
 
 
 @workflow.defn
@@ -94,16 +122,21 @@ class OrderWorkflow:
         self.attempts: list[Attempt] = []
         self.last_attempt_at: datetime | None = None
         self.inbox: list[PaymentResult] = []
-        self.seen: set[tuple[str, str, str]] = set()
+        self.seen: set[tuple[str, str, str, int | None]] = set()
         self.reminded = inp.reminder_minutes <= 0
         self.wake = False  # set by handlers that move the deadline
         self.recheck_at: datetime | None = None  # set while an in-flight payment holds the window
         self.lock = asyncio.Lock()
+        self.closing = asyncio.Lock()  # one close of the window at a time (the timer, expire_now)
+        self.beside: set[asyncio.Task[None]] = set()  # optional effects: never awaited by the loop
+        self.reminder: asyncio.Task[Any] | None = None
+        self.effects_beside = False  # CRITICAL_PATH, decided once at the start of the run
 
     # ---- the run ---------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: OrderInput) -> OrderOutcome:
+        self.effects_beside = workflow.patched(CRITICAL_PATH)
         created = await workflow.execute_local_activity_method(
             OrderActivities.create_order,
             CreateOrderInput(
@@ -124,7 +157,7 @@ class OrderWorkflow:
         )
         if created.order is None:
             # Nothing was written: OUT_OF_STOCK / VARIANT_NOT_FOUND leave no trace but this answer.
-            self.creation = Creation(error=created.error, message=created.message)
+            self.creation = Creation(error=created.error, message=created.message, request_hash=inp.request_hash)
             await workflow.wait_condition(workflow.all_handlers_finished)
             return OrderOutcome(inp.order_id, "rejected", created.error or "")
         self.order = created.order
@@ -136,8 +169,9 @@ class OrderWorkflow:
             except (ActivityError, ApplicationError) as err:  # a local activity out of retries raises the latter
                 workflow.logger.warning("first payment link failed: %s", err)
                 await self._finish(OrderStatus.FAILED, "payment_link_unavailable")
-        self.creation = Creation(order=self.order, session=self.session())
-        await self._publish_events()
+        self.creation = Creation(order=self.order, session=self.session(), request_hash=inp.request_hash)
+        if not self.effects_beside:
+            await self._publish_events()
 
         while not self.status.is_terminal:
             await self._sleep_until_next_event()
@@ -148,10 +182,15 @@ class OrderWorkflow:
                 now = workflow.now()
                 if not self.reminded and now >= self._reminder_at():
                     await self._remind()
-                if now >= self.deadline:
+                due = now >= self.deadline
+                if due and not self.effects_beside:
                     await self._close_window(grace=True)
+            if due and self.effects_beside:
+                await self._close_window(grace=True)
 
         await workflow.wait_condition(workflow.all_handlers_finished)
+        if self.effects_beside:
+            await self._effects_done()
         # Verdicts can still arrive while the order ends (links being cancelled, events going out):
         # read them too, or a success paid just after the deadline would leave with the history.
         while self.inbox and workflow.patched(LATE_VERDICTS):
@@ -180,7 +219,9 @@ class OrderWorkflow:
 
     @workflow.signal
     def payment_result(self, result: PaymentResult) -> None:
-        key = (result.gateway_order_id, result.outcome, result.transaction_id or result.result_code)
+        # The amount is part of a verdict: a signed claim of another amount for the same transaction
+        # is another verdict (flagged for review), not a duplicate that would hide the right one.
+        key = (result.gateway_order_id, result.outcome, result.transaction_id or result.result_code, result.amount)
         if key in self.seen:  # duplicates are normal: apply each verdict once
             return
         self.seen.add(key)
@@ -278,9 +319,11 @@ class OrderWorkflow:
                 raise ApplicationError(f"Order is {self.status.value}", type="ORDER_NOT_PENDING")
             await self._move_deadline(workflow.now())
             await self._drain_inbox()
-            if not self.status.is_terminal:
+            if not self.effects_beside and not self.status.is_terminal:
                 await self._close_window(grace=False)
-            return self.session()
+        if self.effects_beside:
+            await self._close_window(grace=False)
+        return self.session()
 
     @workflow.query
     def session(self) -> SessionView:
@@ -347,10 +390,15 @@ class OrderWorkflow:
 
     async def _apply(self, result: PaymentResult) -> None:
         attempt = next((a for a in self.attempts if a.gateway_order_id == result.gateway_order_id), None)
+        outcome = PaymentOutcome(result.outcome)
+        if self.effects_beside:
+            problem = money_problem(outcome, result.amount, attempt.amount if attempt else None)
+            if problem:  # verified money that cannot pay the order: kept for a person, never dropped
+                await self._flag(result, problem, attempt)
+                return
         if attempt is None or self.order is None:
             workflow.logger.warning("payment result for unknown attempt %s", result.gateway_order_id)
             return
-        outcome = PaymentOutcome(result.outcome)
         if self.status.is_terminal or attempt.status == AttemptStatus.SUCCESS.value:
             # Never downgrade or reopen an ended order; money for it is settled on its own.
             if outcome is PaymentOutcome.SUCCESS and attempt.status != AttemptStatus.SUCCESS.value:
@@ -358,7 +406,7 @@ class OrderWorkflow:
             return
         update = AttemptUpdate(self.inp.order_id, attempt.attempt_no, "", result.result_code, result.transaction_id)
         if outcome is PaymentOutcome.SUCCESS:
-            if result.amount != self.order.grand_total:
+            if result.amount != self.order.grand_total:  # only before CRITICAL_PATH (flagged above since)
                 workflow.logger.error("amount mismatch on %s: %s", attempt.gateway_order_id, result.amount)
                 return
             update.status = AttemptStatus.SUCCESS.value
@@ -381,6 +429,17 @@ class OrderWorkflow:
         else:  # pending / not_found: nothing final yet
             attempt.result_code = result.result_code
 
+    async def _flag(self, result: PaymentResult, reason: str, attempt: Attempt | None) -> None:
+        """Money that cannot pay: its attempt becomes `needs_review` (unless its money is settled)."""
+        review = ReviewInput(
+            self.inp.order_id, result.gateway, result.gateway_order_id, reason, result.amount, result.result_code,
+            result.transaction_id,
+        )  # fmt: skip
+        await self._effect(PaymentActivities.flag_for_review, review, DB_TIMEOUT, DB_RETRY)
+        if attempt is not None and attempt.status not in SETTLED_MONEY:
+            attempt.status = AttemptStatus.NEEDS_REVIEW.value
+            attempt.result_code = result.result_code
+
     def _is_last_chance(self, attempt: Attempt) -> bool:
         latest = attempt.attempt_no == len(self.attempts) - 1
         return latest and self._retries_used() >= self.inp.max_attempts
@@ -398,17 +457,35 @@ class OrderWorkflow:
 
     async def _close_window(self, grace: bool) -> None:
         """Reconcile before expiring: a payment whose notification was lost pays the order; one still
-        in flight holds the window for at most the grace, asked again every RECHECK."""
-        reconciled = await self._effect(
-            PaymentActivities.reconcile, ReconcileInput(self.inp.order_id, self.attempts), LINK_TIMEOUT, DB_RETRY
+        in flight holds the window for at most the grace, asked again every RECHECK. Since
+        CRITICAL_PATH the gateways are asked without the lock, so handlers are never held up by
+        a slow gateway; before it, the caller held the lock."""
+        if not self.effects_beside:
+            await self._conclude(await self._reconcile(), grace)
+            return
+        async with self.closing:
+            if self.status.is_terminal:
+                return
+            reconciled = await self._reconcile()
+            async with self.lock:
+                await self._conclude(reconciled, grace)
+
+    async def _reconcile(self) -> Reconciled:
+        return await self._effect(
+            PaymentActivities.reconcile,
+            ReconcileInput(self.inp.order_id, self.attempts),
+            RECONCILE_TIMEOUT if self.effects_beside else LINK_TIMEOUT,
+            DB_RETRY,
         )
+
+    async def _conclude(self, reconciled: Reconciled, grace: bool) -> None:
         for result in reconciled.results:
             self.payment_result(result)
         await self._drain_inbox()
-        if self.status.is_terminal:
+        now = workflow.now()
+        if self.status.is_terminal or now < self.deadline:  # ended, or extended while we asked
             return
         grace_end = self.deadline + timedelta(minutes=self.inp.grace_minutes)
-        now = workflow.now()
         if grace and reconciled.in_flight and now < grace_end:
             self.recheck_at = min(now + RECHECK, grace_end)
             return
@@ -440,10 +517,15 @@ class OrderWorkflow:
         self.end_reason = reason
         if update is not None and (self.status is to or not workflow.patched(LATE_VERDICTS)):
             self._set_attempt(update)  # the guarded UPDATE wrote the attempt only if the order moved
+        closing = [a for a in self.attempts if a.status in OPEN_LINK and a.gateway in CANCELLABLE_LINKS]
         open_links = [a for a in self.attempts if a.status == AttemptStatus.PENDING.value]
         for a in open_links:
             a.status = OPEN_ATTEMPTS_BECOME[self.status].value
         workflow.upsert_search_attributes([ORDER_STATUS.value_set(self.status.value)])
+        if self.effects_beside:
+            if closing:
+                self._beside("cancel links", self._cancel_links_beside(closing, reason))
+            return
         if any(a.gateway not in CANCELLABLE_LINKS for a in open_links) and workflow.patched(ONLY_CANCELLABLE):
             open_links = [a for a in open_links if a.gateway in CANCELLABLE_LINKS]
         if open_links:
@@ -486,12 +568,60 @@ class OrderWorkflow:
     async def _remind(self) -> None:
         assert self.order is not None
         self.reminded = True
+        reminder = ReminderInput(self.inp.order_id, self.order.order_code, self.inp.customer_id, self.deadline)
+        if self.effects_beside:
+            # Beside the loop, retried until the window closes; abandoned (not awaited) when the order ends.
+            self.reminder = workflow.start_activity_method(
+                NotifyActivities.send_reminder,
+                reminder,
+                start_to_close_timeout=DB_TIMEOUT,
+                schedule_to_close_timeout=max(self.deadline - workflow.now(), timedelta(seconds=30)),
+                retry_policy=BESIDE_RETRY,
+                cancellation_type=workflow.ActivityCancellationType.ABANDON,
+            )
+            self._beside("reminder", self.reminder)
+            return
         await workflow.execute_activity_method(
             NotifyActivities.send_reminder,
-            ReminderInput(self.inp.order_id, self.order.order_code, self.inp.customer_id, self.deadline),
+            reminder,
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=RetryPolicy(maximum_attempts=3),
         )
+
+    # ---- beside the critical path ----------------------------------------------------------------
+
+    def _beside(self, what: str, step: Awaitable[Any]) -> None:
+        """Run an optional effect without the loop or a handler waiting for it. Its failures are
+        retried by its activity's policy and recorded by the activity; here they end quietly."""
+
+        async def guarded() -> None:
+            try:
+                await step
+            except ActivityError as err:
+                workflow.logger.warning("%s gave up: %s", what, err.cause or err)
+            except asyncio.CancelledError:
+                pass  # abandoned when the order ended
+
+        task = asyncio.create_task(guarded())
+        self.beside.add(task)
+        task.add_done_callback(self.beside.discard)
+
+    async def _cancel_links_beside(self, attempts: list[Attempt], reason: str) -> None:
+        await workflow.execute_activity_method(
+            PaymentActivities.cancel_open_links,
+            CancelLinksInput(self.inp.order_id, attempts, reason[:100]),
+            start_to_close_timeout=LINK_TIMEOUT,
+            schedule_to_close_timeout=CANCEL_LINKS_BUDGET,
+            retry_policy=BESIDE_RETRY,
+        )
+
+    async def _effects_done(self) -> None:
+        """At the end of the run: a reminder still trying is pointless now; link cancellations are
+        let finish (bounded by CANCEL_LINKS_BUDGET), so they are not cut short with the history."""
+        if self.reminder is not None and not self.reminder.done():
+            self.reminder.cancel()
+        if self.beside:
+            await workflow.wait(list(self.beside))
 
     def _upsert_search_attributes(self) -> None:
         assert self.order is not None

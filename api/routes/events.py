@@ -1,31 +1,43 @@
-"""`GET /orders/{ref}/events`: the order detail as Server-Sent Events, pushed on every change."""
+"""`GET /orders/{ref}/events`: the order detail as Server-Sent Events, pushed on every change, and
+`POST /orders/{ref}/events/token`, which mints the short-lived token a browser's EventSource puts in
+the URL (it cannot send an Authorization header)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from api import events
-from api.auth import InvalidToken, User, read_token
-from api.deps import current_user
-from api.errors import ApiError, error_responses
+from api.auth import STREAM_TTL_SECONDS, InvalidToken, User, issue_stream_token, read_stream_token
+from api.deps import ConnDep, CurrentUser, current_user
+from api.errors import ApiError, error_responses, ok
 from api.read import find_order
+from api.schemas import Envelope, StreamTokenOut
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
 
-def stream_user(request: Request, token: Annotated[str | None, Query(max_length=4096)] = None) -> User:
-    """The bearer header, or `?token=` for browsers: EventSource cannot set headers."""
+@dataclass(frozen=True)
+class Watcher:
+    user: User
+    order_id: str | None  # set when a stream token names the one order it may watch
+
+
+def stream_watcher(request: Request, token: Annotated[str | None, Query(max_length=4096)] = None) -> Watcher:
+    """The bearer header, or `?token=` holding a stream token (never a bearer token: those must not
+    travel in URLs, which end up in logs and browser history)."""
     if token is None or "authorization" in request.headers:
-        return current_user(request)
+        return Watcher(current_user(request), None)
     try:
-        return read_token(request.app.state.settings.auth_jwt_secret, token)
+        user, order_id = read_stream_token(request.app.state.settings.auth_jwt_secret, token)
     except InvalidToken as err:
-        raise ApiError(401, "INVALID_TOKEN", f"Invalid token: {err}") from None
+        raise ApiError(401, "INVALID_TOKEN", f"Invalid stream token: {err}") from None
+    return Watcher(user, order_id)
 
 
 def sse(event: str, data: dict[str, Any]) -> str:
@@ -56,7 +68,9 @@ async def order_stream(hub: events.OrderEvents, order_id: str) -> AsyncIterator[
         **error_responses(401, 404, 503),
     },
 )
-async def order_events(ref: str, request: Request, user: Annotated[User, Depends(stream_user)]) -> StreamingResponse:
+async def order_events(
+    ref: str, request: Request, watcher: Annotated[Watcher, Depends(stream_watcher)]
+) -> StreamingResponse:
     hub: events.OrderEvents | None = getattr(request.app.state, "order_events", None)
     if hub is None:
         raise ApiError(503, "EVENTS_UNAVAILABLE", "Live order events are not running")
@@ -65,11 +79,26 @@ async def order_events(ref: str, request: Request, user: Annotated[User, Depends
     except OSError as err:
         raise ApiError(503, "DATABASE_UNAVAILABLE", f"Database unavailable: {err}") from None
     try:
-        row = await find_order(conn, ref, user)
+        row = await find_order(conn, ref, watcher.user)
     finally:
         await conn.close()
+    if watcher.order_id is not None and watcher.order_id != str(row.id):
+        raise ApiError(401, "INVALID_TOKEN", "This stream token is for another order")
     return StreamingResponse(
         order_stream(hub, str(row.id)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+@router.post(
+    "/{ref}/events/token", response_model=Envelope[StreamTokenOut], responses=error_responses(401, 404)
+)
+async def stream_token(ref: str, request: Request, user: CurrentUser, conn: ConnDep) -> JSONResponse:
+    """A token for `GET /orders/{ref}/events?token=...`: this order only, valid STREAM_TTL_SECONDS."""
+    row = await find_order(conn, ref, user)
+    token = issue_stream_token(request.app.state.settings.auth_jwt_secret, user, str(row.id))
+    out = StreamTokenOut(
+        token=token, expires_in=STREAM_TTL_SECONDS, events_url=f"{request.app.state.settings.api_prefix}/orders/{row.id}/events"
+    )
+    return ok(out)

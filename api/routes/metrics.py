@@ -10,12 +10,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from api.deps import ConnDep
+from api.deps import ConnDep, SettingsDep
 from api.metrics import CONTENT_TYPE, collect, render
 
 router = APIRouter(include_in_schema=False)
 
 
 @router.get("/metrics")
-async def metrics(conn: ConnDep) -> Response:
-    return Response(render(await collect(conn)), media_type=CONTENT_TYPE)
+async def metrics(conn: ConnDep, settings: SettingsDep) -> Response:
+    snapshot = await collect(conn, events=bool(settings.event_endpoints))
+    return Response(render(snapshot), media_type=CONTENT_TYPE)

@@ -20,6 +20,7 @@ from api.ordering import (
 )
 from api.read import find_order, list_orders, order_detail, session_out
 from api.schemas import (
+    AttemptStatusName,
     CancelIn,
     Envelope,
     OrderCreate,
@@ -67,12 +68,19 @@ async def create_order(
         if replay is not None:
             return replay
     creation = await start_order(client, settings, inp)
+    if creation.request_hash and creation.request_hash != inp.request_hash:
+        # A concurrent create with this key and another body started the workflow first.
+        raise _key_reused()
     if creation.error:
         raise ApiError(CREATE_ERRORS.get(creation.error, 409), creation.error, creation.message)
     async with db_conn(request) as conn:
         detail = await order_detail(conn, await find_order(conn, order_id, user))
     _refuse_if_no_link(detail)
     return ok(detail, "Đơn hàng đã được tạo ở trạng thái PENDING, đang xử lý thanh toán", 201)
+
+
+def _key_reused() -> ApiError:
+    return ApiError(422, "IDEMPOTENCY_KEY_REUSED", "Idempotency-Key was used with a different request body")
 
 
 def _refuse_if_no_link(detail: OrderOut) -> None:
@@ -88,7 +96,7 @@ async def _replay(conn: ConnDep, order_id: str, req_hash: str, user: CurrentUser
     except ApiError:
         return None
     if row.request_hash != req_hash:
-        raise ApiError(422, "IDEMPOTENCY_KEY_REUSED", "Idempotency-Key was used with a different request body")
+        raise _key_reused()
     detail = await order_detail(conn, row)
     _refuse_if_no_link(detail)
     return ok(detail, "Order already created (idempotent replay)", 200)
@@ -105,6 +113,7 @@ async def get_orders(
     to: datetime | None = None,
     customer_id: Annotated[str | None, Query(alias="customerId", max_length=128)] = None,
     late_payment: Annotated[bool | None, Query(alias="latePayment")] = None,
+    payment_status: Annotated[AttemptStatusName | None, Query(alias="paymentStatus")] = None,
 ) -> JSONResponse:
     if customer_id is not None and not user.is_admin and customer_id != user.id:
         raise ApiError(403, "FORBIDDEN", "Customers can only list their own orders")
@@ -118,6 +127,7 @@ async def get_orders(
         date_to=to,
         customer_id=customer_id,
         late_payment=late_payment,
+        payment_status=payment_status,
     )
     return ok(result)
 

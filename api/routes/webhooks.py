@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,8 +13,8 @@ from fastapi.responses import JSONResponse, RedirectResponse
 
 from api.deps import get_temporal
 from api.errors import RETRY_SOON, ApiError, error_responses
-from api.payment_intake import Intake, attempt_created_at, take
-from gateways.base import GatewayError, GatewayResult, InvalidSignature, PaymentGateway, PaymentOutcome
+from api.payment_intake import Intake, take
+from gateways.base import GatewayResult, InvalidSignature, PaymentGateway, PaymentOutcome
 
 router = APIRouter(tags=["webhooks"])
 log = logging.getLogger(__name__)
@@ -109,24 +108,24 @@ async def payos_webhook(request: Request) -> JSONResponse:
     return JSONResponse({"success": True, "verdict": intake.verdict})
 
 
-@router.get("/payments/{gateway}/return", status_code=303, responses=error_responses(400, 404))
+@router.get("/payments/{gateway}/return", status_code=303, responses=error_responses(400, 404, 429))
 async def browser_return(gateway: str, request: Request) -> RedirectResponse:
     """The shopper's browser comes back from the gateway: verify, hand the verdict on like a
-    webhook (it often arrives first), and send the shopper to the frontend with the outcome."""
-    result = _verify(request, gateway, dict(request.query_params), browser=True)
-    if result.outcome is PaymentOutcome.PENDING:
-        # PayOS returns are unsigned: the gateway's own answer is the verdict.
-        try:
-            created_at = await attempt_created_at(request.app.state.engine, result) or datetime.now(UTC)
-            result = await _gateway(request, gateway).query(result.gateway_order_id, created_at=created_at)
-        except GatewayError as err:
-            log.warning("could not confirm %s return for %s: %s", gateway, result.gateway_order_id, err)
-    intake = await _take(request, result)
+    webhook (it often arrives first), and send the shopper to the frontend with the outcome. A
+    return that proves nothing (PayOS signs nothing; a signed one that says "pending") only asks the
+    gateway, and only the gateway's answer is taken in."""
+    claimed = _verify(request, gateway, dict(request.query_params), browser=True)
+    result: GatewayResult | None = claimed
+    if claimed.outcome is PaymentOutcome.PENDING:
+        result = await request.app.state.return_queries.ask(
+            request.app.state.engine, _gateway(request, gateway), claimed.gateway_order_id
+        )
+    intake = await _take(request, result) if result is not None else None
     params = {
         "gateway": gateway,
-        "outcome": result.outcome.value,
-        "orderCode": intake.order_code or "",
-        "orderId": intake.order_id or "",
+        "outcome": (result or claimed).outcome.value,
+        "orderCode": intake.order_code if intake and intake.order_code else "",
+        "orderId": intake.order_id if intake and intake.order_id else "",
     }
     target = request.app.state.settings.frontend_return_url
     sep = "&" if "?" in target else "?"

@@ -64,8 +64,10 @@ export function newIdempotencyKey() {
   return "demo-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** EventSource cannot send headers, hence the token in the query string. */
+/** EventSource cannot send headers: the URL carries a short-lived token for this one order,
+ * minted with the shopper's own token (which never goes into a URL). */
 export async function orderEvents(orderId) {
-  const { token } = await demoSession();
-  return new EventSource(`${API}/orders/${encodeURIComponent(orderId)}/events?token=${encodeURIComponent(token)}`);
+  const ref = encodeURIComponent(orderId);
+  const { token } = await request("POST", `/orders/${ref}/events/token`);
+  return new EventSource(`${API}/orders/${ref}/events?token=${encodeURIComponent(token)}`);
 }

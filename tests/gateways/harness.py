@@ -29,6 +29,7 @@ GATEWAY_SETTINGS: dict[str, Any] = {
     "payos_api_key": "paywindow-sandbox-api-key",
     "payos_checksum_key": "paywindow-sandbox-checksum-key-0001",
     "payos_base_url": None,
+    "sandbox_enabled": True,  # unset URLs: the sandbox under the test server's base URL
 }
 
 

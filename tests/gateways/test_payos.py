@@ -77,7 +77,7 @@ def test_payment_request_signature_matches_recipe_and_sdk() -> None:
 @pytest.mark.parametrize(
     ("status", "outcome"),
     [("PAID", "success"), ("PENDING", "pending"), ("PROCESSING", "processing"), ("CANCELLED", "cancelled"),
-     ("EXPIRED", "expired"), ("FAILED", "failed"), ("UNDERPAID", "pending"), ("WHAT", "system_error")],
+     ("EXPIRED", "expired"), ("FAILED", "failed"), ("UNDERPAID", "underpaid"), ("WHAT", "system_error")],
 )  # fmt: skip
 def test_status_table(status: str, outcome: str) -> None:
     assert payos_outcome(status) == PaymentOutcome(outcome)

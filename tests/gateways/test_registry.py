@@ -26,11 +26,13 @@ def test_get_gateway() -> None:
 
 def test_adapters_follow_settings_to_the_real_hosts() -> None:
     settings = make_settings(
-        momo_endpoint="https://test-payment.momo.vn",
-        vnpay_payment_url="https://sandbox.vnpayment.vn/paymentv2/vpcpay.html",
-        payos_base_url="https://api-merchant.payos.vn",
+        sandbox_enabled=False,
+        momo_endpoint="https://payment.momo.vn",
+        vnpay_payment_url="https://pay.example.vn/paymentv2/vpcpay.html",
     )
     momo, vnpay, payos = build_gateways(settings).values()
-    assert momo._endpoint == "https://test-payment.momo.vn"  # type: ignore[attr-defined]
-    assert vnpay._payment_url.startswith("https://sandbox.vnpayment.vn/")  # type: ignore[attr-defined]
+    assert momo._endpoint == "https://payment.momo.vn"  # type: ignore[attr-defined]
+    assert vnpay._payment_url.startswith("https://pay.example.vn/")  # type: ignore[attr-defined]
+    # Unset, with the sandbox off: the gateways' documented test hosts.
+    assert vnpay._api_url.startswith("https://sandbox.vnpayment.vn/")  # type: ignore[attr-defined]
     assert payos._base_url == "https://api-merchant.payos.vn/"  # type: ignore[attr-defined]

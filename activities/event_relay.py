@@ -1,0 +1,207 @@
+"""The order-event relay: delivers the outbox (`order_event`) to ORDER_EVENTS_URLS, beside the
+workflows, never on an order's critical path.
+
+Events are written in the same transaction as the change they report (activities/events.py), and
+that statement also NOTIFYs `paywindow_outbox`. Each worker runs one relay: it LISTENs, and on a
+notification (or when the earliest retry falls due) claims due events with `FOR UPDATE SKIP LOCKED`
+under a lease, posts them, and marks them delivered or schedules the next try. So:
+- an idle service costs the database nothing (no polling), and many workers never post one event
+  twice at the same time (a crashed one's lease runs out and another takes over);
+- a receiver that is down is asked once per round, not once per event, and retries back off to at
+  most RETRY_CAP_S, so the backlog reaches a receiver that is back within a minute;
+- an order's events go out oldest first; one that failed holds back its order's later events.
+Receivers deduplicate on the event id (`X-Paywindow-Event-Id`): delivery is at least once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from activities.notify import post_signed
+from domain.db import listen_dsn
+from domain.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "paywindow_outbox"
+APPLICATION_NAME = "paywindow-event-relay"
+BATCH = 200  # events claimed per statement
+LEASE_S = 60  # a claimed event is another relay's again after this, should this one die
+RETRY_CAP_S = 60  # backoff 1, 2, 4 ... 60 s: a receiver that is back gets its backlog within a minute
+PARALLEL_ORDERS = 8  # orders delivered at once (each order's events in sequence)
+
+CLAIM_SQL = text(
+    """
+    WITH due AS (
+        SELECT id FROM order_event WHERE delivered_at IS NULL AND next_attempt_at <= now()
+        ORDER BY next_attempt_at LIMIT :batch FOR UPDATE SKIP LOCKED
+    )
+    UPDATE order_event e SET next_attempt_at = now() + make_interval(secs => :lease)
+    FROM due WHERE e.id = due.id
+    RETURNING e.id, e.order_id, e.type, e.payload, e.attempts, e.created_at
+    """
+)
+DELIVERED_SQL = text(
+    """
+    UPDATE order_event SET delivered_at = now(), attempts = attempts + 1, last_error = NULL
+    WHERE id = ANY(CAST(:ids AS uuid[]))
+    """
+)
+FAILED_SQL = text(
+    """
+    UPDATE order_event e SET attempts = e.attempts + 1, last_error = f.error,
+        next_attempt_at = now() + make_interval(secs => least(:cap, power(2, e.attempts)))
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:errors AS text[])) AS f(id, error)
+    WHERE e.id = f.id
+    """
+)
+NEXT_DUE_SQL = text(
+    "SELECT extract(epoch FROM min(next_attempt_at) - now()) FROM order_event WHERE delivered_at IS NULL"
+)
+
+
+@dataclass
+class Round:
+    delivered: list[Any]
+    failed: dict[Any, str]  # event id -> why
+
+
+class EventRelay:
+    def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.urls = settings.event_endpoints
+        self.wake = asyncio.Event()
+        self.listening = asyncio.Event()
+        self.delivered = 0  # since start, for logs and tests
+        self.failed = 0
+
+    async def run(self) -> None:
+        """Forever: listen, deliver what is due, sleep until the next event or retry."""
+        listener = asyncio.create_task(self._listen(), name="event-relay-listener")
+        try:
+            next_in: float | None = 0.0  # a first round at start: events written while no relay ran
+            while True:
+                if next_in is None or next_in > 0:
+                    try:
+                        await asyncio.wait_for(self.wake.wait(), next_in)
+                    except TimeoutError:
+                        pass
+                self.wake.clear()
+                try:
+                    next_in = await self.deliver_due()
+                except Exception as err:  # noqa: BLE001 - the database may be away; try again soon
+                    log.warning("event relay: round failed (%s); again in %d s", err, RETRY_CAP_S // 4)
+                    next_in = RETRY_CAP_S / 4
+        finally:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+
+    async def deliver_due(self) -> float | None:
+        """Claim and deliver due events until none is left; seconds until the next retry falls due
+        (None: nothing waits, sleep until notified)."""
+        async with httpx.AsyncClient(timeout=10.0) as http:
+            while True:
+                async with self.engine.begin() as conn:
+                    claimed = (await conn.execute(CLAIM_SQL, {"batch": BATCH, "lease": LEASE_S})).all()
+                if not claimed:
+                    break
+                outcome = await self._deliver(http, claimed)
+                await self._record(outcome)
+                if len(claimed) < BATCH:
+                    break
+        async with self.engine.connect() as conn:
+            next_in = (await conn.execute(NEXT_DUE_SQL)).scalar()
+        return None if next_in is None else max(0.0, float(next_in))
+
+    async def _deliver(self, http: httpx.AsyncClient, events: list[Any]) -> Round:
+        by_order: dict[Any, list[Any]] = defaultdict(list)
+        for event in sorted(events, key=lambda e: (e.created_at, str(e.id))):
+            by_order[event.order_id].append(event)
+        down: dict[str, str] = {}  # receivers that failed this round: asked once, not once per event
+        done = Round([], {})
+        gate = asyncio.Semaphore(PARALLEL_ORDERS)
+
+        async def one_order(chain: list[Any]) -> None:
+            async with gate:
+                for i, event in enumerate(chain):
+                    error = await self._post(http, event, down)
+                    if error is None:
+                        done.delivered.append(event.id)
+                        continue
+                    for held in chain[i:]:  # later events of this order wait for this one
+                        done.failed[held.id] = error if held is event else f"waiting for event {event.id}"
+                    return
+
+        await asyncio.gather(*(one_order(chain) for chain in by_order.values()))
+        return done
+
+    async def _post(self, http: httpx.AsyncClient, event: Any, down: dict[str, str]) -> str | None:
+        """None when every receiver took the event, else why not."""
+        for url in self.urls:
+            if url in down:
+                return down[url]
+            try:
+                await post_signed(
+                    url, self.settings.notification_secret, str(event.id), event.type, event.payload, client=http
+                )
+            except (httpx.HTTPError, OSError) as err:
+                down[url] = f"{url}: {type(err).__name__}: {err}"[:300]
+                return down[url]
+        return None
+
+    async def _record(self, outcome: Round) -> None:
+        async with self.engine.begin() as conn:
+            if outcome.delivered:
+                await conn.execute(DELIVERED_SQL, {"ids": outcome.delivered})
+            if outcome.failed:
+                await conn.execute(
+                    FAILED_SQL,
+                    {"ids": list(outcome.failed), "errors": list(outcome.failed.values()), "cap": RETRY_CAP_S},
+                )
+        self.delivered += len(outcome.delivered)
+        self.failed += len(outcome.failed)
+        if outcome.failed:
+            log.warning(
+                "event relay: %d delivered, %d to retry (%s)",
+                len(outcome.delivered),
+                len(outcome.failed),
+                next(iter(outcome.failed.values())),
+            )
+
+    # ---- wake-ups ------------------------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        delay = 0.5
+        dsn = listen_dsn(self.settings.database_url)
+        while True:
+            try:
+                conn = await asyncpg.connect(dsn, server_settings={"application_name": APPLICATION_NAME})
+            except Exception as err:  # noqa: BLE001 - down or restarting: try again later
+                log.warning("event relay: cannot listen (%s); retrying in %.1f s", err, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            lost = asyncio.Event()
+            try:
+                conn.add_termination_listener(lambda _, lost=lost: lost.set())
+                await conn.add_listener(CHANNEL, lambda *_: self.wake.set())
+                self.listening.set()
+                delay = 0.5
+                self.wake.set()  # whatever was written while we were not listening
+                await lost.wait()
+            except Exception as err:  # noqa: BLE001 - reconnect on any listener failure
+                log.warning("event relay: listener lost (%s); reconnecting", err)
+            finally:
+                self.listening.clear()
+                conn.terminate()
+            await asyncio.sleep(delay)
