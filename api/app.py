@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.engine = make_engine(settings)
         app.state.gateways = build_gateways(settings)
-        app.state.return_queries = GatewayQueries()
+        app.state.gateway_queries = GatewayQueries()
         app.state.temporal = None
         try:
             app.state.temporal = await connect(settings)

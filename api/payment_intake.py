@@ -179,19 +179,24 @@ async def start_late_settlement(client: Client, settings: Settings, order_id: st
 
 
 class GatewayQueries:
-    """Asks a gateway about one attempt on behalf of an unsigned browser return (PayOS signs
-    nothing there), at most once per attempt every `every_s` per process: a flood of returns shares
-    one answer and never becomes a flood of gateway queries. Only the gateway's own answer is ever
-    taken in, never the return's query parameters."""
+    """Asks a gateway about one attempt on behalf of a message that cannot say the attempt's state
+    itself: an unsigned browser return (PayOS signs nothing there) or a PayOS webhook (it reports one
+    transfer; the link's state says whether the order is paid). At most once per attempt and prompt
+    every `every_s` per process, so a flood of returns or replays shares one answer and never becomes
+    a flood of gateway queries. Only the gateway's own answer is taken in, never a return's
+    query parameters."""
 
     def __init__(self, every_s: float = 5.0, keep: int = 10_000) -> None:
         self.every_s, self.keep = every_s, keep
-        self.answers: dict[tuple[str, str], tuple[float, asyncio.Future[GatewayResult | None]]] = {}
+        self.answers: dict[tuple[str, str, str], tuple[float, asyncio.Future[GatewayResult | None]]] = {}
 
-    async def ask(self, engine: AsyncEngine, gateway: PaymentGateway, gateway_order_id: str) -> GatewayResult | None:
-        """The gateway's verdict, or None when the attempt is not ours or the gateway did not answer."""
+    async def ask(
+        self, engine: AsyncEngine, gateway: PaymentGateway, gateway_order_id: str, since: str = ""
+    ) -> GatewayResult | None:
+        """The gateway's verdict, or None when the attempt is not ours or the gateway did not answer.
+        `since`: what prompted the question (a transfer's reference): a new one asks afresh."""
         now = time.monotonic()
-        key = (gateway.name, gateway_order_id)
+        key = (gateway.name, gateway_order_id, since)
         asked = self.answers.get(key)
         if asked is not None and now - asked[0] < self.every_s:
             return await asyncio.shield(asked[1])

@@ -92,6 +92,25 @@ async def test_idempotency_key_returns_the_same_order(stack):
     assert await stack.stock(vid) == 3
 
 
+async def test_concurrent_creates_with_one_key_and_two_bodies_make_one_order(stack):
+    """Both requests find no order yet and both reach the workflow: the one whose body started it
+    gets its 201, the other 422, never a second 201 for a cart it did not send."""
+    product = await stack.product(stock=10)
+    vid = product["variants"][0]["id"]
+    reserved = 0
+    for _ in range(3):
+        headers = {**stack.auth("idem-racer"), "Idempotency-Key": f"k-{uuid.uuid4()}"}
+        answers = await asyncio.gather(stack.order(headers, vid, 1), stack.order(headers, vid, 2))
+        assert sorted(r.status_code for r in answers) == [201, 422], [r.text for r in answers]
+        made, refused = sorted(answers, key=lambda r: r.status_code)
+        assert refused.json()["error"] == "IDEMPOTENCY_KEY_REUSED"
+        # The 201 describes the cart its own request sent.
+        sent = 1 if made is answers[0] else 2
+        assert made.json()["data"]["items"][0]["quantity"] == sent
+        reserved += sent
+    assert await stack.stock(vid) == 10 - reserved
+
+
 async def test_detail_by_id_and_code_is_private_to_its_customer(stack):
     product = await stack.product()
     r = await stack.order(stack.auth("bob"), product["variants"][0]["id"])

@@ -3,9 +3,11 @@ in logs, and the database refusing to rewrite frozen order items."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
+from typing import Any
 
 import httpx
 import jwt
@@ -177,3 +179,144 @@ async def test_ids_leak_nothing_to_strangers(stack):
         missing = await stack.http.get(f"/orders/{uuid.uuid4()}", headers=stranger)
         assert r.status_code == missing.status_code == 404
         assert r.json()["error"] == missing.json()["error"] == "ORDER_NOT_FOUND"
+
+
+# ---- replays and floods cannot grow an order's history ----------------------------------------------
+
+
+async def signals(stack: Any, order_id: str) -> int:
+    history = await stack.client.get_workflow_handle(f"order-{order_id}").fetch_history()
+    return sum(1 for e in history.events if e.HasField("workflow_execution_signaled_event_attributes"))
+
+
+async def test_a_replayed_ipn_or_return_is_answered_without_signalling_again(stack):
+    product = await stack.product(stock=2, price=90_000)
+    headers = stack.auth("replayer")
+    order = (await stack.order(headers, product["variants"][0]["id"])).json()["data"]
+    attempt = order["attempts"][0]
+    momo = MomoGateway(stack.settings)
+    failed = momo_ipn(momo, attempt["gatewayOrderId"], attempt["requestId"], 90_000, 1001)
+    for _ in range(10):  # the same signed IPN, replayed: MoMo hears 204 every time
+        assert (await stack.http.post("/webhooks/momo", json=failed)).status_code == 204
+    async with httpx.AsyncClient(base_url=stack.base) as http:
+        for _ in range(10):  # the same signed browser return (MoMo's return carries the IPN's fields)
+            r = await http.get("/api/v1/payments/momo/return", params=failed)
+            assert r.status_code == 303 and "outcome=failed" in r.headers["location"]
+    assert await signals(stack, order["orderId"]) == 1
+    async with stack.engine.connect() as conn:
+        rows = (
+            await conn.execute(text("SELECT count(*) FROM payment_notification WHERE order_id = :id"), {"id": order["orderId"]})
+        ).scalar_one()
+    assert rows == 1
+
+
+async def test_an_unsigned_payos_return_never_speaks_for_the_gateway(stack):
+    """PayOS signs nothing on its return URL: a forged `status=PAID` only makes us ask PayOS."""
+    product = await stack.product(stock=2, price=90_000)
+    headers = stack.auth("forger")
+    order = (await stack.order(headers, product["variants"][0]["id"], gateway="payos")).json()["data"]
+    code = order["attempts"][0]["gatewayOrderId"]
+    forged = {"code": "00", "id": "x", "cancel": "false", "status": "PAID", "orderCode": code}
+    async with httpx.AsyncClient(base_url=stack.base) as http:
+        for _ in range(5):
+            r = await http.get("/api/v1/payments/payos/return", params=forged)
+            assert r.status_code == 303 and "outcome=pending" in r.headers["location"]  # PayOS says PENDING
+    async with stack.engine.connect() as conn:
+        outcomes = (
+            await conn.execute(
+                text("SELECT outcome FROM payment_notification WHERE order_id = :id"), {"id": order["orderId"]}
+            )
+        ).scalars().all()
+    assert "success" not in outcomes and len(outcomes) <= 1  # at most PayOS's own "pending", once
+    detail = (await stack.http.get(f"/orders/{order['orderId']}", headers=headers)).json()["data"]
+    assert detail["status"] == "pending_payment"
+    assert await signals(stack, order["orderId"]) <= 1
+
+
+async def test_gateway_queries_for_returns_are_shared_not_repeated() -> None:
+    from api.payment_intake import GatewayQueries
+
+    asked: list[str] = []
+
+    class Gateway:
+        name = "payos"
+
+        async def query(self, gateway_order_id: str, *, created_at: Any) -> Any:
+            asked.append(gateway_order_id)
+            await asyncio.sleep(0.05)
+            return "answer"
+
+    class Engine:  # the attempt's creation time, as the database would give it
+        def connect(self) -> Any:
+            class Conn:
+                async def __aenter__(self) -> Any:
+                    return self
+
+                async def __aexit__(self, *_: object) -> None:
+                    return None
+
+                async def execute(self, *_: Any) -> Any:
+                    class Rows:
+                        def scalar_one_or_none(self) -> Any:
+                            return time.time()
+
+                    return Rows()
+
+            return Conn()
+
+    queries = GatewayQueries(every_s=60)
+    answers = await asyncio.gather(*(queries.ask(Engine(), Gateway(), "123") for _ in range(20)))  # type: ignore[arg-type]
+    assert answers == ["answer"] * 20 and asked == ["123"]
+    await queries.ask(Engine(), Gateway(), "123", since="FT2")  # a new transfer asks afresh
+    assert asked == ["123", "123"]
+
+
+async def test_browser_returns_are_rate_limited_per_client(pg_url, stack):
+    port = free_port()
+    settings = make_settings(
+        pg_url, port, return_rate_limit_per_minute=3, temporal_address=stack.settings.temporal_address
+    )
+    server, task = await serve(create_app(settings), port)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1") as http:
+            codes = [(await http.get("/payments/momo/return", params={"orderId": "x"})).status_code for _ in range(5)]
+            assert codes == [400, 400, 400, 429, 429], codes
+            assert (await http.get("/products")).status_code == 200  # the API's own limit is apart
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_docs_are_off_in_production_unless_enabled(pg_url, stack):
+    production = {
+        "environment": "production", "sandbox_enabled": False, "auth_jwt_secret": "p" * 40,
+        "momo_secret_key": "m" * 32, "vnpay_hash_secret": "v" * 32, "payos_api_key": "k" * 20,
+        "payos_checksum_key": "c" * 32, "vnpay_payment_url": "https://pay.example.vn/vpcpay.html",
+        "vnpay_api_url": "https://pay.example.vn/merchant_webapi/api/transaction",
+    }  # fmt: skip
+    for overrides, served in (({}, False), ({"docs_enabled": True}, True)):
+        port = free_port()
+        settings = make_settings(pg_url, port, temporal_address=stack.settings.temporal_address, **production, **overrides)
+        server, task = await serve(create_app(settings), port)
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                for path in ("/docs", "/openapi.json"):
+                    assert ((await http.get(path)).status_code == 200) is served, (path, overrides)
+                assert (await http.get("/sandbox/")).status_code == 404  # never mounted in production
+        finally:
+            server.should_exit = True
+            await task
+
+
+async def test_stream_tokens_never_reach_the_access_log(stack):
+    from api.app import RedactTokens, app_factory
+
+    app_factory()  # as `uvicorn api.app:app_factory --factory` starts it
+    assert any(isinstance(f, RedactTokens) for f in logging.getLogger("uvicorn.access").filters)
+    token = stack.token("watcher")
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", f"/api/v1/orders/x/events?token={token}&y=1", "1.1", 200), None,
+    )  # fmt: skip
+    RedactTokens().filter(record)
+    assert token not in record.getMessage() and "token=[redacted]&y=1" in record.getMessage()

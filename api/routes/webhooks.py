@@ -99,7 +99,14 @@ async def vnpay_ipn(request: Request) -> JSONResponse:
 
 @router.post("/webhooks/payos", responses=error_responses(400, 503))
 async def payos_webhook(request: Request) -> JSONResponse:
-    intake = await _take(request, _verify(request, "payos", await _json_body(request)))
+    transfer = _verify(request, "payos", await _json_body(request))
+    # A PayOS webhook reports one received transfer; the link's state (amountPaid, PAID / UNDERPAID)
+    # is what decides the order (GATEWAYS.md): ask for it, and keep the signed transfer itself when
+    # the answer carries no money (PayOS unreachable, or not updated yet; the deadline asks again).
+    state = await request.app.state.gateway_queries.ask(
+        request.app.state.engine, _gateway(request, "payos"), transfer.gateway_order_id, transfer.transaction_id or ""
+    )
+    intake = await _take(request, state if state is not None and state.outcome.carries_money else transfer)
     if intake.verdict == "amount_mismatch":
         raise ApiError(400, "AMOUNT_MISMATCH", "Amount does not match the order")
     if not intake.delivered:
@@ -117,7 +124,7 @@ async def browser_return(gateway: str, request: Request) -> RedirectResponse:
     claimed = _verify(request, gateway, dict(request.query_params), browser=True)
     result: GatewayResult | None = claimed
     if claimed.outcome is PaymentOutcome.PENDING:
-        result = await request.app.state.return_queries.ask(
+        result = await request.app.state.gateway_queries.ask(
             request.app.state.engine, _gateway(request, gateway), claimed.gateway_order_id
         )
     intake = await _take(request, result) if result is not None else None

@@ -5,6 +5,8 @@ POST /pay/{gateway}/{token}/{action}  action in pay|fail|decline|cancel; optiona
                                       form: duplicate, delay_ms, drop, reorder. Sends the signed
                                       notification in the background, then 303s to the merchant's
                                       return URL (or answers JSON when Accept: application/json).
+                                      PayOS also takes `transfer` with `amount`: a bank transfer of
+                                      part (UNDERPAID) or all of the amount.
 "Let it expire" is doing nothing: past its expiry a transaction refuses every action.
 """
 
@@ -24,6 +26,7 @@ from gateways.sandbox.state import (
     OPEN,
     GatewaySim,
     Sandbox,
+    SandboxStore,
     SandboxTransaction,
     TxnState,
     utcnow,
@@ -91,6 +94,29 @@ async def _knobs(request: Request) -> Mapping[str, Any]:
     return dict(request.query_params)
 
 
+TRANSFER = "transfer"  # PayOS only: a bank transfer of `amount`, part or all of what the link asks
+
+
+def _transfer(
+    store: SandboxStore, sim: GatewaySim, txn: SandboxTransaction, raw: Mapping[str, Any], knobs: DeliveryKnobs
+) -> Response:
+    transfer = getattr(sim, "transfer", None)
+    if transfer is None:
+        raise HTTPException(404, f"{sim.name} takes no bank transfers: use pay")
+    try:
+        amount = int(raw.get("amount") or 0)
+    except (TypeError, ValueError):
+        amount = 0
+    if amount <= 0:
+        raise HTTPException(422, "amount must be a positive number of VND")
+    if txn.state not in ACTIONABLE:
+        return JSONResponse(_summary(sim, txn), status_code=410 if txn.state is TxnState.EXPIRED else 409)
+    final = transfer(txn, amount)
+    planned = schedule(store, txn, final, None, knobs)
+    sent = {"notification": final.payload if final else None, "planned_deliveries": planned}
+    return JSONResponse(_summary(sim, txn) | sent)
+
+
 def pages_routes(sandbox: Sandbox, sims: Mapping[str, GatewaySim]) -> APIRouter:
     router = APIRouter(tags=["sandbox: pages"])
     store = sandbox.store
@@ -109,13 +135,17 @@ def pages_routes(sandbox: Sandbox, sims: Mapping[str, GatewaySim]) -> APIRouter:
 
     @router.post("/pay/{gateway}/{token}/{action}")
     async def act(gateway: str, token: str, action: str, request: Request) -> Response:
-        if action not in ACTIONS and action != OPEN:
-            raise HTTPException(404, f"unknown action {action!r}; use one of {sorted([*ACTIONS, OPEN])}")
+        if action not in ACTIONS and action not in (OPEN, TRANSFER):
+            known = sorted([*ACTIONS, OPEN, TRANSFER])
+            raise HTTPException(404, f"unknown action {action!r}; use one of {known}")
+        raw = await _knobs(request)
         try:
-            knobs = DeliveryKnobs.parse(await _knobs(request))
+            knobs = DeliveryKnobs.parse(raw)
         except (TypeError, ValueError) as exc:
             raise HTTPException(422, str(exc)) from exc
         sim, txn = lookup(gateway, token)  # after the last await: nothing interleaves from here
+        if action == TRANSFER:
+            return _transfer(store, sim, txn, raw, knobs)
         if txn.state not in ACTIONABLE or (action == OPEN and txn.state is not TxnState.PENDING):
             # Expired links refuse payment; finished ones cannot be acted upon twice.
             status_code = 410 if txn.state is TxnState.EXPIRED else 409

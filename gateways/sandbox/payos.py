@@ -149,12 +149,15 @@ class PayOSSim:
 
     def _transaction(self, txn: SandboxTransaction) -> dict[str, Any]:
         assert txn.finished_at is not None
+        return self._transaction_at(txn, txn.finished_at)
+
+    def _transaction_at(self, txn: SandboxTransaction, at: datetime) -> dict[str, Any]:
         return {
             "reference": f"FT{txn.transaction_no}",
             "amount": txn.amount,
             "accountNumber": ACCOUNT["accountNumber"],
             "description": txn.order_info,
-            "transactionDateTime": _local(txn.finished_at).strftime("%Y-%m-%d %H:%M:%S"),
+            "transactionDateTime": _local(at).strftime("%Y-%m-%d %H:%M:%S"),
             "virtualAccountName": None,
             "virtualAccountNumber": None,
             "counterAccountBankId": None,
@@ -164,17 +167,18 @@ class PayOSSim:
         }
 
     def _link(self, txn: SandboxTransaction) -> dict[str, Any]:
-        paid = txn.amount if txn.state is TxnState.PAID else 0
+        transfers = txn.extra.get("transfers", [])
+        paid = sum(t["amount"] for t in transfers) if transfers else (txn.amount if txn.state is TxnState.PAID else 0)
         cancelled = STATUS[txn.state] == "CANCELLED" and txn.finished_at is not None
         return {
             "id": txn.extra["paymentLinkId"],
             "orderCode": int(txn.id),
             "amount": txn.amount,
             "amountPaid": paid,
-            "amountRemaining": txn.amount - paid,
-            "status": STATUS[txn.state],
+            "amountRemaining": max(0, txn.amount - paid),
+            "status": "UNDERPAID" if 0 < paid < txn.amount else STATUS[txn.state],
             "createdAt": _local(txn.created_at).isoformat(timespec="seconds"),
-            "transactions": [self._transaction(txn)] if paid else [],
+            "transactions": transfers or ([self._transaction(txn)] if paid else []),
             "cancellationReason": txn.extra.get("cancellationReason") if cancelled else None,
             "canceledAt": _local(txn.finished_at).isoformat(timespec="seconds") if cancelled else None,
         }
@@ -213,6 +217,31 @@ class PayOSSim:
 
     def stale_notification(self, txn: SandboxTransaction) -> Outbound | None:
         return None  # no "not paid" webhook exists in PayOS's protocol
+
+    def transfer(self, txn: SandboxTransaction, amount: int) -> Outbound | None:
+        """The shopper transfers `amount` to the link's account (VietQR). Short of the link's amount
+        it stays open and reads UNDERPAID; reaching it, PAID. Each transfer gets its webhook, which
+        reports that transfer's amount (PayOS's `data.amount`)."""
+        now = utcnow()
+        txn.transaction_no = self.sandbox.store.next_number()
+        transfer = {**self._transaction_at(txn, now), "amount": amount}
+        transfers = txn.extra.setdefault("transfers", [])
+        transfers.append(transfer)
+        if sum(t["amount"] for t in transfers) >= txn.amount:
+            txn.state, txn.finished_at = TxnState.PAID, now
+        if not txn.notify_url:
+            return None
+        data = {
+            "orderCode": int(txn.id), "amount": amount, "description": txn.order_info,
+            "accountNumber": ACCOUNT["accountNumber"], "reference": transfer["reference"],
+            "transactionDateTime": transfer["transactionDateTime"], "currency": "VND",
+            "paymentLinkId": txn.extra["paymentLinkId"], "code": "00", "desc": "success",
+            "counterAccountBankId": "", "counterAccountBankName": "", "counterAccountName": None,
+            "counterAccountNumber": None, "virtualAccountName": "", "virtualAccountNumber": "",
+        }  # fmt: skip
+        body = {"code": "00", "desc": "success", "success": True, "data": data}
+        body["signature"] = payos_signature(data, self.settings.payos_checksum_key)
+        return Outbound("POST", txn.notify_url, body)
 
     def return_url(self, txn: SandboxTransaction) -> str | None:
         status = STATUS[txn.state]
