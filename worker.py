@@ -75,6 +75,7 @@ def all_activities(engine: AsyncEngine, settings: Settings, client: Client) -> l
         payments.record_attempt,
         payments.reconcile,
         payments.flag_for_review,
+        payments.confirm_attempts,
         payments.cancel_open_links,
         payments.request_late_settlement,
         payments.settle_late_payment,

@@ -8,7 +8,8 @@ under a lease, posts them, and marks them delivered or schedules the next try. S
 - an idle service costs the database nothing (no polling), and many workers never post one event
   twice at the same time (a crashed one's lease runs out and another takes over);
 - a receiver that is down is asked once per round, not once per event, and retries back off to at
-  most RETRY_CAP_S, so the backlog reaches a receiver that is back within a minute;
+  most ORDER_EVENTS_RETRY_CAP_SECONDS (60 s), so the backlog reaches a receiver that is back within
+  that long;
 - an order's events go out oldest first; one that failed holds back its order's later events.
 Receivers deduplicate on the event id (`X-Paywindow-Event-Id`): delivery is at least once.
 """
@@ -36,7 +37,6 @@ CHANNEL = "paywindow_outbox"
 APPLICATION_NAME = "paywindow-event-relay"
 BATCH = 200  # events claimed per statement
 LEASE_S = 60  # a claimed event is another relay's again after this, should this one die
-RETRY_CAP_S = 60  # backoff 1, 2, 4 ... 60 s: a receiver that is back gets its backlog within a minute
 PARALLEL_ORDERS = 8  # orders delivered at once (each order's events in sequence)
 
 CLAIM_SQL = text(
@@ -100,8 +100,8 @@ class EventRelay:
                 try:
                     next_in = await self.deliver_due()
                 except Exception as err:  # noqa: BLE001 - the database may be away; try again soon
-                    log.warning("event relay: round failed (%s); again in %d s", err, RETRY_CAP_S // 4)
-                    next_in = RETRY_CAP_S / 4
+                    next_in = min(15.0, self.settings.order_events_retry_cap_seconds)
+                    log.warning("event relay: round failed (%s); again in %.0f s", err, next_in)
         finally:
             listener.cancel()
             await asyncio.gather(listener, return_exceptions=True)
@@ -166,7 +166,11 @@ class EventRelay:
             if outcome.failed:
                 await conn.execute(
                     FAILED_SQL,
-                    {"ids": list(outcome.failed), "errors": list(outcome.failed.values()), "cap": RETRY_CAP_S},
+                    {
+                        "ids": list(outcome.failed),
+                        "errors": list(outcome.failed.values()),
+                        "cap": self.settings.order_events_retry_cap_seconds,
+                    },
                 )
         self.delivered += len(outcome.delivered)
         self.failed += len(outcome.failed)

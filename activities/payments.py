@@ -252,23 +252,21 @@ class PaymentActivities:
         ]
         open_attempts = [a for a in inp.attempts if a.status in RECONCILED_STATUSES]
         answers = await asyncio.gather(*(self._ask(a) for a in open_attempts))
-        in_flight = False
-        for attempt, answer in zip(open_attempts, answers, strict=True):
-            if answer is None:
-                in_flight = True  # unknown is not "unpaid": hold the window (bounded by the grace)
-            elif answer.outcome is not PaymentOutcome.NOT_FOUND:  # not found: nobody reached the gateway
-                in_flight |= answer.outcome is PaymentOutcome.PROCESSING
-                results.append(
-                    PaymentResult(
-                        answer.gateway,
-                        answer.gateway_order_id,
-                        answer.outcome.value,
-                        answer.result_code,
-                        answer.amount,
-                        answer.transaction_id,
-                    )
-                )
-        return Reconciled(results=results, in_flight=in_flight)
+        # Unknown is not "unpaid": the window waits for a silent gateway (bounded by the grace).
+        silent = [a.gateway_order_id for a, answer in zip(open_attempts, answers, strict=True) if answer is None]
+        spoken = [answer for answer in answers if answer is not None]
+        in_flight = bool(silent) or any(a.outcome is PaymentOutcome.PROCESSING for a in spoken)
+        return Reconciled(results=results + verdicts(spoken), in_flight=in_flight, unanswered=silent)
+
+    @activity.defn
+    async def confirm_attempts(self, inp: ReconcileInput) -> list[PaymentResult]:
+        """After a window closed while a gateway would not say how its attempts stood: ask again
+        (the workflow's retry policy spaces the tries) until it answers, so money paid in time whose
+        notification was lost is still found, and settled as a late payment."""
+        answers = await asyncio.gather(*(self._ask(a) for a in inp.attempts))
+        if any(answer is None for answer in answers):
+            raise ApplicationError("the gateway still gives no answer", type="GATEWAY_SILENT")
+        return verdicts([a for a in answers if a is not None])
 
     async def _ask(self, attempt: Attempt) -> GatewayResult | None:
         """The gateway's view of one attempt within RECONCILE_BUDGET_SECONDS (all open attempts are
@@ -428,6 +426,15 @@ async def _reserve_again(conn: Any, order_id: str) -> bool:
     except Rejected:
         return False
     return True
+
+
+def verdicts(answers: list[GatewayResult]) -> list[PaymentResult]:
+    """Gateway answers as the workflow's verdicts; "not found" (nobody reached the gateway) says nothing."""
+    return [
+        PaymentResult(a.gateway, a.gateway_order_id, a.outcome.value, a.result_code, a.amount, a.transaction_id)
+        for a in answers
+        if a.outcome is not PaymentOutcome.NOT_FOUND
+    ]
 
 
 def attempt_from_row(row: Any) -> Attempt:

@@ -10,6 +10,10 @@ Two additions for the chaos run, outside the sandbox's own code:
   notification our API acknowledged but then lost stays lost: that is what the run looks for.
 - `GET /chaos/ledger`: every transaction the gateways hold (state, amount, refunds), the ground
   truth for "every verified payment ends paid or refunded".
+- `POST /chaos/faults` `{"gateway", "mode", "seconds", "paths"}`: for `seconds`, that gateway's
+  merchant API (what our API and worker call: create, query, cancel, refund; never its pay pages or
+  its notifications to us) hangs without answering (`hang`) or answers garbage (`garbage`: HTML, cut
+  JSON). `paths` narrows it (e.g. MoMo's query only); `mode: "none"` ends it early.
 
 Run with `uvicorn chaos.gateway_app:app_factory --factory`; `CHAOS_API_BASE_URL` is where the
 API listens, `PUBLIC_BASE_URL` this process's own address.
@@ -28,13 +32,52 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 
 from domain.settings import Settings
 from gateways.sandbox import PAYOS_WEBHOOK_PATH, SANDBOX_PREFIX, VNPAY_IPN_PATH, build_sandbox_router
 from gateways.sandbox.state import SandboxStore, utcnow
 
 log = logging.getLogger("chaos.gateway")
+# The merchant API of each gateway, as our adapters reach it (the pay pages are the shopper's).
+MERCHANT_API = {
+    "momo": "/sandbox/momo/",
+    "vnpay": "/sandbox/vnpay/merchant_webapi/",
+    "payos": "/sandbox/payos/",
+}
+GARBAGE = (
+    (200, "text/html", b"<html><body><h1>502 Bad Gateway</h1>upstream timed out</body></html>"),
+    (200, "application/json", b'{"resultCode": 0, "payUrl": "htt'),
+    (500, "text/plain", b"internal error"),
+)
+
+
+class Faults:
+    """A gateway misbehaving for a while: hang or answer garbage on (part of) its merchant API."""
+
+    def __init__(self) -> None:
+        self.active: dict[str, tuple[str, float, tuple[str, ...]]] = {}  # gateway -> (mode, until, paths)
+        self.hit: dict[str, int] = {}
+        self._n = 0
+
+    def set(self, gateway: str, mode: str, seconds: float, paths: tuple[str, ...]) -> None:
+        if mode == "none":
+            self.active.pop(gateway, None)
+        else:
+            self.active[gateway] = (mode, time.monotonic() + seconds, paths or (MERCHANT_API[gateway],))
+
+    def match(self, path: str) -> tuple[str, float] | None:
+        for gateway, (mode, until, paths) in list(self.active.items()):
+            if time.monotonic() >= until:
+                del self.active[gateway]
+            elif path.startswith(paths):
+                self.hit[f"{gateway}:{mode}"] = self.hit.get(f"{gateway}:{mode}", 0) + 1
+                return mode, until
+        return None
+
+    def garbage(self) -> tuple[int, str, bytes]:
+        self._n += 1
+        return GARBAGE[self._n % len(GARBAGE)]
 RETRY_BACKOFF_S = (1, 2, 3, 5, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8)  # ~100 s of retries, like an IPN queue
 DELIVERY_TIMEOUT_S = 15.0
 
@@ -159,6 +202,7 @@ def create_gateway_app(settings: Settings, api_base_url: str) -> FastAPI:
     )
     store: SandboxStore = router.sandbox_store  # type: ignore[attr-defined]
     retrier = IpnRetrier(store)
+    faults = Faults()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -170,6 +214,23 @@ def create_gateway_app(settings: Settings, api_base_url: str) -> FastAPI:
 
     app = FastAPI(title="Paywindow chaos gateways", lifespan=lifespan)
     app.include_router(router, prefix=SANDBOX_PREFIX)
+
+    @app.middleware("http")
+    async def misbehave(request: Request, call_next: Any) -> Response:
+        fault = faults.match(request.url.path)
+        if fault is None:
+            return await call_next(request)
+        mode, until = fault
+        if mode == "hang":  # no answer until the fault ends (our side gives up long before)
+            await asyncio.sleep(max(0.0, until - time.monotonic()))
+            return await call_next(request)
+        status, media_type, body = faults.garbage()
+        return Response(body, status_code=status, media_type=media_type)
+
+    @app.post("/chaos/faults")
+    async def set_fault(body: dict[str, Any]) -> dict[str, Any]:
+        faults.set(body["gateway"], body["mode"], float(body.get("seconds", 0)), tuple(body.get("paths") or ()))
+        return {"active": {g: m for g, (m, _, _) in faults.active.items()}, "hit": faults.hit}
 
     @app.get("/chaos/ledger")
     async def get_ledger() -> list[dict[str, Any]]:
@@ -185,6 +246,7 @@ def create_gateway_app(settings: Settings, api_base_url: str) -> FastAPI:
             "recovered": retrier.recovered,
             "abandoned": retrier.abandoned,
             "queued": len(retrier.queue),
+            "faults_hit": faults.hit,
         }
 
     @app.get("/healthz")

@@ -31,7 +31,10 @@ import httpx
 from api.auth import User, issue_token
 from api.ordering import order_id_for
 
-RECEIVER = {"name": "Nguyễn Văn Chaos", "phone": "0901234567", "address": "1 Lê Lợi, Quận 1, TP.HCM"}
+RECEIVER = {
+    "name": "Nguyễn Văn Chaos", "phone": "0901234567", "address": "1 Lê Lợi, Quận 1, TP.HCM",
+    "email": "shopper@chaos.example",  # reminders go out by e-mail too
+}  # fmt: skip
 RETRYABLE = {429, 500, 502, 503, 504}
 TERMINAL = {"paid", "cancelled", "expired", "failed"}
 
@@ -59,6 +62,8 @@ class Click:
     t1: float  # after the answer
     status: int | None  # the gateway's HTTP status; None: no answer
     state: str | None = None
+    notification: dict[str, Any] | None = None  # the signed notification the gateway sent (to replay)
+    return_url: str | None = None  # where the gateway sent the browser back
 
 
 @dataclass
@@ -87,6 +92,12 @@ class OrderRecord:
     returns: list[str] = field(default_factory=list)  # browser-return answers
     error: str | None = None  # the shopper itself broke (a harness problem)
     done: bool = False
+
+    @property
+    def client_ip(self) -> str:
+        """The shopper's own address (the API trusts X-Forwarded-For from 127.0.0.1, as behind a proxy)."""
+        n = int(self.key[-6:], 16)
+        return f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
 
 
 def _outcome(r: httpx.Response) -> str:
@@ -195,8 +206,8 @@ class Shoppers:
                     rec.status_at_create = data["status"]
                     self._note_attempts(rec, data)
                     return data
-                if r.status_code not in RETRYABLE:
-                    rec.rejected = _outcome(r)
+                if r.status_code not in RETRYABLE or _outcome(r) == "502 PAYMENT_GATEWAY_ERROR":
+                    rec.rejected = _outcome(r)  # 502 with that code: the order failed, no link was made
                     return None
             if time.monotonic() > give_up:
                 rec.gave_up = True
@@ -292,15 +303,17 @@ class Shoppers:
             )
             answer = r.json()
             click = Click(
-                n, attempt["gateway"], action, knobs, t0, time.time(), r.status_code, answer.get("state")
-            )
+                n, attempt["gateway"], action, knobs, t0, time.time(), r.status_code, answer.get("state"),
+                answer.get("notification"), answer.get("return_url"),
+            )  # fmt: skip
         except (httpx.HTTPError, ValueError, KeyError):
             click = Click(n, attempt["gateway"], action, knobs, t0, time.time(), None)
             answer = {}
         rec.clicks.append(click)
         if browser_return and click.status == 200 and answer.get("return_url"):
             try:  # the shopper's browser lands on our return URL (a 303 to the frontend)
-                back = await self.api.get(answer["return_url"].split("/api/v1", 1)[1], headers={})
+                path = answer["return_url"].split("/api/v1", 1)[1]
+                back = await self.api.get(path, headers={"X-Forwarded-For": rec.client_ip})
                 rec.returns.append(str(back.status_code))
             except (httpx.HTTPError, IndexError):
                 rec.returns.append("error")

@@ -1,4 +1,5 @@
-"""`python -m chaos.run [--quick]`: the real stack under load, broken on purpose seven ways, each
+"""`python -m chaos.run [--quick]`: the real stack under load, in the production configuration
+(reminders by webhook and e-mail, order events delivered), broken on purpose twelve ways, each
 followed by an invariant check over Postgres and Temporal. Writes bench/results/chaos-<timestamp>.json
 and prints a summary; exits 1 when a scenario failed. Everything it starts is stopped on the way
 out, also on errors, Ctrl-C and SIGTERM.
@@ -41,6 +42,9 @@ def summary(
     def total(key: str) -> int:
         return sum(int(r.details.get("violations", {}).get(key, {}).get("count", 0)) for r in results)
 
+    def figure(key: str) -> int:
+        return sum(int(r.details.get("figures", {}).get(key) or 0) for r in results)
+
     return {
         "kind": "chaos",
         "mode": mode.name,
@@ -56,10 +60,22 @@ def summary(
         ),
         "double_transitions": total("double_transitions"),
         "negative_stock": total("negative_stock"),
-        "stuck_workflows": sum(r.details.get("figures", {}).get("stuck_workflows", 0) for r in results),
+        "stuck_workflows": figure("stuck_workflows"),
+        "workflows_failed": figure("workflows_failed"),
+        "late_closes": figure("late_closes"),
+        "money_unaccounted": figure("money_unaccounted"),
+        "events_undelivered_after_recovery": figure("events_undelivered_after_recovery"),
+        "max_history_events": max((r.details.get("figures", {}).get("max_history_events") or 0 for r in results), default=0),
         "violations": sum(sum(v["count"] for v in r.details.get("violations", {}).values()) for r in results),
         "scenarios": [asdict(r) for r in results],
-        "settings": {**STACK_ENV, "RATE_LIMIT_PER_MINUTE": "0", "mode": asdict(mode)},
+        "settings": {
+            **STACK_ENV,
+            "RATE_LIMIT_PER_MINUTE": "0",
+            "REMINDER_WEBHOOK_URL": "receiver /reminders",
+            "SMTP_HOST": "receiver (aiosmtpd)",
+            "ORDER_EVENTS_URLS": "receiver /events",
+            "mode": asdict(mode),
+        },
         "machine": {
             "loadavg_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()],
             "cpus": os.cpu_count(),
@@ -93,7 +109,11 @@ def print_table(data: dict[str, Any]) -> None:
         )
     print(
         f"lost_orders={data['lost_orders']} double_restocks={data['double_restocks']} "
-        f"negative_stock={data['negative_stock']} stuck_workflows={data['stuck_workflows']}"
+        f"negative_stock={data['negative_stock']} stuck_workflows={data['stuck_workflows']}\n"
+        f"workflows_failed={data['workflows_failed']} late_closes={data['late_closes']} "
+        f"money_unaccounted={data['money_unaccounted']} "
+        f"events_undelivered_after_recovery={data['events_undelivered_after_recovery']} "
+        f"max_history_events={data['max_history_events']}"
     )
 
 

@@ -1,6 +1,8 @@
-"""The seven scenarios. Each gets its own customer and its own product (so the checks can isolate it
+"""The twelve scenarios. Each gets its own customer and its own product (so the checks can isolate it
 by data), starts shoppers arriving at a steady rate, pulls its lever while they shop, waits until
-every window + grace has passed, then runs the invariant check (chaos/invariants.py).
+every window + grace has passed (and every order event has reached the receiver), then runs the
+invariant check (chaos/invariants.py). The stack runs as production does: reminders by webhook and
+e-mail, order events to a receiver (chaos/receiver_app.py).
 
   worker_sigkill        the worker SIGKILLed again and again while windows close, restarted each time
   temporal_sigkill      the Temporal dev server SIGKILLed, restarted on the same --db-filename
@@ -10,6 +12,11 @@ every window + grace has passed, then runs the invariant check (chaos/invariants
                         payments after the close (late -> refund)
   graceful_restart      SIGINT to every process at once (Ctrl-C), everything started again on the same data
   two_workers           a second worker on the task queue, SIGKILLed under load
+  events_down           the order-event receiver answers 503 for 60 s, then is back
+  reminders_failing     the reminder webhook answers 500 throughout
+  gateway_hang          MoMo's status query gives no answer for 60 s (windows close meanwhile)
+  gateway_garbage       PayOS's merchant API answers garbage (HTML, cut JSON, 500) for a while
+  replay_flood          every signed IPN and browser return replayed many times, forged PayOS returns
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import os
 import random
 import signal
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,12 +42,14 @@ from chaos.stack import ChaosStack
 
 WINDOW = "chaos"  # ORDER_TYPE_DURATIONS chaos=0.1: 6-second windows
 LONG_WINDOW = "chaoslong"  # 12 s: time to fail, retry and pay again
+LONG_WINDOW_S = 12
 GRACE_MINUTES = 0.05  # PAYMENT_IN_FLIGHT_GRACE_MINUTES: MoMo's unpaid links hold the window 3 s more
 STACK_ENV = {
     "ORDER_TYPE_DURATIONS": f"normal=15,{WINDOW}=0.1,{LONG_WINDOW}=0.2",
     "PAYMENT_IN_FLIGHT_GRACE_MINUTES": str(GRACE_MINUTES),
-    "ORDER_SESSION_REMINDER_MINUTES": "0",
+    "ORDER_SESSION_REMINDER_MINUTES": "0.03",  # 1.8 s before each window closes, by webhook and e-mail
 }
+EVENTS_CAP_S = 60  # ORDER_EVENTS_RETRY_CAP_SECONDS (production's): the backlog follows a recovery within it
 SCARCE_STOCK = 8  # variant 0 of each scenario: shoppers race for it (some creates get OUT_OF_STOCK)
 AMPLE_STOCK = 100_000
 
@@ -61,6 +71,9 @@ class Mode:
     # (start-to-close 35 s, e.g. after a worker SIGKILL) + a workflow-task timeout (10 s) + slack.
     bound_s: float
     shopper_patience_s: float  # a create is retried this long with the same Idempotency-Key
+    receiver_down_s: float  # events_down
+    gateway_fault_s: float  # gateway_hang, gateway_garbage
+    replays: int  # replay_flood: copies of each signed IPN and browser return
 
 
 MODES = {
@@ -78,6 +91,9 @@ MODES = {
         gated_late_payers=8,
         bound_s=90,
         shopper_patience_s=120,
+        receiver_down_s=60,
+        gateway_fault_s=60,
+        replays=20,
     ),
     "quick": Mode(
         "quick",
@@ -93,6 +109,9 @@ MODES = {
         gated_late_payers=4,
         bound_s=90,
         shopper_patience_s=90,
+        receiver_down_s=20,
+        gateway_fault_s=20,
+        replays=8,
     ),
 }
 
@@ -187,10 +206,27 @@ class Context:
         self.log = log
         self.shoppers = Shoppers(stack.api_url, stack.jwt_secret, mode.shopper_patience_s, GRACE_MINUTES * 60)
         self.gateways = httpx.AsyncClient(base_url=stack.gateway_url, timeout=30)
+        self.receiver = httpx.AsyncClient(base_url=stack.receiver_url, timeout=30)
+        # What the current scenario broke, and when (epoch s): outages of what an order's end needs
+        # move its on-time bound; gateway faults let a window close without that gateway's verdict.
+        self.outages: list[tuple[float, float]] = []
+        self.faults: list[tuple[str, float, float]] = []
 
     async def close(self) -> None:
         await self.shoppers.close()
         await self.gateways.aclose()
+        await self.receiver.aclose()
+
+    async def set_receiver(self, **modes: str) -> None:
+        r = await self.receiver.post("/chaos/receiver", json=modes)
+        r.raise_for_status()
+
+    async def gateway_fault(self, gateway: str, mode: str, seconds: float, paths: list[str] | None = None) -> None:
+        r = await self.gateways.post(
+            "/chaos/faults", json={"gateway": gateway, "mode": mode, "seconds": seconds, "paths": paths or []}
+        )
+        r.raise_for_status()
+        self.faults.append((gateway, time.time(), time.time() + seconds))
 
     async def temporal(self) -> Client:
         return await Client.connect(self.stack.temporal_address, data_converter=pydantic_data_converter)
@@ -209,6 +245,7 @@ class Context:
         for name, start in (
             ("temporal", self.stack.start_temporal),
             ("gateways", self.stack.start_gateways),
+            ("receiver", self.stack.start_receiver),
             ("w1", self.stack.start_worker),
             ("api", self.stack.start_api),
         ):
@@ -223,6 +260,7 @@ class Context:
 
     async def run(self, scenario: Scenario) -> ScenarioResult:
         t0 = time.monotonic()
+        self.outages, self.faults = [], []
         customer = f"chaos-{self.run_id}-{scenario.name}"
         stocks = [SCARCE_STOCK] + [AMPLE_STOCK] * 3
         variants = await self.shoppers.create_product(f"Chaos {scenario.name}", stocks)
@@ -287,16 +325,23 @@ class Context:
                     'ExecutionStatus="Running" AND WorkflowType="LatePaymentWorkflow"'
                 )
                 queued = (await self.gateways.get("/chaos/ipn")).json()["queued"]
+                events = await conn.fetchval(
+                    'SELECT count(*) FROM order_event e JOIN "order" o ON o.id = e.order_id '
+                    "WHERE o.customer_id = $1 AND e.delivered_at IS NULL",
+                    customer,
+                )
                 state = {
                     "pending": pending,
                     "running": running.count,
                     "late_running": late.count,
                     "ipn_queued": queued,
+                    "events_undelivered": events,
                 }
                 settled = not (state["running"] or state["late_running"] or state["ipn_queued"])
-                if settled and time.time() > float(latest or 0) + GRACE_MINUTES * 60:
+                if settled and not events and time.time() > float(latest or 0) + GRACE_MINUTES * 60:
                     break  # still-pending orders without a running workflow will never move: stuck
-                if time.time() > cap:
+                # The relay's backoff is capped: once the receiver is back, the backlog follows within it.
+                if time.time() > cap + (EVENTS_CAP_S + 15 if events else 0):
                     break
                 await asyncio.sleep(2)
         finally:
@@ -307,11 +352,14 @@ class Context:
         self, records: list[OrderRecord], customer: str, variants: list[str], initial: dict[str, int]
     ) -> Report:
         ledger = (await self.gateways.get("/chaos/ledger")).json()
+        received = set((await self.receiver.get("/chaos/receiver")).json()["event_ids"])
         client = await self.temporal()
         facts = await gather_facts(
-            self.stack.database_url, client, records, customer, variants, ledger, self.stack.log_dir
+            self.stack.database_url, client, records, customer, variants, ledger, self.stack.log_dir, received
         )
-        return check_all(facts, records, initial, GRACE_MINUTES * 60, self.mode.bound_s)
+        return check_all(
+            facts, records, initial, GRACE_MINUTES * 60, self.mode.bound_s, self.outages, self.faults
+        )
 
 
 def _summarise(report: Report, keep: int = 8) -> dict[str, Any]:
@@ -373,6 +421,7 @@ async def temporal_sigkill(
         await ctx.run_in_thread(ctx.stack.start_temporal)
         back_s.append(round(time.monotonic() - t, 2))
         outages.append((killed_at, time.time()))
+        ctx.outages.append((killed_at, time.time() + 10))  # + a workflow-task timeout to pick up again
     during = sum(
         1
         for rec in gated
@@ -390,11 +439,12 @@ async def temporal_sigkill(
 
 async def postgres_outage(ctx: Context, arrivals: Arrivals, _: Callable[..., OrderRecord]) -> dict[str, Any]:
     await asyncio.sleep(min(8.0, ctx.mode.load_s / 3))
-    t = time.monotonic()
+    t, stopped_at = time.monotonic(), time.time()
     await ctx.run_in_thread(ctx.stack.stop_postgres, "immediate")
     await asyncio.sleep(ctx.mode.pg_outage_s)
     await ctx.run_in_thread(ctx.stack.start_postgres)
     down = round(time.monotonic() - t, 1)
+    ctx.outages.append((stopped_at, time.time() + 15))  # + the activities' database backoff (<= 10 s)
     return {"pg_stop_mode": "immediate", "postgres_down_s": down}
 
 
@@ -438,7 +488,7 @@ async def graceful_restart(ctx: Context, arrivals: Arrivals, _: Callable[..., Or
     stack = ctx.stack
     names = [n for n in ("api", "w1", "w2", "temporal") if stack.alive(n)]
     postmaster = stack.postmaster_pid()
-    t = time.monotonic()
+    t, stopped_at = time.monotonic(), time.time()
     for name in names:  # like Ctrl-C in a terminal: every process gets SIGINT at once
         stack.kill(name, signal.SIGINT)
     if postmaster is not None:
@@ -462,6 +512,7 @@ async def graceful_restart(ctx: Context, arrivals: Arrivals, _: Callable[..., Or
     await asyncio.sleep(ctx.mode.stack_down_s)  # windows close while nothing runs
     t_up = time.monotonic()
     await ctx.run_in_thread(stack.start_app_processes)
+    ctx.outages.append((stopped_at, time.time() + 10))  # + a workflow-task timeout
     return {"stop_s": stopped, "down_s": ctx.mode.stack_down_s, "start_s": round(time.monotonic() - t_up, 1)}
 
 
@@ -470,6 +521,97 @@ async def two_workers(ctx: Context, arrivals: Arrivals, _: Callable[..., OrderRe
     await asyncio.sleep(ctx.mode.load_s * 0.5)
     await ctx.run_in_thread(ctx.stack.kill, "w2", signal.SIGKILL)
     return {"workers": 2, "sigkilled": "w2", "at_s": ctx.mode.load_s * 0.5}
+
+
+async def events_down(ctx: Context, arrivals: Arrivals, _: Callable[..., OrderRecord]) -> dict[str, Any]:
+    await asyncio.sleep(min(4.0, ctx.mode.load_s / 4))
+    await ctx.set_receiver(events="down")
+    t = time.monotonic()
+    await asyncio.sleep(ctx.mode.receiver_down_s)
+    await ctx.set_receiver(events="up")
+    got = (await ctx.receiver.get("/chaos/receiver")).json()
+    return {"receiver_down_s": round(time.monotonic() - t, 1), "events_refused_so_far": got["events_refused"]}
+
+
+async def reminders_failing(ctx: Context, arrivals: Arrivals, _: Callable[..., OrderRecord]) -> dict[str, Any]:
+    await ctx.set_receiver(reminders="failing")
+    while arrivals.arriving:
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(LONG_WINDOW_S + 5)  # every window has closed: no reminder is due any more
+    await ctx.set_receiver(reminders="up")
+    got = (await ctx.receiver.get("/chaos/receiver")).json()
+    return {"reminders_refused": got["reminders_refused"], "mails_so_far": got["mails"]}
+
+
+async def gateway_hang(ctx: Context, arrivals: Arrivals, _: Callable[..., OrderRecord]) -> dict[str, Any]:
+    await asyncio.sleep(min(4.0, ctx.mode.load_s / 4))
+    seconds = ctx.mode.gateway_fault_s
+    await ctx.gateway_fault("momo", "hang", seconds, ["/sandbox/momo/v2/gateway/api/query"])
+    await asyncio.sleep(seconds)
+    return {"gateway": "momo", "hung": "status query", "seconds": seconds}
+
+
+async def gateway_garbage(ctx: Context, arrivals: Arrivals, _: Callable[..., OrderRecord]) -> dict[str, Any]:
+    await asyncio.sleep(min(4.0, ctx.mode.load_s / 4))
+    seconds = ctx.mode.gateway_fault_s
+    await ctx.gateway_fault("payos", "garbage", seconds)
+    await asyncio.sleep(seconds)
+    return {"gateway": "payos", "garbage": "create, query, cancel", "seconds": seconds}
+
+
+async def replay_flood(ctx: Context, arrivals: Arrivals, _: Callable[..., OrderRecord]) -> dict[str, Any]:
+    """Someone holding the signed messages replays them: every IPN the gateways sent and every browser
+    return, `replays` times each, from one address; and forged PayOS returns (unsigned) that claim
+    PAID for orders nobody paid."""
+    answers: Counter[str] = Counter()
+    replayed: set[tuple[str, int]] = set()
+    flooder = {"X-Forwarded-For": "203.0.113.66"}
+    api = ctx.shoppers.api
+
+    async def replay(rec: OrderRecord, click: Any) -> None:
+        note, gateway = click.notification, click.gateway
+        for _ in range(ctx.mode.replays):
+            try:
+                if gateway == "vnpay":
+                    r = await api.get("/webhooks/vnpay", params=note, headers=flooder)
+                    answers[f"ipn vnpay {r.json().get('RspCode')}"] += 1
+                else:
+                    r = await api.post(f"/webhooks/{gateway}", json=note, headers=flooder)
+                    answers[f"ipn {gateway} {r.status_code}"] += 1
+                if click.return_url:
+                    r = await api.get(click.return_url.split("/api/v1", 1)[1], headers=flooder)
+                    answers[f"return {r.status_code}"] += 1
+            except httpx.HTTPError as err:
+                answers[type(err).__name__] += 1
+
+    async def forge(rec: OrderRecord) -> None:
+        attempt = rec.attempts.get(0, {})
+        params = {
+            "code": "00", "id": "forged", "cancel": "false", "status": "PAID", "orderCode": attempt["gatewayOrderId"],
+        }  # fmt: skip
+        for _ in range(ctx.mode.replays):
+            try:
+                r = await api.get("/payments/payos/return", params=params, headers=flooder)
+                answers[f"forged return {r.status_code}"] += 1
+            except httpx.HTTPError as err:
+                answers[type(err).__name__] += 1
+
+    tasks: list[asyncio.Task[None]] = []
+    while arrivals.arriving or any(not rec.done for rec in arrivals.records):
+        for rec in list(arrivals.records):
+            for i, click in enumerate(rec.clicks):
+                if click.status == 200 and click.notification and (rec.key, i) not in replayed:
+                    replayed.add((rec.key, i))
+                    tasks.append(asyncio.create_task(replay(rec, click)))
+            forgeable = rec.plan.gateway == "payos" and rec.plan.kind == "expire" and 0 in rec.attempts
+            if forgeable and (rec.key, -1) not in replayed:
+                replayed.add((rec.key, -1))
+                tasks.append(asyncio.create_task(forge(rec)))
+        await asyncio.sleep(1.0)
+        if len(tasks) > 400:
+            break
+    await asyncio.gather(*tasks)
+    return {"replayed_messages": len(replayed), "answers": dict(answers)}
 
 
 SCENARIOS = [
@@ -501,4 +643,9 @@ SCENARIOS = [
         graceful_restart,
     ),
     Scenario("two_workers", "two workers on one task queue, one SIGKILLed under load", two_workers),
+    Scenario("events_down", "the order-event receiver answers 503 for a minute, then is back", events_down),
+    Scenario("reminders_failing", "the reminder webhook answers 500 to every reminder", reminders_failing),
+    Scenario("gateway_hang", "MoMo's status query hangs, no answer for a minute, while windows close", gateway_hang),
+    Scenario("gateway_garbage", "PayOS's merchant API answers garbage for a while", gateway_garbage),
+    Scenario("replay_flood", "signed IPNs and returns replayed many times, forged PayOS returns", replay_flood),
 ]

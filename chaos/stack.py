@@ -6,6 +6,9 @@ Processes (all bound to 127.0.0.1):
   postgres   embedded PostgreSQL (devstack.postgres.EmbeddedPostgres), unix socket only
   temporal   `temporal server start-dev` (devstack.temporal.start_dev_server), headless, SQLite file
   gateways   the sandbox as its own process (chaos/gateway_app.py), the outside world: never killed
+             (it can be told to hang or answer garbage, /chaos/faults)
+  receiver   the shop's systems (chaos/receiver_app.py): reminder webhook, SMTP, order events, as
+             production runs with all of them on (it can be told to fail, /chaos/receiver)
   w1 [, w2]  `python worker.py`
   api        `uvicorn api.app:app_factory --factory`, exactly as devstack/run.py starts it
 
@@ -50,6 +53,7 @@ class ChaosStack:
         self.keep_data = keep_data
         self.env_overrides = env_overrides
         self.api_port, self.temporal_port, self.gateway_port = free_port(), free_port(), free_port()
+        self.receiver_port, self.smtp_port = free_port(), free_port()
         self.jwt_secret = secrets.token_urlsafe(36)
         self.database_url = ""
         self.pg: EmbeddedPostgres | None = None
@@ -66,6 +70,10 @@ class ChaosStack:
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def receiver_url(self) -> str:
+        return f"http://127.0.0.1:{self.receiver_port}"
 
     @property
     def temporal_address(self) -> str:
@@ -97,6 +105,7 @@ class ChaosStack:
         self.start_temporal()
         upgrade(async_url(self.database_url))
         self.start_gateways()
+        self.start_receiver()
         self.start_worker("w1")
         self.start_api()
         self.wait_ready()
@@ -111,7 +120,7 @@ class ChaosStack:
 
     def stop(self) -> None:
         """Everything, in devstack's order (API, workers, then the servers); idempotent."""
-        for name in ["api", *sorted(n for n in self.procs if n.startswith("w")), "gateways", "temporal"]:
+        for name in ["api", *sorted(n for n in self.procs if n.startswith("w")), "gateways", "receiver", "temporal"]:
             proc = self.procs.pop(name, None)
             if proc is not None:
                 stop_process(proc, timeout=15)
@@ -224,6 +233,11 @@ class ChaosStack:
                 "VNPAY_API_URL": f"{sandbox}/vnpay/merchant_webapi/api/transaction",
                 "PAYOS_BASE_URL": f"{sandbox}/payos",
                 "RATE_LIMIT_PER_MINUTE": "0",  # every shopper here is 127.0.0.1
+                # Production configuration: reminders by webhook and e-mail, order events delivered.
+                "REMINDER_WEBHOOK_URL": f"{self.receiver_url}/reminders",
+                "SMTP_HOST": "127.0.0.1",
+                "SMTP_PORT": str(self.smtp_port),
+                "ORDER_EVENTS_URLS": f"{self.receiver_url}/events",
                 "PYTHONUNBUFFERED": "1",  # a SIGKILLed worker's last log lines still reach its log
             }
         )
@@ -290,6 +304,18 @@ class ChaosStack:
             env,
         )
         wait_for_port("127.0.0.1", self.gateway_port, 60, self.procs["gateways"])
+
+    def start_receiver(self) -> None:
+        env = self.child_env() | {"CHAOS_SMTP_PORT": str(self.smtp_port)}
+        self._spawn(
+            "receiver",
+            [
+                sys.executable, "-m", "uvicorn", "chaos.receiver_app:app_factory", "--factory",
+                "--host", "127.0.0.1", "--port", str(self.receiver_port), "--no-access-log",
+            ],
+            env,
+        )  # fmt: skip
+        wait_for_port("127.0.0.1", self.receiver_port, 60, self.procs["receiver"])
 
     # ---- levers ----------------------------------------------------------------------------------------
 

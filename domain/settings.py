@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     smtp_starttls: bool = False
     order_events_urls: str = ""  # comma-separated endpoints that receive order events
+    # The relay's backoff for a receiver that fails grows to at most this: a receiver that is back
+    # gets its backlog within this long.
+    order_events_retry_cap_seconds: float = Field(60, ge=1, le=3600)
     notification_secret: str = "dev-only-notification-secret-change-me"  # HMAC key for both
 
     archive_after_days: float = Field(30, gt=0)  # ended orders older than this leave default listings

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from temporalio import activity
 from temporalio.client import WorkflowHandle
@@ -26,6 +27,7 @@ from temporalio.worker import Worker
 
 from activities.payments import PaymentActivities
 from domain.db import make_engine
+from domain.temporal import late_workflow_id
 from gateways.base import GatewayResult
 from gateways.momo import MomoGateway
 from gateways.registry import build_gateways
@@ -195,4 +197,39 @@ async def test_a_gateway_that_hangs_at_the_deadline_holds_the_window_for_the_gra
         outcome = await held.result()
     assert (outcome.status, outcome.reason) == ("expired", "payment_window_closed")
     assert SilentMomo.asked >= 3, "asked at the deadline and again within the grace"
+    assert await stack.stock(vid) == 3
+
+
+class SometimesSilentMomo(MomoGateway):
+    """MoMo whose status query says nothing while `silent`, and answers truly after."""
+
+    silent = True
+
+    async def query(self, gateway_order_id: str, *, created_at: datetime) -> GatewayResult:
+        if SometimesSilentMomo.silent:
+            await asyncio.Event().wait()
+        return await super().query(gateway_order_id, created_at=created_at)
+
+
+async def test_money_paid_in_time_is_found_after_a_close_the_gateway_was_silent_for(ts, stack):
+    """The window closes on time although MoMo gives no answer; the payment made in time (its IPN
+    lost) is found once MoMo answers again, and refunded as a late payment."""
+    momo = SometimesSilentMomo(stack.settings)
+    SometimesSilentMomo.silent = True
+    async with order_worker(ts, stack, gateways={"momo": momo}, reconcile_budget_seconds=1) as queue:
+        handle, vid = await start(ts, stack, queue, grace_minutes=1)
+        attempt = (await handle.query(OrderWorkflow.session)).attempts[0]
+        async with httpx.AsyncClient(base_url=stack.base) as http:  # paid in time, notification lost
+            r = await http.post(
+                f"/sandbox/pay/momo/{attempt.gateway_order_id}/pay", json={"drop": True},
+                headers={"Accept": "application/json"},
+            )  # fmt: skip
+            assert r.status_code == 200, r.text
+        await ts.sleep(timedelta(minutes=16, seconds=10))  # deadline + grace: closed, MoMo silent
+        assert (await handle.query(OrderWorkflow.session)).order_status == "expired"
+        SometimesSilentMomo.silent = False  # MoMo answers again
+        await ts.sleep(timedelta(minutes=2))
+        assert (await handle.result()).status == "expired"
+    late = late_workflow_id("momo", attempt.gateway_order_id)
+    assert (await ts.client.get_workflow_handle_for(LatePaymentWorkflow.run, late).result()).state == "refunded"
     assert await stack.stock(vid) == 3

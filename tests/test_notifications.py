@@ -27,11 +27,14 @@ SECRET = "test-notification-secret-0123456789"
 
 
 class Inbox:
-    """Captures HTTP deliveries; fails the first `fail_first` of each event id with a 500."""
+    """Captures HTTP deliveries; fails the first `fail_first` of each event id with a 500, and
+    everything while `down`."""
 
     def __init__(self) -> None:
         self.hits: list[dict[str, Any]] = []
         self.fail_first = 0
+        self.down = False
+        self.refused = 0
         self.seen_failures: dict[str, int] = {}
 
     def app(self) -> FastAPI:
@@ -41,6 +44,9 @@ class Inbox:
         async def hook(request: Request) -> Response:
             body = await request.body()
             event_id = request.headers.get("x-paywindow-event-id", "")
+            if self.down:
+                self.refused += 1
+                return Response(status_code=500)
             if self.seen_failures.get(event_id, 0) < self.fail_first:
                 self.seen_failures[event_id] = self.seen_failures.get(event_id, 0) + 1
                 return Response(status_code=500)
@@ -80,6 +86,7 @@ async def notifying(pg_url: str, stack: Any) -> AsyncIterator[tuple[Stack, Inbox
         smtp_port=smtp_port,
         notification_secret=SECRET,
         rate_limit_per_minute=0,
+        order_events_retry_cap_seconds=2,  # production: 60 s
     )
     server, task = await serve(create_app(settings), api_port)
     async with running_worker(settings, client=stack.client):
@@ -174,3 +181,77 @@ async def test_order_events_are_signed_retried_and_carry_an_id(notifying):
                                {"id": order["orderId"]})
         ).scalar_one()  # fmt: skip
     assert undelivered == 0
+
+
+async def ended_late(s: Stack, order_id: str) -> float:
+    """Seconds between the order's deadline and its end, as Postgres recorded them."""
+    async with s.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text('SELECT o.ended_at, s.expires_at FROM "order" o JOIN order_session s ON s.order_id = o.id '
+                     "WHERE o.id = :id"),
+                {"id": order_id},
+            )
+        ).one()  # fmt: skip
+    return (row.ended_at - row.expires_at).total_seconds()
+
+
+async def test_windows_close_on_time_while_every_receiver_fails_and_the_backlog_follows(notifying):
+    """Production configuration: reminders (webhook + SMTP) and order events on. The webhook receiver
+    answers 500 to everything: reminders fail (and are retried), events pile up; the orders end on
+    time all the same. Once it is back, the backlog reaches it within the relay's backoff cap."""
+    s, inbox, _ = notifying
+    product = await s.product(stock=5)
+    headers = s.auth("receiver-down")
+    inbox.down, refused_before = True, inbox.refused
+    try:
+        orders = []
+        for gateway in ("vnpay", "momo", "payos"):
+            r = await s.order(headers, product["variants"][0]["id"], gateway=gateway, orderType="flash")
+            assert r.status_code == 201, r.text
+            orders.append(r.json()["data"])
+        for order in orders:
+            await wait_for_status(s, order["orderId"], headers, "expired", timeout=20)
+            # The window's 4.8 s plus, for MoMo's unpaid link (reported in flight), its 1.2-s grace.
+            assert await ended_late(s, order["orderId"]) < 3, order["attempts"][0]["gateway"]
+        assert inbox.refused > refused_before
+        async with s.engine.connect() as conn:
+            waiting = (
+                await conn.execute(
+                    text("SELECT count(*) AS n, min(attempts) AS tries FROM order_event "
+                         "WHERE order_id = ANY(:ids) AND delivered_at IS NULL"),
+                    {"ids": [o["orderId"] for o in orders]},
+                )
+            ).one()  # fmt: skip
+            reminders = (
+                await conn.execute(
+                    text("SELECT count(*) FROM notification WHERE order_id = ANY(:ids) AND channel = 'webhook' "
+                         "AND status = 'failed' AND failures >= 1"),
+                    {"ids": [o["orderId"] for o in orders]},
+                )
+            ).scalar_one()  # fmt: skip
+        assert waiting.n == 6 and waiting.tries >= 1  # created + expired, for each order, tried and waiting
+        assert reminders == 3  # every webhook reminder failed, and is recorded
+    finally:
+        inbox.down = False
+    # Back: the backlog arrives within the relay's backoff cap (2 s here), oldest first per order.
+    # Uncapped, the events' backoff would have grown past this test's 10-s patience.
+    for order in orders:
+        await until(lambda o=order: len(order_hits(inbox, o["orderId"], "order.expired")) == 1, timeout=10)
+        kinds = [h["json"]["type"] for h in order_hits(inbox, order["orderId"]) if h["json"]["type"] != "payment.reminder"]
+        assert kinds == ["order.created", "order.expired"], kinds
+
+
+async def test_late_money_settled_through_its_own_path_publishes_its_events(notifying):
+    s, inbox, _ = notifying
+    product = await s.product(stock=3)
+    headers = s.auth("late-events")
+    order = (await s.order(headers, product["variants"][0]["id"], gateway="momo", orderType="flash")).json()["data"]
+    await wait_for_status(s, order["orderId"], headers, "expired", timeout=20)
+    async with httpx.AsyncClient(follow_redirects=True) as http:  # MoMo's link outlives our window
+        page = str((await http.get(order["attempts"][0]["paymentUrl"])).url)
+        r = await http.post(f"{page}/pay", headers={"Accept": "application/json"})
+        assert r.status_code == 200, r.text
+    await until(lambda: order_hits(inbox, order["orderId"], "payment.refunded"), timeout=20)
+    kinds = [h["json"]["type"] for h in order_hits(inbox, order["orderId"])]
+    assert kinds.index("payment.refund_required") < kinds.index("payment.refunded")

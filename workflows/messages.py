@@ -241,6 +241,7 @@ class ReconcileInput:
 class Reconciled:
     results: list[PaymentResult]  # the inbox's verified notifications + the gateways' answers
     in_flight: bool  # some attempt is still being paid (or its gateway could not be asked)
+    unanswered: list[str] = field(default_factory=list)  # gateway order ids whose gateway said nothing
 
 
 @dataclass

@@ -105,6 +105,8 @@ RECONCILE_TIMEOUT = timedelta(seconds=15)
 # after which the gateway's own expiry (our deadline, sent with the link) closes the link anyway.
 BESIDE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=20))
 CANCEL_LINKS_BUDGET = timedelta(seconds=60)
+# A window that closed while a gateway gave no answer: that gateway is asked again for this long.
+CONFIRM_BUDGET = timedelta(minutes=10)
 OPEN_LINK = (AttemptStatus.PENDING.value, AttemptStatus.NEEDS_REVIEW.value)  # a link that may still take money
 
 
@@ -490,7 +492,12 @@ class OrderWorkflow:
             self.recheck_at = min(now + RECHECK, grace_end)
             return
         self.recheck_at = None
+        silent = [a for a in self.attempts if a.gateway_order_id in reconciled.unanswered]
         await self._finish(OrderStatus.EXPIRED, "payment_window_closed")
+        if silent and self.effects_beside:
+            # Closed on time all the same; a payment made in time whose notification was lost is
+            # still found once the gateway answers, and settled as a late payment.
+            self._beside("confirm attempts", self._confirm_after_close(silent))
 
     async def _settle_late(self, result: PaymentResult) -> None:
         late = LatePayment(
@@ -614,6 +621,17 @@ class OrderWorkflow:
             schedule_to_close_timeout=CANCEL_LINKS_BUDGET,
             retry_policy=BESIDE_RETRY,
         )
+
+    async def _confirm_after_close(self, attempts: list[Attempt]) -> None:
+        results = await workflow.execute_activity_method(
+            PaymentActivities.confirm_attempts,
+            ReconcileInput(self.inp.order_id, attempts),
+            start_to_close_timeout=RECONCILE_TIMEOUT,
+            schedule_to_close_timeout=CONFIRM_BUDGET,
+            retry_policy=BESIDE_RETRY,
+        )
+        for result in results:
+            self.payment_result(result)  # read by the run's last inbox drain
 
     async def _effects_done(self) -> None:
         """At the end of the run: a reminder still trying is pointless now; link cancellations are
