@@ -23,11 +23,11 @@ from activities.event_relay import EventRelay
 from activities.notify import NotifyActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
-from activities.schedules import ensure_archive_schedule
-from domain.db import make_engine
-from domain.settings import Settings, get_settings
-from domain.temporal import connect
 from gateways.registry import build_gateways
+from infra.db import make_engine
+from infra.schedules import ensure_archive_schedule
+from infra.settings import Settings, get_settings
+from infra.temporal import connect
 from workflows.archive import ArchiveWorkflow
 from workflows.late_payment import LatePaymentWorkflow
 from workflows.order import OrderWorkflow

@@ -1,7 +1,7 @@
 """The order-event relay: delivers the outbox (`order_event`) to ORDER_EVENTS_URLS, beside the
 workflows, never on an order's critical path.
 
-Events are written in the same transaction as the change they report (activities/events.py), and
+Events are written in the same transaction as the change they report (store/outbox.py), and
 that statement also NOTIFYs `paywindow_outbox`. Each worker runs one relay: it LISTENs, and on a
 notification (or when the earliest retry falls due) claims due events with `FOR UPDATE SKIP LOCKED`
 under a lease, posts them, and marks them delivered or schedules the next try. So:
@@ -24,49 +24,19 @@ from typing import Any
 
 import asyncpg
 import httpx
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.notify import post_signed
-from domain.db import listen_dsn
-from domain.settings import Settings
+from infra.db import listen_dsn
+from infra.settings import Settings
+from store import outbox
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "paywindow_outbox"
 APPLICATION_NAME = "paywindow-event-relay"
 BATCH = 200  # events claimed per statement
 LEASE_S = 60  # a claimed event is another relay's again after this, should this one die
 PARALLEL_ORDERS = 8  # orders delivered at once (each order's events in sequence)
-
-CLAIM_SQL = text(
-    """
-    WITH due AS (
-        SELECT id FROM order_event WHERE delivered_at IS NULL AND next_attempt_at <= now()
-        ORDER BY next_attempt_at LIMIT :batch FOR UPDATE SKIP LOCKED
-    )
-    UPDATE order_event e SET next_attempt_at = now() + make_interval(secs => :lease)
-    FROM due WHERE e.id = due.id
-    RETURNING e.id, e.order_id, e.type, e.payload, e.attempts, e.created_at
-    """
-)
-DELIVERED_SQL = text(
-    """
-    UPDATE order_event SET delivered_at = now(), attempts = attempts + 1, last_error = NULL
-    WHERE id = ANY(CAST(:ids AS uuid[]))
-    """
-)
-FAILED_SQL = text(
-    """
-    UPDATE order_event e SET attempts = e.attempts + 1, last_error = f.error,
-        next_attempt_at = now() + make_interval(secs => least(:cap, power(2, e.attempts)))
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:errors AS text[])) AS f(id, error)
-    WHERE e.id = f.id
-    """
-)
-NEXT_DUE_SQL = text(
-    "SELECT extract(epoch FROM min(next_attempt_at) - now()) FROM order_event WHERE delivered_at IS NULL"
-)
 
 
 @dataclass
@@ -112,7 +82,7 @@ class EventRelay:
         async with httpx.AsyncClient(timeout=10.0) as http:
             while True:
                 async with self.engine.begin() as conn:
-                    claimed = (await conn.execute(CLAIM_SQL, {"batch": BATCH, "lease": LEASE_S})).all()
+                    claimed = await outbox.claim_due(conn, BATCH, LEASE_S)
                 if not claimed:
                     break
                 outcome = await self._deliver(http, claimed)
@@ -120,8 +90,8 @@ class EventRelay:
                 if len(claimed) < BATCH:
                     break
         async with self.engine.connect() as conn:
-            next_in = (await conn.execute(NEXT_DUE_SQL)).scalar()
-        return None if next_in is None else max(0.0, float(next_in))
+            next_in = await outbox.next_due_in(conn)
+        return None if next_in is None else max(0.0, next_in)
 
     async def _deliver(self, http: httpx.AsyncClient, events: list[Any]) -> Round:
         by_order: dict[Any, list[Any]] = defaultdict(list)
@@ -162,16 +132,9 @@ class EventRelay:
     async def _record(self, outcome: Round) -> None:
         async with self.engine.begin() as conn:
             if outcome.delivered:
-                await conn.execute(DELIVERED_SQL, {"ids": outcome.delivered})
+                await outbox.delivered(conn, outcome.delivered)
             if outcome.failed:
-                await conn.execute(
-                    FAILED_SQL,
-                    {
-                        "ids": list(outcome.failed),
-                        "errors": list(outcome.failed.values()),
-                        "cap": self.settings.order_events_retry_cap_seconds,
-                    },
-                )
+                await outbox.failed(conn, outcome.failed, self.settings.order_events_retry_cap_seconds)
         self.delivered += len(outcome.delivered)
         self.failed += len(outcome.failed)
         if outcome.failed:
@@ -198,7 +161,7 @@ class EventRelay:
             lost = asyncio.Event()
             try:
                 conn.add_termination_listener(lambda _, lost=lost: lost.set())
-                await conn.add_listener(CHANNEL, lambda *_: self.wake.set())
+                await conn.add_listener(outbox.RELAY_CHANNEL, lambda *_: self.wake.set())
                 self.listening.set()
                 delay = 0.5
                 self.wake.set()  # whatever was written while we were not listening

@@ -13,20 +13,19 @@ import json
 import logging
 import smtplib
 import time
-import uuid
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any, Protocol
 
 import httpx
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from domain.settings import Settings
+from domain.messages import ReminderInput
 from gateways.http import http_client
-from workflows.messages import ReminderInput
+from infra.settings import Settings
+from store import notifications, outbox
 
 log = logging.getLogger(__name__)
 HTTP_TIMEOUT = 10.0
@@ -181,59 +180,25 @@ class NotifyActivities:
 
     async def _claim(self, inp: ReminderInput, channel: str) -> dict[str, Any] | None:
         async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    text(
-                        """
-                        INSERT INTO notification (id, order_id, kind, channel, status)
-                        SELECT :nid, o.id, 'payment_reminder', :channel, 'sending' FROM "order" o
-                        WHERE o.id = :id AND o.status = 'pending_payment'
-                        ON CONFLICT (order_id, kind, channel) DO UPDATE SET status = 'sending', updated_at = now()
-                            WHERE notification.status = 'failed'
-                        RETURNING id
-                        """
-                    ),
-                    {"nid": uuid.uuid4(), "id": inp.order_id, "channel": channel},
-                )
-            ).first()
-            if row is None:
-                return None
-            order = (
-                await conn.execute(
-                    text(
-                        """
-                        SELECT o.order_code, o.customer_id, o.receiver_email, s.expires_at,
-                            (SELECT p.payment_url FROM payment p WHERE p.order_id = o.id
-                             ORDER BY p.attempt_no DESC LIMIT 1) AS payment_url
-                        FROM "order" o JOIN order_session s ON s.order_id = o.id WHERE o.id = :id
-                        """
-                    ),
-                    {"id": inp.order_id},
-                )
-            ).one()
-        remaining = max(0, int((order.expires_at - datetime.now(UTC)).total_seconds()))
+            reminder = await notifications.claim_reminder(conn, inp.order_id, channel)
+        if reminder is None:
+            return None
+        remaining = max(0, int((reminder.expires_at - datetime.now(UTC)).total_seconds()))
         return {
-            "eventId": str(row.id),
+            "eventId": str(reminder.id),
             "type": "payment.reminder",
             "orderId": inp.order_id,
-            "orderCode": order.order_code,
-            "customerId": order.customer_id,
-            "expiresAt": order.expires_at.isoformat(),
+            "orderCode": reminder.order_code,
+            "customerId": reminder.customer_id,
+            "expiresAt": reminder.expires_at.isoformat(),
             "remainingSeconds": remaining,
-            "paymentUrl": order.payment_url,
-            "email": order.receiver_email,
+            "paymentUrl": reminder.payment_url,
+            "email": reminder.email,
         }
 
     async def _mark(self, order_id: str, channel: str, status: str, detail: str | None) -> None:
         async with self.engine.begin() as conn:
-            await conn.execute(
-                text(
-                    "UPDATE notification SET status = :status, detail = :detail, updated_at = now(), "
-                    "failures = failures + CAST(:status = 'failed' AS int) "
-                    "WHERE order_id = :id AND kind = 'payment_reminder' AND channel = :channel"
-                ),
-                {"status": status, "detail": detail, "id": order_id, "channel": channel},
-            )
+            await notifications.mark_reminder(conn, order_id, channel, status, detail)
 
     @activity.defn
     async def deliver_order_events(self, order_id: str) -> int:
@@ -242,26 +207,14 @@ class NotifyActivities:
         undelivered events, oldest first; a failure raises; receivers dedupe on the event id."""
         urls = self.settings.event_endpoints
         async with self.engine.connect() as conn:
-            events = (
-                await conn.execute(
-                    text(
-                        "SELECT id, type, payload FROM order_event WHERE order_id = :id AND delivered_at IS NULL "
-                        "ORDER BY created_at, id"
-                    ),
-                    {"id": order_id},
-                )
-            ).all()
+            events = await outbox.undelivered_of(conn, order_id)
         for event in events:
             try:
                 for url in urls:
                     await post_signed(url, self.settings.notification_secret, str(event.id), event.type, event.payload)
             finally:
                 async with self.engine.begin() as conn:
-                    await conn.execute(
-                        text("UPDATE order_event SET attempts = attempts + 1 WHERE id = :id"), {"id": event.id}
-                    )
+                    await outbox.count_try(conn, event.id)
             async with self.engine.begin() as conn:
-                await conn.execute(
-                    text("UPDATE order_event SET delivered_at = now() WHERE id = :id"), {"id": event.id}
-                )
+                await outbox.mark_delivered(conn, event.id)
         return len(events)

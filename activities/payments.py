@@ -1,99 +1,44 @@
 """Gateway-facing activities: payment links, reconciliation before a window closes, cancelling
-links that must not be paid any more, and settling late payments (accept or refund, once)."""
+links that must not be paid any more, and settling late payments (accept or refund, once).
+Each is idempotent: Temporal may run one again after a crash between its commit and the workflow
+hearing of it. The SQL is the store's (store/payments.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from activities.events import record_event
-from activities.inventory import Rejected, reserve
-from activities.late_payments import start_settlement
-from domain.db import while_unavailable
-from domain.money import money_problem
-from domain.settings import Settings
-from gateways.base import (
-    GatewayError,
-    GatewayResult,
-    LinkItem,
-    LinkRequest,
-    PaymentGateway,
-    PaymentLink,
-    PaymentOutcome,
-)
-from workflows.messages import (
+from domain.messages import (
     Attempt,
     AttemptUpdate,
     CancelLinksInput,
     LateOutcome,
     LatePayment,
     LinkInput,
-    OrderLine,
     PaymentResult,
     Reconciled,
     ReconcileInput,
     ReviewInput,
 )
+from domain.money import money_problem
+from domain.statuses import AttemptStatus, OrderStatus, PaymentOutcome
+from gateways.base import GatewayError, GatewayResult, LinkItem, LinkRequest, PaymentGateway
+from infra.db import while_unavailable
+from infra.settings import Settings
+from infra.temporal import start_late_settlement
+from store import inventory, payments
 
 log = logging.getLogger(__name__)
-SETTLED = ("success", "refunded")
+# A link whose money is the order's or on its way back: never cancelled.
+SETTLED = (AttemptStatus.SUCCESS.value, AttemptStatus.REFUNDED.value)
 # Attempts the reconciliation asks their gateway about: still open, or holding money that may yet
 # become a full payment (a PayOS transfer that was short).
-RECONCILED_STATUSES = ("pending", "needs_review")
-CANCEL_FAILED_SQL = text(
-    "UPDATE payment SET cancel_failures = cancel_failures + 1, cancel_error = :why, updated_at = now() "
-    "WHERE gateway = :g AND gateway_order_id = :gid"
-)
-FLAG_SQL = text(
-    """
-    WITH p AS (
-        UPDATE payment SET status = 'needs_review', review_reason = :reason, received_amount = :amount,
-            result_code = :rc, transaction_id = coalesce(:tx, transaction_id), updated_at = now()
-        WHERE gateway = :gateway AND gateway_order_id = :gid
-            AND status NOT IN ('success', 'refund_required', 'refunded')
-            AND (status <> 'needs_review' OR review_reason IS DISTINCT FROM :reason)
-        RETURNING order_id
-    )
-    SELECT p.order_id, pg_notify('order_events', CAST(p.order_id AS text)) FROM p
-    """
-)
-
-
-async def flag_payment(conn: Any, inp: ReviewInput) -> bool:
-    """The one place money goes to review (the workflow's activity and the late settlement)."""
-    row = (
-        await conn.execute(
-            FLAG_SQL,
-            {
-                "reason": inp.reason[:300],
-                "amount": inp.amount,
-                "rc": inp.result_code,
-                "tx": inp.transaction_id,
-                "gateway": inp.gateway,
-                "gid": inp.gateway_order_id,
-            },
-        )
-    ).first()
-    if row is None:
-        return False
-    await record_event(
-        conn,
-        str(row.order_id),
-        "payment.needs_review",
-        gatewayOrderId=inp.gateway_order_id,
-        reviewReason=inp.reason,
-        receivedAmount=inp.amount,
-    )
-    log.error("payment %s %s needs review: %s", inp.gateway, inp.gateway_order_id, inp.reason)
-    return True
+RECONCILED_STATUSES = (AttemptStatus.PENDING.value, AttemptStatus.NEEDS_REVIEW.value)
 
 
 class PaymentActivities:
@@ -117,9 +62,9 @@ class PaymentActivities:
     async def create_payment_link(self, inp: LinkInput) -> Attempt:
         # The tries (LINK_RETRY) are the gateway's: a database restarting meanwhile is waited for
         # here rather than spending them (and failing an order the gateway would have served).
-        row = await while_unavailable(lambda: self._stored_link(inp))
-        if row is not None:  # made on an earlier try of this activity
-            return attempt_from_row(row)
+        made = await while_unavailable(lambda: self._stored_link(inp))
+        if made is not None:  # made on an earlier try of this activity
+            return made
         gateway = self._gateway(inp.gateway)
         base = self.settings.public_base_url
         link = await gateway.create_link(
@@ -136,75 +81,23 @@ class PaymentActivities:
                 items=tuple(LinkItem(i.product_name, i.quantity, i.unit_price) for i in inp.items),
             )
         )
-        return attempt_from_row(await while_unavailable(lambda: self._store_link(inp, link)))
 
-    async def _stored_link(self, inp: LinkInput) -> Any:
+        async def store() -> Attempt:
+            async with self.engine.begin() as conn:
+                return await payments.store_link(
+                    conn, inp, link.gateway_order_id, link.request_id, link.payment_url
+                )
+
+        return await while_unavailable(store)
+
+    async def _stored_link(self, inp: LinkInput) -> Attempt | None:
         async with self.engine.connect() as conn:
-            return (
-                await conn.execute(
-                    text("SELECT * FROM payment WHERE order_id = :id AND attempt_no = :n"),
-                    {"id": inp.order_id, "n": inp.attempt_no},
-                )
-            ).first()
-
-    async def _store_link(self, inp: LinkInput, link: PaymentLink) -> Any:
-        async with self.engine.begin() as conn:
-            return (
-                await conn.execute(
-                    text(
-                        """
-                        WITH ins AS (
-                            INSERT INTO payment (id, order_id, attempt_no, gateway, gateway_order_id,
-                                request_id, amount, status, payment_url, expires_at, created_at)
-                            VALUES (:pid, :id, :n, :gateway, :gid, :rid, :amount, 'pending', :url, :exp, :at)
-                            RETURNING *
-                        ), sess AS (
-                            UPDATE order_session SET payment_attempts = GREATEST(payment_attempts, :n),
-                                last_payment_attempt = :at, updated_at = now()
-                            WHERE order_id = :id
-                        ), announce AS (
-                            SELECT pg_notify('order_events', CAST(:id AS text))
-                        )
-                        SELECT ins.* FROM ins, announce
-                        """
-                    ),
-                    {
-                        "pid": uuid.uuid4(),
-                        "id": inp.order_id,
-                        "n": inp.attempt_no,
-                        "gateway": inp.gateway,
-                        "gid": link.gateway_order_id,
-                        "rid": link.request_id,
-                        "amount": inp.amount,
-                        "url": link.payment_url,
-                        "exp": inp.expires_at,
-                        "at": inp.created_at,
-                    },
-                )
-            ).one()
+            return await payments.stored_link(conn, inp.order_id, inp.attempt_no)
 
     @activity.defn
     async def record_attempt(self, update: AttemptUpdate) -> None:
         async with self.engine.begin() as conn:
-            await conn.execute(
-                text(
-                    """
-                    WITH p AS (
-                        UPDATE payment SET status = :status, result_code = :rc,
-                            transaction_id = coalesce(:tx, transaction_id), updated_at = now()
-                        WHERE order_id = :id AND attempt_no = :n AND status = 'pending'
-                    )
-                    SELECT pg_notify('order_events', CAST(:id AS text))
-                    """
-                ),
-                {
-                    "status": update.status,
-                    "rc": update.result_code,
-                    "tx": update.transaction_id,
-                    "id": update.order_id,
-                    "n": update.attempt_no,
-                },
-            )
+            await payments.record_attempt(conn, update)
 
     @activity.defn
     async def cancel_open_links(self, inp: CancelLinksInput) -> int:
@@ -223,7 +116,7 @@ class PaymentActivities:
         if failures:
             async with self.engine.begin() as conn:
                 for attempt, why in failures:
-                    await conn.execute(CANCEL_FAILED_SQL, {"g": attempt.gateway, "gid": attempt.gateway_order_id, "why": why})
+                    await payments.record_cancel_failure(conn, attempt.gateway, attempt.gateway_order_id, why)
             raise ApplicationError(f"{len(failures)} link(s) not cancelled: {failures[0][1]}", type="CANCEL_FAILED")
         return cancelled
 
@@ -234,22 +127,7 @@ class PaymentActivities:
         """Before the window closes: every verified notification in the inbox (a signal may have
         been lost while Temporal was unreachable), then each open attempt as the gateway sees it."""
         async with self.engine.begin() as conn:
-            inbox = (
-                await conn.execute(
-                    text(
-                        """
-                        UPDATE payment_notification SET delivered_at = coalesce(delivered_at, now())
-                        WHERE order_id = :id RETURNING gateway, gateway_order_id, outcome, result_code,
-                            amount, transaction_id
-                        """
-                    ),
-                    {"id": inp.order_id},
-                )
-            ).all()
-        results = [
-            PaymentResult(r.gateway, r.gateway_order_id, r.outcome, r.result_code, r.amount, r.transaction_id)
-            for r in inbox
-        ]
+            results = await payments.take_inbox(conn, inp.order_id)
         open_attempts = [a for a in inp.attempts if a.status in RECONCILED_STATUSES]
         answers = await asyncio.gather(*(self._ask(a) for a in open_attempts))
         # Unknown is not "unpaid": the window waits for a silent gateway (bounded by the grace).
@@ -287,7 +165,10 @@ class PaymentActivities:
         reason, published as an event. Never overrides money already settled (success, refunds).
         True when the attempt changed."""
         async with self.engine.begin() as conn:
-            return await flag_payment(conn, inp)
+            changed = await payments.flag(conn, inp)
+        if changed:
+            log.error("payment %s %s needs review: %s", inp.gateway, inp.gateway_order_id, inp.reason)
+        return changed
 
     # ---- late payments -----------------------------------------------------------------------------
 
@@ -295,31 +176,19 @@ class PaymentActivities:
     async def request_late_settlement(self, late: LatePayment) -> None:
         """From a running order workflow: a separate workflow (not a child) settles the money, so
         it outlives the order's and is the same one the webhook would start."""
-        await start_settlement(self.client, self.settings.temporal_task_queue, late)
+        await start_late_settlement(self.client, self.settings.temporal_task_queue, late)
 
     @activity.defn
     async def settle_late_payment(self, late: LatePayment) -> LateOutcome:
         """Decide, once and atomically, what money for an ended order becomes."""
         async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    text(
-                        """
-                        SELECT o.status AS order_status, o.grand_total, p.attempt_no, p.status, p.amount
-                        FROM payment p JOIN "order" o ON o.id = p.order_id
-                        WHERE p.gateway = :gateway AND p.gateway_order_id = :gid
-                        FOR UPDATE OF o, p
-                        """
-                    ),
-                    {"gateway": late.gateway, "gid": late.gateway_order_id},
-                )
-            ).first()
+            row = await payments.lock_for_settlement(conn, late.gateway, late.gateway_order_id)
             if row is None:  # the intake keeps such a verdict in the inbox, unmatched, for a person
                 log.error("late payment for no attempt of ours: %s %s", late.gateway, late.gateway_order_id)
                 return LateOutcome("needs_review", "no such payment attempt")
             if row.status in SETTLED:
                 return LateOutcome("already_settled", row.status)
-            if row.status == "refund_required":
+            if row.status == AttemptStatus.REFUND_REQUIRED.value:
                 return LateOutcome("refund_required", "recorded earlier")
             problem = money_problem(late.outcome, late.amount, row.amount)
             if problem:
@@ -327,47 +196,18 @@ class PaymentActivities:
                     late.order_id, late.gateway, late.gateway_order_id, problem, late.amount, late.result_code,
                     late.transaction_id,
                 )  # fmt: skip
-                await flag_payment(conn, review)
+                await payments.flag(conn, review)
                 return LateOutcome("needs_review", problem)
-            params = {"id": late.order_id, "n": row.attempt_no, "rc": late.result_code, "tx": late.transaction_id}
             if (
                 late.policy == "accept_if_available"
-                and row.order_status == "expired"
-                and await _reserve_again(conn, late.order_id)
+                and row.order_status == OrderStatus.EXPIRED.value
+                and await inventory.reserve_again(conn, late.order_id)
             ):
-                await conn.execute(
-                    text(
-                        """
-                        WITH o AS (
-                            UPDATE "order" SET status = 'paid', end_reason = 'late_payment_accepted',
-                                late_payment = true, updated_at = now(), ended_at = now()
-                            WHERE id = :id AND status = 'expired' RETURNING id
-                        ), s AS (
-                            UPDATE order_session SET status = 'completed', updated_at = now() WHERE order_id = :id
-                        )
-                        UPDATE payment SET status = 'success', result_code = :rc,
-                            transaction_id = coalesce(:tx, transaction_id), updated_at = now()
-                        WHERE order_id = :id AND attempt_no = :n
-                        """
-                    ),
-                    params,
-                )
-                await record_event(conn, late.order_id, "order.paid", latePayment=True)
+                await payments.accept_late(conn, late.order_id, row.attempt_no, late.result_code, late.transaction_id)
                 return LateOutcome("accepted", "every item could be reserved again")
-            await conn.execute(
-                text(
-                    """
-                    WITH o AS (
-                        UPDATE "order" SET late_payment = true, updated_at = now() WHERE id = :id
-                    )
-                    UPDATE payment SET status = 'refund_required', result_code = :rc,
-                        transaction_id = coalesce(:tx, transaction_id), updated_at = now()
-                    WHERE order_id = :id AND attempt_no = :n
-                    """
-                ),
-                params,
+            await payments.require_refund(
+                conn, late.order_id, row.attempt_no, late.result_code, late.transaction_id, late.gateway_order_id
             )
-            await record_event(conn, late.order_id, "payment.refund_required", gatewayOrderId=late.gateway_order_id)
         log.error("late payment on order %s via %s %s: refund required", late.order_id, late.gateway, late.gateway_order_id)
         return LateOutcome("refund_required", f"order was {row.order_status}")
 
@@ -376,15 +216,10 @@ class PaymentActivities:
         """Refund through the gateway exactly once: the idempotency key is the order + attempt, and
         the row moves refund_required -> refunded only after the gateway confirmed."""
         async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    text("SELECT * FROM payment WHERE gateway = :g AND gateway_order_id = :gid"),
-                    {"g": late.gateway, "gid": late.gateway_order_id},
-                )
-            ).one()
-        if row.status == "refunded":
+            row = await payments.by_gateway_id(conn, late.gateway, late.gateway_order_id)
+        if row.status == AttemptStatus.REFUNDED.value:
             return LateOutcome("refunded", "refunded earlier")
-        if row.status != "refund_required":
+        if row.status != AttemptStatus.REFUND_REQUIRED.value:
             return LateOutcome("already_settled", row.status)
         try:
             result = await self._gateway(late.gateway).refund(
@@ -405,27 +240,8 @@ class PaymentActivities:
             log.error("refund of %s not done (%s): refund by hand", row.gateway_order_id, reason)
             return LateOutcome("refund_required", f"{reason} {result.message}".strip())
         async with self.engine.begin() as conn:
-            await conn.execute(
-                text(
-                    "UPDATE payment SET status = 'refunded', updated_at = now() "
-                    "WHERE id = :id AND status = 'refund_required'"
-                ),
-                {"id": row.id},
-            )
-            await record_event(conn, str(row.order_id), "payment.refunded", gatewayOrderId=row.gateway_order_id)
+            await payments.mark_refunded(conn, row.id, str(row.order_id), row.gateway_order_id)
         return LateOutcome("refunded", result.refund_id or "")
-
-
-async def _reserve_again(conn: Any, order_id: str) -> bool:
-    items = (
-        await conn.execute(text("SELECT variant_id, quantity FROM order_item WHERE order_id = :id"), {"id": order_id})
-    ).all()
-    try:
-        async with conn.begin_nested():
-            await reserve(conn, [OrderLine(str(i.variant_id), i.quantity) for i in items])
-    except Rejected:
-        return False
-    return True
 
 
 def verdicts(answers: list[GatewayResult]) -> list[PaymentResult]:
@@ -435,18 +251,3 @@ def verdicts(answers: list[GatewayResult]) -> list[PaymentResult]:
         for a in answers
         if a.outcome is not PaymentOutcome.NOT_FOUND
     ]
-
-
-def attempt_from_row(row: Any) -> Attempt:
-    return Attempt(
-        attempt_no=row.attempt_no,
-        gateway=row.gateway,
-        gateway_order_id=row.gateway_order_id,
-        request_id=row.request_id,
-        amount=row.amount,
-        status=row.status,
-        payment_url=row.payment_url,
-        created_at=row.created_at,
-        result_code=row.result_code,
-        transaction_id=row.transaction_id,
-    )

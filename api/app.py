@@ -23,14 +23,14 @@ from api.errors import (
     on_unexpected,
     on_validation_error,
 )
-from api.events import start_listener, stop_listener
+from api.order_stream import start_listener, stop_listener
 from api.payment_intake import GatewayQueries
 from api.ratelimit import RateLimit, return_path
-from api.routes import admin, demo, events, health, metrics, orders, products, stats, webhooks
-from domain.db import make_engine
-from domain.settings import Settings, get_settings
-from domain.temporal import connect
+from api.routes import admin, demo, health, metrics, orders, products, stats, stream, webhooks
 from gateways.registry import build_gateways
+from infra.db import make_engine
+from infra.settings import Settings, get_settings
+from infra.temporal import connect
 
 log = logging.getLogger("api")
 
@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RateLimit, per_minute=settings.return_rate_limit_per_minute, applies=return_path)
 
     v1 = APIRouter(prefix=settings.api_prefix, responses=error_responses(*COMMON_ERRORS))
-    for module in (products, orders, events, admin, stats, webhooks):
+    for module in (products, orders, stream, admin, stats, webhooks):
         v1.include_router(module.router)
     app.include_router(v1)
     app.include_router(health.router)

@@ -12,9 +12,9 @@ from temporalio.client import Client
 
 from api.auth import InvalidToken, User, read_token
 from api.errors import ApiError
-from domain.db import db_unavailable
-from domain.settings import Settings
-from domain.temporal import connect
+from infra.db import db_unavailable
+from infra.settings import Settings
+from infra.temporal import connect
 
 
 def get_settings_dep(request: Request) -> Settings:

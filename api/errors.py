@@ -80,7 +80,7 @@ async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
 
     from temporalio.service import RPCError
 
-    from domain.db import db_unavailable
+    from infra.db import db_unavailable
 
     # A dependency that is down is the client's cue to retry (same Idempotency-Key), not a bug.
     if db_unavailable(exc):

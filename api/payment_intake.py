@@ -12,34 +12,41 @@ settlement on the retry.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-import uuid
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.late_payments import start_settlement
-from activities.payments import flag_payment
+from domain.ids import workflow_id
+from domain.messages import LatePayment, PaymentResult, ReviewInput
 from domain.money import money_problem
-from domain.settings import Settings
-from domain.temporal import workflow_id
 from gateways.base import GatewayError, GatewayResult, PaymentGateway
-from workflows.messages import LatePayment, PaymentResult, ReviewInput
+from infra.settings import Settings
+from infra.temporal import start_late_settlement
+from store import payments
 from workflows.order import OrderWorkflow
 
 log = logging.getLogger(__name__)
 SIGNAL_TIMEOUT_S = 5.0  # gateways want an answer within ~15 s even when Temporal is slow
 
 
+class Verdict(StrEnum):
+    """What the intake made of a verified message (each gateway answers it in its own dialect)."""
+
+    ACCEPTED = "accepted"  # new, stored, handed on
+    DUPLICATE = "duplicate"  # seen before
+    UNKNOWN_ORDER = "unknown_order"  # no attempt of ours (money in it is kept, unmatched)
+    AMOUNT_MISMATCH = "amount_mismatch"  # money that cannot pay the order: kept, needs_review
+    ALREADY_CONFIRMED = "already_confirmed"  # the attempt's money is settled already
+
+
 @dataclass(frozen=True)
 class Intake:
-    verdict: str  # accepted | duplicate | unknown_order | amount_mismatch | already_confirmed
+    verdict: Verdict
     order_id: str | None = None
     order_code: int | None = None
     order_status: str | None = None
@@ -48,80 +55,57 @@ class Intake:
     delivered: bool = True
 
 
-MATCH_SQL = text(
-    """
-    SELECT p.order_id, p.amount, p.status AS attempt_status, o.order_code, o.status
-    FROM payment p JOIN "order" o ON o.id = p.order_id
-    WHERE p.gateway = :gateway AND p.gateway_order_id = :gid
-    """
-)
-STORE_SQL = text(
-    """
-    INSERT INTO payment_notification (id, order_id, gateway, gateway_order_id, dedupe_key,
-        outcome, result_code, amount, transaction_id, payload)
-    VALUES (:id, :order_id, :gateway, :gid, :key, :outcome, :rc, :amount, :tx, CAST(:payload AS jsonb))
-    ON CONFLICT (dedupe_key) DO NOTHING
-    RETURNING id
-    """
-)
-STORED_SQL = text("SELECT delivered_at FROM payment_notification WHERE dedupe_key = :key")
-
-
 async def take(engine: AsyncEngine, client: Client | None, settings: Settings, result: GatewayResult) -> Intake:
     """Store a verified verdict (deduplicated) and hand it to its order. A replay of one already
     handed on is answered from the inbox without signalling again, so however often a gateway (or
     anyone holding a signed message) sends it, the order's history does not grow."""
+    verdict, key, payload = as_verdict(result), dedupe_key(result), payments.raw(result.raw)
     async with engine.begin() as conn:
-        row = (await conn.execute(MATCH_SQL, {"gateway": result.gateway, "gid": result.gateway_order_id})).first()
-        if row is None:
+        matched = await payments.match(conn, result.gateway, result.gateway_order_id)
+        if matched is None:
             if result.outcome.carries_money:  # verified money for no attempt of ours: keep it for a person
-                await conn.execute(STORE_SQL, _stored(result, None))
+                await payments.store_verdict(conn, None, verdict, key, payload)
                 log.error("verified %s payment for unknown %s", result.gateway, result.gateway_order_id)
             else:
                 log.warning("notification for unknown %s payment %s", result.gateway, result.gateway_order_id)
-            return Intake("unknown_order")
-        order_id = str(row.order_id)
-        inserted = (await conn.execute(STORE_SQL, _stored(result, row.order_id))).first() is not None
-        if inserted:
-            await conn.execute(
-                text("UPDATE payment SET raw_notification = CAST(:raw AS jsonb), updated_at = now() "
-                     "WHERE gateway = :gateway AND gateway_order_id = :gid"),
-                {"raw": _json(result.raw), "gateway": result.gateway, "gid": result.gateway_order_id},
-            )
-            waiting = True
-        else:
-            waiting = (await conn.execute(STORED_SQL, {"key": dedupe_key(result)})).scalar() is None
-        problem = money_problem(result.outcome, result.amount, row.amount)
+            return Intake(Verdict.UNKNOWN_ORDER)
+        inserted, waiting = await payments.store_verdict(conn, matched.order_id, verdict, key, payload)
+        problem = money_problem(result.outcome, result.amount, matched.amount)
         if problem and inserted:
             # Flagged here too, in the inbox's transaction: kept even if the order never hears of it.
             review = ReviewInput(
-                order_id, result.gateway, result.gateway_order_id, problem, result.amount, result.result_code,
-                result.transaction_id,
+                matched.order_id, result.gateway, result.gateway_order_id, problem, result.amount,
+                result.result_code, result.transaction_id,
             )  # fmt: skip
-            await flag_payment(conn, review)
-    if row.attempt_status in ("success", "refund_required", "refunded"):
-        verdict = "already_confirmed"
+            await payments.flag(conn, review)
+    if matched.attempt_status in payments.SETTLED_MONEY:
+        outcome = Verdict.ALREADY_CONFIRMED
     elif problem:
-        verdict = "amount_mismatch"
+        outcome = Verdict.AMOUNT_MISMATCH
     else:
-        verdict = "accepted" if inserted else "duplicate"
-    delivered = not waiting or (client is not None and await deliver(engine, client, settings, order_id, result))
-    return Intake(verdict, order_id, row.order_code, row.status, delivered)
+        outcome = Verdict.ACCEPTED if inserted else Verdict.DUPLICATE
+    delivered = not waiting or (
+        client is not None and await deliver(engine, client, settings, matched.order_id, result)
+    )
+    return Intake(outcome, matched.order_id, matched.order_code, matched.order_status, delivered)
 
 
-def _stored(result: GatewayResult, order_id: Any) -> dict[str, Any]:
-    return {
-        "id": uuid.uuid4(),
-        "order_id": order_id,
-        "gateway": result.gateway,
-        "gid": result.gateway_order_id,
-        "key": dedupe_key(result),
-        "outcome": result.outcome.value,
-        "rc": result.result_code,
-        "amount": result.amount,
-        "tx": result.transaction_id,
-        "payload": _json(result.raw),
-    }
+def as_verdict(result: GatewayResult) -> PaymentResult:
+    return PaymentResult(
+        gateway=result.gateway,
+        gateway_order_id=result.gateway_order_id,
+        outcome=result.outcome.value,
+        result_code=result.result_code,
+        amount=result.amount,
+        transaction_id=result.transaction_id,
+    )
+
+
+def dedupe_key(result: GatewayResult) -> str:
+    return payments.dedupe_key(
+        result.gateway, result.gateway_order_id, result.outcome.value, result.transaction_id, result.result_code,
+        result.amount,
+    )  # fmt: skip
 
 
 async def deliver(
@@ -131,21 +115,13 @@ async def deliver(
     inbox row delivered. False leaves the row for the workflow's own inbox read at the deadline and
     for the gateway's retry of this notification."""
     handle = client.get_workflow_handle(workflow_id(order_id))
-    signal = PaymentResult(
-        gateway=result.gateway,
-        gateway_order_id=result.gateway_order_id,
-        outcome=result.outcome.value,
-        result_code=result.result_code,
-        amount=result.amount,
-        transaction_id=result.transaction_id,
-    )
     try:
         try:
-            await asyncio.wait_for(handle.signal(OrderWorkflow.payment_result, signal), SIGNAL_TIMEOUT_S)
+            await asyncio.wait_for(handle.signal(OrderWorkflow.payment_result, as_verdict(result)), SIGNAL_TIMEOUT_S)
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
-            await asyncio.wait_for(start_late_settlement(client, settings, order_id, result), SIGNAL_TIMEOUT_S)
+            await asyncio.wait_for(settle_late(client, settings, order_id, result), SIGNAL_TIMEOUT_S)
     except RPCError as err:
         log.warning("signal to order %s not delivered now (%s); the inbox keeps it", order_id, err.message)
         return False
@@ -153,14 +129,11 @@ async def deliver(
         log.warning("signal to order %s timed out; the inbox keeps it", order_id)
         return False
     async with engine.begin() as conn:
-        await conn.execute(
-            text("UPDATE payment_notification SET delivered_at = now() WHERE dedupe_key = :key AND delivered_at IS NULL"),
-            {"key": dedupe_key(result)},
-        )
+        await payments.mark_delivered(conn, dedupe_key(result))
     return True
 
 
-async def start_late_settlement(client: Client, settings: Settings, order_id: str, result: GatewayResult) -> None:
+async def settle_late(client: Client, settings: Settings, order_id: str, result: GatewayResult) -> None:
     """The order's workflow has ended: money for it is settled by its own workflow, once per
     attempt (the id makes a second start a no-op)."""
     if not result.outcome.carries_money:
@@ -175,7 +148,7 @@ async def start_late_settlement(client: Client, settings: Settings, order_id: st
         policy=settings.late_payment_policy,
         outcome=result.outcome.value,
     )
-    await start_settlement(client, settings.temporal_task_queue, late)
+    await start_late_settlement(client, settings.temporal_task_queue, late)
 
 
 class GatewayQueries:
@@ -208,12 +181,7 @@ class GatewayQueries:
 
     async def _query(self, engine: AsyncEngine, gateway: PaymentGateway, gateway_order_id: str) -> GatewayResult | None:
         async with engine.connect() as conn:
-            created_at = (
-                await conn.execute(
-                    text("SELECT created_at FROM payment WHERE gateway = :g AND gateway_order_id = :gid"),
-                    {"g": gateway.name, "gid": gateway_order_id},
-                )
-            ).scalar_one_or_none()
+            created_at = await payments.attempt_created_at(conn, gateway.name, gateway_order_id)
         if created_at is None:
             return None  # not one of our attempts: nothing to ask about
         try:
@@ -221,14 +189,3 @@ class GatewayQueries:
         except GatewayError as err:
             log.warning("could not confirm %s return for %s: %s", gateway.name, gateway_order_id, err)
             return None
-
-
-def dedupe_key(result: GatewayResult) -> str:
-    # One row per (attempt, verdict, gateway transaction, amount): retries of the same IPN collapse,
-    # while a signed claim of another amount is kept apart (it goes to review).
-    verdict = f"{result.outcome.value}:{result.transaction_id or result.result_code}"
-    return f"{result.gateway}:{result.gateway_order_id}:{verdict}:{result.amount}"
-
-
-def _json(raw: dict[str, Any]) -> str:
-    return json.dumps(raw, ensure_ascii=False, default=str)

@@ -1,5 +1,6 @@
-"""Read side: orders, sessions and the catalog as Postgres holds them (activities keep Postgres
-current in the same transactions that move an order, so reads never need the workflow)."""
+"""Read side: orders and sessions as Postgres holds them, shaped for the API (activities keep
+Postgres current in the same transactions that move an order, so reads never need the workflow).
+The queries are the store's (store/orders.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.auth import User
@@ -20,41 +20,23 @@ from api.schemas import (
     OrderSummary,
     Page,
     PaymentSummary,
-    ProductOut,
     ReceiverOut,
     SessionOut,
-    VariantOut,
 )
-
-
-def parse_ref(ref: str) -> tuple[str, Any]:
-    """`ref` is an order id (uuid) or its 9-digit order code."""
-    if ref.isdigit() and len(ref) == 9:
-        return "order_code", int(ref)
-    try:
-        return "id", uuid.UUID(ref)
-    except ValueError:
-        raise ApiError(404, "ORDER_NOT_FOUND", f"Order {ref[:64]} not found") from None
+from domain.statuses import AttemptStatus
+from store import orders
 
 
 async def find_order(conn: AsyncConnection, ref: str, user: User) -> Any:
-    """The order row joined with its session; 404 for a customer's look at someone else's order,
-    so order ids and codes leak nothing."""
-    column, value = parse_ref(ref)
-    row = (
-        await conn.execute(
-            text(
-                f"""
-                SELECT o.*, s.id AS session_id, s.status AS session_status, s.expires_at, s.started_at,
-                    s.session_duration_minutes, s.payment_attempts, s.max_payment_attempts,
-                    s.last_payment_attempt
-                FROM "order" o JOIN order_session s ON s.order_id = o.id
-                WHERE o.{column} = :value
-                """
-            ),
-            {"value": value},
-        )
-    ).first()
+    """The order row joined with its session, by id or 9-digit code; 404 for a customer's look at
+    someone else's order, so order ids and codes leak nothing."""
+    if ref.isdigit() and len(ref) == 9:
+        row = await orders.find(conn, order_code=int(ref))
+    else:
+        try:
+            row = await orders.find(conn, order_id=uuid.UUID(ref))
+        except ValueError:
+            raise ApiError(404, "ORDER_NOT_FOUND", f"Order {ref[:64]} not found") from None
     if row is None or (not user.is_admin and row.customer_id != user.id):
         raise ApiError(404, "ORDER_NOT_FOUND", f"Order {ref} not found")
     return row
@@ -87,12 +69,8 @@ def session_out(row: Any, now: datetime | None = None) -> SessionOut:
 
 
 async def order_detail(conn: AsyncConnection, row: Any) -> OrderOut:
-    items = (
-        await conn.execute(text("SELECT * FROM order_item WHERE order_id = :id ORDER BY variant_id"), {"id": row.id})
-    ).all()
-    attempts = (
-        await conn.execute(text("SELECT * FROM payment WHERE order_id = :id ORDER BY attempt_no"), {"id": row.id})
-    ).all()
+    items = await orders.items(conn, row.id)
+    attempts = await orders.attempts(conn, row.id)
     latest = attempts[-1] if attempts else None
     return OrderOut(
         order_id=row.id,
@@ -124,7 +102,9 @@ async def order_detail(conn: AsyncConnection, row: Any) -> OrderOut:
 
 
 # The attempt whose status the order's payment status shows: where the money is, else the latest.
-MONEY_FIRST = ("success", "refunded", "refund_required", "needs_review")
+MONEY_FIRST = tuple(
+    s.value for s in (AttemptStatus.SUCCESS, AttemptStatus.REFUNDED, AttemptStatus.REFUND_REQUIRED, AttemptStatus.NEEDS_REVIEW)
+)
 
 
 def _payment_status(attempts: list[Any]) -> str | None:
@@ -148,39 +128,10 @@ async def list_orders(
     late_payment: bool | None = None,
     payment_status: str | None = None,
 ) -> Page[OrderSummary]:
-    where: list[str] = ["NOT o.archived"]
-    params: dict[str, Any] = {"limit": size, "offset": (page - 1) * size, "money_first": list(MONEY_FIRST)}
     if not user.is_admin:
         customer_id = user.id  # customers only ever see their own orders
-    for clause, key, value in (
-        ("o.customer_id = :customer", "customer", customer_id),
-        ("o.status = :status", "status", status),
-        ("o.created_at >= :from", "from", date_from),
-        ("o.created_at < :to", "to", date_to),
-        ("o.late_payment = :late", "late", late_payment),
-        ("EXISTS (SELECT 1 FROM payment p WHERE p.order_id = o.id AND p.status = :pstatus)", "pstatus", payment_status),
-    ):
-        if value is not None:
-            where.append(clause)
-            params[key] = value
-    cond = " AND ".join(where)
-    total = (await conn.execute(text(f'SELECT count(*) FROM "order" o WHERE {cond}'), params)).scalar_one()
-    rows = (
-        await conn.execute(
-            text(
-                f"""
-                SELECT o.*, s.expires_at,
-                    (SELECT p.status FROM payment p WHERE p.order_id = o.id
-                     ORDER BY array_position(CAST(:money_first AS text[]), p.status) NULLS LAST,
-                        p.attempt_no DESC
-                     LIMIT 1) AS payment_status
-                FROM "order" o JOIN order_session s ON s.order_id = o.id
-                WHERE {cond} ORDER BY o.created_at DESC, o.id LIMIT :limit OFFSET :offset
-                """
-            ),
-            params,
-        )
-    ).all()
+    where = orders.OrderFilter(customer_id, status, date_from, date_to, late_payment, payment_status)
+    total, rows = await orders.listing(conn, where, MONEY_FIRST, limit=size, offset=(page - 1) * size)
     items = [
         OrderSummary(
             order_id=r.id,
@@ -198,26 +149,3 @@ async def list_orders(
         for r in rows
     ]
     return Page[OrderSummary](items=items, page=page, size=size, total=total)
-
-
-async def list_products(conn: AsyncConnection) -> list[ProductOut]:
-    rows = (
-        await conn.execute(
-            text(
-                """
-                SELECT p.id AS pid, p.name AS pname, p.description, v.id, v.sku, v.name, v.price, v.stock_quantity
-                FROM product p JOIN product_variant v ON v.product_id = p.id
-                ORDER BY p.created_at, p.name, v.sku
-                """
-            )
-        )
-    ).all()
-    products: dict[uuid.UUID, ProductOut] = {}
-    for r in rows:
-        product = products.setdefault(
-            r.pid, ProductOut(id=r.pid, name=r.pname, description=r.description, variants=[])
-        )
-        product.variants.append(
-            VariantOut(id=r.id, sku=r.sku, name=r.name, price=r.price, stock_quantity=r.stock_quantity)
-        )
-    return list(products.values())

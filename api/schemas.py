@@ -10,12 +10,13 @@ from typing import Annotated, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
 
-GatewayName = Literal["momo", "vnpay", "payos"]
-OrderStatusName = Literal["pending_payment", "paid", "cancelled", "expired", "failed"]
-AttemptStatusName = Literal[
-    "pending", "success", "failed", "cancelled", "expired", "system_error", "refund_required", "refunded",
-    "needs_review",
-]
+from domain.gateways import GATEWAY_NAMES
+from domain.statuses import AttemptStatus, OrderStatus
+
+# The names come from the core, so a new gateway or status is added in one place.
+GatewayName = Literal[GATEWAY_NAMES]  # type: ignore[valid-type]
+OrderStatusName = Literal[tuple(s.value for s in OrderStatus)]  # type: ignore[valid-type]
+AttemptStatusName = Literal[tuple(s.value for s in AttemptStatus)]  # type: ignore[valid-type]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 T = TypeVar("T")
 

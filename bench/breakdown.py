@@ -30,7 +30,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from bench.measure import summary
-from domain.temporal import workflow_id
+from domain.ids import workflow_id
 
 E = EventType
 

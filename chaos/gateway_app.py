@@ -34,9 +34,9 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request, Response
 
-from domain.settings import Settings
 from gateways.sandbox import PAYOS_WEBHOOK_PATH, SANDBOX_PREFIX, VNPAY_IPN_PATH, build_sandbox_router
 from gateways.sandbox.state import SandboxStore, utcnow
+from infra.settings import Settings
 
 log = logging.getLogger("chaos.gateway")
 # The merchant API of each gateway, as our adapters reach it (the pay pages are the shopper's).

@@ -43,8 +43,8 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from chaos.load import TERMINAL, OrderRecord
+from domain.ids import late_workflow_id, workflow_id
 from domain.statuses import SESSION_FOR_ORDER, OrderStatus
-from domain.temporal import late_workflow_id, workflow_id
 
 MARGIN_S = 1.0  # clock and scheduling slack when comparing a click with a deadline
 LATE_CLOSE_S = 30.0  # an order ends by deadline + grace + this, whatever its optional effects do

@@ -28,8 +28,8 @@ from typing import Any
 
 import httpx
 
-from api.auth import User, issue_token
-from api.ordering import order_id_for
+from api.auth import issue_token
+from domain.ids import order_id_for
 
 RECEIVER = {
     "name": "Nguyễn Văn Chaos", "phone": "0901234567", "address": "1 Lê Lợi, Quận 1, TP.HCM",
@@ -141,7 +141,7 @@ class Shoppers:
     def record(self, scenario: str, customer: str, plan: Plan, burst: bool = False) -> OrderRecord:
         key = f"chaos-{uuid.uuid4().hex}"
         return OrderRecord(
-            scenario, customer, key, plan, order_id_for(User(customer, "customer"), key), burst=burst
+            scenario, customer, key, plan, order_id_for(customer, key), burst=burst
         )
 
     async def create_product(self, name: str, stocks: list[int], price: int = 50_000) -> list[str]:

@@ -46,7 +46,7 @@ from temporalio.service import RPCError
 from chaos.load import OrderRecord, Plan, Shoppers
 from chaos.scenarios import STACK_ENV, WINDOW
 from chaos.stack import ChaosStack
-from domain.temporal import late_workflow_id, workflow_id
+from domain.ids import late_workflow_id, workflow_id
 
 REPRODUCED = "REPRODUCED: the gateway holds the money, nothing will refund it"
 
@@ -211,11 +211,11 @@ class Repro:
 
     async def payos_link_retry(self) -> bool:
         from activities.payments import PaymentActivities
-        from domain.db import make_engine
-        from domain.settings import Settings
+        from domain.messages import FrozenItem, LinkInput
         from gateways.base import GatewayError, LinkItem, LinkRequest
         from gateways.registry import build_gateways
-        from workflows.messages import FrozenItem, LinkInput
+        from infra.db import make_engine
+        from infra.settings import Settings
 
         rec = self.shoppers.record(
             "repro", "repro-shopper", Plan("expire", "payos", "normal", [(self.variant, 1)])

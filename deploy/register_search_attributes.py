@@ -1,7 +1,7 @@
 """Register OrderWorkflow's search attributes on a Temporal namespace, idempotently.
 
 docker-compose runs it once before the worker starts; against another self-hosted cluster run it
-once per namespace. The list is workflows/search.py's, so the workflow and this script cannot
+once per namespace. The list is domain/search.py's, so the workflow and this script cannot
 disagree. Reads only TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE (not Settings, so it needs no app
 secrets). Waits up to REGISTER_WAIT_SECONDS (120) for the server and the namespace. Exit 1 when an
 attribute exists with another type (fix it by hand: the workflow would fail to upsert it).
@@ -19,7 +19,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSe
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from workflows.search import ALL
+from domain.search import ALL
 
 
 async def existing(client: Client, namespace: str) -> dict[str, int]:

@@ -24,8 +24,8 @@ from devstack.demo import load_demo_catalog
 from devstack.migrate import upgrade
 from devstack.postgres import EmbeddedPostgres
 from devstack.temporal import start_dev_server, stop_process, wait_for_port
-from domain.db import async_url, make_engine
-from domain.settings import Settings
+from infra.db import async_url, make_engine
+from infra.settings import Settings
 
 log = logging.getLogger("devstack")
 

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from workflows.search import cli_flags
+from domain.search import ALL as SEARCH_ATTRIBUTES
 
 
 def temporal_binary() -> str:
@@ -63,3 +63,13 @@ def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
         proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(5)
+
+
+def cli_flags() -> list[str]:
+    """`--search-attribute Name=Type` flags for `temporal server start-dev`."""
+    kinds = {"KEYWORD": "Keyword", "INT": "Int", "DATETIME": "Datetime"}
+    return [
+        f
+        for key in SEARCH_ATTRIBUTES
+        for f in ("--search-attribute", f"{key.name}={kinds[key.indexed_value_type.name]}")
+    ]

@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 
-from domain.settings import Settings
 from gateways.base import (
     GatewayError,
     GatewayResult,
@@ -28,6 +27,7 @@ from gateways.base import (
 )
 from gateways.fields import int_field, signed_text, str_field
 from gateways.http import http_client
+from infra.settings import Settings
 
 MOMO_TIMEOUT_SECONDS = 30.0  # MoMo asks clients to wait at least 30 s for create
 MOMO_REQUEST_TYPE = "captureWallet"

@@ -20,7 +20,6 @@ import payos
 import pydantic
 from payos.types import CreatePaymentLinkRequest, ItemData
 
-from domain.settings import Settings
 from gateways.base import (
     GatewayError,
     GatewayResult,
@@ -32,6 +31,7 @@ from gateways.base import (
 )
 from gateways.fields import int_field, plain_ascii, str_field
 from gateways.http import http_client
+from infra.settings import Settings
 
 PAYOS_TIMEOUT_SECONDS = 30.0
 ATTEMPTS_PER_ORDER = 100  # orderCode = order_code * 100 + attempt_no

@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 
-from domain.settings import Settings
 from gateways.base import (
     GatewayError,
     GatewayResult,
@@ -43,6 +42,7 @@ from gateways.vnpay_wire import (
     vnpay_secure_hash,
     vnpay_status_outcome,
 )
+from infra.settings import Settings
 
 VNPAY_TIMEOUT_SECONDS = 30.0
 VNPAY_ORDER_TYPE = "other"

@@ -5,7 +5,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from domain.db import async_url
+from infra.db import async_url
 
 config = context.config
 

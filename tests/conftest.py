@@ -28,10 +28,10 @@ from api.auth import issue_token
 from devstack.migrate import upgrade
 from devstack.postgres import EmbeddedPostgres
 from devstack.temporal import free_port
-from domain.db import async_url, make_engine
-from domain.settings import Settings
+from domain.search import ALL as SEARCH_ATTRIBUTES
+from infra.db import async_url, make_engine
+from infra.settings import Settings
 from worker import running_worker
-from workflows.search import ALL as SEARCH_ATTRIBUTES
 
 BIN = Path(sys.executable).parent
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
@@ -81,8 +81,9 @@ def make_settings(pg_url: str, port: int, **overrides: Any) -> Settings:
 class Stack:
     """The running API (+ sandbox) and worker, with helpers tests share."""
 
-    def __init__(self, settings: Settings, client: Client, engine: Any) -> None:
+    def __init__(self, settings: Settings, client: Client, engine: Any, app: Any = None) -> None:
         self.settings = settings
+        self.app = app  # the FastAPI app serving this stack (its state: the live-events hub)
         self.client = client
         self.engine = engine
         self.base = settings.public_base_url
@@ -150,10 +151,11 @@ async def stack(pg_url: str, dev_env: WorkflowEnvironment) -> AsyncIterator[Stac
         rate_limit_per_minute=0,  # the suite is one client hammering; test_security checks the limits
         return_rate_limit_per_minute=0,
     )
-    server, task = await serve(create_app(settings), port)
+    app = create_app(settings)
+    server, task = await serve(app, port)
     engine = make_engine(settings)
     async with running_worker(settings, client=dev_env.client):
-        s = Stack(settings, dev_env.client, engine)
+        s = Stack(settings, dev_env.client, engine, app)
         yield s
         await s.http.aclose()
     server.should_exit = True

@@ -4,8 +4,8 @@ adapters, ~12 % of the worker's CPU)."""
 
 from __future__ import annotations
 
-from domain.temporal import _ADAPTERS, DATA_CONVERTER
-from workflows.messages import CancelRequest
+from domain.messages import CancelRequest
+from infra.temporal import _ADAPTERS, DATA_CONVERTER
 
 
 def test_payload_converters_of_different_instances_share_one_adapter_cache() -> None:

@@ -26,14 +26,14 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.payments import PaymentActivities
-from domain.db import make_engine
-from domain.temporal import late_workflow_id
+from domain.ids import late_workflow_id
+from domain.messages import CancelLinksInput, CancelRequest, ExtendRequest, OrderInput, OrderLine, Receiver
 from gateways.base import GatewayResult
 from gateways.momo import MomoGateway
 from gateways.registry import build_gateways
+from infra.db import make_engine
 from worker import all_activities
 from workflows.late_payment import LatePaymentWorkflow
-from workflows.messages import CancelLinksInput, CancelRequest, ExtendRequest, OrderInput, OrderLine, Receiver
 from workflows.order import OrderWorkflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

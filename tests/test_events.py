@@ -16,11 +16,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from api import events
-from tests.browser.live_app import BUILT, install
+from api import order_stream
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-install()  # until api/app.py mounts the events router and listener itself
 
 
 class EventStream:
@@ -155,7 +153,7 @@ async def test_a_moved_deadline_is_pushed(stack):
 
 
 async def test_quiet_streams_get_heartbeat_comments(stack, monkeypatch):
-    monkeypatch.setattr(events, "HEARTBEAT_SECONDS", 0.2)
+    monkeypatch.setattr(order_stream, "HEARTBEAT_SECONDS", 0.2)
     order, headers, _ = await new_order(stack)
     async with stream(stack, order["orderId"], headers=headers) as es:
         assert (await es.next())[0] == "session"
@@ -170,7 +168,7 @@ async def test_listener_reconnects_after_its_connection_is_killed(stack):
         async with stack.engine.connect() as conn:
             rows = await conn.execute(
                 text("SELECT pid FROM pg_stat_activity WHERE application_name = :name"),
-                {"name": events.APPLICATION_NAME},
+                {"name": order_stream.APPLICATION_NAME},
             )
             return {r.pid for r in rows}
 
@@ -194,7 +192,7 @@ async def test_listener_reconnects_after_its_connection_is_killed(stack):
 
 async def test_a_closed_stream_stops_watching(stack):
     order, headers, _ = await new_order(stack)
-    hub: events.OrderEvents = BUILT[-1].state.order_events
+    hub: order_stream.OrderEvents = stack.app.state.order_events
     async with stream(stack, order["orderId"], headers=headers) as es:
         await es.next()
         assert hub.watching(order["orderId"]) == 1

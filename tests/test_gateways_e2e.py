@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import text
 
 from api.app import create_app
-from domain.temporal import late_workflow_id
+from domain.ids import late_workflow_id
+from domain.messages import LatePayment
 from gateways.payos import payos_signature
 from gateways.vnpay import VnpayGateway
 from gateways.vnpay_wire import vnpay_secure_hash
@@ -23,7 +24,6 @@ from tests.conftest import free_port, serve
 from tests.helpers import wait_for_status
 from worker import running_worker
 from workflows.late_payment import LatePaymentWorkflow
-from workflows.messages import LatePayment
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

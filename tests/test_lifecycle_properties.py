@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from temporalio.client import WorkflowUpdateFailedError
 
+from domain.messages import CancelRequest, ExtendRequest, PaymentResult, RetryRequest
 from tests.test_workflow_timeskip import start
-from workflows.messages import CancelRequest, ExtendRequest, PaymentResult, RetryRequest
 from workflows.order import OrderWorkflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import text
 from temporalio.client import WorkflowHandle
 
+from domain.messages import OrderInput, OrderLine, PaymentResult, Receiver
 from gateways.momo import MomoGateway
 from tests.helpers import momo_ipn, wait_for_status
-from workflows.messages import OrderInput, OrderLine, PaymentResult, Receiver
 from workflows.order import OrderWorkflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

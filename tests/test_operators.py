@@ -38,15 +38,16 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.archive import ArchiveActivities
-from activities.schedules import ARCHIVE_SCHEDULE_ID, ensure_archive_schedule
 from api.app import create_app
-from api.metrics import EXPIRY_LAG_BUCKETS, TIME_TO_PAY_BUCKETS
 from devstack.migrate import upgrade
-from domain.db import async_url, make_engine
+from domain.messages import ArchiveInput, ArchiveResult
+from infra.db import async_url, make_engine
+from infra.schedules import ARCHIVE_SCHEDULE_ID, ensure_archive_schedule
+from store.stats import EXPIRY_LAG_BUCKETS, TIME_TO_PAY_BUCKETS
 from tests.conftest import Stack, free_port, make_settings, serve
 from tests.helpers import wait_for_status
 from worker import running_worker
-from workflows.archive import ARCHIVE_ACTIVITY, ArchiveInput, ArchiveResult, ArchiveWorkflow
+from workflows.archive import ArchiveWorkflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -668,7 +669,7 @@ async def sdk_scrape(ops: Stack, sdk_client: tuple[Client, str]) -> str:
     client, url = sdk_client
     archive = ArchiveActivities(ops.engine)
 
-    @activity.defn(name=ARCHIVE_ACTIVITY)
+    @activity.defn(name="archive_ended_orders")
     async def flaky_archive(inp: ArchiveInput) -> ArchiveResult:
         if activity.info().attempt == 1:
             raise ConnectionError("database blip")
@@ -698,7 +699,7 @@ async def test_worker_runtime_exports_temporal_sdk_metrics(sdk_scrape: str) -> N
     }.items():
         assert scraped.types.get(name) == kind, name
     failed = scraped.series("temporal_activity_execution_failed")
-    assert any(dict(k).get("activity_type") == ARCHIVE_ACTIVITY and v >= 1 for k, v in failed.items()), failed
+    assert any(dict(k).get("activity_type") == "archive_ended_orders" and v >= 1 for k, v in failed.items()), failed
     # Durations are integer milliseconds by default (the dashboard's unit).
     bounds = {dict(k)["le"] for k in scraped.series("temporal_workflow_task_schedule_to_start_latency_bucket")}
     assert "100" in bounds and "1000" in bounds

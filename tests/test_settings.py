@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from domain.settings import Settings, parse_durations
+from infra.settings import Settings, parse_durations
 
 
 def test_order_type_durations_parse_with_fractions():

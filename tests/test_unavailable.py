@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import on_unexpected
-from domain.db import db_unavailable, while_unavailable
+from infra.db import db_unavailable, while_unavailable
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -21,11 +21,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
 from activities.orders import OrderActivities
-from domain.db import make_engine
-from domain.temporal import late_workflow_id
-from worker import all_activities
-from workflows.late_payment import LatePaymentWorkflow
-from workflows.messages import (
+from domain.ids import late_workflow_id
+from domain.messages import (
     CancelLinksInput,
     CancelRequest,
     ExtendRequest,
@@ -36,6 +33,9 @@ from workflows.messages import (
     RetryRequest,
     TransitionInput,
 )
+from infra.db import make_engine
+from worker import all_activities
+from workflows.late_payment import LatePaymentWorkflow
 from workflows.order import OrderWorkflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

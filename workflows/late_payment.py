@@ -11,10 +11,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():  # shared, not re-imported per instance (see order.py)
-    from activities.notify import NotifyActivities
-    from activities.payments import PaymentActivities
-    from workflows.messages import LateOutcome, LatePayment
-    from workflows.search import GATEWAY, LATE_PAYMENT
+    from domain.messages import LateOutcome, LatePayment
+    from domain.search import GATEWAY, LATE_PAYMENT
+    from workflows import steps
 
 RELAY_EVENTS = "critical-path-v1"  # workflow.patched id: events leave through the relay
 DB_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
@@ -29,8 +28,8 @@ class LatePaymentWorkflow:
     @workflow.run
     async def run(self, late: LatePayment) -> LateOutcome:
         workflow.upsert_search_attributes([GATEWAY.value_set(late.gateway), LATE_PAYMENT.value_set("received")])
-        outcome = await workflow.execute_activity_method(
-            PaymentActivities.settle_late_payment,
+        outcome = await workflow.execute_activity(
+            steps.settle_late_payment,
             late,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=DB_RETRY,
@@ -38,8 +37,8 @@ class LatePaymentWorkflow:
         if outcome.state == "refund_required":
             workflow.upsert_search_attributes([LATE_PAYMENT.value_set("refund_required")])
             try:
-                outcome = await workflow.execute_activity_method(
-                    PaymentActivities.refund_late_payment,
+                outcome = await workflow.execute_activity(
+                    steps.refund_late_payment,
                     late,
                     start_to_close_timeout=timedelta(seconds=60),
                     retry_policy=REFUND_RETRY,
@@ -51,8 +50,8 @@ class LatePaymentWorkflow:
         # Since critical-path-v1 the outbox relay delivers every event, this one's included.
         if late.publish_events and not workflow.patched(RELAY_EVENTS):
             try:
-                await workflow.execute_activity_method(
-                    NotifyActivities.deliver_order_events,
+                await workflow.execute_activity(
+                    steps.deliver_order_events,
                     late.order_id,
                     start_to_close_timeout=timedelta(seconds=60),
                     retry_policy=REFUND_RETRY,

@@ -20,25 +20,14 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 # Passed through: the sandbox would otherwise re-import these for every workflow instance (and
 # the pydantic converter rebuild its adapters for the fresh classes): most of a create's worker CPU.
-# They are definitions and pure functions, so sharing them keeps workflows deterministic.
+# They are the pure core and the steps' declarations, so sharing them keeps workflows deterministic.
 with workflow.unsafe.imports_passed_through():
-    from activities.notify import NotifyActivities
-    from activities.orders import OrderActivities
-    from activities.payments import PaymentActivities
-    from domain.money import money_problem
-    from domain.statuses import (
-        OPEN_ATTEMPTS_BECOME,
-        SESSION_FOR_ORDER,
-        AttemptStatus,
-        OrderStatus,
-        PaymentOutcome,
-    )
-    from gateways.registry import CANCELLABLE_LINKS, amount_problem
-    from workflows.messages import (
+    from domain.gateways import CANCELLABLE_LINKS, GATEWAY_NAMES, amount_problem
+    from domain.messages import (
         Attempt,
         AttemptUpdate,
         CancelLinksInput,
@@ -62,7 +51,8 @@ with workflow.unsafe.imports_passed_through():
         SessionView,
         TransitionInput,
     )
-    from workflows.search import (
+    from domain.money import money_problem
+    from domain.search import (
         CUSTOMER_ID,
         GATEWAY,
         GRAND_TOTAL,
@@ -70,8 +60,15 @@ with workflow.unsafe.imports_passed_through():
         ORDER_STATUS,
         PAYMENT_DEADLINE,
     )
+    from domain.statuses import (
+        OPEN_ATTEMPTS_BECOME,
+        SESSION_FOR_ORDER,
+        AttemptStatus,
+        OrderStatus,
+        PaymentOutcome,
+    )
+    from workflows import steps
 
-GATEWAYS = ("momo", "vnpay", "payos")
 DB_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
 DB_TIMEOUT = timedelta(seconds=30)
 # A gateway that cannot make a link within ~3 tries is down: tell the shopper rather than hang.
@@ -139,8 +136,8 @@ class OrderWorkflow:
     @workflow.run
     async def run(self, inp: OrderInput) -> OrderOutcome:
         self.effects_beside = workflow.patched(CRITICAL_PATH)
-        created = await workflow.execute_local_activity_method(
-            OrderActivities.create_order,
+        created = await workflow.execute_local_activity(
+            steps.create_order,
             CreateOrderInput(
                 order_id=inp.order_id,
                 customer_id=inp.customer_id,
@@ -270,7 +267,7 @@ class OrderWorkflow:
             raise ApplicationError(
                 f"Maximum payment attempts ({self.inp.max_attempts}) reached", type="MAX_ATTEMPTS_REACHED"
             )
-        if req.gateway is not None and req.gateway not in GATEWAYS:
+        if req.gateway is not None and req.gateway not in GATEWAY_NAMES:
             raise ApplicationError(f"Unknown gateway {req.gateway!r}", type="INVALID_GATEWAY")
         problem = amount_problem(req.gateway or self.attempts[-1].gateway, self.order.grand_total)
         if problem:
@@ -347,16 +344,14 @@ class OrderWorkflow:
 
     # ---- effects -------------------------------------------------------------------------------
 
-    async def _effect(self, method: Any, arg: Any, timeout: timedelta, retry: RetryPolicy) -> Any:
+    async def _effect(self, step: Any, arg: Any, timeout: timedelta, retry: RetryPolicy) -> Any:
         """Run an effect on the order's critical path. Since LOCAL_EFFECTS it is a local activity:
         it runs inside the workflow task on this worker, saving a round trip through the server
         per step (creation, attempts, the deadline's reconcile and transition). Histories started
         before that patch replay as the ordinary activities they recorded."""
         if workflow.patched(LOCAL_EFFECTS):
-            return await workflow.execute_local_activity_method(
-                method, arg, start_to_close_timeout=timeout, retry_policy=retry
-            )
-        return await workflow.execute_activity_method(method, arg, start_to_close_timeout=timeout, retry_policy=retry)
+            return await workflow.execute_local_activity(step, arg, start_to_close_timeout=timeout, retry_policy=retry)
+        return await workflow.execute_activity(step, arg, start_to_close_timeout=timeout, retry_policy=retry)
 
     def _retries_used(self) -> int:
         # Attempt 0 is the first link; each retry adds one (seed 000's paymentAttempts).
@@ -366,7 +361,7 @@ class OrderWorkflow:
         assert self.order is not None
         attempt_no = len(self.attempts)
         attempt = await self._effect(
-            PaymentActivities.create_payment_link,
+            steps.create_payment_link,
             LinkInput(
                 order_id=self.inp.order_id,
                 order_code=self.order.order_code,
@@ -437,7 +432,7 @@ class OrderWorkflow:
             self.inp.order_id, result.gateway, result.gateway_order_id, reason, result.amount, result.result_code,
             result.transaction_id,
         )  # fmt: skip
-        await self._effect(PaymentActivities.flag_for_review, review, DB_TIMEOUT, DB_RETRY)
+        await self._effect(steps.flag_for_review, review, DB_TIMEOUT, DB_RETRY)
         if attempt is not None and attempt.status not in SETTLED_MONEY:
             attempt.status = AttemptStatus.NEEDS_REVIEW.value
             attempt.result_code = result.result_code
@@ -447,7 +442,7 @@ class OrderWorkflow:
         return latest and self._retries_used() >= self.inp.max_attempts
 
     async def _record_attempt(self, update: AttemptUpdate) -> None:
-        await self._effect(PaymentActivities.record_attempt, update, DB_TIMEOUT, DB_RETRY)
+        await self._effect(steps.record_attempt, update, DB_TIMEOUT, DB_RETRY)
         self._set_attempt(update)
 
     def _set_attempt(self, update: AttemptUpdate) -> None:
@@ -474,7 +469,7 @@ class OrderWorkflow:
 
     async def _reconcile(self) -> Reconciled:
         return await self._effect(
-            PaymentActivities.reconcile,
+            steps.reconcile,
             ReconcileInput(self.inp.order_id, self.attempts),
             RECONCILE_TIMEOUT if self.effects_beside else LINK_TIMEOUT,
             DB_RETRY,
@@ -509,8 +504,8 @@ class OrderWorkflow:
             transaction_id=result.transaction_id,
             policy=self.inp.late_payment_policy,
         )
-        await workflow.execute_activity_method(
-            PaymentActivities.request_late_settlement,
+        await workflow.execute_activity(
+            steps.request_late_settlement,
             late,
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=DB_RETRY,
@@ -518,7 +513,7 @@ class OrderWorkflow:
 
     async def _finish(self, to: OrderStatus, reason: str, update: AttemptUpdate | None = None) -> None:
         result = await self._effect(
-            OrderActivities.transition_order, TransitionInput(self.inp.order_id, to.value, reason, update), DB_TIMEOUT, DB_RETRY
+            steps.transition_order, TransitionInput(self.inp.order_id, to.value, reason, update), DB_TIMEOUT, DB_RETRY
         )
         self.status = OrderStatus(result.status)
         self.end_reason = reason
@@ -545,8 +540,8 @@ class OrderWorkflow:
         if not self.inp.publish_events:
             return
         try:
-            await workflow.execute_activity_method(
-                NotifyActivities.deliver_order_events,
+            await workflow.execute_activity(
+                steps.deliver_order_events,
                 self.inp.order_id,
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=EVENT_RETRY,
@@ -556,8 +551,8 @@ class OrderWorkflow:
 
     async def _cancel_links(self, attempts: list[Attempt], reason: str) -> None:
         try:
-            await workflow.execute_activity_method(
-                PaymentActivities.cancel_open_links,
+            await workflow.execute_activity(
+                steps.cancel_open_links,
                 CancelLinksInput(self.inp.order_id, attempts, reason[:100]),
                 start_to_close_timeout=LINK_TIMEOUT,
                 retry_policy=RetryPolicy(maximum_attempts=3),
@@ -566,7 +561,7 @@ class OrderWorkflow:
             workflow.logger.warning("cancelling links failed: %s", err)
 
     async def _move_deadline(self, deadline: datetime) -> None:
-        await self._effect(OrderActivities.set_deadline, DeadlineInput(self.inp.order_id, deadline), DB_TIMEOUT, DB_RETRY)
+        await self._effect(steps.set_deadline, DeadlineInput(self.inp.order_id, deadline), DB_TIMEOUT, DB_RETRY)
         self.deadline = deadline
         self.recheck_at = None
         self.wake = True
@@ -578,8 +573,8 @@ class OrderWorkflow:
         reminder = ReminderInput(self.inp.order_id, self.order.order_code, self.inp.customer_id, self.deadline)
         if self.effects_beside:
             # Beside the loop, retried until the window closes; abandoned (not awaited) when the order ends.
-            self.reminder = workflow.start_activity_method(
-                NotifyActivities.send_reminder,
+            self.reminder = workflow.start_activity(
+                steps.send_reminder,
                 reminder,
                 start_to_close_timeout=DB_TIMEOUT,
                 schedule_to_close_timeout=max(self.deadline - workflow.now(), timedelta(seconds=30)),
@@ -588,8 +583,8 @@ class OrderWorkflow:
             )
             self._beside("reminder", self.reminder)
             return
-        await workflow.execute_activity_method(
-            NotifyActivities.send_reminder,
+        await workflow.execute_activity(
+            steps.send_reminder,
             reminder,
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=RetryPolicy(maximum_attempts=3),
@@ -605,7 +600,8 @@ class OrderWorkflow:
             try:
                 await step
             except ActivityError as err:
-                workflow.logger.warning("%s gave up: %s", what, err.cause or err)
+                if not isinstance(err.cause, CancelledError):  # not merely abandoned at the order's end
+                    workflow.logger.warning("%s gave up: %s", what, err.cause or err)
             except asyncio.CancelledError:
                 pass  # abandoned when the order ended
 
@@ -614,8 +610,8 @@ class OrderWorkflow:
         task.add_done_callback(self.beside.discard)
 
     async def _cancel_links_beside(self, attempts: list[Attempt], reason: str) -> None:
-        await workflow.execute_activity_method(
-            PaymentActivities.cancel_open_links,
+        await workflow.execute_activity(
+            steps.cancel_open_links,
             CancelLinksInput(self.inp.order_id, attempts, reason[:100]),
             start_to_close_timeout=LINK_TIMEOUT,
             schedule_to_close_timeout=CANCEL_LINKS_BUDGET,
@@ -623,8 +619,8 @@ class OrderWorkflow:
         )
 
     async def _confirm_after_close(self, attempts: list[Attempt]) -> None:
-        results = await workflow.execute_activity_method(
-            PaymentActivities.confirm_attempts,
+        results = await workflow.execute_activity(
+            steps.confirm_attempts,
             ReconcileInput(self.inp.order_id, attempts),
             start_to_close_timeout=RECONCILE_TIMEOUT,
             schedule_to_close_timeout=CONFIRM_BUDGET,

@@ -7,11 +7,10 @@ from fastapi.responses import JSONResponse
 
 from api.deps import AdminUser, ConnDep, TemporalDep
 from api.errors import error_responses, ok
-from api.ordering import WorkflowGone, call_update, ended_order_error
-from api.read import find_order, session_out
+from api.order_commands import update_order
+from api.read import session_out
 from api.schemas import Envelope, ExtendIn, SessionOut
-from domain.temporal import workflow_id
-from workflows.messages import ExtendRequest
+from domain.messages import ExtendRequest
 from workflows.order import OrderWorkflow
 
 router = APIRouter(prefix="/admin/orders", tags=["admin"])
@@ -19,27 +18,16 @@ router = APIRouter(prefix="/admin/orders", tags=["admin"])
 
 @router.post("/{ref}/extend", response_model=Envelope[SessionOut], responses=error_responses(403, 404, 409))
 async def extend(ref: str, body: ExtendIn, user: AdminUser, conn: ConnDep, client: TemporalDep) -> JSONResponse:
-    row = await find_order(conn, ref, user)
-    await conn.rollback()
-    if row.status != "pending_payment":
-        raise ended_order_error(row.status, "extend")
-    handle = client.get_workflow_handle(workflow_id(str(row.id)))
-    try:
-        await call_update(lambda: handle.execute_update(OrderWorkflow.extend, ExtendRequest(minutes=body.minutes)))
-    except WorkflowGone:
-        raise ended_order_error((await find_order(conn, ref, user)).status, "extend") from None
-    return ok(session_out(await find_order(conn, ref, user)), "Payment window moved")
+    row, _ = await update_order(
+        conn, client, ref, user, "extend",
+        lambda order: order.execute_update(OrderWorkflow.extend, ExtendRequest(minutes=body.minutes)),
+    )  # fmt: skip
+    return ok(session_out(row), "Payment window moved")
 
 
 @router.post("/{ref}/expire", response_model=Envelope[SessionOut], responses=error_responses(403, 404, 409))
 async def expire(ref: str, user: AdminUser, conn: ConnDep, client: TemporalDep) -> JSONResponse:
-    row = await find_order(conn, ref, user)
-    await conn.rollback()
-    if row.status != "pending_payment":
-        raise ended_order_error(row.status, "expire")
-    handle = client.get_workflow_handle(workflow_id(str(row.id)))
-    try:
-        await call_update(lambda: handle.execute_update(OrderWorkflow.expire_now))
-    except WorkflowGone:
-        raise ended_order_error((await find_order(conn, ref, user)).status, "expire") from None
-    return ok(session_out(await find_order(conn, ref, user)), "Payment window closed")
+    row, _ = await update_order(
+        conn, client, ref, user, "expire", lambda order: order.execute_update(OrderWorkflow.expire_now)
+    )
+    return ok(session_out(row), "Payment window closed")

@@ -16,7 +16,7 @@ from pydantic import StringConstraints
 from api.auth import issue_token
 from api.errors import ApiError, ok
 from api.schemas import Camel
-from domain.settings import Settings
+from infra.settings import Settings
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 ASSET = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(js|css|svg)$")

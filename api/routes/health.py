@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
 from api.deps import get_temporal
+from store import stats
 
 router = APIRouter(tags=["health"])
 
@@ -24,7 +24,7 @@ async def readyz(request: Request) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
         async with request.app.state.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+            await stats.ping(conn)
         checks["postgres"] = "ok"
     except Exception as err:  # noqa: BLE001 - report any failure as not ready
         checks["postgres"] = f"down: {type(err).__name__}"

@@ -11,7 +11,8 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from api.deps import ConnDep, SettingsDep
-from api.metrics import CONTENT_TYPE, collect, render
+from api.metrics import CONTENT_TYPE, render
+from store.stats import collect
 
 router = APIRouter(include_in_schema=False)
 

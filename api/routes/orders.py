@@ -10,14 +10,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import ConnDep, CurrentUser, SettingsDep, TemporalDep, db_conn
 from api.errors import ApiError, error_responses, ok
-from api.ordering import (
-    WorkflowGone,
-    call_update,
-    ended_order_error,
-    order_id_for,
-    order_input,
-    start_order,
-)
+from api.order_commands import order_input, start_order, update_order
 from api.read import find_order, list_orders, order_detail, session_out
 from api.schemas import (
     AttemptStatusName,
@@ -32,8 +25,8 @@ from api.schemas import (
     RetryOut,
     SessionOut,
 )
-from domain.temporal import workflow_id
-from workflows.messages import CancelRequest, RetryRequest
+from domain.ids import order_id_for
+from domain.messages import CancelRequest, RetryRequest
 from workflows.order import OrderWorkflow
 
 router = APIRouter(prefix="/orders", tags=["orders"])
@@ -58,7 +51,7 @@ async def create_order(
     client: TemporalDep,
     idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
 ) -> JSONResponse:
-    order_id = order_id_for(user, idempotency_key)
+    order_id = order_id_for(user.id, idempotency_key)
     inp = order_input(settings, user, body, order_id, request.client.host if request.client else "127.0.0.1")
     # No pooled connection is held while the workflow works: under load that wait is most of a
     # create, and holding one would cap concurrent creates at the pool's size.
@@ -148,17 +141,11 @@ async def get_session(ref: str, user: CurrentUser, conn: ConnDep) -> JSONRespons
 async def retry_payment(
     ref: str, user: CurrentUser, conn: ConnDep, client: TemporalDep, body: RetryIn | None = None
 ) -> JSONResponse:
-    row = await find_order(conn, ref, user)
-    await conn.rollback()
-    if row.status != "pending_payment":
-        raise ended_order_error(row.status, "retry")
-    handle = client.get_workflow_handle(workflow_id(str(row.id)))
-    try:
-        result = await call_update(
-            lambda: handle.execute_update(OrderWorkflow.retry_payment, RetryRequest(gateway=body.gateway if body else None))
-        )
-    except WorkflowGone:
-        raise ended_order_error((await find_order(conn, ref, user)).status, "retry") from None
+    gateway = body.gateway if body else None
+    row, result = await update_order(
+        conn, client, ref, user, "retry",
+        lambda order: order.execute_update(OrderWorkflow.retry_payment, RetryRequest(gateway=gateway)),
+    )  # fmt: skip
     out = RetryOut(
         order_id=row.id,
         payment_attempts=result.payment_attempts,
@@ -174,16 +161,8 @@ async def retry_payment(
 async def cancel_order(
     ref: str, user: CurrentUser, conn: ConnDep, client: TemporalDep, body: CancelIn | None = None
 ) -> JSONResponse:
-    row = await find_order(conn, ref, user)
-    await conn.rollback()
-    if row.status != "pending_payment":
-        raise ended_order_error(row.status, "cancel")
-    handle = client.get_workflow_handle(workflow_id(str(row.id)))
-    by = "admin" if user.is_admin else "customer"
-    try:
-        await call_update(
-            lambda: handle.execute_update(OrderWorkflow.cancel, CancelRequest(reason=body.reason if body else "", by=by))
-        )
-    except WorkflowGone:
-        raise ended_order_error((await find_order(conn, ref, user)).status, "cancel") from None
-    return ok(await order_detail(conn, await find_order(conn, ref, user)), "Hủy đơn hàng thành công")
+    cancel = CancelRequest(reason=body.reason if body else "", by="admin" if user.is_admin else "customer")
+    row, _ = await update_order(
+        conn, client, ref, user, "cancel", lambda order: order.execute_update(OrderWorkflow.cancel, cancel)
+    )
+    return ok(await order_detail(conn, row), "Hủy đơn hàng thành công")

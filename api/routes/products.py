@@ -5,10 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api.catalog import create_product
+from api.catalog import create_product, list_products
 from api.deps import AdminUser, ConnDep
 from api.errors import error_responses, ok
-from api.read import list_products
 from api.schemas import Envelope, ProductCreate, ProductOut
 
 router = APIRouter(tags=["products"])

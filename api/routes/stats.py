@@ -14,13 +14,13 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import Field
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.deps import AdminUser, ConnDep
 from api.errors import ApiError, error_responses, ok
 from api.schemas import Envelope, Out
 from domain.statuses import OrderStatus
+from store import stats as store_stats
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -101,39 +101,6 @@ class StatsOut(Out):
 
 # ---- queries ----------------------------------------------------------------------------------------
 
-IN_RANGE = "o.created_at >= :start AND o.created_at < :end"
-BY_STATUS_SQL = text(
-    f"""
-    SELECT o.status, coalesce(split_part(o.end_reason, ':', 1), '') AS reason,
-        CAST(extract(hour FROM o.created_at AT TIME ZONE '{TIMEZONE}') AS integer) AS hour, count(*) AS n
-    FROM "order" o WHERE {IN_RANGE} GROUP BY 1, 2, 3
-    """
-)
-SUMMARY_SQL = text(
-    f"""
-    SELECT
-        percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM o.ended_at - o.created_at))
-            FILTER (WHERE o.status = 'paid') AS ttp_p50,
-        percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM o.ended_at - o.created_at))
-            FILTER (WHERE o.status = 'paid') AS ttp_p90,
-        coalesce(sum(s.payment_attempts), 0) AS retries,
-        count(*) FILTER (WHERE s.payment_attempts > 0) AS retried_orders,
-        count(*) FILTER (WHERE o.status = 'expired' AND NOT EXISTS (
-            SELECT 1 FROM payment p WHERE p.order_id = o.id AND p.status <> 'expired')) AS abandoned
-    FROM "order" o JOIN order_session s ON s.order_id = o.id
-    WHERE {IN_RANGE}
-    """
-)
-GATEWAYS_SQL = text(
-    f"""
-    SELECT p.gateway, p.status, count(*) AS n,
-        count(*) FILTER (WHERE p.attempt_no > 0 AND p.status = 'success') AS paid_after_retry
-    FROM payment p JOIN "order" o ON o.id = p.order_id
-    WHERE {IN_RANGE} GROUP BY 1, 2
-    """
-)
-
-
 def _ratio(num: int, den: int) -> float | None:
     return num / den if den else None
 
@@ -144,11 +111,11 @@ def _seconds(value: Any) -> float | None:
 
 async def order_stats(conn: AsyncConnection, start: datetime, end: datetime) -> StatsOut:
     """Orders created in [start, end); both aware, and echoed back as given."""
-    params = {"start": start, "end": end}
     counts = {s.value: 0 for s in OrderStatus}
     reasons: dict[tuple[str, str], int] = {}
     hours = [{"ended": 0, "expired": 0} for _ in range(24)]
-    for r in await conn.execute(BY_STATUS_SQL, params):
+    by_status, summary, by_gateway = await store_stats.order_stats(conn, start, end, TIMEZONE)
+    for r in by_status:
         counts[r.status] = counts.get(r.status, 0) + r.n
         if r.status == OrderStatus.PENDING_PAYMENT.value:
             continue
@@ -156,10 +123,9 @@ async def order_stats(conn: AsyncConnection, start: datetime, end: datetime) -> 
         hours[r.hour]["ended"] += r.n
         if r.status == OrderStatus.EXPIRED.value:
             hours[r.hour]["expired"] += r.n
-    summary = (await conn.execute(SUMMARY_SQL, params)).one()
     gateways: dict[str, dict[str, int]] = {}
     paid_after_retry = 0
-    for r in await conn.execute(GATEWAYS_SQL, params):
+    for r in by_gateway:
         gateways.setdefault(r.gateway, {})[r.status] = r.n
         paid_after_retry += r.paid_after_retry
 

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 
 from api.deps import get_temporal
 from api.errors import RETRY_SOON, ApiError, error_responses
-from api.payment_intake import Intake, take
+from api.payment_intake import Intake, Verdict, take
 from gateways.base import GatewayResult, InvalidSignature, PaymentGateway, PaymentOutcome
 
 router = APIRouter(tags=["webhooks"])
@@ -63,9 +63,9 @@ def _not_delivered() -> ApiError:
 @router.post("/webhooks/momo", status_code=204, responses=error_responses(400, 404, 503))
 async def momo_ipn(request: Request) -> Response:
     intake = await _take(request, _verify(request, "momo", await _json_body(request)))
-    if intake.verdict == "unknown_order":
+    if intake.verdict is Verdict.UNKNOWN_ORDER:
         raise ApiError(404, "ORDER_NOT_FOUND", "No such payment")
-    if intake.verdict == "amount_mismatch":
+    if intake.verdict is Verdict.AMOUNT_MISMATCH:
         raise ApiError(400, "AMOUNT_MISMATCH", "Amount does not match the order")
     if not intake.delivered:
         raise _not_delivered()
@@ -74,11 +74,11 @@ async def momo_ipn(request: Request) -> Response:
 
 # VNPay wants HTTP 200 with its own codes (GATEWAYS.md), whatever happened.
 VNPAY_RSP = {
-    "accepted": ("00", "Confirm Success"),
-    "duplicate": ("02", "Order already confirmed"),
-    "already_confirmed": ("02", "Order already confirmed"),
-    "unknown_order": ("01", "Order not found"),
-    "amount_mismatch": ("04", "Invalid amount"),
+    Verdict.ACCEPTED: ("00", "Confirm Success"),
+    Verdict.DUPLICATE: ("02", "Order already confirmed"),
+    Verdict.ALREADY_CONFIRMED: ("02", "Order already confirmed"),
+    Verdict.UNKNOWN_ORDER: ("01", "Order not found"),
+    Verdict.AMOUNT_MISMATCH: ("04", "Invalid amount"),
 }
 
 
@@ -107,7 +107,7 @@ async def payos_webhook(request: Request) -> JSONResponse:
         request.app.state.engine, _gateway(request, "payos"), transfer.gateway_order_id, transfer.transaction_id or ""
     )
     intake = await _take(request, state if state is not None and state.outcome.carries_money else transfer)
-    if intake.verdict == "amount_mismatch":
+    if intake.verdict is Verdict.AMOUNT_MISMATCH:
         raise ApiError(400, "AMOUNT_MISMATCH", "Amount does not match the order")
     if not intake.delivered:
         raise _not_delivered()

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from domain.settings import Settings
 from gateways.sandbox.momo import MomoSim, momo_routes
 from gateways.sandbox.pages import pages_routes
 from gateways.sandbox.payos import PayOSSim, payos_routes
 from gateways.sandbox.state import GatewaySim, Sandbox, SandboxStore
 from gateways.sandbox.vnpay import VnpaySim, vnpay_routes
+from infra.settings import Settings
 
 SANDBOX_PREFIX = "/sandbox"
 VNPAY_IPN_PATH = "/api/v1/webhooks/vnpay"  # registered with VNPay per merchant account

@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from domain.settings import Settings
+from infra.settings import Settings
 
 
 class TxnState(StrEnum):

@@ -9,10 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.live_app import install
 from tests.browser.support import CHROMIUM, CHROMIUM_ARGS, browser_problem
-
-install()  # until api/app.py mounts the events/demo routers and the listener itself
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from domain.settings import Settings
 from gateways.base import LinkRequest, PaymentGateway
 from gateways.sandbox.state import SandboxStore
+from infra.settings import Settings
 
 # Explicit values keep the tests independent of any .env or PAYOS_*/MOMO_* variables.
 GATEWAY_SETTINGS: dict[str, Any] = {

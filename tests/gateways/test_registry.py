@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from domain.gateways import GATEWAY_NAMES
 from gateways.momo import MomoGateway
 from gateways.payos import PayOSGateway
-from gateways.registry import GATEWAY_NAMES, build_gateways, get_gateway
+from gateways.registry import build_gateways, get_gateway
 from gateways.vnpay import VnpayGateway
 from tests.gateways.harness import make_settings
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from api import events
+from api import order_stream
 from api.auth import STREAM_TTL_SECONDS, InvalidToken, User, issue_stream_token, read_stream_token
 from api.deps import ConnDep, CurrentUser, current_user
 from api.errors import ApiError, error_responses, ok
@@ -44,7 +44,7 @@ def sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
 
 
-async def order_stream(hub: events.OrderEvents, order_id: str) -> AsyncIterator[str]:
+async def sse_stream(hub: order_stream.OrderEvents, order_id: str) -> AsyncIterator[str]:
     """The detail now, then after each change; a comment line keeps proxies from timing the
     stream out; the stream ends after a terminal status."""
     with hub.subscribe(order_id) as sub:  # before the first read, so no change slips between
@@ -54,9 +54,9 @@ async def order_stream(hub: events.OrderEvents, order_id: str) -> AsyncIterator[
                 yield ": heartbeat\n\n"
             else:
                 yield sse("session", detail)
-                if events.is_final(detail):
+                if order_stream.is_final(detail):
                     return
-            detail = await sub.next(events.HEARTBEAT_SECONDS)
+            detail = await sub.next(order_stream.HEARTBEAT_SECONDS)
 
 
 @router.get(
@@ -71,7 +71,7 @@ async def order_stream(hub: events.OrderEvents, order_id: str) -> AsyncIterator[
 async def order_events(
     ref: str, request: Request, watcher: Annotated[Watcher, Depends(stream_watcher)]
 ) -> StreamingResponse:
-    hub: events.OrderEvents | None = getattr(request.app.state, "order_events", None)
+    hub: order_stream.OrderEvents | None = getattr(request.app.state, "order_events", None)
     if hub is None:
         raise ApiError(503, "EVENTS_UNAVAILABLE", "Live order events are not running")
     try:
@@ -85,7 +85,7 @@ async def order_events(
     if watcher.order_id is not None and watcher.order_id != str(row.id):
         raise ApiError(401, "INVALID_TOKEN", "This stream token is for another order")
     return StreamingResponse(
-        order_stream(hub, str(row.id)),
+        sse_stream(hub, str(row.id)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -11,7 +11,7 @@ import asyncpg
 import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from domain.settings import Settings, get_settings
+from infra.settings import Settings, get_settings
 
 T = TypeVar("T")
 

@@ -283,3 +283,17 @@ class LatePayment:
 class LateOutcome:
     state: str  # accepted | refund_required | refunded | already_settled | needs_review
     detail: str = ""
+
+
+@dataclass
+class ArchiveInput:
+    older_than_days: float = 30  # ARCHIVE_AFTER_DAYS
+    batch_size: int = 1000  # ARCHIVE_BATCH_SIZE: rows per transaction
+
+
+@dataclass
+class ArchiveResult:
+    archived: int  # orders marked archived by this run
+    batches: int  # transactions that archived at least one order
+    held_for_refund: int  # old enough, but kept visible: a late payment still awaits its refund
+    cutoff: datetime  # orders that ended before this were eligible

@@ -1,22 +1,30 @@
 """The one place a Temporal client is made, so the API, the worker and tests agree on the
-namespace and the data converter (pydantic: dataclasses with datetimes round-trip exactly)."""
+namespace and the data converter (pydantic: dataclasses with datetimes round-trip exactly), and the
+one client-side start both of them make (a late payment's settlement)."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 
 from pydantic import TypeAdapter
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import (
     PydanticJSONPlainPayloadConverter,
     PydanticPayloadConverter,
     pydantic_data_converter,
 )
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
-from domain.settings import Settings
+from domain.ids import late_workflow_id
+from domain.messages import LatePayment
+from infra.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # The SDK builds a payload converter for every workflow instance, each with an empty TypeAdapter
 # cache: every order rebuilt the adapters of its messages (~12 % of the worker's CPU). One cache
@@ -54,10 +62,19 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     )
 
 
-def workflow_id(order_id: str) -> str:
-    return f"order-{order_id}"
-
-
-def late_workflow_id(gateway: str, gateway_order_id: str) -> str:
-    """One late-payment settlement per attempt."""
-    return f"late-{gateway}-{gateway_order_id}"
+async def start_late_settlement(client: Client, task_queue: str, late: LatePayment) -> None:
+    """The one place a late payment's settlement starts (the webhook, once the order's workflow has
+    finished; the order's workflow, through an activity): one LatePaymentWorkflow per attempt, so
+    however often the money is reported, it is settled once."""
+    try:
+        await client.start_workflow(
+            "LatePaymentWorkflow",  # by name: infra imports no workflow module
+            late,
+            id=late_workflow_id(late.gateway, late.gateway_order_id),
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        return  # settled already
+    log.error("late payment for order %s via %s %s", late.order_id, late.gateway, late.gateway_order_id)

@@ -12,13 +12,3 @@ GRAND_TOTAL = SearchAttributeKey.for_int("GrandTotal")
 LATE_PAYMENT = SearchAttributeKey.for_keyword("LatePayment")
 
 ALL = (ORDER_STATUS, ORDER_CODE, CUSTOMER_ID, GATEWAY, PAYMENT_DEADLINE, GRAND_TOTAL, LATE_PAYMENT)
-
-
-def cli_flags() -> list[str]:
-    """`--search-attribute Name=Type` flags for `temporal server start-dev`."""
-    kinds = {"KEYWORD": "Keyword", "INT": "Int", "DATETIME": "Datetime"}
-    return [
-        f
-        for key in ALL
-        for f in ("--search-attribute", f"{key.name}={kinds[key.indexed_value_type.name]}")
-    ]

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
+    WorkflowHandle,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -20,14 +21,15 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import User
 from api.errors import ApiError
+from api.read import find_order
 from api.schemas import OrderCreate
-from domain.settings import Settings
-from domain.temporal import workflow_id
-from workflows.messages import Creation, OrderInput, OrderLine, Receiver
+from domain.ids import workflow_id
+from domain.messages import Creation, OrderInput, OrderLine, Receiver
+from domain.statuses import OrderStatus
+from infra.settings import Settings
 from workflows.order import OrderWorkflow
 
 T = TypeVar("T")
-IDEMPOTENCY_NS = uuid.UUID("7d1b3c1e-8f7a-4a53-9a55-6b1f3f0c2a10")
 
 # Error types raised by the workflow's validators and handlers -> HTTP status.
 UPDATE_ERRORS = {
@@ -40,13 +42,6 @@ UPDATE_ERRORS = {
     "PAYMENT_ALREADY_PROCESSED": 409,
     "ORDER_NOT_PENDING": 409,
 }
-
-
-def order_id_for(user: User, idempotency_key: str | None) -> str:
-    """Same customer + same Idempotency-Key -> same order id -> same workflow -> same order."""
-    if idempotency_key is None:
-        return str(uuid.uuid4())
-    return str(uuid.uuid5(IDEMPOTENCY_NS, f"{user.id}\n{idempotency_key}"))
 
 
 def request_hash(body: OrderCreate) -> str:
@@ -116,6 +111,30 @@ async def call_update(fn: Callable[[], Awaitable[T]]) -> T:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise WorkflowGone() from None
         raise ApiError(503, "TEMPORAL_UNAVAILABLE", f"Workflow service unavailable: {err.message}") from None
+
+
+async def update_order(
+    conn: AsyncConnection,
+    client: Client,
+    ref: str,
+    user: User,
+    action: str,
+    update: Callable[[WorkflowHandle[Any, Any]], Awaitable[T]],
+) -> tuple[Any, T]:
+    """Every command on an order, one way: find it (404 for a stranger's), refuse an ended one in
+    seeds 000/002's terms, run the workflow update (its typed refusals as API errors) with no
+    pooled transaction held meanwhile, and re-read the order as Postgres now holds it. When the
+    workflow had finished in between, the ended order's refusal is answered from Postgres."""
+    row = await find_order(conn, ref, user)
+    await conn.rollback()
+    if row.status != OrderStatus.PENDING_PAYMENT.value:
+        raise ended_order_error(row.status, action)
+    handle = client.get_workflow_handle(workflow_id(str(row.id)))
+    try:
+        result = await call_update(lambda: update(handle))
+    except WorkflowGone:
+        raise ended_order_error((await find_order(conn, ref, user)).status, action) from None
+    return await find_order(conn, ref, user), result
 
 
 class WorkflowGone(Exception):

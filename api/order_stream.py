@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api.auth import User
 from api.errors import ApiError
 from api.read import find_order, order_detail
-from domain.db import listen_dsn
 from domain.statuses import OrderStatus
+from infra.db import listen_dsn
 
 log = logging.getLogger("api.events")
 

@@ -1,6 +1,6 @@
 """Temporal Schedules Paywindow relies on, created or updated when the worker starts.
 
-`paywindow-archive` runs ArchiveWorkflow daily at 02:00 Asia/Ho_Chi_Minh (seed 002's clean-up, as a
+`paywindow-archive` runs ArchiveWorkflow (workflows/archive.py) daily at 02:00 Asia/Ho_Chi_Minh (seed 002's clean-up, as a
 Temporal Schedule rather than a cron). Every worker replica calls `ensure_archive_schedule` at start:
 creating is idempotent by schedule id, and an existing schedule is brought up to date (new
 ARCHIVE_AFTER_DAYS, task queue...) while its state is kept, so an operator's pause survives deploys.
@@ -27,8 +27,8 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
-from domain.settings import Settings
-from workflows.archive import ArchiveInput, ArchiveWorkflow
+from domain.messages import ArchiveInput
+from infra.settings import Settings
 
 ARCHIVE_SCHEDULE_ID = "paywindow-archive"
 ARCHIVE_TIME_ZONE = "Asia/Ho_Chi_Minh"
@@ -38,7 +38,7 @@ ARCHIVE_HOUR = 2
 def archive_schedule(settings: Settings) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            ArchiveWorkflow.run,
+            "ArchiveWorkflow",  # by name: infra imports no workflow module
             ArchiveInput(older_than_days=settings.archive_after_days, batch_size=settings.archive_batch_size),
             id=ARCHIVE_SCHEDULE_ID,  # each run's id gets the scheduled time appended by Temporal
             task_queue=settings.temporal_task_queue,

@@ -1,0 +1,30 @@
+"""Identifiers: an order's workflow, a late payment's settlement, the order id an Idempotency-Key
+stands for, a new 9-digit order code."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+
+IDEMPOTENCY_NS = uuid.UUID("7d1b3c1e-8f7a-4a53-9a55-6b1f3f0c2a10")
+
+
+def workflow_id(order_id: str) -> str:
+    return f"order-{order_id}"
+
+
+def late_workflow_id(gateway: str, gateway_order_id: str) -> str:
+    """One late-payment settlement per attempt."""
+    return f"late-{gateway}-{gateway_order_id}"
+
+
+def order_id_for(customer_id: str, idempotency_key: str | None) -> str:
+    """Same customer + same Idempotency-Key -> same order id -> same workflow -> same order."""
+    if idempotency_key is None:
+        return str(uuid.uuid4())
+    return str(uuid.uuid5(IDEMPOTENCY_NS, f"{customer_id}\n{idempotency_key}"))
+
+
+def new_order_code() -> int:
+    """9 random digits (seed 004): not guessable from the previous order's."""
+    return 100_000_000 + secrets.randbelow(900_000_000)

@@ -1,0 +1,69 @@
+"""Stock: the one home for taking `product_variant.stock_quantity` at checkout.
+
+Giving stock back happens in `store.orders.transition`, in the same statement as the guarded
+transition, so it can happen at most once per order.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.checkout import Rejected, ReservedLine, merge_lines
+from domain.messages import OrderLine
+from store.tables import OrderItem, Product, ProductVariant
+
+variant, product = ProductVariant.__table__, Product.__table__
+
+
+async def reserve(conn: AsyncConnection, lines: list[OrderLine]) -> list[ReservedLine]:
+    """Lock the variants (in id order, so concurrent checkouts cannot deadlock), check stock,
+    take it and return the prices read from the catalog at this instant. Raises Rejected."""
+    wanted = merge_lines(lines)
+    ids = sorted(wanted)
+    locked = (
+        select(variant.c.id, variant.c.product_id, variant.c.sku, variant.c.name, variant.c.price,
+               variant.c.stock_quantity, product.c.name.label("product_name"))
+        .join(product, product.c.id == variant.c.product_id)
+        .where(variant.c.id.in_(ids))
+        .order_by(variant.c.id)
+        .with_for_update(of=variant)
+    )  # fmt: skip
+    found = {r.id: r for r in (await conn.execute(locked)).all()}
+    for vid in ids:
+        if vid not in found:
+            raise Rejected("VARIANT_NOT_FOUND", f"Variant {vid} not found")
+    short = [found[vid].sku for vid in ids if found[vid].stock_quantity < wanted[vid]]
+    if short:
+        raise Rejected("OUT_OF_STOCK", f"Not enough stock for {', '.join(short)}")
+    taken = case({vid: wanted[vid] for vid in ids}, value=variant.c.id)
+    await conn.execute(
+        update(variant)
+        .where(variant.c.id.in_(ids))
+        .values(stock_quantity=variant.c.stock_quantity - taken, updated_at=func.now())
+    )
+    return [
+        ReservedLine(
+            product_id=str(found[vid].product_id),
+            variant_id=str(vid),
+            product_name=found[vid].product_name,
+            variant_sku=found[vid].sku,
+            variant_name=found[vid].name,
+            quantity=wanted[vid],
+            unit_price=int(found[vid].price),
+        )
+        for vid in ids
+    ]
+
+
+async def reserve_again(conn: AsyncConnection, order_id: str) -> bool:
+    """An expired order's items, reserved anew (a late payment accepted); False when any is short."""
+    items = (
+        await conn.execute(select(OrderItem.variant_id, OrderItem.quantity).where(OrderItem.order_id == order_id))
+    ).all()
+    try:
+        async with conn.begin_nested():
+            await reserve(conn, [OrderLine(str(i.variant_id), i.quantity) for i in items])
+    except Rejected:
+        return False
+    return True

@@ -1,0 +1,273 @@
+"""Orders with their sessions and frozen items: the checkout snapshot, the one guarded terminal
+transition, a moved deadline, and the reads the API answers from (details and listings)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, literal, select, text
+from sqlalchemy.dialects.postgresql import array
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.checkout import ReservedLine
+from domain.ids import new_order_code
+from domain.messages import AttemptUpdate, CreatedOrder, CreateOrderInput, FrozenItem
+from domain.statuses import OPEN_ATTEMPTS_BECOME, SESSION_FOR_ORDER, OrderStatus, SessionStatus
+from store.outbox import record_event
+from store.tables import Order, OrderItem, OrderSession, Payment
+
+order, session, item, payment = Order.__table__, OrderSession.__table__, OrderItem.__table__, Payment.__table__
+CODE_TRIES = 10  # 9-digit random codes collide rarely; each collision costs a savepoint
+
+# ---- the checkout snapshot ---------------------------------------------------------------------------
+
+
+async def create(conn: AsyncConnection, inp: CreateOrderInput, lines: list[ReservedLine]) -> CreatedOrder:
+    """The order, its session and its items (prices as reserved), and `order.created`."""
+    subtotal = sum(line.unit_price * line.quantity for line in lines)
+    discount, shipping = 0, 0
+    values = {
+        "id": inp.order_id, "customer_id": inp.customer_id, "status": OrderStatus.PENDING_PAYMENT.value,
+        "order_type": inp.order_type, "subtotal_amount": subtotal, "discount_amount": discount,
+        "shipping_fee": shipping, "grand_total": subtotal - discount + shipping,
+        "receiver_name": inp.receiver.name, "receiver_phone": inp.receiver.phone,
+        "receiver_address": inp.receiver.address, "receiver_email": inp.receiver.email,
+        "request_hash": inp.request_hash, "created_at": inp.started_at, "updated_at": inp.started_at,
+    }  # fmt: skip
+    for _ in range(CODE_TRIES):
+        values["order_code"] = new_order_code()
+        try:
+            async with conn.begin_nested():
+                await conn.execute(insert(order).values(**values))
+            break
+        except IntegrityError as err:
+            if "order_code" not in str(err.orig):
+                raise
+    else:
+        raise RuntimeError("could not allocate a unique order code")
+    session_id = uuid.uuid4()
+    await conn.execute(
+        insert(session).values(
+            id=session_id, order_id=inp.order_id, status=SessionStatus.ACTIVE.value,
+            session_duration_minutes=inp.duration_minutes, expires_at=inp.expires_at, started_at=inp.started_at,
+            payment_attempts=0, max_payment_attempts=inp.max_attempts, created_at=inp.started_at,
+            updated_at=inp.started_at,
+        )
+    )
+    frozen = [
+        FrozenItem(
+            product_id=line.product_id, variant_id=line.variant_id, product_name=line.product_name,
+            variant_sku=line.variant_sku, variant_name=line.variant_name, quantity=line.quantity,
+            unit_price=line.unit_price, sub_total_amount=line.unit_price * line.quantity,
+        )
+        for line in lines
+    ]
+    await conn.execute(
+        insert(item),
+        [{"id": uuid.uuid4(), "order_id": inp.order_id, "created_at": inp.started_at, **vars(i)} for i in frozen],
+    )
+    await record_event(conn, inp.order_id, "order.created")
+    return CreatedOrder(
+        order_id=inp.order_id, order_code=values["order_code"], session_id=str(session_id),
+        customer_id=inp.customer_id, subtotal_amount=subtotal, discount_amount=discount, shipping_fee=shipping,
+        grand_total=values["grand_total"], currency_code="VND", items=frozen,
+    )  # fmt: skip
+
+
+async def load_created(conn: AsyncConnection, order_id: str) -> CreatedOrder | None:
+    """The snapshot as `create` returned it (an activity's retry finds it made)."""
+    row = (
+        await conn.execute(
+            select(order, session.c.id.label("session_id"))
+            .join(session, session.c.order_id == order.c.id)
+            .where(order.c.id == order_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    items = (await conn.execute(select(item).where(item.c.order_id == order_id).order_by(item.c.variant_id))).all()
+    return CreatedOrder(
+        order_id=str(row.id),
+        order_code=row.order_code,
+        session_id=str(row.session_id),
+        customer_id=row.customer_id,
+        subtotal_amount=row.subtotal_amount,
+        discount_amount=row.discount_amount,
+        shipping_fee=row.shipping_fee,
+        grand_total=row.grand_total,
+        currency_code=row.currency_code,
+        items=[
+            FrozenItem(
+                product_id=str(i.product_id), variant_id=str(i.variant_id), product_name=i.product_name,
+                variant_sku=i.variant_sku, variant_name=i.variant_name, quantity=i.quantity,
+                unit_price=i.unit_price, sub_total_amount=i.sub_total_amount,
+            )
+            for i in items
+        ],
+    )
+
+
+# ---- the lifecycle -----------------------------------------------------------------------------------
+
+# Raw SQL on purpose: one statement, so the transition, the restock, the session and the attempts
+# move together or not at all, and the `status = 'pending_payment'` guard makes a second call a
+# no-op (no double restock). It also wakes the order's live streams (`order_events`).
+TRANSITION_SQL = text(
+    """
+    WITH moved AS (
+        UPDATE "order" SET status = :to, end_reason = :reason, updated_at = now(), ended_at = now()
+        WHERE id = :id AND status = 'pending_payment' RETURNING id
+    ), restock AS (
+        UPDATE product_variant v SET stock_quantity = v.stock_quantity + i.quantity, updated_at = now()
+        FROM order_item i, moved
+        WHERE :restock AND i.order_id = moved.id AND v.id = i.variant_id RETURNING v.id
+    ), sess AS (
+        UPDATE order_session s SET status = :session_status, updated_at = now()
+        FROM moved WHERE s.order_id = moved.id RETURNING s.id
+    ), verdict AS (
+        UPDATE payment p SET status = :attempt_status, result_code = :result_code,
+            transaction_id = coalesce(:transaction_id, p.transaction_id), updated_at = now()
+        FROM moved WHERE p.order_id = moved.id AND p.attempt_no = :attempt_no RETURNING p.id
+    ), open_attempts AS (
+        UPDATE payment p SET status = :open_status, updated_at = now()
+        FROM moved WHERE p.order_id = moved.id AND p.status = 'pending'
+            AND p.attempt_no IS DISTINCT FROM :attempt_no RETURNING p.id
+    ), announce AS (
+        SELECT pg_notify('order_events', CAST(moved.id AS text)) FROM moved
+    )
+    SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM announce) AS announced,
+        (SELECT status FROM "order" WHERE id = :id) AS status
+    """
+)
+
+
+@dataclass(frozen=True)
+class Transition:
+    moved: bool  # False: the order had already left pending_payment (a no-op)
+    status: str  # the order's status after the call
+
+
+async def transition(
+    conn: AsyncConnection, order_id: str, to: OrderStatus, reason: str, attempt: AttemptUpdate | None
+) -> Transition:
+    """Out of pending_payment, exactly once; the attempt whose verdict caused it records it, other
+    open attempts follow the order, stock comes back unless paid, and `order.<status>` is published."""
+    row = (
+        await conn.execute(
+            TRANSITION_SQL,
+            {
+                "id": order_id,
+                "to": to.value,
+                "reason": reason,
+                "restock": to.restores_stock,
+                "session_status": SESSION_FOR_ORDER[to].value,
+                "open_status": OPEN_ATTEMPTS_BECOME[to].value,
+                "attempt_no": attempt.attempt_no if attempt else None,
+                "attempt_status": attempt.status if attempt else None,
+                "result_code": attempt.result_code if attempt else None,
+                "transaction_id": attempt.transaction_id if attempt else None,
+            },
+        )
+    ).one()
+    if row.moved:
+        await record_event(conn, order_id, f"order.{to.value}")
+        return Transition(True, to.value)
+    return Transition(False, row.status)
+
+
+async def set_deadline(conn: AsyncConnection, order_id: str, expires_at: datetime) -> None:
+    """A moved window (and its live streams told: `order_events`)."""
+    await conn.execute(
+        text(
+            "WITH s AS (UPDATE order_session SET expires_at = :at, updated_at = now() WHERE order_id = :id) "
+            "SELECT pg_notify('order_events', CAST(:id AS text))"
+        ),
+        {"at": expires_at, "id": order_id},
+    )
+
+
+# ---- reads -----------------------------------------------------------------------------------------------
+
+ORDER_WITH_SESSION = select(
+    order,
+    session.c.id.label("session_id"),
+    session.c.status.label("session_status"),
+    session.c.expires_at,
+    session.c.started_at,
+    session.c.session_duration_minutes,
+    session.c.payment_attempts,
+    session.c.max_payment_attempts,
+    session.c.last_payment_attempt,
+).join(session, session.c.order_id == order.c.id)
+
+
+async def find(conn: AsyncConnection, *, order_id: uuid.UUID | None = None, order_code: int | None = None) -> Any:
+    """The order joined with its session, by id or by 9-digit code (None: no such order)."""
+    key = order.c.id == order_id if order_id is not None else order.c.order_code == order_code
+    return (await conn.execute(ORDER_WITH_SESSION.where(key))).first()
+
+
+async def items(conn: AsyncConnection, order_id: Any) -> list[Any]:
+    return list((await conn.execute(select(item).where(item.c.order_id == order_id).order_by(item.c.variant_id))).all())
+
+
+async def attempts(conn: AsyncConnection, order_id: Any) -> list[Any]:
+    rows = await conn.execute(select(payment).where(payment.c.order_id == order_id).order_by(payment.c.attempt_no))
+    return list(rows.all())
+
+
+@dataclass(frozen=True)
+class OrderFilter:
+    customer_id: str | None = None
+    status: str | None = None
+    date_from: datetime | None = None
+    date_to: datetime | None = None
+    late_payment: bool | None = None
+    payment_status: str | None = None  # orders with an attempt in this status
+
+
+async def listing(
+    conn: AsyncConnection, where: OrderFilter, money_first: tuple[str, ...], limit: int, offset: int
+) -> tuple[int, list[Any]]:
+    """One page of orders, newest first, with each order's payment status (the attempt holding its
+    money, in `money_first` order, else its latest), and the total that match. Archived orders
+    are left out."""
+    conditions = [~order.c.archived]
+    if where.customer_id is not None:
+        conditions.append(order.c.customer_id == where.customer_id)
+    if where.status is not None:
+        conditions.append(order.c.status == where.status)
+    if where.date_from is not None:
+        conditions.append(order.c.created_at >= where.date_from)
+    if where.date_to is not None:
+        conditions.append(order.c.created_at < where.date_to)
+    if where.late_payment is not None:
+        conditions.append(order.c.late_payment == where.late_payment)
+    if where.payment_status is not None:
+        conditions.append(
+            select(literal(1))
+            .where(payment.c.order_id == order.c.id, payment.c.status == where.payment_status)
+            .exists()
+        )
+    total = (await conn.execute(select(func.count()).select_from(order).where(*conditions))).scalar_one()
+    money = func.array_position(array(list(money_first)), payment.c.status)
+    payment_status = (
+        select(payment.c.status)
+        .where(payment.c.order_id == order.c.id)
+        .order_by(money.asc().nulls_last(), payment.c.attempt_no.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    rows = await conn.execute(
+        select(order, session.c.expires_at, payment_status.label("payment_status"))
+        .join(session, session.c.order_id == order.c.id)
+        .where(*conditions)
+        .order_by(order.c.created_at.desc(), order.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return total, list(rows.all())

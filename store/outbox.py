@@ -1,0 +1,127 @@
+"""The order-event outbox: an event row is written in the same transaction as the change it
+reports, so an event exists exactly when the change happened. The same statement wakes the relay
+(activities/event_relay.py), which delivers it beside the workflows with the statements below."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.order_events import EVENT_TYPES
+from store.tables import OrderEvent
+
+event = OrderEvent.__table__
+RELAY_CHANNEL = "paywindow_outbox"  # NOTIFYed with every event; the relay LISTENs
+
+# Raw SQL on purpose: the payload is built from the order row as it is in this transaction, and the
+# same statement NOTIFYs the relay.
+RECORD_SQL = text(
+    """
+    WITH event AS (
+        INSERT INTO order_event (id, order_id, type, payload)
+        SELECT :eid, o.id, :type, jsonb_build_object(
+                'eventId', CAST(:eid_text AS text), 'type', CAST(:type AS text), 'orderId', o.id,
+                'orderCode', o.order_code, 'customerId', o.customer_id, 'status', o.status,
+                'grandTotal', o.grand_total, 'currencyCode', o.currency_code, 'reason', o.end_reason,
+                'occurredAt', now()
+            ) || CAST(:extra AS jsonb)
+        FROM "order" o WHERE o.id = :id
+        RETURNING id
+    )
+    SELECT pg_notify('paywindow_outbox', '') FROM event
+    """
+)
+
+
+async def record_event(conn: AsyncConnection, order_id: str, event_type: str, **extra: Any) -> None:
+    """Call inside the transaction that made the change."""
+    assert event_type in EVENT_TYPES, event_type
+    event_id = uuid.uuid4()
+    await conn.execute(
+        RECORD_SQL,
+        {
+            "eid": event_id,
+            "eid_text": str(event_id),
+            "type": event_type,
+            "id": order_id,
+            "extra": json.dumps(extra, default=str),
+        },
+    )
+
+
+# ---- the relay -----------------------------------------------------------------------------------------
+
+# Raw SQL on purpose: claim and lease in one statement, skipping rows another relay holds.
+CLAIM_SQL = text(
+    """
+    WITH due AS (
+        SELECT id FROM order_event WHERE delivered_at IS NULL AND next_attempt_at <= now()
+        ORDER BY next_attempt_at LIMIT :batch FOR UPDATE SKIP LOCKED
+    )
+    UPDATE order_event e SET next_attempt_at = now() + make_interval(secs => :lease)
+    FROM due WHERE e.id = due.id
+    RETURNING e.id, e.order_id, e.type, e.payload, e.attempts, e.created_at
+    """
+)
+FAILED_SQL = text(
+    """
+    UPDATE order_event e SET attempts = e.attempts + 1, last_error = f.error,
+        next_attempt_at = now() + make_interval(secs => least(:cap, power(2, e.attempts)))
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:errors AS text[])) AS f(id, error)
+    WHERE e.id = f.id
+    """
+)
+
+
+async def claim_due(conn: AsyncConnection, batch: int, lease_s: float) -> list[Any]:
+    """Events due for delivery, leased to this relay for `lease_s` (oldest due first)."""
+    return list((await conn.execute(CLAIM_SQL, {"batch": batch, "lease": lease_s})).all())
+
+
+async def delivered(conn: AsyncConnection, ids: list[Any]) -> None:
+    await conn.execute(
+        update(event)
+        .where(event.c.id.in_(ids))
+        .values(delivered_at=func.now(), attempts=event.c.attempts + 1, last_error=None)
+    )
+
+
+async def failed(conn: AsyncConnection, errors: dict[Any, str], cap_s: float) -> None:
+    """Each event tried again after 2^attempts seconds, at most `cap_s`."""
+    await conn.execute(FAILED_SQL, {"ids": list(errors), "errors": list(errors.values()), "cap": cap_s})
+
+
+async def next_due_in(conn: AsyncConnection) -> float | None:
+    """Seconds until the earliest undelivered event is due (None: none waits)."""
+    due = (
+        await conn.execute(
+            select(func.extract("epoch", func.min(event.c.next_attempt_at) - func.now())).where(
+                event.c.delivered_at.is_(None)
+            )
+        )
+    ).scalar()
+    return None if due is None else float(due)
+
+
+# ---- legacy: one order's events, delivered from its workflow (before critical-path-v1) ---------------
+
+
+async def undelivered_of(conn: AsyncConnection, order_id: str) -> list[Any]:
+    rows = await conn.execute(
+        select(event.c.id, event.c.type, event.c.payload)
+        .where(event.c.order_id == order_id, event.c.delivered_at.is_(None))
+        .order_by(event.c.created_at, event.c.id)
+    )
+    return list(rows.all())
+
+
+async def count_try(conn: AsyncConnection, event_id: Any) -> None:
+    await conn.execute(update(event).where(event.c.id == event_id).values(attempts=event.c.attempts + 1))
+
+
+async def mark_delivered(conn: AsyncConnection, event_id: Any) -> None:
+    await conn.execute(update(event).where(event.c.id == event_id).values(delivered_at=func.now()))

@@ -1,0 +1,348 @@
+"""Payment attempts and the inbox of verified verdicts: links made and stored, verdicts recorded,
+money flagged for review, late money settled, and what the webhooks store before they signal."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.messages import Attempt, AttemptUpdate, LinkInput, PaymentResult, ReviewInput
+from domain.statuses import AttemptStatus, OrderStatus, SessionStatus
+from store.outbox import record_event
+from store.tables import Order, OrderSession, Payment, PaymentNotification
+
+payment, inbox, order = Payment.__table__, PaymentNotification.__table__, Order.__table__
+session = OrderSession.__table__
+# Money review never overrides: the order's own success, or a refund under way or done.
+SETTLED_MONEY = (AttemptStatus.SUCCESS.value, AttemptStatus.REFUND_REQUIRED.value, AttemptStatus.REFUNDED.value)
+
+
+def attempt_from_row(row: Any) -> Attempt:
+    return Attempt(
+        attempt_no=row.attempt_no,
+        gateway=row.gateway,
+        gateway_order_id=row.gateway_order_id,
+        request_id=row.request_id,
+        amount=row.amount,
+        status=row.status,
+        payment_url=row.payment_url,
+        created_at=row.created_at,
+        result_code=row.result_code,
+        transaction_id=row.transaction_id,
+    )
+
+
+def _by_gateway_id(gateway: str, gateway_order_id: str) -> Any:
+    return and_(payment.c.gateway == gateway, payment.c.gateway_order_id == gateway_order_id)
+
+
+# ---- links -------------------------------------------------------------------------------------------------
+
+
+async def stored_link(conn: AsyncConnection, order_id: str, attempt_no: int) -> Attempt | None:
+    """The attempt an earlier try of the same step already made."""
+    row = (
+        await conn.execute(select(payment).where(payment.c.order_id == order_id, payment.c.attempt_no == attempt_no))
+    ).first()
+    return attempt_from_row(row) if row is not None else None
+
+
+# Raw SQL on purpose: the attempt and the session's count move in one statement, which also wakes
+# the order's live streams.
+STORE_LINK_SQL = text(
+    """
+    WITH ins AS (
+        INSERT INTO payment (id, order_id, attempt_no, gateway, gateway_order_id,
+            request_id, amount, status, payment_url, expires_at, created_at)
+        VALUES (:pid, :id, :n, :gateway, :gid, :rid, :amount, 'pending', :url, :exp, :at)
+        RETURNING *
+    ), sess AS (
+        UPDATE order_session SET payment_attempts = GREATEST(payment_attempts, :n),
+            last_payment_attempt = :at, updated_at = now()
+        WHERE order_id = :id
+    ), announce AS (
+        SELECT pg_notify('order_events', CAST(:id AS text))
+    )
+    SELECT ins.* FROM ins, announce
+    """
+)
+
+
+async def store_link(
+    conn: AsyncConnection, inp: LinkInput, gateway_order_id: str, request_id: str, payment_url: str
+) -> Attempt:
+    row = (
+        await conn.execute(
+            STORE_LINK_SQL,
+            {
+                "pid": uuid.uuid4(),
+                "id": inp.order_id,
+                "n": inp.attempt_no,
+                "gateway": inp.gateway,
+                "gid": gateway_order_id,
+                "rid": request_id,
+                "amount": inp.amount,
+                "url": payment_url,
+                "exp": inp.expires_at,
+                "at": inp.created_at,
+            },
+        )
+    ).one()
+    return attempt_from_row(row)
+
+
+async def record_attempt(conn: AsyncConnection, update_: AttemptUpdate) -> None:
+    """A verdict that does not end the order, on an attempt still pending (and its streams told)."""
+    await conn.execute(
+        text(
+            """
+            WITH p AS (
+                UPDATE payment SET status = :status, result_code = :rc,
+                    transaction_id = coalesce(:tx, transaction_id), updated_at = now()
+                WHERE order_id = :id AND attempt_no = :n AND status = 'pending'
+            )
+            SELECT pg_notify('order_events', CAST(:id AS text))
+            """
+        ),
+        {
+            "status": update_.status,
+            "rc": update_.result_code,
+            "tx": update_.transaction_id,
+            "id": update_.order_id,
+            "n": update_.attempt_no,
+        },
+    )
+
+
+async def record_cancel_failure(conn: AsyncConnection, gateway: str, gateway_order_id: str, why: str) -> None:
+    await conn.execute(
+        update(payment)
+        .where(_by_gateway_id(gateway, gateway_order_id))
+        .values(cancel_failures=payment.c.cancel_failures + 1, cancel_error=why, updated_at=func.now())
+    )
+
+
+# ---- money that needs a person --------------------------------------------------------------------------
+
+FLAG_SQL = text(
+    """
+    WITH p AS (
+        UPDATE payment SET status = 'needs_review', review_reason = :reason, received_amount = :amount,
+            result_code = :rc, transaction_id = coalesce(:tx, transaction_id), updated_at = now()
+        WHERE gateway = :gateway AND gateway_order_id = :gid
+            AND status NOT IN ('success', 'refund_required', 'refunded')
+            AND (status <> 'needs_review' OR review_reason IS DISTINCT FROM :reason)
+        RETURNING order_id
+    )
+    SELECT p.order_id, pg_notify('order_events', CAST(p.order_id AS text)) FROM p
+    """
+)
+
+
+async def flag(conn: AsyncConnection, review: ReviewInput) -> bool:
+    """The one place money goes to review (the workflow, the late settlement, the webhook intake):
+    the attempt becomes `needs_review` with the reason, and `payment.needs_review` is published.
+    False when nothing changed (settled money, or flagged for this reason before)."""
+    row = (
+        await conn.execute(
+            FLAG_SQL,
+            {
+                "reason": review.reason[:300],
+                "amount": review.amount,
+                "rc": review.result_code,
+                "tx": review.transaction_id,
+                "gateway": review.gateway,
+                "gid": review.gateway_order_id,
+            },
+        )
+    ).first()
+    if row is None:
+        return False
+    await record_event(
+        conn,
+        str(row.order_id),
+        "payment.needs_review",
+        gatewayOrderId=review.gateway_order_id,
+        reviewReason=review.reason,
+        receivedAmount=review.amount,
+    )
+    return True
+
+
+# ---- the inbox ----------------------------------------------------------------------------------------------
+
+
+def dedupe_key(gateway: str, gateway_order_id: str, outcome: str, transaction_id: str | None, result_code: str,
+               amount: int | None) -> str:  # fmt: skip
+    """One row per (attempt, verdict, gateway transaction, amount): retries of the same message
+    collapse, while a signed claim of another amount is kept apart (it goes to review)."""
+    return f"{gateway}:{gateway_order_id}:{outcome}:{transaction_id or result_code}:{amount}"
+
+
+@dataclass(frozen=True)
+class Matched:
+    """The attempt a verdict is for, and its order."""
+
+    order_id: str
+    order_code: int
+    order_status: str
+    amount: int
+    attempt_status: str
+
+
+async def match(conn: AsyncConnection, gateway: str, gateway_order_id: str) -> Matched | None:
+    row = (
+        await conn.execute(
+            select(payment.c.order_id, payment.c.amount, payment.c.status.label("attempt_status"),
+                   order.c.order_code, order.c.status)
+            .join(order, order.c.id == payment.c.order_id)
+            .where(_by_gateway_id(gateway, gateway_order_id))
+        )
+    ).first()
+    if row is None:
+        return None
+    return Matched(str(row.order_id), row.order_code, row.status, row.amount, row.attempt_status)
+
+
+async def store_verdict(
+    conn: AsyncConnection, order_id: str | None, verdict: PaymentResult, key: str, payload: dict[str, Any]
+) -> tuple[bool, bool]:
+    """Keep a verified verdict (once per dedupe key); `order_id` None: it matches no attempt of ours.
+    Returns (stored now, still to be handed to its order)."""
+    stored = (
+        await conn.execute(
+            insert(inbox)
+            .values(
+                id=uuid.uuid4(), order_id=order_id, gateway=verdict.gateway, gateway_order_id=verdict.gateway_order_id,
+                dedupe_key=key, outcome=verdict.outcome, result_code=verdict.result_code, amount=verdict.amount,
+                transaction_id=verdict.transaction_id, payload=payload,
+            )
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(inbox.c.id)
+        )
+    ).first()
+    if stored is not None:
+        if order_id is not None:
+            await conn.execute(
+                update(payment)
+                .where(_by_gateway_id(verdict.gateway, verdict.gateway_order_id))
+                .values(raw_notification=payload, updated_at=func.now())
+            )
+        return True, True
+    delivered = (await conn.execute(select(inbox.c.delivered_at).where(inbox.c.dedupe_key == key))).scalar()
+    return False, delivered is None
+
+
+async def mark_delivered(conn: AsyncConnection, key: str) -> None:
+    await conn.execute(
+        update(inbox).where(inbox.c.dedupe_key == key, inbox.c.delivered_at.is_(None)).values(delivered_at=func.now())
+    )
+
+
+async def take_inbox(conn: AsyncConnection, order_id: str) -> list[PaymentResult]:
+    """Every verdict stored for the order (a signal may have been lost while Temporal was away),
+    marked delivered: the reconciliation hands them to the workflow, which applies each once."""
+    rows = await conn.execute(
+        update(inbox)
+        .where(inbox.c.order_id == order_id)
+        .values(delivered_at=func.coalesce(inbox.c.delivered_at, func.now()))
+        .returning(inbox.c.gateway, inbox.c.gateway_order_id, inbox.c.outcome, inbox.c.result_code,
+                   inbox.c.amount, inbox.c.transaction_id)
+    )  # fmt: skip
+    return [
+        PaymentResult(r.gateway, r.gateway_order_id, r.outcome, r.result_code, r.amount, r.transaction_id)
+        for r in rows
+    ]
+
+
+async def attempt_created_at(conn: AsyncConnection, gateway: str, gateway_order_id: str) -> datetime | None:
+    return (await conn.execute(select(payment.c.created_at).where(_by_gateway_id(gateway, gateway_order_id)))).scalar()
+
+
+# ---- late money -----------------------------------------------------------------------------------------------
+
+
+async def lock_for_settlement(conn: AsyncConnection, gateway: str, gateway_order_id: str) -> Any:
+    """The attempt and its order, locked while late money is decided (None: no such attempt)."""
+    return (
+        await conn.execute(
+            select(order.c.status.label("order_status"), order.c.grand_total, payment.c.attempt_no,
+                   payment.c.status, payment.c.amount)
+            .join(order, order.c.id == payment.c.order_id)
+            .where(_by_gateway_id(gateway, gateway_order_id))
+            .with_for_update(of=[order, payment])
+        )
+    ).first()
+
+
+async def accept_late(conn: AsyncConnection, order_id: str, attempt_no: int, result_code: str, tx: str | None) -> None:
+    """LATE_PAYMENT_POLICY=accept_if_available: an expired order becomes paid by its late money
+    (its items were reserved again by the caller, in this transaction)."""
+    moved = (
+        await conn.execute(
+            update(order)
+            .where(order.c.id == order_id, order.c.status == OrderStatus.EXPIRED.value)
+            .values(status=OrderStatus.PAID.value, end_reason="late_payment_accepted", late_payment=True,
+                    updated_at=func.now(), ended_at=func.now())
+            .returning(order.c.id)
+        )
+    ).first()
+    if moved is None:
+        return
+    await conn.execute(
+        update(session)
+        .where(session.c.order_id == order_id)
+        .values(status=SessionStatus.COMPLETED.value, updated_at=func.now())
+    )
+    await _settle_attempt(conn, order_id, attempt_no, AttemptStatus.SUCCESS, result_code, tx)
+    await record_event(conn, order_id, "order.paid", latePayment=True)
+
+
+async def require_refund(
+    conn: AsyncConnection, order_id: str, attempt_no: int, result_code: str, tx: str | None, gateway_order_id: str
+) -> None:
+    await conn.execute(update(order).where(order.c.id == order_id).values(late_payment=True, updated_at=func.now()))
+    await _settle_attempt(conn, order_id, attempt_no, AttemptStatus.REFUND_REQUIRED, result_code, tx)
+    await record_event(conn, order_id, "payment.refund_required", gatewayOrderId=gateway_order_id)
+
+
+async def _settle_attempt(
+    conn: AsyncConnection, order_id: str, attempt_no: int, status: AttemptStatus, result_code: str, tx: str | None
+) -> None:
+    await conn.execute(
+        update(payment)
+        .where(payment.c.order_id == order_id, payment.c.attempt_no == attempt_no)
+        .values(status=status.value, result_code=result_code,
+                transaction_id=func.coalesce(tx, payment.c.transaction_id), updated_at=func.now())
+    )  # fmt: skip
+
+
+async def by_gateway_id(conn: AsyncConnection, gateway: str, gateway_order_id: str) -> Any:
+    return (await conn.execute(select(payment).where(_by_gateway_id(gateway, gateway_order_id)))).first()
+
+
+async def mark_refunded(conn: AsyncConnection, payment_id: Any, order_id: str, gateway_order_id: str) -> None:
+    """The gateway confirmed the refund: refund_required -> refunded (once), and its event."""
+    done = (
+        await conn.execute(
+            update(payment)
+            .where(payment.c.id == payment_id, payment.c.status == AttemptStatus.REFUND_REQUIRED.value)
+            .values(status=AttemptStatus.REFUNDED.value, updated_at=func.now())
+            .returning(payment.c.id)
+        )
+    ).first()
+    if done is not None:
+        await record_event(conn, order_id, "payment.refunded", gatewayOrderId=gateway_order_id)
+
+
+def raw(payload: dict[str, Any]) -> dict[str, Any]:
+    """A gateway message as JSON can hold it (datetimes and the like as text)."""
+    return json.loads(json.dumps(payload, ensure_ascii=False, default=str))
+

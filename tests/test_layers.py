@@ -1,0 +1,107 @@
+"""The layers import one way (docs/ARCHITECTURE.md):
+
+    api, worker.py  ->  activities  ->  store, gateways  ->  infra  ->  domain
+    workflows       ->  domain (and workflows/steps.py, the steps' declarations)
+
+`domain/` is the pure core: no I/O library, nothing of ours but itself. `workflows/` never
+imports an I/O library, an adapter, the store or an activity. `api/` never imports `activities/`.
+Only `store/` speaks SQL. Read from the source (ast), so a lazy import inside a function counts.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import typing
+from pathlib import Path
+
+import pytest
+
+from workflows import steps
+
+ROOT = Path(__file__).resolve().parent.parent
+OURS = {"api", "activities", "domain", "gateways", "infra", "store", "workflows", "worker", "devstack"}
+IO = {"sqlalchemy", "sqlmodel", "asyncpg", "httpx", "fastapi", "starlette", "uvicorn", "payos", "smtplib", "alembic"}
+# What each layer may import of ours, and which outside libraries it must not.
+MAY_IMPORT: dict[str, set[str]] = {
+    "domain": {"domain"},
+    "infra": {"infra", "domain"},
+    "store": {"store", "infra", "domain"},
+    "gateways": {"gateways", "infra", "domain"},
+    "activities": {"activities", "store", "gateways", "infra", "domain"},
+    "workflows": {"workflows", "domain"},
+    "api": {"api", "store", "gateways", "infra", "domain", "workflows"},
+}
+FORBIDDEN_LIBRARIES: dict[str, set[str]] = {
+    "domain": IO | {"temporalio.client", "temporalio.worker", "temporalio.activity", "pydantic_settings"},
+    "workflows": IO,
+}
+
+
+def imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def modules(layer: str) -> list[Path]:
+    return sorted((ROOT / layer).rglob("*.py"))
+
+
+@pytest.mark.parametrize("layer", sorted(MAY_IMPORT))
+def test_each_layer_imports_only_the_layers_below_it(layer: str) -> None:
+    wrong = []
+    for path in modules(layer):
+        for name in imports(path):
+            top = name.split(".")[0]
+            if top in OURS and top not in MAY_IMPORT[layer]:
+                wrong.append(f"{path.relative_to(ROOT)} imports {name}")
+            if any(name == lib or name.startswith(f"{lib}.") for lib in FORBIDDEN_LIBRARIES.get(layer, ())):
+                wrong.append(f"{path.relative_to(ROOT)} imports the I/O library {name}")
+    assert not wrong, "\n".join(sorted(set(wrong)))
+
+
+def test_only_the_store_speaks_sql() -> None:
+    speaking = []
+    for layer in ("api", "activities", "workflows", "gateways", "infra", "domain"):
+        for path in modules(layer):
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "text":
+                    speaking.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not speaking, f"SQL outside store/: {speaking}"
+
+
+def test_every_step_a_workflow_names_is_implemented_with_the_same_types() -> None:
+    """workflows/steps.py declares; activities/ implement, under the same name and types."""
+    from worker import all_activities
+
+    declared = {
+        fn.__temporal_activity_definition.name: fn  # type: ignore[attr-defined]
+        for fn in vars(steps).values()
+        if hasattr(fn, "__temporal_activity_definition")
+    }
+    implemented = {
+        fn.__temporal_activity_definition.name: fn  # type: ignore[attr-defined]
+        for fn in all_activities(None, _settings(), None)  # type: ignore[arg-type]
+    }
+    assert declared, "no steps declared"
+    assert set(declared) <= set(implemented), set(declared) - set(implemented)
+    for name, stub in declared.items():
+        want = typing.get_type_hints(stub)
+        got = typing.get_type_hints(implemented[name])
+        assert want == got, f"{name}: declared {want}, implemented {got}"
+        assert [p for p in inspect.signature(stub).parameters] == [
+            p for p in inspect.signature(implemented[name]).parameters
+        ], name
+
+
+def _settings() -> typing.Any:
+    from infra.settings import Settings
+
+    return Settings()
