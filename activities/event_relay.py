@@ -10,7 +10,8 @@ under a lease, posts them, and marks them delivered or schedules the next try. S
 - a receiver that is down is asked once per round, not once per event, and retries back off to at
   most ORDER_EVENTS_RETRY_CAP_SECONDS (60 s), so the backlog reaches a receiver that is back within
   that long;
-- an order's events go out oldest first; one that failed holds back its order's later events.
+- an order's events go out oldest first: only an order's oldest undelivered event is ever due, so
+  one that keeps failing holds back its order's later events (and no other order's).
 Receivers deduplicate on the event id (`X-Paywindow-Event-Id`): delivery is at least once.
 """
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 APPLICATION_NAME = "paywindow-event-relay"
 BATCH = 200  # events claimed per statement
 LEASE_S = 60  # a claimed event is another relay's again after this, should this one die
-PARALLEL_ORDERS = 8  # orders delivered at once (each order's events in sequence)
+PARALLEL_ORDERS = 8  # orders delivered at once
 
 
 @dataclass
@@ -94,25 +94,20 @@ class EventRelay:
         return None if next_in is None else max(0.0, next_in)
 
     async def _deliver(self, http: httpx.AsyncClient, events: list[Any]) -> Round:
-        by_order: dict[Any, list[Any]] = defaultdict(list)
-        for event in sorted(events, key=lambda e: (e.created_at, str(e.id))):
-            by_order[event.order_id].append(event)
+        """One event per order (the claim sees to it), several orders at once."""
         down: dict[str, str] = {}  # receivers that failed this round: asked once, not once per event
         done = Round([], {})
         gate = asyncio.Semaphore(PARALLEL_ORDERS)
 
-        async def one_order(chain: list[Any]) -> None:
+        async def one(event: Any) -> None:
             async with gate:
-                for i, event in enumerate(chain):
-                    error = await self._post(http, event, down)
-                    if error is None:
-                        done.delivered.append(event.id)
-                        continue
-                    for held in chain[i:]:  # later events of this order wait for this one
-                        done.failed[held.id] = error if held is event else f"waiting for event {event.id}"
-                    return
+                error = await self._post(http, event, down)
+            if error is None:
+                done.delivered.append(event.id)
+            else:
+                done.failed[event.id] = error
 
-        await asyncio.gather(*(one_order(chain) for chain in by_order.values()))
+        await asyncio.gather(*(one(event) for event in events))
         return done
 
     async def _post(self, http: httpx.AsyncClient, event: Any, down: dict[str, str]) -> str | None:

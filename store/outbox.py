@@ -55,12 +55,22 @@ async def record_event(conn: AsyncConnection, order_id: str, event_type: str, **
 
 # ---- the relay -----------------------------------------------------------------------------------------
 
+# Only the oldest undelivered event of each order is ever due: an order's events go out in order,
+# and one that keeps failing holds back its order's later ones (never another order's).
+HEAD = """
+    e.delivered_at IS NULL AND NOT EXISTS (
+        SELECT 1 FROM order_event older
+        WHERE older.order_id = e.order_id AND older.delivered_at IS NULL
+            AND (older.created_at, older.id) < (e.created_at, e.id)
+    )
+"""
 # Raw SQL on purpose: claim and lease in one statement, skipping rows another relay holds.
 CLAIM_SQL = text(
-    """
+    f"""
     WITH due AS (
-        SELECT id FROM order_event WHERE delivered_at IS NULL AND next_attempt_at <= now()
-        ORDER BY next_attempt_at LIMIT :batch FOR UPDATE SKIP LOCKED
+        SELECT e.id FROM order_event e
+        WHERE {HEAD} AND e.next_attempt_at <= now()
+        ORDER BY e.next_attempt_at LIMIT :batch FOR UPDATE SKIP LOCKED
     )
     UPDATE order_event e SET next_attempt_at = now() + make_interval(secs => :lease)
     FROM due WHERE e.id = due.id
@@ -78,7 +88,8 @@ FAILED_SQL = text(
 
 
 async def claim_due(conn: AsyncConnection, batch: int, lease_s: float) -> list[Any]:
-    """Events due for delivery, leased to this relay for `lease_s` (oldest due first)."""
+    """Events due for delivery (at most one per order: its oldest undelivered), leased to this
+    relay for `lease_s`, those due longest first."""
     return list((await conn.execute(CLAIM_SQL, {"batch": batch, "lease": lease_s})).all())
 
 
@@ -95,15 +106,12 @@ async def failed(conn: AsyncConnection, errors: dict[Any, str], cap_s: float) ->
     await conn.execute(FAILED_SQL, {"ids": list(errors), "errors": list(errors.values()), "cap": cap_s})
 
 
+NEXT_DUE_SQL = text(f"SELECT extract(epoch FROM min(e.next_attempt_at) - now()) FROM order_event e WHERE {HEAD}")
+
+
 async def next_due_in(conn: AsyncConnection) -> float | None:
-    """Seconds until the earliest undelivered event is due (None: none waits)."""
-    due = (
-        await conn.execute(
-            select(func.extract("epoch", func.min(event.c.next_attempt_at) - func.now())).where(
-                event.c.delivered_at.is_(None)
-            )
-        )
-    ).scalar()
+    """Seconds until the earliest claimable event is due (None: none waits)."""
+    due = (await conn.execute(NEXT_DUE_SQL)).scalar()
     return None if due is None else float(due)
 
 

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import uvicorn
@@ -56,6 +57,18 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     )
     yield env
     await env.shutdown()
+
+
+async def fresh_database(pg_url: str) -> str:
+    """A database of its own in the session's Postgres (no other test or relay writes to it)."""
+    name = f"test_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    head, sep, tail = pg_url.partition("?")
+    return f"{head.rsplit('/', 1)[0]}/{name}{sep}{tail}"
 
 
 def make_settings(pg_url: str, port: int, **overrides: Any) -> Settings:

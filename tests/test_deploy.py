@@ -244,7 +244,7 @@ def test_entrypoint_roles() -> None:
     script = (ROOT / "deploy/docker-entrypoint.sh").read_text()
     assert "uvicorn api.app:app_factory --factory --host 0.0.0.0" in script
     assert '--port "${API_PORT:-8000}"' in script
-    assert "from devstack.migrate import upgrade; from domain.db import async_url; upgrade(async_url())" in (
+    assert "from devstack.migrate import upgrade; from infra.db import async_url; upgrade(async_url())" in (
         script
     )
     for role in ("api)", "worker)", "migrate)"):

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import asyncpg
 import httpx
 import pytest
 import yaml
@@ -44,7 +43,7 @@ from domain.messages import ArchiveInput, ArchiveResult
 from infra.db import async_url, make_engine
 from infra.schedules import ARCHIVE_SCHEDULE_ID, ensure_archive_schedule
 from store.stats import EXPIRY_LAG_BUCKETS, TIME_TO_PAY_BUCKETS
-from tests.conftest import Stack, free_port, make_settings, serve
+from tests.conftest import Stack, free_port, fresh_database, make_settings, serve
 from tests.helpers import wait_for_status
 from worker import running_worker
 from workflows.archive import ArchiveWorkflow
@@ -127,17 +126,6 @@ def check_histogram(scrape: Scrape, name: str, bounds: tuple[float, ...]) -> Non
 
 
 # ---- the operators' stack -----------------------------------------------------------------------------
-
-
-async def fresh_database(pg_url: str) -> str:
-    name = f"ops_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(pg_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    head, sep, tail = pg_url.partition("?")
-    return f"{head.rsplit('/', 1)[0]}/{name}{sep}{tail}"
 
 
 def receiver() -> tuple[FastAPI, list[dict[str, Any]]]:

@@ -257,7 +257,7 @@ async def test_gateway_queries_for_returns_are_shared_not_repeated() -> None:
 
                 async def execute(self, *_: Any) -> Any:
                     class Rows:
-                        def scalar_one_or_none(self) -> Any:
+                        def scalar(self) -> Any:
                             return time.time()
 
                     return Rows()

@@ -1,0 +1,211 @@
+"""The store's statements against real Postgres, without workflows or HTTP: the rules that live in
+SQL (one transition, one restock, stock never below zero, money review that never overrides
+settled money, the inbox's deduplication, the outbox's leases and capped backoff)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from devstack.migrate import upgrade
+from domain.checkout import Rejected
+from domain.messages import (
+    AttemptUpdate,
+    CreateOrderInput,
+    LinkInput,
+    OrderLine,
+    PaymentResult,
+    Receiver,
+    ReviewInput,
+)
+from domain.statuses import OrderStatus
+from infra.db import async_url
+from store import catalog, inventory, orders, outbox, payments
+from tests.conftest import fresh_database
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest.fixture(scope="module")
+async def engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
+    """A migrated database of its own: the session's relays deliver every event of the shared one."""
+    url = await fresh_database(pg_url)
+    await asyncio.to_thread(upgrade, async_url(url))  # alembic's env.py runs its own event loop
+    engine = create_async_engine(async_url(url), pool_size=5)
+    yield engine
+    await engine.dispose()
+
+
+async def variant(engine: AsyncEngine, stock: int, price: int = 40_000) -> str:
+    vid = uuid.uuid4()
+    new = [catalog.NewVariant(vid, f"S-{uuid.uuid4().hex[:10]}", "V", price, stock)]
+    async with engine.connect() as conn:
+        await catalog.create_product(conn, uuid.uuid4(), "Store test", "", new)
+    return str(vid)
+
+
+async def stock(engine: AsyncEngine, vid: str) -> int:
+    async with engine.connect() as conn:
+        return (await conn.execute(text("SELECT stock_quantity FROM product_variant WHERE id = :v"), {"v": vid})).scalar_one()
+
+
+async def new_order(engine: AsyncEngine, vid: str, qty: int = 1) -> str:
+    now = datetime.now(UTC)
+    inp = CreateOrderInput(
+        order_id=str(uuid.uuid4()), customer_id="store", lines=[OrderLine(vid, qty)], order_type="normal",
+        receiver=Receiver("A", "0901234567", "HCMC"), started_at=now, expires_at=now + timedelta(minutes=15),
+        duration_minutes=15, max_attempts=3, request_hash="h", gateway="momo",
+    )  # fmt: skip
+    async with engine.begin() as conn:
+        lines = await inventory.reserve(conn, inp.lines)
+        await orders.create(conn, inp, lines)
+    return inp.order_id
+
+
+async def add_attempt(engine: AsyncEngine, order_id: str, n: int = 0, amount: int = 40_000) -> str:
+    now = datetime.now(UTC)
+    gid = f"{uuid.uuid4().hex[:9]}-{n}"
+    inp = LinkInput(order_id, 123456789, n, "momo", amount, "d", now, now + timedelta(minutes=15), [])
+    async with engine.begin() as conn:
+        await payments.store_link(conn, inp, gid, f"{order_id}-{n}", "https://pay.example/x")
+    return gid
+
+
+async def events_of(engine: AsyncEngine, order_id: str) -> list[str]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT type FROM order_event WHERE order_id = :id ORDER BY created_at"), {"id": order_id}
+        )
+        return [r.type for r in rows]
+
+
+async def test_one_transition_one_restock_one_event(engine: AsyncEngine) -> None:
+    vid = await variant(engine, stock=5)
+    oid = await new_order(engine, vid, qty=2)
+    assert await stock(engine, vid) == 3
+    async with engine.begin() as conn:
+        first = await orders.transition(conn, oid, OrderStatus.EXPIRED, "payment_window_closed", None)
+    async with engine.begin() as conn:
+        again = await orders.transition(conn, oid, OrderStatus.CANCELLED, "too late", None)
+    assert (first.moved, first.status) == (True, "expired")
+    assert (again.moved, again.status) == (False, "expired")  # the guard: a no-op, no second restock
+    assert await stock(engine, vid) == 5
+    assert await events_of(engine, oid) == ["order.created", "order.expired"]
+
+
+async def test_paid_keeps_the_stock_sold_and_records_the_verdict(engine: AsyncEngine) -> None:
+    vid = await variant(engine, stock=2)
+    oid = await new_order(engine, vid)
+    gid = await add_attempt(engine, oid)
+    verdict = AttemptUpdate(oid, 0, "success", "0", "tx-1")
+    async with engine.begin() as conn:
+        moved = await orders.transition(conn, oid, OrderStatus.PAID, "paid_via_momo", verdict)
+    assert moved.moved and await stock(engine, vid) == 1
+    async with engine.connect() as conn:
+        row = await payments.by_gateway_id(conn, "momo", gid)
+    assert (row.status, row.transaction_id) == ("success", "tx-1")
+
+
+async def test_racing_for_the_last_units_never_goes_below_zero(engine: AsyncEngine) -> None:
+    vid = await variant(engine, stock=3)
+
+    async def buy() -> bool:
+        try:
+            await new_order(engine, vid, qty=2)
+        except Rejected as refused:
+            assert refused.code == "OUT_OF_STOCK"
+            return False
+        return True
+
+    made = await asyncio.gather(*(buy() for _ in range(4)))
+    assert made.count(True) == 1 and await stock(engine, vid) == 1
+
+
+async def test_review_never_overrides_settled_money(engine: AsyncEngine) -> None:
+    vid = await variant(engine, stock=3)
+    oid = await new_order(engine, vid)
+    gid = await add_attempt(engine, oid)
+    review = ReviewInput(oid, "momo", gid, "underpaid: received 1000 of 40000 VND", 1_000, "0", "tx-short")
+    async with engine.begin() as conn:
+        assert await payments.flag(conn, review) is True
+        assert await payments.flag(conn, review) is False  # the same reason again: nothing new
+    async with engine.begin() as conn:
+        await orders.transition(conn, oid, OrderStatus.PAID, "paid", AttemptUpdate(oid, 0, "success", "0", "tx-2"))
+    async with engine.begin() as conn:
+        assert await payments.flag(conn, ReviewInput(oid, "momo", gid, "overpaid", 90_000, "0")) is False
+        row = await payments.by_gateway_id(conn, "momo", gid)
+    assert row.status == "success"
+    assert (await events_of(engine, oid)).count("payment.needs_review") == 1
+
+
+async def test_the_inbox_keeps_a_verdict_once_and_knows_what_was_handed_on(engine: AsyncEngine) -> None:
+    vid = await variant(engine, stock=3)
+    oid = await new_order(engine, vid)
+    gid = await add_attempt(engine, oid)
+    verdict = PaymentResult("momo", gid, "success", "0", 40_000, "tx-9")
+    key = payments.dedupe_key("momo", gid, "success", "tx-9", "0", 40_000)
+    other_amount = payments.dedupe_key("momo", gid, "success", "tx-9", "0", 1_000)
+    assert key != other_amount  # another amount is another claim, kept apart
+    async with engine.begin() as conn:
+        assert await payments.store_verdict(conn, oid, verdict, key, {"a": 1}) == (True, True)
+        assert await payments.store_verdict(conn, oid, verdict, key, {"a": 1}) == (False, True)
+        await payments.mark_delivered(conn, key)
+        assert await payments.store_verdict(conn, oid, verdict, key, {"a": 1}) == (False, False)
+    async with engine.begin() as conn:
+        taken = await payments.take_inbox(conn, oid)
+    assert taken == [verdict]
+
+
+async def test_the_outbox_leases_skip_locked_and_back_off_to_the_cap(engine: AsyncEngine) -> None:
+    vid = await variant(engine, stock=3)
+    oid = await new_order(engine, vid)  # writes order.created
+    async with engine.begin() as a, engine.begin() as b:
+        first = await outbox.claim_due(a, batch=10_000, lease_s=60)
+        second = await outbox.claim_due(b, batch=10_000, lease_s=60)  # waits for nothing: SKIP LOCKED
+    mine = [e for e in first + second if str(e.order_id) == oid]
+    assert len(mine) == 1
+    assert not {e.id for e in first} & {e.id for e in second}
+    async with engine.begin() as conn:
+        for _ in range(8):  # 2^attempts grows past the cap
+            await outbox.failed(conn, {mine[0].id: "receiver down"}, cap_s=5)
+        due = (
+            await conn.execute(
+                text("SELECT attempts, next_attempt_at - now() AS wait, last_error FROM order_event WHERE id = :id"),
+                {"id": mine[0].id},
+            )
+        ).one()
+    assert due.attempts == 8 and due.last_error == "receiver down"
+    assert due.wait <= timedelta(seconds=5)
+    async with engine.begin() as conn:
+        await outbox.delivered(conn, [e.id for e in first + second])
+        undelivered = await outbox.undelivered_of(conn, oid)
+    assert undelivered == []
+
+
+async def test_listing_filters_by_payment_status(engine: AsyncEngine) -> None:
+    vid = await variant(engine, stock=5)
+    customer = f"lister-{uuid.uuid4().hex[:6]}"
+    ids = []
+    for _ in range(2):
+        oid = await new_order(engine, vid)
+        async with engine.begin() as conn:
+            await conn.execute(text('UPDATE "order" SET customer_id = :c WHERE id = :id'), {"c": customer, "id": oid})
+        ids.append(oid)
+    gid = await add_attempt(engine, ids[1])
+    async with engine.begin() as conn:
+        await payments.flag(conn, ReviewInput(ids[1], "momo", gid, "success without an amount", None, "0"))
+        total, rows = await orders.listing(
+            conn, orders.OrderFilter(customer_id=customer, payment_status="needs_review"), ("success",), 10, 0
+        )
+        everything = await orders.listing(conn, orders.OrderFilter(customer_id=customer), ("needs_review",), 10, 0)
+    assert total == 1 and [str(r.id) for r in rows] == [ids[1]]
+    assert everything[0] == 2
+    statuses: dict[str, Any] = {str(r.id): r.payment_status for r in everything[1]}
+    assert statuses == {ids[0]: None, ids[1]: "needs_review"}
