@@ -19,6 +19,8 @@ COPY workflows/ workflows/
 COPY activities/ activities/
 COPY api/ api/
 COPY domain/ domain/
+COPY infra/ infra/
+COPY store/ store/
 COPY gateways/ gateways/
 COPY devstack/ devstack/
 # The runtime needs neither pip nor setuptools (pip builds in an isolated env): drop ~20 MB.
@@ -40,6 +42,8 @@ COPY workflows/ workflows/
 COPY activities/ activities/
 COPY api/ api/
 COPY domain/ domain/
+COPY infra/ infra/
+COPY store/ store/
 COPY gateways/ gateways/
 COPY devstack/ devstack/
 COPY deploy/docker-entrypoint.sh deploy/preflight.py deploy/register_search_attributes.py deploy/
