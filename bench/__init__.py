@@ -1,10 +1,10 @@
 """`python -m bench.run --mode full|quick`: the whole Paywindow stack on this machine, measured.
 
-run.py              command line, progress bar, results out; Ctrl-C / SIGTERM / errors stop everything
+run.py              command line, progress bar, results out; Ctrl-C / SIGTERM / errors stop everything;
+                    the stack (devstack/stack.py) fresh under a temp DATA_DIR, Postgres preloading
+                    pg_stat_statements
 phases.py           the phases in order, each bounded in time: creates, idle, one order's life, steady
                     arrivals, a storm of shared deadlines, memory with many open orders
-stack.py            a fresh embedded Postgres (+ pg_stat_statements), the Temporal dev server, the
-                    worker and the API, from devstack's pieces, under a temp DATA_DIR
 load.py             HTTP load: concurrency 1 and 32, open-loop arrivals, sandbox payments
 measure.py          what is read back: orders and stock from Postgres, pg_stat_statements, CPU and RSS
 breakdown.py        where the time goes: workflow histories, direct timings, py-spy buckets

@@ -31,9 +31,11 @@ def as_role(dsn: str, role: str) -> str:
     return f"{scheme}://{role}@{tail}" if at else dsn
 
 
-async def create_roles(dsn: str) -> None:
+async def prepare_database(dsn: str) -> None:
+    """The pg_stat_statements view (the server preloads the library) and the bench's roles."""
     conn = await asyncpg.connect(dsn)
     try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         await conn.execute(f"CREATE ROLE {OBSERVER_ROLE} LOGIN SUPERUSER")
         await conn.execute(f"CREATE ROLE {CRON_ROLE} LOGIN")
         await conn.execute(f"CREATE SCHEMA cron_bench AUTHORIZATION {CRON_ROLE}")

@@ -26,11 +26,11 @@ from bench.measure import (
     censored_lags_ms,
     count_statements,
     cpu_share,
-    create_roles,
+    prepare_database,
     summary,
     top_statements,
 )
-from bench.stack import ROOT, BenchStack
+from devstack.stack import ROOT, Stack
 
 STOCK = 10_000_000  # per variant: ample for any run
 HOLD = "hold"  # 4-hour windows: open for the whole run
@@ -144,7 +144,7 @@ class Ui(Protocol):
 
 
 class Bench:
-    def __init__(self, mode: Mode, stack: BenchStack, ui: Ui, profile: bool, deadline: float) -> None:
+    def __init__(self, mode: Mode, stack: Stack, ui: Ui, profile: bool, deadline: float) -> None:
         self.mode, self.stack, self.ui, self.profile = mode, stack, ui, profile
         self.deadline = deadline  # time.monotonic() by which the phases must be done
         self.results: dict[str, Any] = {"figures": {}, "flags": {}, "phases": {}, "breakdown": {}, "cpu": {}}
@@ -163,10 +163,10 @@ class Bench:
         return self.deadline - time.monotonic()
 
     async def run(self) -> dict[str, Any]:
-        await create_roles(self.stack.database_url)
+        await prepare_database(self.stack.database_url)
         self.obs = Observer(self.stack.database_url)
         await self.obs.open()
-        self.api = Api(self.stack.base_url, self.stack.jwt_secret)
+        self.api = Api(self.stack.api_url, self.stack.jwt_secret)
         self.procs = Processes(self.stack.pids(), self.stack.postmaster_pid())
         cpu_start, t_start = self.procs.cpu(), time.monotonic()
         try:
@@ -238,7 +238,7 @@ class Bench:
             "errors": res.errors,
         }
         self.results["breakdown"]["create"] = await self.create_breakdown(res.created[-60:])
-        self.results["breakdown"]["direct"] = await breakdown.direct_timings(self.stack.base_url)
+        self.results["breakdown"]["direct"] = await breakdown.direct_timings(self.stack.api_url)
 
     async def create_breakdown(self, chosen: list[Created]) -> dict[str, Any]:
         hist = await breakdown.histories(self.stack.temporal_address, [c.order_id for c in chosen])

@@ -21,6 +21,7 @@ import json
 import platform
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,7 +39,7 @@ from rich.table import Table
 
 from bench import report
 from bench.phases import MODES, PHASES, Bench, Mode, order_type_durations
-from bench.stack import BenchStack
+from devstack.stack import Stack
 
 
 class Ui:
@@ -80,8 +81,23 @@ class Ui:
         self.console.print(f"  [dim]{text}[/dim]")
 
 
+def bench_stack(env: dict[str, str], keep_data: bool, bytecode_cache: bool) -> Stack:
+    """A fresh stack on free ports, its logs beside its data; Postgres preloads pg_stat_statements
+    so the phases can count queries."""
+    data_dir = Path(tempfile.mkdtemp(prefix="paywindow-bench-"))
+    return Stack(
+        data_dir,
+        env,
+        keep_data=keep_data,
+        isolated=True,
+        log_dir=data_dir,
+        pg_settings={"shared_preload_libraries": "pg_stat_statements"},
+        bytecode_cache=bytecode_cache,
+    )
+
+
 def meta(
-    mode: Mode, started: datetime, stack: BenchStack, pg_version: str | None, extra_env: dict[str, str]
+    mode: Mode, started: datetime, stack: Stack, pg_version: str | None, extra_env: dict[str, str]
 ) -> dict:
     cpuinfo = Path("/proc/cpuinfo")
     model = (
@@ -111,7 +127,7 @@ def meta(
         "env": {
             "ORDER_TYPE_DURATIONS": f"normal=15,vip=30,quick=5,hold=240,lag=0.05,life=0.05,"
             f"st1..st{mode.storm_windows} (1 s steps)",
-            **{k: v for k, v in stack.env_overrides.items() if k != "ORDER_TYPE_DURATIONS"},
+            **{k: v for k, v in stack.env.items() if k != "ORDER_TYPE_DURATIONS"},
         },
         "extra_env": extra_env,
         "mode_settings": {k: v for k, v in asdict(mode).items() if k != "cron"},
@@ -194,7 +210,7 @@ def main() -> int:
         "RATE_LIMIT_PER_MINUTE": "0",  # all bench traffic comes from one IP; a per-IP limit would cap it
         **extra_env,
     }
-    stack = BenchStack(env, keep_data=args.keep_data, bytecode_cache=not args.no_bytecode_cache)
+    stack = bench_stack(env, keep_data=args.keep_data, bytecode_cache=not args.no_bytecode_cache)
     bench: Bench | None = None
     code = 0
     try:

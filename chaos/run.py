@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from chaos.scenarios import MODES, SCENARIOS, STACK_ENV, Context, Mode, ScenarioResult
-from chaos.stack import ROOT, ChaosStack
+from chaos.stack import ChaosStack
+from devstack.stack import ROOT
 
 RESULTS = ROOT / "bench" / "results"
 

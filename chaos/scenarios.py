@@ -246,7 +246,7 @@ class Context:
             ("temporal", self.stack.start_temporal),
             ("gateways", self.stack.start_gateways),
             ("receiver", self.stack.start_receiver),
-            ("w1", self.stack.start_worker),
+            ("w1", lambda: self.stack.start_worker("w1")),
             ("api", self.stack.start_api),
         ):
             if not self.stack.alive(name):

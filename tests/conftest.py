@@ -6,7 +6,6 @@ data (their own customer ids and products), not by separate databases."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import tempfile
 import uuid
@@ -28,14 +27,13 @@ from api.app import create_app
 from api.auth import issue_token
 from devstack.migrate import upgrade
 from devstack.postgres import EmbeddedPostgres
-from devstack.temporal import free_port
+from devstack.processes import free_port
 from domain.search import ALL as SEARCH_ATTRIBUTES
 from infra.db import async_url, make_engine
 from infra.settings import Settings
 from worker import running_worker
 
 BIN = Path(sys.executable).parent
-os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
 
 
 @pytest.fixture(scope="session")

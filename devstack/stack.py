@@ -1,0 +1,279 @@
+"""The one launcher of the whole stack: `make dev` (devstack/run.py), the bench and the chaos runs.
+
+The embedded PostgreSQL and the Temporal dev server, both persisted under a data directory,
+Alembic migrations, then `python worker.py` and uvicorn serving `api.app:app_factory` as child
+processes, plus any other process by name (chaos's gateways and receiver). Every child runs in its
+own session, so a Ctrl-C in the terminal reaches only the process that owns the `Stack`, and
+`stop` ends them in order: the API, the workers (they drain their tasks), the rest, Temporal,
+Postgres. The levers for chaos are here too: a signal to one process, Postgres stopped and started
+again on the same data directory, Temporal on the same `--db-filename`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Self
+
+import httpx
+
+from devstack.migrate import upgrade
+from devstack.postgres import EmbeddedPostgres
+from devstack.processes import free_port, stop_process, wait_for_port
+from devstack.temporal import dev_server_args
+from infra.db import async_url
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Stack:
+    """Everything it started is stopped by `stop` (also as a context manager, on errors and
+    Ctrl-C); the data directory is removed then unless `keep_data`.
+
+    `env` is the children's own settings, over the caller's environment and the stack's addresses.
+    `isolated` keeps the caller's Paywindow settings out (development mode, sandbox on, this API as
+    the public URL). `log_dir`: one `<name>.log` per child; None lets them write to this terminal.
+    `database_url` / `temporal_address`: existing services, used instead of the embedded ones.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        env: dict[str, str] | None = None,
+        *,
+        keep_data: bool = True,
+        isolated: bool = False,
+        log_dir: Path | None = None,
+        api_host: str = "127.0.0.1",
+        api_port: int | None = None,
+        temporal_port: int | None = None,
+        temporal_ui_port: int | None = None,
+        jwt_secret: str | None = None,
+        database_url: str | None = None,
+        temporal_address: str | None = None,
+        pg_settings: dict[str, str] | None = None,
+        bytecode_cache: bool = False,
+    ) -> None:
+        self.data_dir = data_dir.resolve()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.env = dict(env or {})
+        self.keep_data = keep_data
+        self.isolated = isolated
+        self.log_dir = log_dir
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True)
+        self.api_host = api_host
+        self.api_port = api_port or free_port()
+        self.temporal_port = temporal_port or free_port()
+        self.temporal_ui_port = temporal_ui_port  # None: headless
+        self.jwt_secret = jwt_secret or secrets.token_urlsafe(36)
+        self.database_url = database_url or ""
+        self.pg = None if database_url else EmbeddedPostgres(self.data_dir / "postgres", settings=pg_settings)
+        self.embedded_temporal = not temporal_address
+        self.temporal_address = temporal_address or f"127.0.0.1:{self.temporal_port}"
+        self.bytecode_cache = bytecode_cache
+        self.procs: dict[str, subprocess.Popen] = {}  # name -> running child
+        self.logs: dict[str, Path] = {}  # name -> its log file, when it has one
+        self.workers: set[str] = set()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"
+
+    # ---- whole stack ------------------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self, on_step: Callable[[str], None] = lambda _: None) -> None:
+        self.start_servers(on_step)
+        on_step("worker + API")
+        self.start_app()
+
+    def start_servers(self, on_step: Callable[[str], None] = lambda _: None) -> None:
+        """Postgres and Temporal (unless given), then the migrations."""
+        if self.pg is not None:
+            on_step("embedded PostgreSQL")
+            self.start_postgres()
+        if self.embedded_temporal:
+            on_step("Temporal dev server")
+            self.start_temporal()
+        on_step("migrations")
+        self.migrate()
+
+    def start_app(self, worker: str = "worker") -> None:
+        self.start_worker(worker)
+        self.start_api()
+        self.wait_ready()
+
+    def stop(self) -> None:
+        """The API first, then the workers drain their tasks, then the rest; idempotent."""
+        order = ["api", *sorted(self.workers)]
+        order += [name for name in self.procs if name not in order and name != "temporal"] + ["temporal"]
+        for name in order:
+            proc = self.procs.pop(name, None)
+            if proc is not None:
+                stop_process(proc, timeout=15)
+        self.stop_postgres("fast")
+        if not self.keep_data:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                r = httpx.get(f"{self.api_url}/readyz", timeout=3)
+                if r.status_code == 200:
+                    return
+                last = r.text[:200]
+            except httpx.HTTPError as err:
+                last = repr(err)
+            time.sleep(0.3)
+        raise TimeoutError(f"API not ready within {timeout:.0f} s: {last}")
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                where = self.logs.get(name, "the output above")
+                raise RuntimeError(f"{name} exited with {proc.returncode}; see {where}")
+
+    # ---- servers ----------------------------------------------------------------------------------
+
+    def start_postgres(self) -> None:
+        """The first time: init and start; again after `stop_postgres`: the same data, the same URL."""
+        if self.pg is not None:
+            self.database_url = self.pg.start()
+
+    def stop_postgres(self, mode: str = "fast") -> None:
+        """`pg_ctl stop -m fast|immediate`; immediate is a crash (recovery on the next start)."""
+        if self.pg is not None:
+            self.pg.stop(mode)
+
+    def postmaster_pid(self) -> int | None:
+        return self.pg.postmaster_pid() if self.pg is not None else None
+
+    def start_temporal(self) -> None:
+        """The dev server on its SQLite file: started again after a kill, it has every workflow."""
+        args = dev_server_args(self.data_dir / "temporal.db", self.temporal_port, self.temporal_ui_port)
+        proc = self.start_process("temporal", args, log=(self.log_dir or self.data_dir) / "temporal.log")
+        wait_for_port("127.0.0.1", self.temporal_port, 60, proc)
+
+    def migrate(self) -> None:
+        upgrade(async_url(self.database_url))
+
+    # ---- python children ----------------------------------------------------------------------------
+
+    def child_env(self) -> dict[str, str]:
+        env = dict(os.environ) | {
+            "DATA_DIR": str(self.data_dir),
+            "DATABASE_URL": self.database_url,
+            "TEMPORAL_ADDRESS": self.temporal_address,
+            "API_HOST": self.api_host,
+            "API_PORT": str(self.api_port),
+            "AUTH_JWT_SECRET": self.jwt_secret,
+        }
+        if self.isolated:
+            env |= {"PUBLIC_BASE_URL": self.api_url, "ENVIRONMENT": "development", "SANDBOX_ENABLED": "true"}
+        if self.bytecode_cache:
+            # Python's default is to cache compiled modules; a container may switch that off
+            # (PYTHONDONTWRITEBYTECODE=1), which makes the workflow sandbox recompile the workflow
+            # modules for every workflow it instantiates. Cache them outside the source tree.
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(self.data_dir / "pycache")
+        return env | self.env
+
+    def start_process(
+        self, name: str, args: list[str], env: dict[str, str] | None = None, log: Path | None = None
+    ) -> subprocess.Popen:
+        """Any child by name; `env` None inherits ours, `log` defaults to `<log_dir>/<name>.log`."""
+        if self.alive(name):
+            raise RuntimeError(f"{name} is already running")
+        if log is None and self.log_dir is not None:
+            log = self.log_dir / f"{name}.log"
+        out = None
+        if log is not None:
+            self.logs[name], out = log, log.open("ab")
+        try:
+            # Own session: a Ctrl-C in the terminal reaches only our process, which stops these in order.
+            proc = subprocess.Popen(
+                args,
+                env=env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT if out else None,
+                start_new_session=True,
+            )
+        finally:
+            if out is not None:
+                out.close()  # the child has its own copy
+        self.procs[name] = proc
+        return proc
+
+    def start_worker(self, name: str = "worker") -> None:
+        self.start_process(name, [sys.executable, "worker.py"], self.child_env())
+        self.workers.add(name)
+
+    def start_api(self) -> None:
+        self.start_uvicorn("api", "api.app:app_factory", self.api_port, self.child_env())
+
+    def start_uvicorn(self, name: str, app_factory: str, port: int, env: dict[str, str]) -> None:
+        args = [
+            sys.executable, "-m", "uvicorn", app_factory, "--factory", "--host", self.api_host,
+            "--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "5",
+        ]  # fmt: skip
+        wait_for_port(self.api_host, port, 60, self.start_process(name, args, env))
+
+    # ---- levers -----------------------------------------------------------------------------------------
+
+    def alive(self, name: str) -> bool:
+        proc = self.procs.get(name)
+        return proc is not None and proc.poll() is None
+
+    def pid(self, name: str) -> int | None:
+        return self.procs[name].pid if self.alive(name) else None
+
+    def pids(self) -> dict[str, int]:
+        return {name: proc.pid for name, proc in self.procs.items() if proc.poll() is None}
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Send `sig` to one of our children and, for SIGKILL, reap it."""
+        proc = self.procs.get(name)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        if sig == signal.SIGKILL:
+            proc.wait(10)
+            del self.procs[name]
+
+    def wait_exit(self, name: str, timeout: float) -> float | None:
+        """Seconds until `name` exited, or None if it did not within `timeout` (then it is killed)."""
+        proc = self.procs.get(name)
+        if proc is None:
+            return 0.0
+        t0 = time.monotonic()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+            del self.procs[name]
+            return None
+        del self.procs[name]
+        return time.monotonic() - t0
