@@ -33,10 +33,9 @@ class OrderActivities:
         """Freeze the snapshot and reserve stock in one transaction (or write nothing)."""
         try:
             async with self.engine.begin() as conn:
-                existing = await orders.load_created(conn, inp.order_id)
-                if existing is not None:
-                    return CreateOrderResult(order=existing)
-                lines = await inventory.reserve(conn, inp.lines)
+                lines = await inventory.reserve(conn, inp.lines, unless_made=inp.order_id)
+                if lines is None:  # made by an earlier try of this step
+                    return CreateOrderResult(order=await orders.load_created(conn, inp.order_id))
                 total = sum(line.unit_price * line.quantity for line in lines)
                 problem = amount_problem(inp.gateway, total) if inp.gateway else None
                 if problem:

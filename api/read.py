@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,6 +24,7 @@ from api.schemas import (
     ReceiverOut,
     SessionOut,
 )
+from domain.messages import Creation, OrderInput
 from domain.statuses import AttemptStatus
 from store import orders
 
@@ -98,6 +100,55 @@ async def order_detail(conn: AsyncConnection, row: Any) -> OrderOut:
         created_at=row.created_at,
         updated_at=row.updated_at,
         ended_at=row.ended_at,
+    )
+
+
+def order_from_creation(inp: OrderInput, creation: Creation) -> OrderOut:
+    """The order as its workflow answered the `created` update: what `POST /orders` returns without
+    reading it back (the workflow answers after the snapshot and the first link were committed)."""
+    order, view = creation.order, creation.session
+    assert order is not None and view is not None
+    session = SimpleNamespace(
+        id=uuid.UUID(order.order_id), session_id=uuid.UUID(order.session_id), session_status=view.status,
+        expires_at=view.expires_at, started_at=view.started_at, session_duration_minutes=view.duration_minutes,
+        payment_attempts=view.payment_attempts, max_payment_attempts=view.max_payment_attempts,
+        last_payment_attempt=view.last_payment_attempt,
+    )  # fmt: skip
+    attempts = [
+        AttemptOut(
+            attempt_no=a.attempt_no, gateway=a.gateway, gateway_order_id=a.gateway_order_id, request_id=a.request_id,
+            status=a.status, amount=a.amount, payment_url=a.payment_url, result_code=a.result_code,
+            transaction_id=a.transaction_id, expires_at=view.expires_at, created_at=a.created_at,
+        )
+        for a in view.attempts
+    ]
+    latest = attempts[-1] if attempts else None
+    return OrderOut(
+        order_id=session.id,
+        order_code=order.order_code,
+        customer_id=order.customer_id,
+        status=view.order_status,
+        payment_status=_payment_status(attempts),
+        order_type=inp.order_type,
+        currency_code=order.currency_code,
+        subtotal_amount=order.subtotal_amount,
+        discount_amount=order.discount_amount,
+        shipping_fee=order.shipping_fee,
+        grand_total=order.grand_total,
+        receiver=ReceiverOut(
+            name=inp.receiver.name, phone=inp.receiver.phone, address=inp.receiver.address, email=inp.receiver.email
+        ),
+        items=[ItemOut.model_validate(i, from_attributes=True) for i in order.items],
+        session=session_out(session),
+        payment=PaymentSummary(gateway=latest.gateway, payment_url=latest.payment_url, status=latest.status)
+        if latest
+        else None,
+        attempts=attempts,
+        late_payment=False,
+        end_reason=view.end_reason,
+        created_at=view.started_at,
+        updated_at=view.started_at,
+        ended_at=None,
     )
 
 

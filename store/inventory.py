@@ -6,30 +6,38 @@ transition, so it can happen at most once per order.
 
 from __future__ import annotations
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, exists, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.checkout import Rejected, ReservedLine, merge_lines
 from domain.messages import OrderLine
-from store.tables import OrderItem, Product, ProductVariant
+from store.tables import Order, OrderItem, Product, ProductVariant
 
-variant, product = ProductVariant.__table__, Product.__table__
+variant, product, order = ProductVariant.__table__, Product.__table__, Order.__table__
 
 
-async def reserve(conn: AsyncConnection, lines: list[OrderLine]) -> list[ReservedLine]:
+async def reserve(
+    conn: AsyncConnection, lines: list[OrderLine], unless_made: str | None = None
+) -> list[ReservedLine] | None:
     """Lock the variants (in id order, so concurrent checkouts cannot deadlock), check stock,
-    take it and return the prices read from the catalog at this instant. Raises Rejected."""
+    take it and return the prices read from the catalog at this instant. Raises Rejected. None,
+    taking nothing, when the order `unless_made` exists already (an earlier try of the step made
+    it): the same statement that locks the variants says so."""
     wanted = merge_lines(lines)
     ids = sorted(wanted)
+    made = exists().where(order.c.id == unless_made) if unless_made else literal(False)
     locked = (
         select(variant.c.id, variant.c.product_id, variant.c.sku, variant.c.name, variant.c.price,
-               variant.c.stock_quantity, product.c.name.label("product_name"))
+               variant.c.stock_quantity, product.c.name.label("product_name"), made.label("made"))
         .join(product, product.c.id == variant.c.product_id)
         .where(variant.c.id.in_(ids))
         .order_by(variant.c.id)
         .with_for_update(of=variant)
     )  # fmt: skip
-    found = {r.id: r for r in (await conn.execute(locked)).all()}
+    rows = (await conn.execute(locked)).all()
+    if rows and rows[0].made:
+        return None
+    found = {r.id: r for r in rows}
     for vid in ids:
         if vid not in found:
             raise Rejected("VARIANT_NOT_FOUND", f"Variant {vid} not found")
@@ -63,7 +71,7 @@ async def reserve_again(conn: AsyncConnection, order_id: str) -> bool:
     ).all()
     try:
         async with conn.begin_nested():
-            await reserve(conn, [OrderLine(str(i.variant_id), i.quantity) for i in items])
+            await reserve(conn, [OrderLine(str(i.variant_id), i.quantity) for i in items])  # never None here
     except Rejected:
         return False
     return True

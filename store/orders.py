@@ -8,73 +8,87 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, literal, select, text
+from sqlalchemy import func, literal, select, text
 from sqlalchemy.dialects.postgresql import array
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.checkout import ReservedLine
 from domain.ids import new_order_code
 from domain.messages import AttemptUpdate, CreatedOrder, CreateOrderInput, FrozenItem
-from domain.statuses import OPEN_ATTEMPTS_BECOME, SESSION_FOR_ORDER, OrderStatus, SessionStatus
-from store.outbox import record_event
+from domain.statuses import OPEN_ATTEMPTS_BECOME, SESSION_FOR_ORDER, OrderStatus
+from store.outbox import WAKE_RELAY, event_params, insert_event
 from store.tables import Order, OrderItem, OrderSession, Payment
 
 order, session, item, payment = Order.__table__, OrderSession.__table__, OrderItem.__table__, Payment.__table__
-CODE_TRIES = 10  # 9-digit random codes collide rarely; each collision costs a savepoint
+CODE_TRIES = 10  # 9-digit random codes collide rarely
 
 # ---- the checkout snapshot ---------------------------------------------------------------------------
+
+
+# Raw SQL on purpose: the whole snapshot (order, session, items and `order.created`) is one statement,
+# one round trip. A 9-digit random code that collides leaves nothing written (`made` = 0): try another.
+SNAPSHOT_SQL = text(
+    f"""
+    WITH o AS (
+        INSERT INTO "order" (id, order_code, customer_id, status, order_type, subtotal_amount, discount_amount,
+            shipping_fee, grand_total, receiver_name, receiver_phone, receiver_address, receiver_email,
+            request_hash, created_at, updated_at)
+        VALUES (:id, :code, :customer, 'pending_payment', :order_type, :subtotal, :discount, :shipping, :total,
+            :rname, :rphone, :raddr, :remail, :hash, :at, :at)
+        ON CONFLICT (order_code) DO NOTHING
+        RETURNING id, order_code, customer_id, status, grand_total, currency_code, end_reason
+    ), s AS (
+        INSERT INTO order_session (id, order_id, status, session_duration_minutes, expires_at, started_at,
+            payment_attempts, max_payment_attempts, created_at, updated_at)
+        SELECT :sid, o.id, 'active', :minutes, :expires, :at, 0, :max, :at, :at FROM o
+    ), i AS (
+        INSERT INTO order_item (id, order_id, product_id, variant_id, product_name, variant_sku, variant_name,
+            quantity, unit_price, sub_total_amount, created_at)
+        SELECT gen_random_uuid(), o.id, x.pid, x.vid, x.pname, x.sku, x.vname, x.qty, x.price, x.price * x.qty, :at
+        FROM o, unnest(CAST(:pids AS uuid[]), CAST(:vids AS uuid[]), CAST(:pnames AS text[]),
+            CAST(:skus AS text[]), CAST(:vnames AS text[]), CAST(:qtys AS int[]), CAST(:prices AS bigint[]))
+            AS x(pid, vid, pname, sku, vname, qty, price)
+    ), event AS ({insert_event("o")}
+    ), wake AS ({WAKE_RELAY})
+    SELECT (SELECT count(*) FROM o) AS made, (SELECT count(*) FROM wake) AS woke
+    """
+)
 
 
 async def create(conn: AsyncConnection, inp: CreateOrderInput, lines: list[ReservedLine]) -> CreatedOrder:
     """The order, its session and its items (prices as reserved), and `order.created`."""
     subtotal = sum(line.unit_price * line.quantity for line in lines)
     discount, shipping = 0, 0
-    values = {
-        "id": inp.order_id, "customer_id": inp.customer_id, "status": OrderStatus.PENDING_PAYMENT.value,
-        "order_type": inp.order_type, "subtotal_amount": subtotal, "discount_amount": discount,
-        "shipping_fee": shipping, "grand_total": subtotal - discount + shipping,
-        "receiver_name": inp.receiver.name, "receiver_phone": inp.receiver.phone,
-        "receiver_address": inp.receiver.address, "receiver_email": inp.receiver.email,
-        "request_hash": inp.request_hash, "created_at": inp.started_at, "updated_at": inp.started_at,
+    session_id = uuid.uuid4()
+    params = {
+        "id": inp.order_id, "customer": inp.customer_id, "order_type": inp.order_type, "subtotal": subtotal,
+        "discount": discount, "shipping": shipping, "total": subtotal - discount + shipping,
+        "rname": inp.receiver.name, "rphone": inp.receiver.phone, "raddr": inp.receiver.address,
+        "remail": inp.receiver.email, "hash": inp.request_hash, "at": inp.started_at, "sid": session_id,
+        "minutes": inp.duration_minutes, "expires": inp.expires_at, "max": inp.max_attempts,
+        "pids": [uuid.UUID(line.product_id) for line in lines], "vids": [uuid.UUID(line.variant_id) for line in lines],
+        "pnames": [line.product_name for line in lines], "skus": [line.variant_sku for line in lines],
+        "vnames": [line.variant_name for line in lines], "qtys": [line.quantity for line in lines],
+        "prices": [line.unit_price for line in lines], **event_params("order.created"),
     }  # fmt: skip
     for _ in range(CODE_TRIES):
-        values["order_code"] = new_order_code()
-        try:
-            async with conn.begin_nested():
-                await conn.execute(insert(order).values(**values))
+        params["code"] = new_order_code()
+        if (await conn.execute(SNAPSHOT_SQL, params)).one().made:
             break
-        except IntegrityError as err:
-            if "order_code" not in str(err.orig):
-                raise
     else:
         raise RuntimeError("could not allocate a unique order code")
-    session_id = uuid.uuid4()
-    await conn.execute(
-        insert(session).values(
-            id=session_id, order_id=inp.order_id, status=SessionStatus.ACTIVE.value,
-            session_duration_minutes=inp.duration_minutes, expires_at=inp.expires_at, started_at=inp.started_at,
-            payment_attempts=0, max_payment_attempts=inp.max_attempts, created_at=inp.started_at,
-            updated_at=inp.started_at,
-        )
-    )
-    frozen = [
-        FrozenItem(
-            product_id=line.product_id, variant_id=line.variant_id, product_name=line.product_name,
-            variant_sku=line.variant_sku, variant_name=line.variant_name, quantity=line.quantity,
-            unit_price=line.unit_price, sub_total_amount=line.unit_price * line.quantity,
-        )
-        for line in lines
-    ]
-    await conn.execute(
-        insert(item),
-        [{"id": uuid.uuid4(), "order_id": inp.order_id, "created_at": inp.started_at, **vars(i)} for i in frozen],
-    )
-    await record_event(conn, inp.order_id, "order.created")
     return CreatedOrder(
-        order_id=inp.order_id, order_code=values["order_code"], session_id=str(session_id),
-        customer_id=inp.customer_id, subtotal_amount=subtotal, discount_amount=discount, shipping_fee=shipping,
-        grand_total=values["grand_total"], currency_code="VND", items=frozen,
+        order_id=inp.order_id, order_code=params["code"], session_id=str(session_id), customer_id=inp.customer_id,
+        subtotal_amount=subtotal, discount_amount=discount, shipping_fee=shipping, grand_total=params["total"],
+        currency_code="VND",
+        items=[
+            FrozenItem(
+                product_id=line.product_id, variant_id=line.variant_id, product_name=line.product_name,
+                variant_sku=line.variant_sku, variant_name=line.variant_name, quantity=line.quantity,
+                unit_price=line.unit_price, sub_total_amount=line.unit_price * line.quantity,
+            )
+            for line in lines
+        ],
     )  # fmt: skip
 
 
@@ -113,14 +127,18 @@ async def load_created(conn: AsyncConnection, order_id: str) -> CreatedOrder | N
 
 # ---- the lifecycle -----------------------------------------------------------------------------------
 
-# Raw SQL on purpose: one statement, so the transition, the restock, the session and the attempts
-# move together or not at all, and the `status = 'pending_payment'` guard makes a second call a
-# no-op (no double restock). It also wakes the order's live streams (`order_events`).
+# Raw SQL on purpose: one statement, so the transition, the restock, the session, the attempts and
+# the outbox event move together or not at all, and the `status = 'pending_payment'` guard makes a
+# second call a no-op (no double restock, no second event). It also wakes the order's live streams
+# (`order_events`) and the event relay.
 TRANSITION_SQL = text(
-    """
+    f"""
     WITH moved AS (
         UPDATE "order" SET status = :to, end_reason = :reason, updated_at = now(), ended_at = now()
-        WHERE id = :id AND status = 'pending_payment' RETURNING id
+        WHERE id = :id AND status = 'pending_payment'
+        RETURNING id, order_code, customer_id, status, grand_total, currency_code, end_reason
+    ), event AS ({insert_event("moved o")}
+    ), wake AS ({WAKE_RELAY}
     ), restock AS (
         UPDATE product_variant v SET stock_quantity = v.stock_quantity + i.quantity, updated_at = now()
         FROM order_item i, moved
@@ -140,7 +158,7 @@ TRANSITION_SQL = text(
         SELECT pg_notify('order_events', CAST(moved.id AS text)) FROM moved
     )
     SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM announce) AS announced,
-        (SELECT status FROM "order" WHERE id = :id) AS status
+        (SELECT count(*) FROM wake) AS woke, (SELECT status FROM "order" WHERE id = :id) AS status
     """
 )
 
@@ -170,13 +188,11 @@ async def transition(
                 "attempt_status": attempt.status if attempt else None,
                 "result_code": attempt.result_code if attempt else None,
                 "transaction_id": attempt.transaction_id if attempt else None,
+                **event_params(f"order.{to.value}"),
             },
         )
     ).one()
-    if row.moved:
-        await record_event(conn, order_id, f"order.{to.value}")
-        return Transition(True, to.value)
-    return Transition(False, row.status)
+    return Transition(True, to.value) if row.moved else Transition(False, row.status)
 
 
 async def set_deadline(conn: AsyncConnection, order_id: str, expires_at: datetime) -> None:

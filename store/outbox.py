@@ -17,11 +17,13 @@ from store.tables import OrderEvent
 event = OrderEvent.__table__
 RELAY_CHANNEL = "paywindow_outbox"  # NOTIFYed with every event; the relay LISTENs
 
-# Raw SQL on purpose: the payload is built from the order row as it is in this transaction, and the
-# same statement NOTIFYs the relay.
-RECORD_SQL = text(
-    """
-    WITH event AS (
+
+def insert_event(source: str) -> str:
+    """The outbox row for the order row(s) `source` yields (a table alias with the order's columns:
+    an `"order" o` in this statement, or a CTE that RETURNING them), as a CTE body: one home for the
+    event's payload, which statements that change an order embed so the event costs no extra round
+    trip. Binds :eid, :eid_text, :type and :extra; wake the relay with WAKE_RELAY."""
+    return f"""
         INSERT INTO order_event (id, order_id, type, payload)
         SELECT :eid, o.id, :type, jsonb_build_object(
                 'eventId', CAST(:eid_text AS text), 'type', CAST(:type AS text), 'orderId', o.id,
@@ -29,28 +31,27 @@ RECORD_SQL = text(
                 'grandTotal', o.grand_total, 'currencyCode', o.currency_code, 'reason', o.end_reason,
                 'occurredAt', now()
             ) || CAST(:extra AS jsonb)
-        FROM "order" o WHERE o.id = :id
+        FROM {source}
         RETURNING id
-    )
-    SELECT pg_notify('paywindow_outbox', '') FROM event
     """
-)
+
+
+WAKE_RELAY = "SELECT pg_notify('paywindow_outbox', '') FROM event"
+ORDER_BY_ID = '"order" o WHERE o.id = :id'
+# Raw SQL on purpose: the payload is built from the order row as it is in this transaction, and the
+# same statement NOTIFYs the relay.
+RECORD_SQL = text(f"WITH event AS ({insert_event(ORDER_BY_ID)}) {WAKE_RELAY}")
+
+
+def event_params(event_type: str, **extra: Any) -> dict[str, Any]:
+    assert event_type in EVENT_TYPES, event_type
+    event_id = uuid.uuid4()
+    return {"eid": event_id, "eid_text": str(event_id), "type": event_type, "extra": json.dumps(extra, default=str)}
 
 
 async def record_event(conn: AsyncConnection, order_id: str, event_type: str, **extra: Any) -> None:
     """Call inside the transaction that made the change."""
-    assert event_type in EVENT_TYPES, event_type
-    event_id = uuid.uuid4()
-    await conn.execute(
-        RECORD_SQL,
-        {
-            "eid": event_id,
-            "eid_text": str(event_id),
-            "type": event_type,
-            "id": order_id,
-            "extra": json.dumps(extra, default=str),
-        },
-    )
+    await conn.execute(RECORD_SQL, {"id": order_id, **event_params(event_type, **extra)})
 
 
 # ---- the relay -----------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -516,10 +517,19 @@ class OrderWorkflow:
             steps.transition_order, TransitionInput(self.inp.order_id, to.value, reason, update), DB_TIMEOUT, DB_RETRY
         )
         self.status = OrderStatus(result.status)
-        self.end_reason = reason
+        if self.status is to:  # not when Postgres shows the order ended otherwise already
+            self.end_reason = reason
         if update is not None and (self.status is to or not workflow.patched(LATE_VERDICTS)):
             self._set_attempt(update)  # the guarded UPDATE wrote the attempt only if the order moved
-        closing = [a for a in self.attempts if a.status in OPEN_LINK and a.gateway in CANCELLABLE_LINKS]
+        # Links still open at a gateway that can cancel them; never the one whose verdict this is
+        # (it took the money, or ended already). Copies: the statuses below change on these objects.
+        closing = [
+            replace(a)
+            for a in self.attempts
+            if a.status in OPEN_LINK
+            and a.gateway in CANCELLABLE_LINKS
+            and (update is None or a.attempt_no != update.attempt_no)
+        ]
         open_links = [a for a in self.attempts if a.status == AttemptStatus.PENDING.value]
         for a in open_links:
             a.status = OPEN_ATTEMPTS_BECOME[self.status].value

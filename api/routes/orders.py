@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from api.deps import ConnDep, CurrentUser, SettingsDep, TemporalDep, db_conn
 from api.errors import ApiError, error_responses, ok
 from api.order_commands import order_input, start_order, update_order
-from api.read import find_order, list_orders, order_detail, session_out
+from api.read import find_order, list_orders, order_detail, order_from_creation, session_out
 from api.schemas import (
     AttemptStatusName,
     CancelIn,
@@ -66,8 +66,7 @@ async def create_order(
         raise _key_reused()
     if creation.error:
         raise ApiError(CREATE_ERRORS.get(creation.error, 409), creation.error, creation.message)
-    async with db_conn(request) as conn:
-        detail = await order_detail(conn, await find_order(conn, order_id, user))
+    detail = order_from_creation(inp, creation)  # no read back: the workflow answered once it was written
     _refuse_if_no_link(detail)
     return ok(detail, "Đơn hàng đã được tạo ở trạng thái PENDING, đang xử lý thanh toán", 201)
 
