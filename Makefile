@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: dev test install lint clean bench bench-quick chaos chaos-quick
+.PHONY: dev test test-fast install lint clean bench bench-quick chaos chaos-quick
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,6 +18,9 @@ dev: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install  # OrderWorkflow's decisions with fake steps: no Postgres, no gateway, seconds
+	$(PY) -m pytest tests/fast $(PYTEST_ARGS)
 
 bench: install  # full benchmark, at most 15 minutes
 	$(PY) -m bench.run --mode full
