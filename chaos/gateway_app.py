@@ -1,10 +1,8 @@
-"""The payment gateways as a process of their own: the sandbox (gateways/sandbox/) served on its own
-port, so that killing or restarting our API does not make "the gateways" forget a payment, as real
-MoMo / VNPay / PayOS would not. The API and the worker reach it through the ordinary settings
-(`MOMO_ENDPOINT`, `VNPAY_PAYMENT_URL`, `VNPAY_API_URL`, `PAYOS_BASE_URL`); its notifications go to
-the API's webhooks.
+"""The payment gateways as a process of their own for the chaos run: the sandbox's own process
+(gateways/sandbox/app.py), so that killing or restarting our API does not make "the gateways" forget
+a payment, as real MoMo / VNPay / PayOS would not.
 
-Two additions for the chaos run, outside the sandbox's own code:
+Three additions for the chaos run, outside the sandbox's own code:
 - IPN retries, as real gateways do: a notification the merchant did not take (transport error,
   HTTP 5xx, or VNPay's `RspCode` 99) is sent again with backoff. A 2xx / 4xx answer is final, so a
   notification our API acknowledged but then lost stays lost: that is what the run looks for.
@@ -15,8 +13,8 @@ Two additions for the chaos run, outside the sandbox's own code:
   its notifications to us) hangs without answering (`hang`) or answers garbage (`garbage`: HTML, cut
   JSON). `paths` narrows it (e.g. MoMo's query only); `mode: "none"` ends it early.
 
-Run with `uvicorn chaos.gateway_app:app_factory --factory`; `CHAOS_API_BASE_URL` is where the
-API listens, `PUBLIC_BASE_URL` this process's own address.
+Run with `uvicorn chaos.gateway_app:app_factory --factory`, with the settings of
+gateways/sandbox/app.py.
 """
 
 from __future__ import annotations
@@ -25,7 +23,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,7 +31,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request, Response
 
-from gateways.sandbox import PAYOS_WEBHOOK_PATH, SANDBOX_PREFIX, VNPAY_IPN_PATH, build_sandbox_router
+from gateways.sandbox.app import create_sandbox_app, merchant_url
 from gateways.sandbox.state import SandboxStore, utcnow
 from infra.settings import Settings
 
@@ -194,14 +191,7 @@ def ledger(store: SandboxStore) -> list[dict[str, Any]]:
     return out
 
 
-def create_gateway_app(settings: Settings, api_base_url: str) -> FastAPI:
-    router = build_sandbox_router(
-        settings,
-        vnpay_ipn_url=f"{api_base_url}{VNPAY_IPN_PATH}",
-        payos_webhook_url=f"{api_base_url}{PAYOS_WEBHOOK_PATH}",
-    )
-    store: SandboxStore = router.sandbox_store  # type: ignore[attr-defined]
-    retrier = IpnRetrier(store)
+def create_gateway_app(settings: Settings, merchant: str) -> FastAPI:
     faults = Faults()
 
     @asynccontextmanager
@@ -212,8 +202,8 @@ def create_gateway_app(settings: Settings, api_base_url: str) -> FastAPI:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    app = FastAPI(title="Paywindow chaos gateways", lifespan=lifespan)
-    app.include_router(router, prefix=SANDBOX_PREFIX)
+    app, store = create_sandbox_app(settings, merchant, lifespan=lifespan)
+    retrier = IpnRetrier(store)  # the lifespan above starts it
 
     @app.middleware("http")
     async def misbehave(request: Request, call_next: Any) -> Response:
@@ -249,10 +239,6 @@ def create_gateway_app(settings: Settings, api_base_url: str) -> FastAPI:
             "faults_hit": faults.hit,
         }
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
     return app
 
 
@@ -260,4 +246,4 @@ def app_factory() -> FastAPI:
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s gateway %(levelname)s %(name)s: %(message)s"
     )
-    return create_gateway_app(Settings(), os.environ["CHAOS_API_BASE_URL"].rstrip("/"))
+    return create_gateway_app(Settings(), merchant_url())

@@ -27,14 +27,8 @@ from devstack.stack import Stack
 
 class ChaosStack(Stack):
     def __init__(self, env_overrides: dict[str, str], keep_data: bool = False) -> None:
-        self.gateway_port, self.receiver_port, self.smtp_port = free_port(), free_port(), free_port()
-        sandbox = f"{self.gateway_url}/sandbox"
+        self.receiver_port, self.smtp_port = free_port(), free_port()
         env = {
-            "SANDBOX_ENABLED": "false",  # the gateways are their own process (gateway_app.py)
-            "MOMO_ENDPOINT": f"{sandbox}/momo",
-            "VNPAY_PAYMENT_URL": f"{sandbox}/vnpay/paymentv2/vpcpay.html",
-            "VNPAY_API_URL": f"{sandbox}/vnpay/merchant_webapi/api/transaction",
-            "PAYOS_BASE_URL": f"{sandbox}/payos",
             "RATE_LIMIT_PER_MINUTE": "0",  # every shopper here is 127.0.0.1
             # Production configuration: reminders by webhook and e-mail, order events delivered.
             "REMINDER_WEBHOOK_URL": f"{self.receiver_url}/reminders",
@@ -46,12 +40,8 @@ class ChaosStack(Stack):
         data_dir = Path(tempfile.mkdtemp(prefix="paywindow-chaos-"))
         super().__init__(
             data_dir, env | env_overrides, keep_data=keep_data, isolated=True, log_dir=data_dir / "logs",
-            bytecode_cache=True,
+            bytecode_cache=True, gateways_app="chaos.gateway_app:app_factory",
         )  # fmt: skip
-
-    @property
-    def gateway_url(self) -> str:
-        return f"http://127.0.0.1:{self.gateway_port}"
 
     @property
     def receiver_url(self) -> str:
@@ -70,10 +60,6 @@ class ChaosStack(Stack):
         self.start_postgres()
         self.start_temporal()
         self.start_app("w1")
-
-    def start_gateways(self) -> None:
-        env = self.child_env() | {"PUBLIC_BASE_URL": self.gateway_url, "CHAOS_API_BASE_URL": self.api_url}
-        self.start_uvicorn("gateways", "chaos.gateway_app:app_factory", self.gateway_port, env)
 
     def start_receiver(self) -> None:
         env = self.child_env() | {"CHAOS_SMTP_PORT": str(self.smtp_port)}

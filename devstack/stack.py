@@ -2,8 +2,8 @@
 
 The embedded PostgreSQL and the Temporal dev server, both persisted under a data directory,
 Alembic migrations, then `python worker.py` and uvicorn serving `api.app:app_factory` as child
-processes, plus any other process by name (chaos's gateways and receiver). Every child runs in its
-own session, so a Ctrl-C in the terminal reaches only the process that owns the `Stack`, and
+processes; optionally the gateway sandbox as a process of its own (`gateways_app`), and any other
+process by name (chaos's receiver). Every child runs in its own session, so a Ctrl-C in the terminal reaches only the process that owns the `Stack`, and
 `stop` ends them in order: the API, the workers (they drain their tasks), the rest, Temporal,
 Postgres. The levers for chaos are here too: a signal to one process, Postgres stopped and started
 again on the same data directory, Temporal on the same `--db-filename`.
@@ -41,6 +41,10 @@ class Stack:
     `isolated` keeps the caller's Paywindow settings out (development mode, sandbox on, this API as
     the public URL). `log_dir`: one `<name>.log` per child; None lets them write to this terminal.
     `database_url` / `temporal_address`: existing services, used instead of the embedded ones.
+    `gateways_app`: an app factory (gateways/sandbox/app.py or chaos's) to serve the gateways on a
+    port of their own; the API and the workers then reach them as remote gateways, sandbox off.
+    `workers` / `api_procs`: how many worker processes `start_app` starts, and how many processes
+    serve the API (uvicorn --workers: one port, the kernel spreads the connections).
     """
 
     def __init__(
@@ -60,6 +64,9 @@ class Stack:
         temporal_address: str | None = None,
         pg_settings: dict[str, str] | None = None,
         bytecode_cache: bool = False,
+        gateways_app: str | None = None,
+        workers: int = 1,
+        api_procs: int = 1,
     ) -> None:
         self.data_dir = data_dir.resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -79,6 +86,9 @@ class Stack:
         self.embedded_temporal = not temporal_address
         self.temporal_address = temporal_address or f"127.0.0.1:{self.temporal_port}"
         self.bytecode_cache = bytecode_cache
+        self.gateways_app = gateways_app
+        self.gateway_port = free_port() if gateways_app else None
+        self.n_workers, self.api_procs = workers, api_procs
         self.procs: dict[str, subprocess.Popen] = {}  # name -> running child
         self.logs: dict[str, Path] = {}  # name -> its log file, when it has one
         self.workers: set[str] = set()
@@ -86,6 +96,24 @@ class Stack:
     @property
     def api_url(self) -> str:
         return f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        """Where the shoppers' pay pages are: the gateways' own process, or the API's /sandbox."""
+        return f"http://127.0.0.1:{self.gateway_port}" if self.gateway_port else self.api_url
+
+    def gateway_env(self) -> dict[str, str]:
+        """The API's and the workers' gateway settings when the gateways are a process of their own."""
+        if not self.gateway_port:
+            return {}
+        sandbox = f"{self.gateway_url}/sandbox"
+        return {
+            "SANDBOX_ENABLED": "false",
+            "MOMO_ENDPOINT": f"{sandbox}/momo",
+            "VNPAY_PAYMENT_URL": f"{sandbox}/vnpay/paymentv2/vpcpay.html",
+            "VNPAY_API_URL": f"{sandbox}/vnpay/merchant_webapi/api/transaction",
+            "PAYOS_BASE_URL": f"{sandbox}/payos",
+        }
 
     # ---- whole stack ------------------------------------------------------------------------------
 
@@ -102,6 +130,9 @@ class Stack:
 
     def start(self, on_step: Callable[[str], None] = lambda _: None) -> None:
         self.start_servers(on_step)
+        if self.gateways_app:
+            on_step("gateways")
+            self.start_gateways()
         on_step("worker + API")
         self.start_app()
 
@@ -117,7 +148,9 @@ class Stack:
         self.migrate()
 
     def start_app(self, worker: str = "worker") -> None:
-        self.start_worker(worker)
+        """`worker` and, with `workers` > 1, `<worker>2` ...; then the API."""
+        for i in range(1, self.n_workers + 1):
+            self.start_worker(worker if i == 1 else f"{worker}{i}")
         self.start_api()
         self.wait_ready()
 
@@ -191,6 +224,7 @@ class Stack:
         }
         if self.isolated:
             env |= {"PUBLIC_BASE_URL": self.api_url, "ENVIRONMENT": "development", "SANDBOX_ENABLED": "true"}
+        env |= self.gateway_env()
         if self.bytecode_cache:
             # Python's default is to cache compiled modules; a container may switch that off
             # (PYTHONDONTWRITEBYTECODE=1), which makes the workflow sandbox recompile the workflow
@@ -231,13 +265,25 @@ class Stack:
         self.workers.add(name)
 
     def start_api(self) -> None:
-        self.start_uvicorn("api", "api.app:app_factory", self.api_port, self.child_env())
+        self.start_uvicorn("api", "api.app:app_factory", self.api_port, self.child_env(), self.api_procs)
 
-    def start_uvicorn(self, name: str, app_factory: str, port: int, env: dict[str, str]) -> None:
+    def start_gateways(self) -> None:
+        """The gateways' process: its pay pages on its own address, its notifications to our API."""
+        assert self.gateways_app and self.gateway_port, (
+            "a Stack without gateways_app serves them under /sandbox"
+        )
+        env = self.child_env() | {"PUBLIC_BASE_URL": self.gateway_url, "SANDBOX_MERCHANT_URL": self.api_url}
+        self.start_uvicorn("gateways", self.gateways_app, self.gateway_port, env)
+
+    def start_uvicorn(
+        self, name: str, app_factory: str, port: int, env: dict[str, str], procs: int = 1
+    ) -> None:
         args = [
             sys.executable, "-m", "uvicorn", app_factory, "--factory", "--host", self.api_host,
             "--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "5",
         ]  # fmt: skip
+        if procs > 1:
+            args += ["--workers", str(procs)]
         wait_for_port(self.api_host, port, 60, self.start_process(name, args, env))
 
     # ---- levers -----------------------------------------------------------------------------------------
