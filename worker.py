@@ -23,6 +23,7 @@ from activities.event_relay import EventRelay
 from activities.notify import NotifyActivities
 from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
+from gateways.http import close_gateway_clients
 from gateways.registry import build_gateways
 from infra.db import make_engine
 from infra.schedules import ensure_archive_schedule
@@ -58,6 +59,7 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
         if relay is not None:
             relay.cancel()
             await asyncio.gather(relay, return_exceptions=True)
+        await close_gateway_clients()
         await engine.dispose()
 
 

@@ -27,6 +27,7 @@ from api.order_stream import start_listener, stop_listener
 from api.payment_intake import GatewayQueries
 from api.ratelimit import RateLimit, return_path
 from api.routes import admin, demo, health, metrics, orders, products, stats, stream, webhooks
+from gateways.http import close_gateway_clients
 from gateways.registry import build_gateways
 from infra.db import make_engine
 from infra.settings import Settings, get_settings
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await start_listener(app)
         yield
         await stop_listener(app)
+        await close_gateway_clients()
         await app.state.engine.dispose()
 
     docs = bool(settings.docs_enabled)  # off in production unless DOCS_ENABLED=true

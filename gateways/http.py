@@ -1,20 +1,69 @@
-"""Outbound HTTP clients (gateways, webhooks) that share one TLS context.
+"""Outbound HTTP clients: one kept-alive client per gateway, and short-lived ones for webhooks.
 
-Each call opens its own short-lived client: retries and timeouts belong to the Temporal activity,
-and a client bound to no event loop suits the worker, the API and tests alike. Building the TLS
-context is the expensive part (~20 ms of CPU: the CA bundle is parsed every time), so it is built
-once per process.
+A gateway is called for every order (its link, the reconciliation at the deadline, refunds), so each
+process keeps one client per gateway per event loop: calls reuse warm TCP/TLS connections instead of
+paying a new client and a handshake each time. The pool is bounded (LIMITS). A connection the
+gateway closed while it sat idle in our pool (the gateway restarted, or its idle timeout is shorter
+than ours) fails as we send on it, before anything was answered; that request is sent once more
+on a fresh connection (RetryStaleConnection). Any other failure is the caller's: retries belong
+to the Temporal activity.
+
+Clients are per event loop because an httpx pool belongs to the loop it was opened on (the worker
+and the API each have one loop; tests open many). Building the TLS context is the expensive part of
+a client (~20 ms of CPU: the CA bundle is parsed), so there is one per process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import weakref
 
 import certifi
 import httpx
 
 TLS = ssl.create_default_context(cafile=certifi.where())
+LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=30)
+
+_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class RetryStaleConnection(httpx.AsyncBaseTransport):
+    """Send a request once more when the server dropped the connection without answering."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await self.inner.handle_async_request(request)
+        except httpx.RemoteProtocolError:  # "Server disconnected without sending a response"
+            return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def gateway_client(name: str) -> httpx.AsyncClient:
+    """This loop's kept-alive client for gateway `name`; pass the timeout per request. Never close
+    it (close_gateway_clients does, when the process stops)."""
+    clients = _shared.setdefault(asyncio.get_running_loop(), {})
+    client = clients.get(name)
+    if client is None or client.is_closed:
+        # retries=1: a refused connect (the gateway restarting) is tried once more, too.
+        transport = httpx.AsyncHTTPTransport(verify=TLS, limits=LIMITS, retries=1)
+        client = clients[name] = httpx.AsyncClient(transport=RetryStaleConnection(transport))
+    return client
+
+
+async def close_gateway_clients() -> None:
+    """Close this loop's gateway clients (the worker and the API call this on their way out)."""
+    clients = _shared.pop(asyncio.get_running_loop(), {})
+    await asyncio.gather(*(c.aclose() for c in clients.values()), return_exceptions=True)
 
 
 def http_client(timeout: float) -> httpx.AsyncClient:
+    """A short-lived client (reminder webhooks, one-off calls), to use as a context manager."""
     return httpx.AsyncClient(timeout=timeout, verify=TLS)

@@ -26,7 +26,7 @@ from gateways.base import (
     RefundResult,
 )
 from gateways.fields import int_field, signed_text, str_field
-from gateways.http import http_client
+from gateways.http import gateway_client
 from infra.settings import Settings
 
 MOMO_TIMEOUT_SECONDS = 30.0  # MoMo asks clients to wait at least 30 s for create
@@ -239,8 +239,9 @@ class MomoGateway:
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            async with http_client(self._timeout) as client:
-                response = await client.post(self._endpoint + path, json=body)
+            response = await gateway_client("momo").post(
+                self._endpoint + path, json=body, timeout=self._timeout
+            )
         except httpx.HTTPError as exc:
             raise GatewayError(f"MoMo {path}: {exc!r}") from exc
         try:

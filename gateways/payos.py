@@ -30,7 +30,7 @@ from gateways.base import (
     RefundResult,
 )
 from gateways.fields import int_field, plain_ascii, str_field
-from gateways.http import http_client
+from gateways.http import gateway_client
 from infra.settings import Settings
 
 PAYOS_TIMEOUT_SECONDS = 30.0
@@ -121,14 +121,13 @@ class PayOSGateway:
 
     async def _call(self, action: Callable[[payos.AsyncPayOS], Awaitable[T]]) -> T:
         try:
-            async with http_client(self._timeout) as http:
-                sdk = payos.AsyncPayOS(
-                    self._client_id, self._api_key, self._checksum_key,
-                    base_url=self._base_url, timeout=self._timeout,
-                    max_retries=0,  # retries belong to the caller (Temporal activities)
-                    http_client=http,
-                )  # fmt: skip
-                return await action(sdk)
+            sdk = payos.AsyncPayOS(
+                self._client_id, self._api_key, self._checksum_key,
+                base_url=self._base_url, timeout=self._timeout,
+                max_retries=0,  # retries belong to the caller (Temporal activities)
+                http_client=gateway_client("payos"),  # kept alive; the SDK does not close a client it was given
+            )  # fmt: skip
+            return await action(sdk)
         except payos.APIError as exc:
             if exc.status_code is not None and exc.status_code >= 500:
                 raise GatewayError(f"PayOS HTTP {exc.status_code}: {exc}") from exc

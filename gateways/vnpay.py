@@ -23,7 +23,7 @@ from gateways.base import (
     RefundResult,
 )
 from gateways.fields import int_field, signed_text, str_field
-from gateways.http import http_client
+from gateways.http import gateway_client
 from gateways.vnpay_wire import (
     QUERYDR_ANSWER_SIGNED,
     QUERYDR_SIGNED,
@@ -197,8 +197,7 @@ class VnpayGateway:
 
     async def _post(self, body: dict[str, Any], answer_fields: Sequence[str]) -> dict[str, Any]:
         try:
-            async with http_client(self._timeout) as client:
-                response = await client.post(self._api_url, json=body)
+            response = await gateway_client("vnpay").post(self._api_url, json=body, timeout=self._timeout)
             answer = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             raise GatewayError(f"VNPay {body['vnp_Command']}: {exc!r}") from exc

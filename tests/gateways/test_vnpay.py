@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 
+import gateways.vnpay
 from gateways.base import GatewayError, InvalidSignature, PaymentOutcome
 from gateways.vnpay import VnpayGateway
 from gateways.vnpay_wire import (
@@ -305,12 +306,8 @@ async def test_querydr_answer_with_a_bad_checksum_is_refused(
 ) -> None:
     answer = {"vnp_ResponseCode": "00", "vnp_TxnRef": "1-1", "vnp_Amount": "100000",
               "vnp_TransactionStatus": "00", "vnp_SecureHash": "0" * 128}  # fmt: skip
-    real_client = httpx.AsyncClient
-
-    def fake_client(**kwargs: Any) -> httpx.AsyncClient:
-        return real_client(transport=httpx.MockTransport(lambda request: httpx.Response(200, json=answer)))
-
-    monkeypatch.setattr(httpx, "AsyncClient", fake_client)
+    fake = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: httpx.Response(200, json=answer)))
+    monkeypatch.setattr(gateways.vnpay, "gateway_client", lambda name: fake)
     with pytest.raises(GatewayError, match="checksum"):
         await vnpay.query("1-1", created_at=datetime.now(UTC))
     del answer["vnp_SecureHash"]  # an unsigned success is not trusted either
