@@ -23,6 +23,7 @@ from api.auth import User
 from api.errors import ApiError
 from api.read import find_order
 from api.schemas import OrderCreate
+from domain import search
 from domain.ids import workflow_id
 from domain.messages import Creation, OrderInput, OrderLine, Receiver
 from domain.statuses import OrderStatus
@@ -83,6 +84,7 @@ async def start_order(client: Client, settings: Settings, inp: OrderInput) -> Cr
         task_queue=settings.temporal_task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=search.at_start(inp.customer_id, inp.gateway),
     )
     try:
         return await client.execute_update_with_start_workflow(OrderWorkflow.created, start_workflow_operation=start)

@@ -1,6 +1,8 @@
 """Search attributes operators filter on in the Temporal Web UI (`make dev` registers them)."""
 
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
+from domain.statuses import OrderStatus
 
 ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
 ORDER_CODE = SearchAttributeKey.for_int("OrderCode")
@@ -12,3 +14,15 @@ GRAND_TOTAL = SearchAttributeKey.for_int("GrandTotal")
 LATE_PAYMENT = SearchAttributeKey.for_keyword("LatePayment")
 
 ALL = (ORDER_STATUS, ORDER_CODE, CUSTOMER_ID, GATEWAY, PAYMENT_DEADLINE, GRAND_TOTAL, LATE_PAYMENT)
+
+
+def at_start(customer_id: str, gateway: str) -> TypedSearchAttributes:
+    """What the API knows when it starts an order's workflow, sent with the start request; the
+    workflow adds the rest (code, total, deadline) once its first step has made them."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(ORDER_STATUS, OrderStatus.PENDING_PAYMENT.value),
+            SearchAttributePair(CUSTOMER_ID, customer_id),
+            SearchAttributePair(GATEWAY, gateway),
+        ]
+    )

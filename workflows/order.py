@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 # Passed through: the sandbox would otherwise re-import these for every workflow instance (and
@@ -92,7 +92,10 @@ LATE_VERDICTS = "late-verdicts-v1"
 ONLY_CANCELLABLE = "only-cancellable-links-v1"
 # workflow.patched id: optional effects (reminders, link cancellation) run beside the run loop and
 # order events leave through the relay; the deadline's reconciliation runs while handlers go on;
-# verified money that cannot pay the order is flagged for review instead of being ignored.
+# verified money that cannot pay the order is flagged for review instead of being ignored; search
+# attributes are upserted only when they change (the API sends those it knows with the start).
+# It implies LOCAL_EFFECTS, which is then not asked: each patch asked costs a new order a marker
+# and an upsert of TemporalChangeVersion (a write to the server's visibility store).
 CRITICAL_PATH = "critical-path-v1"
 # While a payment is in flight at the deadline, ask the gateway again this often (within the grace).
 RECHECK = timedelta(seconds=15)
@@ -350,7 +353,7 @@ class OrderWorkflow:
         it runs inside the workflow task on this worker, saving a round trip through the server
         per step (creation, attempts, the deadline's reconcile and transition). Histories started
         before that patch replay as the ordinary activities they recorded."""
-        if workflow.patched(LOCAL_EFFECTS):
+        if self.effects_beside or workflow.patched(LOCAL_EFFECTS):
             return await workflow.execute_local_activity(step, arg, start_to_close_timeout=timeout, retry_policy=retry)
         return await workflow.execute_activity(step, arg, start_to_close_timeout=timeout, retry_policy=retry)
 
@@ -380,7 +383,7 @@ class OrderWorkflow:
         )
         self.attempts.append(attempt)
         self.last_attempt_at = attempt.created_at
-        workflow.upsert_search_attributes([GATEWAY.value_set(gateway)])
+        self._set_attributes([GATEWAY.value_set(gateway)])
 
     async def _drain_inbox(self) -> None:
         while self.inbox:
@@ -649,7 +652,7 @@ class OrderWorkflow:
 
     def _upsert_search_attributes(self) -> None:
         assert self.order is not None
-        workflow.upsert_search_attributes(
+        self._set_attributes(
             [
                 ORDER_STATUS.value_set(self.status.value),
                 ORDER_CODE.value_set(self.order.order_code),
@@ -659,3 +662,12 @@ class OrderWorkflow:
                 GRAND_TOTAL.value_set(self.order.grand_total),
             ]
         )
+
+    def _set_attributes(self, updates: list[SearchAttributeUpdate]) -> None:
+        """Since CRITICAL_PATH, only the attributes whose value changes (each upsert is an event
+        and a write to the server's visibility store); before it, every one given."""
+        if self.effects_beside:
+            current = workflow.info().typed_search_attributes
+            updates = [u for u in updates if current.get(u.key) != u.value]
+        if updates:
+            workflow.upsert_search_attributes(updates)

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from api import order_stream
 from api.auth import STREAM_TTL_SECONDS, InvalidToken, User, issue_stream_token, read_stream_token
-from api.deps import ConnDep, CurrentUser, current_user
+from api.deps import ConnDep, CurrentUser, bearer_user
 from api.errors import ApiError, error_responses, ok
 from api.read import find_order
 from api.schemas import Envelope, StreamTokenOut
@@ -28,11 +28,13 @@ class Watcher:
     order_id: str | None  # set when a stream token names the one order it may watch
 
 
-def stream_watcher(request: Request, token: Annotated[str | None, Query(max_length=4096)] = None) -> Watcher:
+async def stream_watcher(
+    request: Request, token: Annotated[str | None, Query(max_length=4096)] = None
+) -> Watcher:
     """The bearer header, or `?token=` holding a stream token (never a bearer token: those must not
     travel in URLs, which end up in logs and browser history)."""
     if token is None or "authorization" in request.headers:
-        return Watcher(current_user(request), None)
+        return Watcher(bearer_user(request), None)
     try:
         user, order_id = read_stream_token(request.app.state.settings.auth_jwt_secret, token)
     except InvalidToken as err:
