@@ -254,3 +254,14 @@ def test_entrypoint_roles() -> None:
 def test_dockerignore_keeps_local_state_and_secrets_out() -> None:
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
     assert {".git", ".venv", ".data", ".env", "test-artifacts"} <= ignored
+
+
+def test_workers_and_api_processes_scale_out(config: dict[str, Any]) -> None:
+    services = config["services"]
+    assert int(services["worker"]["deploy"]["replicas"]) >= 2
+    assert int(services["api"]["environment"]["WEB_CONCURRENCY"]) >= 2
+    # Each process holds its own pool: all of them together must fit Postgres's max_connections.
+    pool = int(services["api"]["environment"]["DB_POOL_SIZE"])
+    processes = int(services["worker"]["deploy"]["replicas"]) + int(services["api"]["environment"]["WEB_CONCURRENCY"])
+    limit = int(services["postgres"]["command"][-1].split("=")[1])
+    assert processes * pool * 2 <= limit  # pool + overflow per process
