@@ -322,3 +322,8 @@ async def wait_procs(procs: list[subprocess.Popen | None], timeout: float) -> No
             await asyncio.sleep(0.2)
         if p.poll() is None:
             p.terminate()
+
+
+def workflow_tasks(events: list[Event]) -> int:
+    """Workflow tasks the order's history took (each a round trip through the server)."""
+    return sum(1 for kind, _, _ in events if kind == E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)

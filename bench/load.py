@@ -2,7 +2,8 @@
 
 Everything goes through the public endpoints: `POST /api/v1/admin/products` for the catalog,
 `POST /api/v1/orders` (with an Idempotency-Key, as the README's walk-through does) for orders and
-`POST /sandbox/pay/momo/{gatewayOrderId}/pay` for the few orders that get paid.
+`POST /sandbox/pay/momo/{gatewayOrderId}/pay` on the gateways' own process for the few orders that
+get paid.
 """
 
 from __future__ import annotations
@@ -50,8 +51,11 @@ class LoadResult:
 class Api:
     """A thin client: one shopper token, one admin token, one keep-alive connection pool."""
 
-    def __init__(self, base_url: str, jwt_secret: str, max_connections: int = 256) -> None:
+    def __init__(
+        self, base_url: str, jwt_secret: str, gateway_url: str | None = None, max_connections: int = 256
+    ) -> None:
         self.base_url = base_url
+        self.gateway_url = gateway_url or base_url
         self.http = httpx.AsyncClient(
             base_url=base_url,
             timeout=httpx.Timeout(60.0),
@@ -126,7 +130,9 @@ class Api:
 
     async def pay(self, gateway_order_id: str) -> bool:
         r = await self.http.post(
-            f"/sandbox/pay/momo/{gateway_order_id}/pay", headers={"Accept": "application/json"}, json={}
+            f"{self.gateway_url}/sandbox/pay/momo/{gateway_order_id}/pay",
+            headers={"Accept": "application/json"},
+            json={},
         )
         return r.status_code == 200
 

@@ -220,7 +220,8 @@ def top_statements(rows: list[dict[str, Any]], per: int, limit: int = 12) -> lis
 
 
 class Processes:
-    """CPU seconds and memory of the stack's processes (Postgres = postmaster + its backends)."""
+    """CPU seconds and memory of the stack's processes, each with its children (Postgres = the
+    postmaster + its backends; an API served by uvicorn --workers = the master + its workers)."""
 
     def __init__(self, pids: dict[str, int], postmaster_pid: int | None) -> None:
         self.procs: dict[str, psutil.Process] = {name: psutil.Process(pid) for name, pid in pids.items()}
@@ -237,8 +238,15 @@ class Processes:
             total += t.children_user + t.children_system
         return total
 
+    @staticmethod
+    def _tree(p: psutil.Process) -> list[psutil.Process]:
+        try:
+            return [p, *p.children(recursive=True)]
+        except psutil.Error:
+            return [p]
+
     def cpu(self) -> dict[str, float]:
-        out = {name: self._cpu(p) for name, p in self.procs.items()}
+        out = {name: sum(self._cpu(c) for c in self._tree(p)) for name, p in self.procs.items()}
         if self.postmaster is not None:
             pg = self._cpu(self.postmaster, with_children=True)
             try:
@@ -257,7 +265,7 @@ class Processes:
         out: dict[str, float] = {}
         for name, p in self.procs.items():
             try:
-                out[name] = p.memory_info().rss / 2**20
+                out[name] = sum(c.memory_info().rss for c in self._tree(p)) / 2**20
             except psutil.Error:
                 pass
         return out

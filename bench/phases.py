@@ -17,8 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from temporalio.client import Client
+
 from bench import breakdown
 from bench.cron_comparator import Plan
+from bench.floor import history_sizes, wait_storm_drained
 from bench.load import Api, Created, LoadResult, closed_loop, open_loop, round_robin, sequential
 from bench.measure import (
     Observer,
@@ -65,7 +68,7 @@ class Mode:
 MODES = {
     "quick": Mode(
         "quick",
-        budget_s=160,
+        budget_s=230,
         warmup=10,
         sequential=60,
         throughput_s=10,
@@ -86,7 +89,7 @@ MODES = {
     ),
     "full": Mode(
         "full",
-        budget_s=850,
+        budget_s=960,
         warmup=30,
         sequential=500,
         throughput_s=30,
@@ -109,7 +112,7 @@ MODES = {
     # filling the worker with 50,000 open orders (the full run's budget reaches ~10,000).
     "memory": Mode(
         "memory",
-        budget_s=2100,
+        budget_s=2160,
         warmup=10,
         sequential=20,
         throughput_s=5,
@@ -129,7 +132,23 @@ MODES = {
         storm_windows=20,
     ),
 }
-PHASES = ("catalog", "sequential", "throughput", "idle", "lifecycle", "expiry", "storm", "memory", "idle_end")
+PHASES = (
+    "catalog",
+    "sequential",
+    "floor_sequential",
+    "throughput",
+    "floor_throughput",
+    "idle",
+    "lifecycle",
+    "expiry",
+    "storm",
+    "floor_storm",
+    "memory",
+    "idle_end",
+)
+# What is ours in a CPU reading (the gateways and the load generator are not), and the floor's.
+OURS = ("worker", "api", "temporal", "postgres")
+FLOOR = ("floor-worker", "floor-api", "temporal")
 
 
 def order_type_durations(mode: Mode) -> str:
@@ -144,8 +163,10 @@ class Ui(Protocol):
 
 
 class Bench:
-    def __init__(self, mode: Mode, stack: Stack, ui: Ui, profile: bool, deadline: float) -> None:
-        self.mode, self.stack, self.ui, self.profile = mode, stack, ui, profile
+    def __init__(
+        self, mode: Mode, stack: Stack, floor_url: str, ui: Ui, profile: bool, deadline: float
+    ) -> None:
+        self.mode, self.stack, self.floor_url, self.ui, self.profile = mode, stack, floor_url, ui, profile
         self.deadline = deadline  # time.monotonic() by which the phases must be done
         self.results: dict[str, Any] = {"figures": {}, "flags": {}, "phases": {}, "breakdown": {}, "cpu": {}}
         self.variants: dict[str, list[str]] = {}
@@ -166,7 +187,9 @@ class Bench:
         await prepare_database(self.stack.database_url)
         self.obs = Observer(self.stack.database_url)
         await self.obs.open()
-        self.api = Api(self.stack.api_url, self.stack.jwt_secret)
+        self.api = Api(self.stack.api_url, self.stack.jwt_secret, self.stack.gateway_url)
+        self.floor = Api(self.floor_url, self.stack.jwt_secret)
+        self.temporal = await Client.connect(self.stack.temporal_address)
         self.procs = Processes(self.stack.pids(), self.stack.postmaster_pid())
         cpu_start, t_start = self.procs.cpu(), time.monotonic()
         try:
@@ -178,8 +201,10 @@ class Bench:
                 self.spans[name] = (began, time.time())
                 self.stack.check_alive()
             await self.finish_comparator()
+            self.ratios()
         finally:
             await self.api.close()
+            await self.floor.close()
             await self.obs.close()
         whole = cpu_share(cpu_start, self.procs.cpu(), time.monotonic() - t_start, 1)
         self.results["foreign_cpu_pct"] = whole["foreign_cpu_pct"]
@@ -238,7 +263,7 @@ class Bench:
             "errors": res.errors,
         }
         self.results["breakdown"]["create"] = await self.create_breakdown(res.created[-60:])
-        self.results["breakdown"]["direct"] = await breakdown.direct_timings(self.stack.api_url)
+        self.results["breakdown"]["direct"] = await breakdown.direct_timings(self.stack.gateway_url)
 
     async def create_breakdown(self, chosen: list[Created]) -> dict[str, Any]:
         hist = await breakdown.histories(self.stack.temporal_address, [c.order_id for c in chosen])
@@ -264,24 +289,10 @@ class Bench:
             spies = [
                 breakdown.start_pyspy(pids[p], seconds - 1, out / f"{p}.pyspy") for p in ("worker", "api")
             ]
-        with self.ui.phase("create, concurrency 32", seconds) as tick:
-            cpu0, t0 = self.procs.cpu(), time.monotonic()
-            ticker = asyncio.create_task(tick_seconds(tick, seconds))
-            res = await closed_loop(self.api, 32, round_robin(self.variants[HOLD]), HOLD, duration_s=seconds)
-            ticker.cancel()
-            self.results["cpu"]["throughput"] = cpu_share(
-                cpu0, self.procs.cpu(), time.monotonic() - t0, len(res.created)
-            )
-        lat = summary(res.latencies_ms)
+        res = await self.creates_at_32(self.api, "throughput", "create, concurrency 32")
         self.figures["create_throughput_per_s"] = res.rate
-        self.figures["create_p99_ms_at_32"] = lat["p99"]
-        self.results["phases"]["throughput"] = {
-            "completed": len(res.created),
-            "elapsed_s": res.elapsed_s,
-            "rate_per_s": res.rate,
-            "latency_ms": lat,
-            "errors": res.errors,
-        }
+        self.figures["create_p99_ms_at_32"] = self.results["phases"]["throughput"]["latency_ms"]["p99"]
+        self.figures["cpu_ms_per_create"] = cpu_ms(self.results["cpu"]["throughput"], OURS)
         self.results["breakdown"]["create_at_32"] = await self.create_breakdown(res.created[-40:])
         if spies:
             await breakdown.wait_procs(spies, 15)
@@ -292,6 +303,106 @@ class Bench:
                 "api": breakdown.bucket_profile(self.stack.data_dir / "api.pyspy", breakdown.API_BUCKETS),
             }
         await asyncio.sleep(1)  # let the last workflow tasks settle before the next phase counts statements
+
+    async def creates_at_32(self, api: Api, phase: str, label: str) -> LoadResult:
+        """32 shoppers for the mode's throughput time: the results and CPU under `phase`."""
+        seconds = self.mode.throughput_s
+        with self.ui.phase(label, seconds) as tick:
+            cpu0, t0 = self.procs.cpu(), time.monotonic()
+            ticker = asyncio.create_task(tick_seconds(tick, seconds))
+            res = await closed_loop(api, 32, round_robin(self.variants[HOLD]), HOLD, duration_s=seconds)
+            ticker.cancel()
+            self.results["cpu"][phase] = cpu_share(
+                cpu0, self.procs.cpu(), time.monotonic() - t0, len(res.created)
+            )
+        self.results["phases"][phase] = {
+            "completed": len(res.created),
+            "elapsed_s": res.elapsed_s,
+            "rate_per_s": res.rate,
+            "latency_ms": summary(res.latencies_ms),
+            "errors": res.errors,
+        }
+        return res
+
+    # ---- the floor: the same creates against a bare workflow of the same shape (bench/floor.py) ------
+
+    async def phase_floor_sequential(self) -> None:
+        n, warmup = self.mode.sequential, self.mode.warmup
+        with self.ui.phase("floor: create, concurrency 1", n + warmup) as tick:
+            await sequential(self.floor, warmup, round_robin(self.variants[HOLD]), HOLD, tick)
+            res = await closed_loop(
+                self.floor,
+                1,
+                round_robin(self.variants[HOLD]),
+                HOLD,
+                count=n,
+                duration_s=max(10.0, self.left() / 10),
+                tick=tick,
+            )
+        if not res.created:
+            raise RuntimeError(f"the floor could not create an order ({res.errors}); see floor-api.log")
+        lat = summary(res.latencies_ms)
+        self.figures["floor_create_p50_ms"] = lat["p50"]
+        self.results["phases"]["floor_sequential"] = {
+            "n": len(res.latencies_ms),
+            "latency_ms": lat,
+            "errors": res.errors,
+        }
+
+    async def phase_floor_throughput(self) -> None:
+        res = await self.creates_at_32(self.floor, "floor_throughput", "floor: create, concurrency 32")
+        self.figures["floor_create_throughput_per_s"] = res.rate
+        self.figures["floor_cpu_ms_per_create"] = cpu_ms(self.results["cpu"]["floor_throughput"], FLOOR)
+
+    async def phase_floor_storm(self) -> None:
+        """As many shared deadlines as our storm had, drained by the floor's worker; its end times
+        are the workflows' close times in Temporal's visibility store."""
+        n = self.results["phases"]["storm"]["n"]
+        rate = max(1.0, self.figures.get("floor_create_throughput_per_s") or 1.0)
+        res = await self.storm_orders(self.floor, n, rate, f"floor storm: {n:,} shared deadlines")
+        deadlines = [datetime.fromisoformat(c.expires_at) for c in res.created]
+        if not deadlines:
+            raise RuntimeError(f"no floor storm order was created: {res.errors}")
+        first, last = min(deadlines), max(deadlines)
+        cpu0, t0 = self.procs.cpu(), time.monotonic()
+        cap = self.wait_cap(reserve=self.memory_min() + self.mode.idle_end_s + 15)
+        with self.ui.waiting("  waiting for the floor's storm to drain", len(deadlines)) as progress:
+            left, closed = await wait_storm_drained(self.temporal, first, last, cap, progress)
+        cpu = cpu_share(cpu0, self.procs.cpu(), time.monotonic() - t0, len(closed))
+        self.results["cpu"]["floor_storm_drain"] = cpu
+        drain_max = (max(closed) - last).total_seconds() if closed else None
+        self.figures["floor_storm_drain_s_per_10k"] = (
+            drain_max * 10_000 / len(deadlines) if drain_max is not None and not left else None
+        )
+        self.figures["floor_cpu_ms_per_expiry"] = cpu_ms(cpu, FLOOR)
+        sizes = await history_sizes(self.temporal, first, last)
+        self.figures["floor_history_events_per_order"] = summary([e for e, _ in sizes])["p50"]
+        self.figures["floor_workflow_tasks_per_order"] = summary([t for _, t in sizes])["p50"]
+        if left:
+            self.results["flags"]["floor_storm_drain_s_per_10k"] = f"not drained: {left} still running"
+        self.results["phases"]["floor_storm"] = {
+            "n": len(deadlines),
+            "errors": res.errors,
+            "create_rate_per_s": res.rate,
+            "deadline_spread_s": (last - first).total_seconds(),
+            "drain_from_max_s": drain_max,
+            "still_running": left,
+            "source": "close times of FloorWorkflow executions (Temporal visibility)",
+        }
+
+    def ratios(self) -> None:
+        """Ours against the floor and the cron job, from figures measured in this run."""
+        f = self.figures
+
+        def ratio(a: str, b: str) -> float | None:
+            return f[a] / f[b] if f.get(a) and f.get(b) else None
+
+        f["create_throughput_ratio_to_floor"] = ratio(
+            "create_throughput_per_s", "floor_create_throughput_per_s"
+        )
+        f["create_p50_ratio_to_floor"] = ratio("create_p50_ms", "floor_create_p50_ms")
+        f["storm_drain_ratio_to_floor"] = ratio("storm_drain_s_per_10k", "floor_storm_drain_s_per_10k")
+        f["lag_p99_ratio_to_cron"] = ratio("cron_expiry_lag_p99_ms", "expiry_lag_p99_ms")
 
     # ---- database cost of one order's life ---------------------------------------------------------
 
@@ -408,6 +519,14 @@ class Bench:
         expired = [r for r in rows if r.status == "expired" and r.ended_at is not None]
         sample = expired[:: max(1, len(expired) // 60)][:60]
         hist = await breakdown.histories(self.stack.temporal_address, [r.id for r in sample])
+        paid = await breakdown.histories(
+            self.stack.temporal_address, [r.id for r in rows if r.status == "paid"][:20]
+        )
+        for end, got in (("expired", hist), ("paid", paid)):
+            self.figures[f"history_events_per_order_{end}"] = summary([len(h) for h in got.values()])["p50"]
+            self.figures[f"workflow_tasks_per_order_{end}"] = summary(
+                [breakdown.workflow_tasks(h) for h in got.values()]
+            )["p50"]
         self.results["breakdown"]["expiry"] = breakdown.medians(
             [
                 breakdown.expiry_phases(hist[r.id], r.expires_at.timestamp(), r.ended_at.timestamp())
@@ -418,39 +537,46 @@ class Bench:
 
     # ---- storm: many windows ending at once ------------------------------------------------------------
 
-    async def phase_storm(self) -> None:
+    def memory_min(self) -> float:
+        """The memory phase's least time: the comparator's ticks in full when it starts there."""
         mode = self.mode
-        rate = max(1.0, self.results["phases"]["throughput"]["rate_per_s"])
-        # keep time for the drain, a short memory phase (at least the comparator's ticks in full), the end
-        memory_min = mode.cron.ticks * mode.cron.interval_s if mode.cron_starts_with == "memory" else 10
-        reserve = mode.wait_cap_s + memory_min + mode.idle_end_s + 20
-        budget = max(5.0, min(mode.storm_budget_s, self.left() - reserve))
-        n = max(50, min(mode.storm_target, int(rate * budget * 0.9)))
-        windows = mode.storm_windows
+        return mode.cron.ticks * mode.cron.interval_s if mode.cron_starts_with == "memory" else 10
+
+    async def storm_orders(self, api: Api, n: int, rate: float, label: str) -> LoadResult:
+        """`n` orders whose windows all end at one moment (within about a second: windows come in
+        1-s steps, and each order's starts when the server gets it), then returns at that moment.
+        Concurrency 8, not 32: enough to saturate the service, with little queueing, which would
+        spread the deadlines by the queue's length."""
+        windows = self.mode.storm_windows
         target = time.time() + min(n / rate * 1.15 + 3, windows - 2)  # the shared deadline
-        types = [f"st{k}" for k in range(1, windows + 1)]
-        stock0 = await self.obs.stock(self.variants["storm"])
 
         def window() -> str:  # the window that ends at `target` for an order sent now
             return f"st{min(windows, max(1, math.ceil(target - time.time())))}"
 
-        with self.ui.phase(f"storm: {n:,} shared deadlines", n) as tick:
+        with self.ui.phase(label, n) as tick:
             res = await closed_loop(
-                self.api,
-                32,
-                round_robin(self.variants["storm"]),
-                window,
-                count=n,
-                stop_at=target - 1.5,
-                tick=tick,
+                api, 8, round_robin(self.variants["storm"]), window, count=n, stop_at=target - 1.5, tick=tick
             )
         await asyncio.sleep(max(0.0, target - time.time()))
+        return res
+
+    async def phase_storm(self) -> None:
+        mode = self.mode
+        rate = max(1.0, self.results["phases"]["throughput"]["rate_per_s"])
+        # keep time for the drain, the floor's storm, a short memory phase, the end
+        floor_storm = mode.storm_budget_s * 0.7 + mode.wait_cap_s
+        reserve = mode.wait_cap_s + floor_storm + self.memory_min() + mode.idle_end_s + 20
+        budget = max(5.0, min(mode.storm_budget_s, self.left() - reserve))
+        n = max(50, min(mode.storm_target, int(rate * budget * 0.9)))
+        types = [f"st{k}" for k in range(1, mode.storm_windows + 1)]
+        stock0 = await self.obs.stock(self.variants["storm"])
+        res = await self.storm_orders(self.api, n, rate, f"storm: {n:,} shared deadlines")
         cpu0, t0 = self.procs.cpu(), time.monotonic()
         with self.ui.waiting("  waiting for the storm to drain", len(res.created)) as progress:
             left = await self.obs.wait_all_ended(
                 types,
-                self.wait_cap(reserve=memory_min + mode.idle_end_s + 15),
-                last_deadline=target + 2,
+                self.wait_cap(reserve=floor_storm + self.memory_min() + mode.idle_end_s + 15),
+                last_deadline=time.time() + 2,
                 stall_s=mode.stall_s,
                 poll_s=0.1,
                 on_poll=progress,
@@ -459,6 +585,7 @@ class Bench:
         self.results["cpu"]["storm_drain"] = cpu_share(
             cpu0, self.procs.cpu(), time.monotonic() - t0, len(res.created) - left
         )
+        self.figures["cpu_ms_per_expiry"] = cpu_ms(self.results["cpu"]["storm_drain"], OURS)
         rows = await self.obs.orders(types)
         if not rows:
             raise RuntimeError(f"no storm order was created: {res.errors}")
@@ -640,6 +767,13 @@ def log_errors(path: Path, top: int = 5) -> list[tuple[str, int]]:
         if m := EXCEPTION_LINE.match(line):
             seen[f"{m.group(1)}: {m.group(2)[:90]}"] += 1
     return seen.most_common(top)
+
+
+def cpu_ms(reading: dict[str, Any], names: tuple[str, ...]) -> float | None:
+    """CPU ms per order of the named processes (`worker` also counts `worker2` ...)."""
+    per = reading["cpu_ms_per_order"]
+    picked = [v for k, v in per.items() if k.rstrip("0123456789") in names and v is not None]
+    return sum(picked) if picked else None
 
 
 async def tick_seconds(tick: Any, seconds: float) -> None:

@@ -38,6 +38,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bench import report
+from bench.floor import start_floor
 from bench.phases import MODES, PHASES, Bench, Mode, order_type_durations
 from devstack.stack import Stack
 
@@ -81,9 +82,12 @@ class Ui:
         self.console.print(f"  [dim]{text}[/dim]")
 
 
-def bench_stack(env: dict[str, str], keep_data: bool, bytecode_cache: bool) -> Stack:
+def bench_stack(
+    env: dict[str, str], keep_data: bool, bytecode_cache: bool, workers: int = 1, api_procs: int = 1
+) -> Stack:
     """A fresh stack on free ports, its logs beside its data; Postgres preloads pg_stat_statements
-    so the phases can count queries."""
+    so the phases can count queries. The gateways are a process of their own, as production's are
+    somewhere else: their CPU is reported apart from ours."""
     data_dir = Path(tempfile.mkdtemp(prefix="paywindow-bench-"))
     return Stack(
         data_dir,
@@ -93,6 +97,9 @@ def bench_stack(env: dict[str, str], keep_data: bool, bytecode_cache: bool) -> S
         log_dir=data_dir,
         pg_settings={"shared_preload_libraries": "pg_stat_statements"},
         bytecode_cache=bytecode_cache,
+        gateways_app="gateways.sandbox.app:app_factory",
+        workers=workers,
+        api_procs=api_procs,
     )
 
 
@@ -131,22 +138,26 @@ def meta(
         },
         "extra_env": extra_env,
         "mode_settings": {k: v for k, v in asdict(mode).items() if k != "cron"},
+        "workers": stack.n_workers,
+        "api_procs": stack.api_procs,
     }
 
 
 def print_summary(console: Console, results: dict[str, Any]) -> None:
     figures, flags = results["figures"], results["flags"]
     table = Table(title=f"Paywindow bench ({results['meta']['mode']})")
-    for col in ("figure", "ours", "comparator", "target"):
+    for col in ("figure", "ours", "floor", "cron", "target"):
         table.add_column(col, justify="left" if col == "figure" else "right")
-    for key, _label, unit, ckey, target, op in report.KEYS:
-        ours = report.shown_value(key, figures.get(key), unit, flags)
+    for key, _label, unit, fkey, ckey, target, op in report.KEYS:
         table.add_row(
             key,
-            ours,
+            report.shown_value(key, figures.get(key), unit, flags),
+            report._fmt(figures.get(fkey), unit) if fkey else "",
             report._fmt(figures.get(ckey), unit) if ckey else "",
             f"{op} {report._fmt(float(target), unit)}" if target is not None else "",
         )
+    for key, _label, target, op in report.RATIOS:
+        table.add_row(key, report._fmt(figures.get(key)), "", "", f"{op} {report._fmt(target)}")
     console.print(table)
     for key, why in flags.items():
         console.print(f"  [yellow]{key}: lower bound: {why}[/yellow]")
@@ -188,6 +199,8 @@ def main() -> int:
         action="store_true",
         help="keep an inherited PYTHONDONTWRITEBYTECODE=1 (the workflow sandbox then recompiles)",
     )
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (ours and the floor's)")
+    parser.add_argument("--api-procs", type=int, default=1, help="API processes (uvicorn --workers)")
     parser.add_argument("--keep-data", action="store_true", help="keep the temp DATA_DIR (logs, databases)")
     parser.add_argument("--no-docs", action="store_true", help="write bench/results only, not docs/")
     parser.add_argument(
@@ -210,14 +223,17 @@ def main() -> int:
         "RATE_LIMIT_PER_MINUTE": "0",  # all bench traffic comes from one IP; a per-IP limit would cap it
         **extra_env,
     }
-    stack = bench_stack(env, keep_data=args.keep_data, bytecode_cache=not args.no_bytecode_cache)
+    stack = bench_stack(env, args.keep_data, not args.no_bytecode_cache, args.workers, args.api_procs)
     bench: Bench | None = None
     code = 0
     try:
         with ui.progress:
-            with ui.phase("start the stack", 4) as tick:
+            with ui.phase("start the stack", 6) as tick:
                 stack.start(on_step=lambda name: (tick(), ui.note(f"starting {name}")))
-            bench = Bench(mode, stack, ui, args.profile, deadline=t0 + mode.budget_s - 25)
+                ui.note("starting the floor (bench/floor.py)")
+                floor_url = start_floor(stack)
+                tick()
+            bench = Bench(mode, stack, floor_url, ui, args.profile, deadline=t0 + mode.budget_s - 25)
             results = asyncio.run(bench.run())
             version_pg = asyncio.run(pg_version(stack.database_url))
         results["meta"] = meta(mode, started, stack, version_pg, extra_env)
