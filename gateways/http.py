@@ -13,8 +13,10 @@ import ssl
 import certifi
 import httpx
 
+from infra.tracing import trace_client
+
 TLS = ssl.create_default_context(cafile=certifi.where())
 
 
 def http_client(timeout: float) -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=timeout, verify=TLS)
+    return trace_client(httpx.AsyncClient(timeout=timeout, verify=TLS))
