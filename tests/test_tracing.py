@@ -152,6 +152,27 @@ async def test_a_webhook_signal_is_handled_in_the_webhooks_trace(traced):
 
 
 @on_the_session_loop
+async def test_a_retry_makes_its_link_in_its_own_trace(traced):
+    s, exporter = traced
+    product = await s.product(stock=3, price=70_000)
+    headers = s.auth("traced-retrier")
+    order = (await s.order(headers, product["variants"][0]["id"])).json()["data"]
+    wid = f"order-{order['orderId']}"
+    exporter.clear()
+    r = await s.http.post(f"/orders/{order['orderId']}/retry-payment", json={"gateway": "payos"}, headers=headers)
+    assert r.status_code == 200, r.text
+    spans = await spans_until(exporter, lambda got: any(x.name.endswith("/retry-payment") for x in got))
+
+    request = server_span(spans, "POST", "/api/v1/orders/{ref}/retry-payment")
+    update = named(spans, "StartWorkflowUpdate:retry_payment")
+    handled = named(spans, "HandleUpdate:retry_payment", wid)
+    ran = named(spans, "RunActivity:create_payment_link", wid)
+    calls = [x for x in spans if x.kind is SpanKind.CLIENT and parent_of(x) == ran.context.span_id]
+    assert {x.context.trace_id for x in (update, handled, ran, *calls)} == {request.context.trace_id}
+    assert parent_of(handled) == update.context.span_id and len(calls) == 1
+
+
+@on_the_session_loop
 async def test_a_stream_token_stays_out_of_the_spans(traced):
     s, exporter = traced
     exporter.clear()
