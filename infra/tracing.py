@@ -124,42 +124,29 @@ class MessageTracing(TracingWorkflowInboundInterceptor):
     to paid) and the deadline's close are in the create's trace."""
 
     async def handle_signal(self, input: temporalio.worker.HandleSignalInput) -> None:
-        sender = self._sender(input.headers)
-        if sender is None:
-            return await super().handle_signal(input)
-        with _attached(sender):
-            self._message_span(f"HandleSignal:{input.signal}")
+        with self._handling(input.headers, f"HandleSignal:{input.signal}"):
             await self.next.handle_signal(input)
 
     def handle_update_validator(self, input: temporalio.worker.HandleUpdateInput) -> None:
-        sender = self._sender(input.headers)
-        if sender is None:
-            return super().handle_update_validator(input)
-        with _attached(sender):
-            self._message_span(f"ValidateUpdate:{input.update}")
+        with self._handling(input.headers, f"ValidateUpdate:{input.update}"):
             self.next.handle_update_validator(input)
 
     async def handle_update_handler(self, input: temporalio.worker.HandleUpdateInput) -> Any:
-        sender = self._sender(input.headers)
-        if sender is None:
-            return await super().handle_update_handler(input)
-        with _attached(sender):
-            self._message_span(f"HandleUpdate:{input.update}")
+        with self._handling(input.headers, f"HandleUpdate:{input.update}"):
             return await self.next.handle_update_handler(input)
 
-    def _sender(self, headers: Mapping[str, Payload]) -> Context | None:
+    @contextmanager
+    def _handling(self, headers: Mapping[str, Payload], name: str) -> Iterator[None]:
+        """Run the handler in its sender's trace (in the run's when the message carries none, as a
+        CLI's signal), its span linked to the run's."""
         header = headers.get(self.header_key)
-        if not header:
-            return None
-        carrier = self.payload_converter.from_payloads([header])[0]
-        if not carrier:
-            return None
-        return self._set_on_context(self.text_map_propagator.extract(carrier))
-
-    def _message_span(self, name: str) -> None:
-        self._completed_span(
-            name, link_context_carrier=self._load_workflow_context_carrier(), kind=trace.SpanKind.SERVER
-        )
+        sender = self.payload_converter.from_payloads([header])[0] if header else None
+        run = self._load_workflow_context_carrier()
+        carrier = sender or run
+        context = self.text_map_propagator.extract(carrier, Context()) if carrier else Context()
+        with _attached(self._set_on_context(context)):
+            self._completed_span(name, link_context_carrier=run if sender else None, kind=trace.SpanKind.SERVER)
+            yield
 
 
 @contextmanager

@@ -18,12 +18,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from api.app import create_app
+from domain.messages import PaymentResult
 from gateways.momo import MomoGateway
 from infra import tracing
 from infra.temporal import connect
 from tests.conftest import Stack, free_port, make_settings, serve
 from tests.helpers import momo_ipn, wait_for_status
 from worker import running_worker
+from workflows.order import OrderWorkflow
 
 on_the_session_loop = pytest.mark.asyncio(loop_scope="session")
 
@@ -69,6 +71,14 @@ def named(spans: list[ReadableSpan], name: str, workflow_id: str | None = None) 
     ]  # fmt: skip
     assert len(found) == 1, (name, workflow_id, sorted(s.name for s in spans))
     return found[0]
+
+
+async def placed(s: Stack, customer: str, price: int) -> tuple[dict[str, str], dict[str, Any], str]:
+    """A new order's (headers, body, workflow id)."""
+    product = await s.product(stock=3, price=price)
+    headers = s.auth(customer)
+    order = (await s.order(headers, product["variants"][0]["id"])).json()["data"]
+    return headers, order, f"order-{order['orderId']}"
 
 
 def parent_of(span: ReadableSpan) -> int | None:
@@ -121,17 +131,22 @@ async def test_one_create_is_one_trace(traced):
 
 
 @on_the_session_loop
-async def test_a_webhook_signal_is_handled_in_the_webhooks_trace(traced):
+async def test_a_webhook_signal_is_handled_in_the_webhooks_trace(traced, stack):
     s, exporter = traced
-    product = await s.product(stock=3, price=60_000)
-    headers = s.auth("traced-payer")
-    order = (await s.order(headers, product["variants"][0]["id"])).json()["data"]
-    wid = f"order-{order['orderId']}"
+    headers, order, wid = await placed(s, "traced-payer", 60_000)
     spans = await spans_until(exporter, lambda got: any(x.name == "POST /api/v1/orders" for x in got))
     create_trace = named(spans, "RunWorkflow:OrderWorkflow", wid).context.trace_id
+    attempt = order["attempts"][0]
+
+    # A signal that carries no trace (the CLI's, a client without tracing) is handled in the run's.
+    exporter.clear()
+    pending = PaymentResult("momo", attempt["gatewayOrderId"], "pending", "1000", 60_000)
+    await stack.client.get_workflow_handle(wid).signal(OrderWorkflow.payment_result, pending)
+    spans = await spans_until(exporter, lambda got: any(x.name == "HandleSignal:payment_result" for x in got))
+    untraced = named(spans, "HandleSignal:payment_result", wid)
+    assert untraced.context.trace_id == create_trace and not untraced.links
     exporter.clear()
 
-    attempt = order["attempts"][0]
     ipn = momo_ipn(MomoGateway(s.settings), attempt["gatewayOrderId"], attempt["requestId"], 60_000, 0)
     assert (await s.http.post("/webhooks/momo", json=ipn)).status_code == 204
     await wait_for_status(s, order["orderId"], headers, "paid")
@@ -154,10 +169,7 @@ async def test_a_webhook_signal_is_handled_in_the_webhooks_trace(traced):
 @on_the_session_loop
 async def test_a_retry_makes_its_link_in_its_own_trace(traced):
     s, exporter = traced
-    product = await s.product(stock=3, price=70_000)
-    headers = s.auth("traced-retrier")
-    order = (await s.order(headers, product["variants"][0]["id"])).json()["data"]
-    wid = f"order-{order['orderId']}"
+    headers, order, wid = await placed(s, "traced-retrier", 70_000)
     exporter.clear()
     r = await s.http.post(f"/orders/{order['orderId']}/retry-payment", json={"gateway": "payos"}, headers=headers)
     assert r.status_code == 200, r.text
