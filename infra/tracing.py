@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 import opentelemetry.context
+import temporalio.client
 import temporalio.worker
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -97,7 +98,7 @@ def flush_tracing(timeout_s: float = 5.0) -> None:
 # ---- Temporal ----------------------------------------------------------------------------------
 
 
-def temporal_interceptors() -> list[Any]:
+def temporal_interceptors() -> list[temporalio.client.Interceptor]:
     """For Client.connect: the client's calls, and the workers built on that client."""
     if _provider is None:
         return []
