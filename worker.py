@@ -29,6 +29,7 @@ from infra.db import make_engine
 from infra.schedules import ensure_archive_schedule
 from infra.settings import Settings, get_settings
 from infra.temporal import connect
+from infra.tracing import configure_logging, flush_tracing, setup_tracing
 from workflows.archive import ArchiveWorkflow
 from workflows.late_payment import LatePaymentWorkflow
 from workflows.order import OrderWorkflow
@@ -99,7 +100,8 @@ def sdk_runtime(settings: Settings) -> Runtime | None:
 
 
 async def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(name)s: %(message)s")
+    configure_logging("worker")
+    setup_tracing("paywindow-worker")  # before connect: the client carries the tracing interceptor
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -123,6 +125,7 @@ STOP_BOUND_S = 20.0
 
 def _leave_now() -> None:
     logging.getLogger("worker").warning("still stopping after %.0f s: exiting now", STOP_BOUND_S)
+    flush_tracing(timeout_s=2)
     logging.shutdown()
     os._exit(1)
 
@@ -131,5 +134,6 @@ if __name__ == "__main__":
     asyncio.run(main())
     # Everything is closed by now. Skip interpreter finalization: the SDK's Rust threads can touch the
     # GIL while Python tears down and abort an exit that was clean (temporalio/sdk-python#300).
+    flush_tracing()
     logging.shutdown()
     os._exit(0)

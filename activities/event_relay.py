@@ -27,6 +27,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.notify import post_signed
+from gateways.http import http_client
 from infra.db import listen_dsn
 from infra.settings import Settings
 from store import outbox
@@ -79,7 +80,7 @@ class EventRelay:
     async def deliver_due(self) -> float | None:
         """Claim and deliver due events until none is left; seconds until the next retry falls due
         (None: nothing waits, sleep until notified)."""
-        async with httpx.AsyncClient(timeout=10.0) as http:
+        async with http_client(10.0) as http:
             while True:
                 async with self.engine.begin() as conn:
                     claimed = await outbox.claim_due(conn, BATCH, LEASE_S)

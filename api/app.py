@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.trace import Span
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -32,6 +34,7 @@ from gateways.registry import build_gateways
 from infra.db import make_engine
 from infra.settings import Settings, get_settings
 from infra.temporal import connect
+from infra.tracing import active_provider, configure_logging, setup_tracing
 
 log = logging.getLogger("api")
 
@@ -124,6 +127,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from gateways.sandbox import build_sandbox_router
 
         app.include_router(build_sandbox_router(settings), prefix="/sandbox")
+    provider = active_provider()
+    if provider is not None:  # a server span per request, around every middleware; probes left out
+        FastAPIInstrumentor.instrument_app(
+            app,
+            tracer_provider=provider,
+            excluded_urls="/healthz,/readyz,/metrics",
+            exclude_spans=["receive", "send"],
+            server_request_hook=redact_token_in_span,
+        )
 
     @app.get("/", include_in_schema=False)
     async def root(request: Request) -> dict[str, str]:
@@ -147,9 +159,22 @@ class RedactTokens(logging.Filter):
         return True
 
 
+def redact_token_in_span(span: Span, scope: Scope) -> None:
+    """The span's URL attributes hold the query string as it came: a stream token must not reach
+    the collector either."""
+    if b"token=" not in (scope.get("query_string") or b"") or not span.is_recording():
+        return
+    attributes = getattr(span, "attributes", None) or {}
+    for key in ("http.url", "url.full", "url.query"):
+        value = attributes.get(key)
+        if isinstance(value, str):
+            span.set_attribute(key, TOKEN_IN_URL.sub(r"\1[redacted]", value))
+
+
 def app_factory() -> FastAPI:
     """`uvicorn api.app:app_factory --factory` entry point."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s api %(levelname)s %(name)s: %(message)s")
+    configure_logging("api")
     for name in ("uvicorn.access", "uvicorn.error", ""):
         logging.getLogger(name).addFilter(RedactTokens())
+    setup_tracing("paywindow-api")  # before create_app, which instruments the app when tracing is on
     return create_app()

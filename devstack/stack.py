@@ -205,7 +205,10 @@ class Stack:
     def start_temporal(self) -> None:
         """The dev server on its SQLite file: started again after a kill, it has every workflow."""
         args = dev_server_args(self.data_dir / "temporal.db", self.temporal_port, self.temporal_ui_port)
-        proc = self.start_process("temporal", args, log=(self.log_dir or self.data_dir) / "temporal.log")
+        # The server reads OTEL_* too and refuses to start on OTEL_TRACES_EXPORTER=console: our
+        # tracing variables are for our processes (infra/tracing.py), not for it.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        proc = self.start_process("temporal", args, env, log=(self.log_dir or self.data_dir) / "temporal.log")
         wait_for_port("127.0.0.1", self.temporal_port, 60, proc)
 
     def migrate(self) -> None:

@@ -10,7 +10,8 @@ to the Temporal activity.
 
 Clients are per event loop because an httpx pool belongs to the loop it was opened on (the worker
 and the API each have one loop; tests open many). Building the TLS context is the expensive part of
-a client (~20 ms of CPU: the CA bundle is parsed), so there is one per process.
+a client (~20 ms of CPU: the CA bundle is parsed), so there is one per process. With tracing on
+(infra/tracing.py) every request is a client span and carries `traceparent`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import weakref
 
 import certifi
 import httpx
+
+from infra.tracing import trace_client
 
 TLS = ssl.create_default_context(cafile=certifi.where())
 LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=30)
@@ -54,7 +57,7 @@ def gateway_client(name: str) -> httpx.AsyncClient:
     if client is None or client.is_closed:
         # retries=1: a refused connect (the gateway restarting) is tried once more, too.
         transport = httpx.AsyncHTTPTransport(verify=TLS, limits=LIMITS, retries=1)
-        client = clients[name] = httpx.AsyncClient(transport=RetryStaleConnection(transport))
+        client = clients[name] = trace_client(httpx.AsyncClient(transport=RetryStaleConnection(transport)))
     return client
 
 
@@ -66,4 +69,4 @@ async def close_gateway_clients() -> None:
 
 def http_client(timeout: float) -> httpx.AsyncClient:
     """A short-lived client (reminder webhooks, one-off calls), to use as a context manager."""
-    return httpx.AsyncClient(timeout=timeout, verify=TLS)
+    return trace_client(httpx.AsyncClient(timeout=timeout, verify=TLS))

@@ -23,6 +23,7 @@ from temporalio.service import TLSConfig
 from domain.ids import late_workflow_id
 from domain.messages import LatePayment
 from infra.settings import Settings
+from infra.tracing import temporal_interceptors
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
         tls=tls,
         api_key=settings.temporal_api_key,
         runtime=runtime,
+        interceptors=temporal_interceptors(),  # none while tracing is off; workers inherit the client's
     )
 
 
