@@ -22,11 +22,11 @@ test: install
 test-fast: install  # OrderWorkflow's decisions with fake steps: no Postgres, no gateway, seconds
 	$(PY) -m pytest tests/fast $(PYTEST_ARGS)
 
-bench: install  # full benchmark, at most 15 minutes
-	$(PY) -m bench.run --mode full
+bench: install  # full benchmark, at most 17 minutes; BENCH_ARGS="--workers 2 --api-procs 2" to scale out
+	$(PY) -m bench.run --mode full $(BENCH_ARGS)
 
-bench-quick: install  # at most 3 minutes
-	$(PY) -m bench.run --mode quick
+bench-quick: install  # at most 4 minutes
+	$(PY) -m bench.run --mode quick $(BENCH_ARGS)
 
 chaos: install  # failure scenarios under load with invariant checks
 	$(PY) -m chaos.run

@@ -89,7 +89,7 @@ MODES = {
     ),
     "full": Mode(
         "full",
-        budget_s=960,
+        budget_s=1020,
         warmup=30,
         sequential=500,
         throughput_s=30,

@@ -1,16 +1,21 @@
 """`python -m bench.run --mode full|quick`: bring up the real stack, measure, report, tear down.
 
-Phases, in order (bench/phases.py; each bounded in time so `full` fits 15 minutes, `quick` 3):
-  catalog      products with ample stock, through POST /api/v1/admin/products
-  sequential   creates at concurrency 1                      -> create_p50_ms, create_p99_ms
-  throughput   creates at concurrency 32                     -> create_throughput_per_s, create_p99_ms_at_32
-  lifecycle    orders created one by one, left to expire     -> db_queries_per_order
-  expiry       steady arrivals (50/s offered), 5 % paid      -> expiry_lag_p50_ms, expiry_lag_p99_ms
-  storm        N orders whose windows end together           -> storm_drain_s_per_10k
-  memory       open orders piling up                         -> open_orders, worker_rss_mb, temporal_rss_mb
-  idle         nothing happens                               -> idle_db_queries_per_min
-The comparator (bench/cron_comparator.py) runs beside them as its own process on its own schema.
-Everything started here is stopped on the way out, also on Ctrl-C, SIGTERM and errors.
+Phases, in order (bench/phases.py; each bounded in time so `full` fits 17 minutes, `quick` 4):
+  catalog           products with ample stock, through POST /api/v1/admin/products
+  sequential        creates at concurrency 1                   -> create_p50_ms, create_p99_ms
+  floor_sequential  the same against the floor (bench/floor.py) -> floor_create_p50_ms
+  throughput        creates at concurrency 32                  -> create_throughput_per_s, cpu_ms_per_create
+  floor_throughput  the same against the floor                 -> floor_create_throughput_per_s, floor_cpu_ms_per_create
+  idle              nothing happens                            -> idle_db_queries_per_min
+  lifecycle         orders created one by one, left to expire  -> db_queries_per_order
+  expiry            steady arrivals (50/s offered), 5 % paid   -> expiry_lag_p50_ms, expiry_lag_p99_ms, history_events_*
+  storm             N orders whose windows end together        -> storm_drain_s_per_10k, cpu_ms_per_expiry
+  floor_storm       the same N against the floor               -> floor_storm_drain_s_per_10k, floor_cpu_ms_per_expiry
+  memory            open orders piling up                      -> open_orders, worker_rss_mb, temporal_rss_mb
+The comparator (bench/cron_comparator.py) runs beside them as its own process on its own schema; the
+ratios to the floor and to the comparator are computed at the end. The gateways are a process of
+their own (gateways/sandbox/app.py), reported apart. `--workers N --api-procs N` scale ours and the
+floor alike. Everything started here is stopped on the way out, also on Ctrl-C, SIGTERM and errors.
 """
 
 from __future__ import annotations
