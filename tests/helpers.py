@@ -1,10 +1,13 @@
-"""Helpers tests share: signed gateway messages built from the documented recipe, polling reads."""
+"""Helpers tests share: signed gateway messages built from the documented recipe, the sandbox's pay
+page as a shopper uses it, polling reads."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from typing import Any
+
+import httpx
 
 from gateways.momo import NOTIFY_SIGNED, MomoGateway, momo_signature
 
@@ -42,3 +45,20 @@ async def wait_for_status(stack: Any, order_id: str, headers: dict[str, str], st
             return detail
         await asyncio.sleep(0.1)
     raise AssertionError(f"order {order_id} is {detail.get('status')}, expected {status}")
+
+
+async def open_pay_page(payment_url: str) -> str:
+    """What the shopper's browser does with the payment URL: land on the gateway's pay page."""
+    async with httpx.AsyncClient(follow_redirects=True, timeout=10) as http:
+        r = await http.get(payment_url)
+    assert r.status_code == 200 and "/sandbox/pay/" in str(r.url), (r.status_code, r.url)
+    assert "Pay" in r.text
+    return str(r.url)
+
+
+async def click(pay_page: str, action: str, **knobs: Any) -> dict[str, Any]:
+    """A button on the pay page (`drop=True`: the gateway sends no notification of it)."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        r = await http.post(f"{pay_page}/{action}", json=knobs, headers={"Accept": "application/json"})
+    assert r.status_code == 200, r.text
+    return r.json()
