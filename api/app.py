@@ -26,7 +26,7 @@ from api.errors import (
 from api.order_stream import start_listener, stop_listener
 from api.payment_intake import GatewayQueries
 from api.ratelimit import RateLimit, return_path
-from api.routes import admin, demo, health, metrics, orders, products, stats, stream, webhooks
+from api.routes import admin, demo, desk, health, metrics, orders, products, stats, stream, webhooks
 from gateways.registry import build_gateways
 from infra.db import make_engine
 from infra.settings import Settings, get_settings
@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RateLimit, per_minute=settings.return_rate_limit_per_minute, applies=return_path)
 
     v1 = APIRouter(prefix=settings.api_prefix, responses=error_responses(*COMMON_ERRORS))
-    for module in (products, orders, stream, admin, stats, webhooks):
+    for module in (products, orders, stream, admin, desk, stats, webhooks):
         v1.include_router(module.router)
     app.include_router(v1)
     app.include_router(health.router)

@@ -31,7 +31,10 @@ from workflows.order import OrderWorkflow
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
-CREATE_ERRORS = {"OUT_OF_STOCK": 409, "VARIANT_NOT_FOUND": 404, "ORDER_EXISTS": 409, "AMOUNT_OUT_OF_RANGE": 422}
+CREATE_ERRORS = {
+    "OUT_OF_STOCK": 409, "VARIANT_UNAVAILABLE": 409, "VARIANT_NOT_FOUND": 404, "ORDER_EXISTS": 409,
+    "AMOUNT_OUT_OF_RANGE": 422,
+}  # fmt: skip
 
 
 @router.post(
