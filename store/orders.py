@@ -152,10 +152,12 @@ class Transition:
 
 
 async def transition(
-    conn: AsyncConnection, order_id: str, to: OrderStatus, reason: str, attempt: AttemptUpdate | None
-) -> Transition:
+    conn: AsyncConnection, order_id: str, to: OrderStatus, reason: str, attempt: AttemptUpdate | None,
+    event: dict[str, Any] | None = None,
+) -> Transition:  # fmt: skip
     """Out of pending_payment, exactly once; the attempt whose verdict caused it records it, other
-    open attempts follow the order, stock comes back unless paid, and `order.<status>` is published."""
+    open attempts follow the order, stock comes back unless paid, and `order.<status>` is published
+    (with `event`'s fields: who acted, when an operator did)."""
     row = (
         await conn.execute(
             TRANSITION_SQL,
@@ -174,7 +176,7 @@ async def transition(
         )
     ).one()
     if row.moved:
-        await record_event(conn, order_id, f"order.{to.value}")
+        await record_event(conn, order_id, f"order.{to.value}", **(event or {}))
         return Transition(True, to.value)
     return Transition(False, row.status)
 

@@ -1,10 +1,11 @@
 """Helpers tests share: signed gateway messages built from the documented recipe, the sandbox's pay
-page as a shopper uses it, polling reads."""
+page as a shopper uses it, polling reads, and orders for the operators' desk."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -62,3 +63,20 @@ async def click(pay_page: str, action: str, **knobs: Any) -> dict[str, Any]:
         r = await http.post(f"{pay_page}/{action}", json=knobs, headers={"Accept": "application/json"})
     assert r.status_code == 200, r.text
     return r.json()
+
+
+# ---- the operators' desk ---------------------------------
+
+
+async def desk_order(stack: Any, gateway: str, price: int = 64_000) -> tuple[dict, dict[str, str]]:
+    """A new shopper's pending order of one unit of a new product."""
+    product = await stack.product(stock=5, price=price)
+    headers = stack.auth(f"desk-{uuid.uuid4().hex[:6]}")
+    r = await stack.order(headers, product["variants"][0]["id"], 1, gateway=gateway)
+    assert r.status_code == 201, r.text
+    return r.json()["data"], headers
+
+
+async def expire_now(stack: Any, order: dict) -> None:
+    r = await stack.http.post(f"/admin/orders/{order['orderId']}/expire", headers=stack.auth("desk-admin", "admin"))
+    assert r.status_code == 200 and r.json()["data"]["status"] == "expired", r.text

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
+from api.audit import audit_entry
 from api.deps import ConnDep, CurrentUser, SettingsDep, TemporalDep, db_conn
 from api.errors import ApiError, error_responses, ok
 from api.order_commands import order_input, start_order, update_order
@@ -27,6 +28,7 @@ from api.schemas import (
 )
 from domain.ids import order_id_for
 from domain.messages import CancelRequest, RetryRequest
+from domain.operator_actions import OperatorAction
 from workflows.order import OrderWorkflow
 
 router = APIRouter(prefix="/orders", tags=["orders"])
@@ -164,7 +166,10 @@ async def retry_payment(
 async def cancel_order(
     ref: str, user: CurrentUser, conn: ConnDep, client: TemporalDep, body: CancelIn | None = None
 ) -> JSONResponse:
-    cancel = CancelRequest(reason=body.reason if body else "", by="admin" if user.is_admin else "customer")
+    reason = body.reason if body else ""
+    # An admin's cancel is an operator action: audited with the transition (in its transaction).
+    entry = audit_entry(user, OperatorAction.ORDER_CANCEL, reason) if user.is_admin else None
+    cancel = CancelRequest(reason=reason, by="admin" if user.is_admin else "customer", audit=entry)
     row, _ = await update_order(
         conn, client, ref, user, "cancel", lambda order: order.execute_update(OrderWorkflow.cancel, cancel)
     )
