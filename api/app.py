@@ -118,10 +118,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(demo.build_router(settings))
+    app.state.sandbox_store = None
     if settings.sandbox_enabled:
         from gateways.sandbox import build_sandbox_router
 
-        app.include_router(build_sandbox_router(settings), prefix="/sandbox")
+        sandbox = build_sandbox_router(settings)
+        app.state.sandbox_store = sandbox.sandbox_store  # type: ignore[attr-defined]  # for tests and debugging
+        app.include_router(sandbox, prefix="/sandbox")
 
     @app.get("/", include_in_schema=False)
     async def root(request: Request) -> dict[str, str]:
