@@ -26,7 +26,7 @@ from api.errors import (
 from api.order_stream import start_listener, stop_listener
 from api.payment_intake import GatewayQueries
 from api.ratelimit import RateLimit, return_path
-from api.routes import admin, demo, desk, health, metrics, orders, products, stats, stream, webhooks
+from api.routes import admin, demo, desk, health, metrics, ops, orders, products, stats, stream, webhooks
 from gateways.registry import build_gateways
 from infra.db import make_engine
 from infra.settings import Settings, get_settings
@@ -118,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(demo.build_router(settings))
+    app.include_router(ops.build_router(settings))
     app.state.sandbox_store = None
     if settings.sandbox_enabled:
         from gateways.sandbox import build_sandbox_router
