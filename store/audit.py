@@ -8,13 +8,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.messages import AuditEntry
 from domain.operator_actions import OperatorAction
 from store.outbox import record_event
+from store.pages import page_of
 from store.tables import AuditLog, Order
 
 audit, order = AuditLog.__table__, Order.__table__
@@ -63,20 +64,12 @@ async def entries(
     conn: AsyncConnection, where: AuditFilter, limit: int, offset: int
 ) -> tuple[int, list[Any]]:
     """One page of the trail, newest first, each entry with its order's code, and how many match."""
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     if where.order_id is not None:
         conditions.append(audit.c.order_id == where.order_id)
     if where.payment_id is not None:
         conditions.append(audit.c.payment_id == where.payment_id)
     if where.variant_id is not None:
         conditions.append(audit.c.variant_id == where.variant_id)
-    total = (await conn.execute(select(func.count()).select_from(audit).where(*conditions))).scalar_one()
-    rows = await conn.execute(
-        select(audit, order.c.order_code)
-        .outerjoin(order, order.c.id == audit.c.order_id)
-        .where(*conditions)
-        .order_by(audit.c.at.desc(), audit.c.id)
-        .limit(limit)
-        .offset(offset)
-    )
-    return total, list(rows.all())
+    query = select(audit, order.c.order_code).outerjoin(order, order.c.id == audit.c.order_id)
+    return await page_of(conn, query, audit, conditions, (audit.c.at.desc(), audit.c.id), limit, offset)

@@ -7,11 +7,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import ColumnElement, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.statuses import OrderStatus
+from store.pages import page_of
 from store.tables import Order, OrderItem, Product, ProductVariant
 
 product, variant, order, item = Product.__table__, ProductVariant.__table__, Order.__table__, OrderItem.__table__
@@ -70,7 +71,7 @@ async def variants_with_stock(
     """Variants with their product, stock on hand (free for new orders) and `reserved` (units held
     by orders still pending payment), in catalog order, and how many match. The reserved sums start
     from the pending orders (ix_order_status_created), so their cost is that of the open windows."""
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     if variant_id is not None:
         conditions.append(variant.c.id == variant_id)
     if product_id is not None:
@@ -84,17 +85,13 @@ async def variants_with_stock(
         .group_by(item.c.variant_id)
         .subquery()
     )
-    total = (await conn.execute(select(func.count()).select_from(variant).where(*conditions))).scalar_one()
-    rows = await conn.execute(
+    query = (
         select(variant, product.c.name.label("product_name"), func.coalesce(held.c.reserved, 0).label("reserved"))
         .join(product, product.c.id == variant.c.product_id)
         .outerjoin(held, held.c.variant_id == variant.c.id)
-        .where(*conditions)
-        .order_by(product.c.created_at, product.c.name, variant.c.sku)
-        .limit(limit)
-        .offset(offset)
     )
-    return total, list(rows.all())
+    catalog_order = (product.c.created_at, product.c.name, variant.c.sku)
+    return await page_of(conn, query, variant, conditions, catalog_order, limit, offset)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from domain.ids import new_order_code
 from domain.messages import AttemptUpdate, CreatedOrder, CreateOrderInput, FrozenItem
 from domain.statuses import OPEN_ATTEMPTS_BECOME, SESSION_FOR_ORDER, OrderStatus, SessionStatus
 from store.outbox import record_event
+from store.pages import page_of
 from store.tables import Order, OrderItem, OrderSession, Payment
 
 order, session, item, payment = Order.__table__, OrderSession.__table__, OrderItem.__table__, Payment.__table__
@@ -255,7 +256,6 @@ async def listing(
             .where(payment.c.order_id == order.c.id, payment.c.status == where.payment_status)
             .exists()
         )
-    total = (await conn.execute(select(func.count()).select_from(order).where(*conditions))).scalar_one()
     money = func.array_position(array(list(money_first)), payment.c.status)
     payment_status = (
         select(payment.c.status)
@@ -264,12 +264,7 @@ async def listing(
         .limit(1)
         .scalar_subquery()
     )
-    rows = await conn.execute(
-        select(order, session.c.expires_at, payment_status.label("payment_status"))
-        .join(session, session.c.order_id == order.c.id)
-        .where(*conditions)
-        .order_by(order.c.created_at.desc(), order.c.id)
-        .limit(limit)
-        .offset(offset)
+    query = select(order, session.c.expires_at, payment_status.label("payment_status")).join(
+        session, session.c.order_id == order.c.id
     )
-    return total, list(rows.all())
+    return await page_of(conn, query, order, conditions, (order.c.created_at.desc(), order.c.id), limit, offset)

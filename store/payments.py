@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from domain.messages import Attempt, AttemptUpdate, LinkInput, PaymentResult, ReviewInput
 from domain.statuses import AttemptStatus, OrderStatus, SessionStatus
 from store.outbox import record_event
+from store.pages import page_of
 from store.tables import Order, OrderSession, Payment, PaymentNotification
 
 payment, inbox, order = Payment.__table__, PaymentNotification.__table__, Order.__table__
@@ -406,16 +407,10 @@ async def desk(conn: AsyncConnection, where: DeskFilter, limit: int, offset: int
         conditions.append(payment.c.updated_at < where.date_to)
     if where.payment_id is not None:
         conditions.append(payment.c.id == where.payment_id)
-    total = (await conn.execute(select(func.count()).select_from(payment).where(*conditions))).scalar_one()
-    rows = await conn.execute(
-        select(payment, order.c.order_code, order.c.status.label("order_status"))
-        .join(order, order.c.id == payment.c.order_id)
-        .where(*conditions)
-        .order_by(payment.c.updated_at, payment.c.id)
-        .limit(limit)
-        .offset(offset)
+    query = select(payment, order.c.order_code, order.c.status.label("order_status")).join(
+        order, order.c.id == payment.c.order_id
     )
-    return total, list(rows.all())
+    return await page_of(conn, query, payment, conditions, (payment.c.updated_at, payment.c.id), limit, offset)
 
 
 async def inbox_page(conn: AsyncConnection, undelivered: bool, limit: int, offset: int) -> tuple[int, list[Any]]:
@@ -423,17 +418,10 @@ async def inbox_page(conn: AsyncConnection, undelivered: bool, limit: int, offse
     from ix_payment_notification_undelivered; else all, the newest first), unmatched ones included
     (no order), each with its order's code, and how many match."""
     conditions = [inbox.c.delivered_at.is_(None)] if undelivered else []
-    total = (await conn.execute(select(func.count()).select_from(inbox).where(*conditions))).scalar_one()
-    oldest_first = (inbox.c.received_at, inbox.c.id)
-    rows = await conn.execute(
-        select(inbox, order.c.order_code)
-        .outerjoin(order, order.c.id == inbox.c.order_id)
-        .where(*conditions)
-        .order_by(*(oldest_first if undelivered else (inbox.c.received_at.desc(), inbox.c.id)))
-        .limit(limit)
-        .offset(offset)
-    )
-    return total, list(rows.all())
+    newest_first = (inbox.c.received_at.desc(), inbox.c.id)
+    order_by = (inbox.c.received_at, inbox.c.id) if undelivered else newest_first
+    query = select(inbox, order.c.order_code).outerjoin(order, order.c.id == inbox.c.order_id)
+    return await page_of(conn, query, inbox, conditions, order_by, limit, offset)
 
 
 async def inbox_row(conn: AsyncConnection, notification_id: Any) -> Any:

@@ -52,8 +52,17 @@ def static_asset(name: str) -> FileResponse:
     return FileResponse(STATIC / name, media_type=MEDIA_TYPES[match.group(1)], headers=HEADERS)
 
 
+def serve_static(router: APIRouter, prefix: str) -> None:
+    """`<prefix>/static/<name>`: the page's scripts and stylesheets, from api/static/."""
+
+    @router.get(f"{prefix}/static/{{name}}")
+    async def asset(name: str) -> FileResponse:
+        return static_asset(name)
+
+
 def build_router(settings: Settings) -> APIRouter:
     router = APIRouter(include_in_schema=False)
+    serve_static(router, "/demo")
 
     @router.get("/demo")
     async def demo_page() -> FileResponse:
@@ -62,10 +71,6 @@ def build_router(settings: Settings) -> APIRouter:
     @router.get("/payment-result")
     async def payment_result() -> FileResponse:
         return page("result.html")
-
-    @router.get("/demo/static/{name}")
-    async def asset(name: str) -> FileResponse:
-        return static_asset(name)
 
     @router.get("/demo/config")
     async def config() -> JSONResponse:

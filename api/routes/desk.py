@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from api import money_desk
 from api.audit import audit_page
-from api.deps import AdminUser, ConnDep, SettingsDep, TemporalDep
+from api.deps import AdminUser, ConnDep, PageNumber, PageSize, SettingsDep, TemporalDep
 from api.errors import ApiError, error_responses, ok
 from api.routes.stats import shop_time
 from api.schemas import (
@@ -27,16 +27,14 @@ from api.schemas import (
 )
 
 router = APIRouter(prefix="/admin", tags=["desk"])
-PageNo = Annotated[int, Query(ge=1, le=100_000)]
-Size = Annotated[int, Query(ge=1, le=100)]
 
 
 @router.get("/payments", response_model=Envelope[Page[DeskPaymentOut]], responses=error_responses(403))
 async def list_payments(
     _: AdminUser,
     conn: ConnDep,
-    page: PageNo = 1,
-    size: Size = 20,
+    page: PageNumber = 1,
+    size: PageSize = 20,
     status: AttemptStatusName | None = None,
     gateway: GatewayName | None = None,
     from_: Annotated[datetime | None, Query(alias="from")] = None,
@@ -92,7 +90,7 @@ async def mark_refunded(
 
 @router.get("/notifications", response_model=Envelope[Page[NotificationOut]], responses=error_responses(403))
 async def list_notifications(
-    _: AdminUser, conn: ConnDep, undelivered: bool = False, page: PageNo = 1, size: Size = 20
+    _: AdminUser, conn: ConnDep, undelivered: bool = False, page: PageNumber = 1, size: PageSize = 20
 ) -> JSONResponse:
     """Stored verified verdicts; `undelivered=true`: only those never handed to their order (the
     oldest first), unmatched ones (no order) included."""
@@ -123,8 +121,8 @@ async def list_audit(
     order_id: Annotated[uuid.UUID | None, Query(alias="orderId")] = None,
     payment_id: Annotated[uuid.UUID | None, Query(alias="paymentId")] = None,
     variant_id: Annotated[uuid.UUID | None, Query(alias="variantId")] = None,
-    page: PageNo = 1,
-    size: Size = 50,
+    page: PageNumber = 1,
+    size: PageSize = 50,
 ) -> JSONResponse:
     """The operators' actions, newest first (append-only: Postgres refuses to change them)."""
     return ok(await audit_page(conn, page, size, order_id, payment_id, variant_id))

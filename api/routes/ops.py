@@ -8,20 +8,17 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse, JSONResponse
 
 from api.errors import ok
-from api.routes.demo import page, static_asset
+from api.routes.demo import page, serve_static
 from infra.settings import Settings
 
 
 def build_router(settings: Settings) -> APIRouter:
     router = APIRouter(include_in_schema=False)
+    serve_static(router, "/ops")
 
     @router.get("/ops")
     async def ops_page() -> FileResponse:
         return page("ops.html")
-
-    @router.get("/ops/static/{name}")
-    async def asset(name: str) -> FileResponse:
-        return static_asset(name)
 
     @router.get("/ops/config")
     async def config() -> JSONResponse:

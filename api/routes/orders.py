@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from api.audit import audit_entry
-from api.deps import ConnDep, CurrentUser, SettingsDep, TemporalDep, db_conn
+from api.deps import ConnDep, CurrentUser, PageNumber, PageSize, SettingsDep, TemporalDep, db_conn
 from api.errors import ApiError, error_responses, ok
 from api.order_commands import order_input, start_order, update_order
 from api.read import find_order, list_orders, order_detail, session_out
@@ -104,8 +104,8 @@ async def _replay(conn: ConnDep, order_id: str, req_hash: str, user: CurrentUser
 async def get_orders(
     user: CurrentUser,
     conn: ConnDep,
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-    size: Annotated[int, Query(ge=1, le=100)] = 20,
+    page: PageNumber = 1,
+    size: PageSize = 20,
     status: OrderStatusName | None = None,
     from_: Annotated[datetime | None, Query(alias="from")] = None,
     to: datetime | None = None,

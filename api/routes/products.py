@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from api.catalog import create_product, list_products, update_variant, variants_page
-from api.deps import AdminUser, ConnDep
+from api.deps import AdminUser, ConnDep, PageNumber, PageSize
 from api.errors import error_responses, ok
 from api.schemas import Envelope, Page, ProductCreate, ProductOut, VariantPatch, VariantStockOut
 
@@ -33,8 +33,8 @@ async def post_product(body: ProductCreate, _: AdminUser, conn: ConnDep) -> JSON
 async def get_variants(
     _: AdminUser,
     conn: ConnDep,
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-    size: Annotated[int, Query(ge=1, le=100)] = 50,
+    page: PageNumber = 1,
+    size: PageSize = 50,
     product_id: Annotated[uuid.UUID | None, Query(alias="productId")] = None,
     active: bool | None = None,
 ) -> JSONResponse:
