@@ -33,6 +33,7 @@ from infra.tracing import configure_logging, flush_tracing, setup_tracing
 from workflows.archive import ArchiveWorkflow
 from workflows.late_payment import LatePaymentWorkflow
 from workflows.order import OrderWorkflow
+from workflows.refund import RefundWorkflow
 
 
 @asynccontextmanager
@@ -44,7 +45,7 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
     worker = Worker(
         client,
         task_queue=settings.temporal_task_queue,
-        workflows=[OrderWorkflow, LatePaymentWorkflow, ArchiveWorkflow],
+        workflows=[OrderWorkflow, LatePaymentWorkflow, RefundWorkflow, ArchiveWorkflow],
         activities=all_activities(engine, settings, client),
         workflow_runner=SandboxedWorkflowRunner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner(),
         max_cached_workflows=settings.max_cached_workflows,
@@ -83,6 +84,7 @@ def all_activities(engine: AsyncEngine, settings: Settings, client: Client) -> l
         payments.request_late_settlement,
         payments.settle_late_payment,
         payments.refund_late_payment,
+        payments.refund_payment,
         ArchiveActivities(engine).archive_ended_orders,
     ]
 

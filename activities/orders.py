@@ -1,9 +1,11 @@
-"""Order activities: the checkout snapshot, the terminal transition, a moved deadline. Each is
+"""Order activities: the checkout snapshot, the terminal transition, a moved deadline (with the
+operator's audit entry when an operator caused it). Each is
 idempotent, because Temporal may run an activity again after a crash between its commit and the
 workflow hearing of it. The SQL is the store's (store/orders.py, store/inventory.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,7 +21,7 @@ from domain.messages import (
     TransitionResult,
 )
 from domain.statuses import OrderStatus
-from store import inventory, orders
+from store import audit, inventory, orders
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +48,29 @@ class OrderActivities:
 
     @activity.defn
     async def transition_order(self, inp: TransitionInput) -> TransitionResult:
+        """The guarded transition; an operator's cancel is audited in its transaction (and named in
+        its `order.cancelled`), only when the order did move."""
+        entry = dataclasses.replace(inp.audit, order_id=inp.order_id) if inp.audit else None
         async with self.engine.begin() as conn:
-            moved = await orders.transition(conn, inp.order_id, OrderStatus(inp.to_status), inp.reason, inp.attempt)
+            moved = await orders.transition(
+                conn, inp.order_id, OrderStatus(inp.to_status), inp.reason, inp.attempt,
+                audit.event_fields(entry) if entry else None,
+            )  # fmt: skip
+            if moved.moved and entry is not None:
+                await audit.record(conn, entry)
         # The chaos run's double-transition check reads these lines (chaos/invariants.py).
         log.info("order %s -> %s (%s)%s", inp.order_id, moved.status, inp.reason, "" if moved.moved else " [no-op]")
         return TransitionResult(status=moved.status, transitioned=moved.moved)
 
     @activity.defn
     async def set_deadline(self, inp: DeadlineInput) -> None:
+        """The moved deadline; an operator's extend or expire is audited in the same transaction and
+        published as `order.deadline_moved` (once, however often Temporal runs this)."""
         async with self.engine.begin() as conn:
+            if inp.audit is not None:
+                expires_at = inp.expires_at.isoformat()
+                entry = dataclasses.replace(
+                    inp.audit, order_id=inp.order_id, detail={**inp.audit.detail, "expiresAt": expires_at}
+                )
+                await audit.record(conn, entry, "order.deadline_moved", expiresAt=expires_at)
             await orders.set_deadline(conn, inp.order_id, inp.expires_at)

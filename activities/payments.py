@@ -1,5 +1,6 @@
 """Gateway-facing activities: payment links, reconciliation before a window closes, cancelling
-links that must not be paid any more, and settling late payments (accept or refund, once).
+links that must not be paid any more, settling late payments (accept or refund, once), and an
+operator's refund of a payment (the same refund, under the same key).
 Each is idempotent: Temporal may run one again after a crash between its commit and the workflow
 hearing of it. The SQL is the store's (store/payments.py)."""
 
@@ -7,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
+from domain.ids import refund_key
 from domain.messages import (
     Attempt,
     AttemptUpdate,
@@ -23,6 +27,8 @@ from domain.messages import (
     PaymentResult,
     Reconciled,
     ReconcileInput,
+    RefundOutcome,
+    RefundRequest,
     ReviewInput,
 )
 from domain.money import money_problem
@@ -215,33 +221,75 @@ class PaymentActivities:
     async def refund_late_payment(self, late: LatePayment) -> LateOutcome:
         """Refund through the gateway exactly once: the idempotency key is the order + attempt, and
         the row moves refund_required -> refunded only after the gateway confirmed."""
-        async with self.engine.connect() as conn:
-            row = await payments.by_gateway_id(conn, late.gateway, late.gateway_order_id)
+        async with self.engine.begin() as conn:
+            row = await payments.by_gateway_id(conn, late.gateway, late.gateway_order_id, lock=True)
         if row.status == AttemptStatus.REFUNDED.value:
             return LateOutcome("refunded", "refunded earlier")
         if row.status != AttemptStatus.REFUND_REQUIRED.value:
             return LateOutcome("already_settled", row.status)
+        refunded, detail = await self._refund(
+            row, row.amount, row.transaction_id or late.transaction_id or "",
+            f"Refund late payment {row.gateway_order_id}",
+        )  # fmt: skip
+        return LateOutcome("refunded" if refunded else "refund_required", detail)
+
+    @activity.defn
+    async def refund_payment(self, req: RefundRequest) -> RefundOutcome:
+        """An operator's refund (RefundWorkflow): the same request under the same key as the late
+        settlement's, so the gateway refunds one payment once whoever asks, and however often."""
+        async with self.engine.begin() as conn:  # waits for an operator's mark-refunded in progress
+            row = await payments.lock_payment(conn, uuid.UUID(req.payment_id))
+        if row is None:
+            return RefundOutcome("not_refundable", "no such payment")
+        if row.status == AttemptStatus.REFUNDED.value:
+            return RefundOutcome("refunded", "refunded earlier")
+        if row.status != AttemptStatus.REFUND_REQUIRED.value:
+            return RefundOutcome("not_refundable", f"the payment is {row.status}")
+        refunded, detail = await self._refund(
+            row, req.amount, row.transaction_id or "", f"Refund {row.gateway_order_id}",
+            requestedBy=req.requested_by, auditId=req.audit_id,
+        )  # fmt: skip
+        return RefundOutcome("refunded" if refunded else "refused", detail)
+
+    async def _refund(
+        self, row: Any, amount: int, transaction_id: str, description: str, **event: Any
+    ) -> tuple[bool, str]:
+        """Ask the attempt's gateway to refund `amount` under the payment's one refund key. Its yes:
+        the row becomes refunded (and `payment.refunded` is published); its no, or a request our
+        record cannot make: the row keeps what was said, for the desk. An unreachable gateway
+        raises GatewayError (the caller's retry policy asks again), noted on the row too."""
         try:
-            result = await self._gateway(late.gateway).refund(
+            result = await self._gateway(row.gateway).refund(
                 gateway_order_id=row.gateway_order_id,
-                transaction_id=row.transaction_id or late.transaction_id or "",
-                amount=row.amount,
-                idempotency_key=f"rf-{row.order_id}-{row.attempt_no}",
-                description=f"Refund late payment {row.gateway_order_id}",
+                transaction_id=transaction_id,
+                amount=amount,
+                idempotency_key=refund_key(str(row.order_id), row.attempt_no),
+                description=description,
                 created_at=row.created_at,
                 paid_at=row.updated_at,
             )
         except ValueError as err:  # our record cannot make a valid refund request: a person must look
-            return LateOutcome("refund_required", f"cannot request a refund: {err}")
+            return False, await self._note_refund(row, f"cannot request a refund: {err}")
+        except GatewayError as err:
+            await self._note_refund(row, f"gateway unreachable: {err}")
+            raise
         if not result.ok:
             # The gateway answered and said no: asking again will not change its mind. Transport
             # failures (GatewayError) are retried by the activity's policy instead.
             reason = "no refund API" if result.result_code == "UNSUPPORTED" else f"refused {result.result_code}"
             log.error("refund of %s not done (%s): refund by hand", row.gateway_order_id, reason)
-            return LateOutcome("refund_required", f"{reason} {result.message}".strip())
+            return False, await self._note_refund(row, f"{reason} {result.message}".strip())
         async with self.engine.begin() as conn:
-            await payments.mark_refunded(conn, row.id, str(row.order_id), row.gateway_order_id)
-        return LateOutcome("refunded", result.refund_id or "")
+            await payments.mark_refunded(
+                conn, row.id, str(row.order_id), row.gateway_order_id,
+                note=f"refunded through {row.gateway} (refund {result.refund_id or '?'})", **event,
+            )  # fmt: skip
+        return True, result.refund_id or ""
+
+    async def _note_refund(self, row: Any, note: str) -> str:
+        async with self.engine.begin() as conn:
+            await payments.note_refund(conn, row.id, note)
+        return note
 
 
 def verdicts(answers: list[GatewayResult]) -> list[PaymentResult]:

@@ -28,7 +28,7 @@ from api.errors import (
 from api.order_stream import start_listener, stop_listener
 from api.payment_intake import GatewayQueries
 from api.ratelimit import RateLimit, return_path
-from api.routes import admin, demo, health, metrics, orders, products, stats, stream, webhooks
+from api.routes import admin, demo, desk, health, metrics, ops, orders, products, stats, stream, webhooks
 from gateways.http import close_gateway_clients
 from gateways.registry import build_gateways
 from infra.db import make_engine
@@ -117,16 +117,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RateLimit, per_minute=settings.return_rate_limit_per_minute, applies=return_path)
 
     v1 = APIRouter(prefix=settings.api_prefix, responses=error_responses(*COMMON_ERRORS))
-    for module in (products, orders, stream, admin, stats, webhooks):
+    for module in (products, orders, stream, admin, desk, stats, webhooks):
         v1.include_router(module.router)
     app.include_router(v1)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(demo.build_router(settings))
+    app.include_router(ops.build_router(settings))
+    app.state.sandbox_store = None
     if settings.sandbox_enabled:
         from gateways.sandbox import build_sandbox_router
 
-        app.include_router(build_sandbox_router(settings), prefix="/sandbox")
+        sandbox = build_sandbox_router(settings)
+        app.state.sandbox_store = sandbox.sandbox_store  # type: ignore[attr-defined]  # for tests and debugging
+        app.include_router(sandbox, prefix="/sandbox")
     provider = active_provider()
     if provider is not None:  # a server span per request, around every middleware; probes left out
         FastAPIInstrumentor.instrument_app(

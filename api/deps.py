@@ -1,4 +1,5 @@
-"""Dependencies routes declare: settings, a DB connection, the Temporal client, the caller."""
+"""Dependencies routes declare: settings, a DB connection, the Temporal client, the caller; and the
+paging parameters every listing takes."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import Client
 
@@ -80,3 +81,5 @@ ConnDep = Annotated[AsyncConnection, Depends(get_conn)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 CurrentUser = Annotated[User, Depends(current_user)]
 AdminUser = Annotated[User, Depends(admin_user)]
+PageNumber = Annotated[int, Query(ge=1, le=100_000)]
+PageSize = Annotated[int, Query(ge=1, le=100)]

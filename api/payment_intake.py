@@ -22,12 +22,12 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.ids import workflow_id
-from domain.messages import LatePayment, PaymentResult, ReviewInput
+from domain.messages import AuditEntry, LatePayment, PaymentResult, ReviewInput
 from domain.money import money_problem
 from gateways.base import GatewayError, GatewayResult, PaymentGateway
 from infra.settings import Settings
 from infra.temporal import start_late_settlement
-from store import payments
+from store import audit, payments
 from workflows.order import OrderWorkflow
 
 log = logging.getLogger(__name__)
@@ -109,11 +109,13 @@ def dedupe_key(result: GatewayResult) -> str:
 
 
 async def deliver(
-    engine: AsyncEngine, client: Client, settings: Settings, order_id: str, result: GatewayResult
-) -> bool:
+    engine: AsyncEngine, client: Client, settings: Settings, order_id: str, result: GatewayResult,
+    entry: AuditEntry | None = None,
+) -> bool:  # fmt: skip
     """Signal the workflow (or, once it has ended, start the late payment's settlement); mark the
     inbox row delivered. False leaves the row for the workflow's own inbox read at the deadline and
-    for the gateway's retry of this notification."""
+    for the gateway's retry of this notification. An operator's redelivery (`entry`) is audited in
+    the transaction that marks the row, once the verdict was handed on."""
     handle = client.get_workflow_handle(workflow_id(order_id))
     try:
         try:
@@ -129,6 +131,11 @@ async def deliver(
         log.warning("signal to order %s timed out; the inbox keeps it", order_id)
         return False
     async with engine.begin() as conn:
+        if entry is not None:
+            await audit.record(
+                conn, entry, "payment.verdict_redelivered", gatewayOrderId=result.gateway_order_id,
+                outcome=result.outcome.value,
+            )  # fmt: skip
         await payments.mark_delivered(conn, dedupe_key(result))
     return True
 

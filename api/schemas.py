@@ -5,9 +5,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from domain.gateways import GATEWAY_NAMES
@@ -18,6 +27,8 @@ GatewayName = Literal[GATEWAY_NAMES]  # type: ignore[valid-type]
 OrderStatusName = Literal[tuple(s.value for s in OrderStatus)]  # type: ignore[valid-type]
 AttemptStatusName = Literal[tuple(s.value for s in AttemptStatus)]  # type: ignore[valid-type]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]  # an operator's why
+MAX_STOCK = 10**9  # units of one variant on hand, at most
 T = TypeVar("T")
 
 
@@ -32,7 +43,7 @@ class VariantCreate(Camel):
     sku: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     name: Name
     price: Annotated[StrictInt, Field(ge=0, le=10**12)]
-    stock_quantity: Annotated[StrictInt, Field(ge=0, le=10**9)]
+    stock_quantity: Annotated[StrictInt, Field(ge=0, le=MAX_STOCK)]
 
 
 class ProductCreate(Camel):
@@ -77,6 +88,7 @@ class CancelIn(Camel):
 
 class ExtendIn(Camel):
     minutes: Annotated[float, Field(ge=-10080, le=10080)]
+    note: Note = ""
 
     @field_validator("minutes")
     @classmethod
@@ -84,6 +96,35 @@ class ExtendIn(Camel):
         if v == 0:
             raise ValueError("minutes must not be zero")
         return v
+
+
+class ExpireIn(Camel):
+    note: Note = ""
+
+
+class NoteIn(Camel):
+    note: Note = ""
+
+
+class MarkRefundedIn(Camel):
+    reference: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    note: Note = ""
+
+
+class VariantPatch(Camel):
+    """Any of: a stock correction (added or taken away), a price for orders placed from now on,
+    withdrawing (or bringing back) the variant."""
+
+    stock_delta: Annotated[StrictInt, Field(ge=-MAX_STOCK, le=MAX_STOCK)] | None = None
+    price: Annotated[StrictInt, Field(ge=0, le=10**12)] | None = None
+    active: StrictBool | None = None
+    note: Note = ""
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> VariantPatch:
+        if not self.stock_delta and self.price is None and self.active is None:
+            raise ValueError("give at least one of stockDelta (not zero), price, active")
+        return self
 
 
 # ---- responses ------------------------------------------------------------------------------------
@@ -241,3 +282,63 @@ class StreamTokenOut(Out):
     token: str
     expires_in: int  # seconds; checked when a stream opens
     events_url: str
+
+
+# ---- the operators' desk --------------------------------------------------------------------------
+
+
+class DeskPaymentOut(Out):
+    payment_id: uuid.UUID
+    order_id: uuid.UUID
+    order_code: int
+    order_status: str
+    attempt_no: int
+    gateway: str
+    gateway_order_id: str
+    transaction_id: str | None
+    amount: int
+    received_amount: int | None
+    status: str
+    reason: str | None  # what the last refund said, or why the money is under review
+    updated_at: datetime
+
+
+class NotificationOut(Out):
+    notification_id: uuid.UUID
+    order_id: uuid.UUID | None  # None: verified money that matches no attempt of ours
+    order_code: int | None
+    gateway: str
+    gateway_order_id: str
+    outcome: str
+    result_code: str
+    amount: int | None
+    transaction_id: str | None
+    received_at: datetime
+    delivered_at: datetime | None
+
+
+class AuditOut(Out):
+    audit_id: uuid.UUID
+    at: datetime
+    actor: str
+    action: str
+    order_id: uuid.UUID | None
+    order_code: int | None
+    payment_id: uuid.UUID | None
+    variant_id: uuid.UUID | None
+    notification_id: uuid.UUID | None
+    note: str
+    detail: dict[str, Any]
+
+
+class VariantStockOut(Out):
+    variant_id: uuid.UUID
+    product_id: uuid.UUID
+    product_name: str
+    sku: str
+    name: str
+    price: int
+    active: bool
+    on_hand: int  # free for new orders
+    reserved: int  # held by orders still pending payment
+    updated_at: datetime

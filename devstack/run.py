@@ -96,6 +96,7 @@ def _banner(settings: Settings, stack: Stack) -> None:
         f"""
 Paywindow is running.
   Demo shop     {base}/demo
+  Operators     {base}/ops   (paste ADMIN_TOKEN)
   API docs      {f"{base}/docs" if settings.docs_enabled else "(off: DOCS_ENABLED=false)"}
   Readiness     {base}/readyz
   Sandbox       {f"{base}/sandbox/" if settings.sandbox_enabled else "(off: real gateways)"}

@@ -10,8 +10,8 @@ from domain.messages import OrderLine
 
 
 class Rejected(Exception):
-    """Checkout refused (OUT_OF_STOCK, VARIANT_NOT_FOUND, AMOUNT_OUT_OF_RANGE); raised inside the
-    transaction so nothing is left behind."""
+    """Checkout refused (OUT_OF_STOCK, VARIANT_NOT_FOUND, VARIANT_UNAVAILABLE, AMOUNT_OUT_OF_RANGE);
+    raised inside the transaction so nothing is left behind."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)

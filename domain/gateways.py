@@ -6,6 +6,9 @@ from __future__ import annotations
 GATEWAY_NAMES = ("momo", "vnpay", "payos")
 # Gateways whose unpaid links can be cancelled through their API (MoMo's and VNPay's lapse).
 CANCELLABLE_LINKS = frozenset({"payos"})
+# Gateways with a refund API. PayOS has none: money received by transfer goes back by bank transfer,
+# and an operator records it (`mark-refunded`).
+REFUND_API = frozenset({"momo", "vnpay"})
 
 # What each gateway accepts for one payment, in VND. MoMo's wallet range is documented
 # (GATEWAYS.md); VNPay's 5,000 minimum and "under one billion" come from its merchant guide;

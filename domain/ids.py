@@ -1,5 +1,5 @@
-"""Identifiers: an order's workflow, a late payment's settlement, the order id an Idempotency-Key
-stands for, a new 9-digit order code."""
+"""Identifiers: an order's workflow, a late payment's settlement, a refund and its key at the
+gateway, the order id an Idempotency-Key stands for, a new 9-digit order code."""
 
 from __future__ import annotations
 
@@ -16,6 +16,17 @@ def workflow_id(order_id: str) -> str:
 def late_workflow_id(gateway: str, gateway_order_id: str) -> str:
     """One late-payment settlement per attempt."""
     return f"late-{gateway}-{gateway_order_id}"
+
+
+def refund_workflow_id(payment_id: str) -> str:
+    """An operator's refund of one payment: concurrent requests join the same run."""
+    return f"refund-{payment_id}"
+
+
+def refund_key(order_id: str, attempt_no: int) -> str:
+    """The idempotency key of a payment's refund at its gateway, whoever asks (the late-payment
+    settlement or an operator): the gateway refunds one payment once, however often it is asked."""
+    return f"rf-{order_id}-{attempt_no}"
 
 
 def order_id_for(customer_id: str, idempotency_key: str | None) -> str:

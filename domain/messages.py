@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 
 @dataclass
@@ -84,7 +85,7 @@ class CreatedOrder:
 @dataclass
 class CreateOrderResult:
     order: CreatedOrder | None = None
-    error: str | None = None  # OUT_OF_STOCK | VARIANT_NOT_FOUND
+    error: str | None = None  # OUT_OF_STOCK | VARIANT_NOT_FOUND | VARIANT_UNAVAILABLE | AMOUNT_OUT_OF_RANGE
     message: str = ""
 
 
@@ -138,11 +139,29 @@ class AttemptUpdate:
 
 
 @dataclass
+class AuditEntry:
+    """An operator's action, written to the audit trail in the transaction that makes the change.
+    The id is chosen by the API, so an activity's retry writes it once. The order id is the one
+    the change concerns (an activity fills it in from its own input)."""
+
+    id: str
+    actor: str  # the admin token's `sub`
+    action: str  # domain.operator_actions.OperatorAction value
+    note: str = ""
+    order_id: str | None = None
+    payment_id: str | None = None
+    variant_id: str | None = None
+    notification_id: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class TransitionInput:
     order_id: str
     to_status: str
     reason: str
     attempt: AttemptUpdate | None = None  # the attempt whose verdict caused it, if any
+    audit: AuditEntry | None = None  # an operator's cancel: recorded with the transition
 
 
 @dataclass
@@ -155,6 +174,7 @@ class TransitionResult:
 class DeadlineInput:
     order_id: str
     expires_at: datetime
+    audit: AuditEntry | None = None  # an operator's extend or expire: recorded with the new deadline
 
 
 @dataclass
@@ -185,11 +205,18 @@ class RetryResult:
 class CancelRequest:
     reason: str = ""
     by: str = "customer"
+    audit: AuditEntry | None = None  # set when an admin cancels
 
 
 @dataclass
 class ExtendRequest:
     minutes: float
+    audit: AuditEntry | None = None
+
+
+@dataclass
+class ExpireRequest:
+    audit: AuditEntry | None = None
 
 
 @dataclass
@@ -282,6 +309,22 @@ class LatePayment:
 @dataclass
 class LateOutcome:
     state: str  # accepted | refund_required | refunded | already_settled | needs_review
+    detail: str = ""
+
+
+@dataclass
+class RefundRequest:
+    """An operator's refund of one payment through its gateway (RefundWorkflow)."""
+
+    payment_id: str
+    amount: int  # what goes back: the attempt's amount, or what the gateway reported receiving
+    requested_by: str  # the operator's `sub`
+    audit_id: str  # the audit entry of the request
+
+
+@dataclass
+class RefundOutcome:
+    state: str  # refunded | refused | not_refundable
     detail: str = ""
 
 

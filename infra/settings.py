@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     temporal_api_key: str | None = None  # Temporal Cloud API key; implies TLS
     temporal_port: int = 7233  # embedded dev server only
     temporal_ui_port: int = 8233
+    # The Temporal Web UI operators open (/ops links each order there); unset: 127.0.0.1:$TEMPORAL_UI_PORT.
+    temporal_ui_url: str | None = None
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     public_base_url: str | None = None  # how gateways and browsers reach this API
@@ -180,6 +182,7 @@ class Settings(BaseSettings):
         self.vnpay_api_url = self.vnpay_api_url or hosts["vnpay_api_url"]
         self.payos_base_url = (self.payos_base_url or hosts["payos_base_url"]).rstrip("/")
         self.frontend_return_url = self.frontend_return_url or f"{base}/payment-result"
+        self.temporal_ui_url = (self.temporal_ui_url or f"http://127.0.0.1:{self.temporal_ui_port}").rstrip("/")
         if self.docs_enabled is None:
             self.docs_enabled = self.environment != "production"
         return self

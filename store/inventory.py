@@ -19,16 +19,17 @@ variant, product, order = ProductVariant.__table__, Product.__table__, Order.__t
 async def reserve(
     conn: AsyncConnection, lines: list[OrderLine], unless_made: str | None = None
 ) -> list[ReservedLine] | None:
-    """Lock the variants (in id order, so concurrent checkouts cannot deadlock), check stock,
-    take it and return the prices read from the catalog at this instant. Raises Rejected. None,
-    taking nothing, when the order `unless_made` exists already (an earlier try of the step made
-    it): the same statement that locks the variants says so."""
+    """Lock the variants (in id order, so concurrent checkouts cannot deadlock), check that each is
+    still sold and in stock, take it and return the prices read from the catalog at this instant.
+    Raises Rejected. None, taking nothing, when the order `unless_made` exists already (an earlier
+    try of the step made it): the same statement that locks the variants says so."""
     wanted = merge_lines(lines)
     ids = sorted(wanted)
     made = exists().where(order.c.id == unless_made) if unless_made else literal(False)
     locked = (
         select(variant.c.id, variant.c.product_id, variant.c.sku, variant.c.name, variant.c.price,
-               variant.c.stock_quantity, product.c.name.label("product_name"), made.label("made"))
+               variant.c.stock_quantity, variant.c.active, product.c.name.label("product_name"),
+               made.label("made"))
         .join(product, product.c.id == variant.c.product_id)
         .where(variant.c.id.in_(ids))
         .order_by(variant.c.id)
@@ -41,6 +42,9 @@ async def reserve(
     for vid in ids:
         if vid not in found:
             raise Rejected("VARIANT_NOT_FOUND", f"Variant {vid} not found")
+    withdrawn = [found[vid].sku for vid in ids if not found[vid].active]
+    if withdrawn:
+        raise Rejected("VARIANT_UNAVAILABLE", f"No longer sold: {', '.join(withdrawn)}")
     short = [found[vid].sku for vid in ids if found[vid].stock_quantity < wanted[vid]]
     if short:
         raise Rejected("OUT_OF_STOCK", f"Not enough stock for {', '.join(short)}")

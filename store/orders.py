@@ -17,6 +17,7 @@ from domain.ids import new_order_code
 from domain.messages import AttemptUpdate, CreatedOrder, CreateOrderInput, FrozenItem
 from domain.statuses import OPEN_ATTEMPTS_BECOME, SESSION_FOR_ORDER, OrderStatus
 from store.outbox import WAKE_RELAY, event_params, insert_event
+from store.pages import page_of
 from store.tables import Order, OrderItem, OrderSession, Payment
 
 order, session, item, payment = Order.__table__, OrderSession.__table__, OrderItem.__table__, Payment.__table__
@@ -170,10 +171,12 @@ class Transition:
 
 
 async def transition(
-    conn: AsyncConnection, order_id: str, to: OrderStatus, reason: str, attempt: AttemptUpdate | None
-) -> Transition:
+    conn: AsyncConnection, order_id: str, to: OrderStatus, reason: str, attempt: AttemptUpdate | None,
+    event: dict[str, Any] | None = None,
+) -> Transition:  # fmt: skip
     """Out of pending_payment, exactly once; the attempt whose verdict caused it records it, other
-    open attempts follow the order, stock comes back unless paid, and `order.<status>` is published."""
+    open attempts follow the order, stock comes back unless paid, and `order.<status>` is published
+    (with `event`'s fields: who acted, when an operator did)."""
     row = (
         await conn.execute(
             TRANSITION_SQL,
@@ -188,7 +191,7 @@ async def transition(
                 "attempt_status": attempt.status if attempt else None,
                 "result_code": attempt.result_code if attempt else None,
                 "transaction_id": attempt.transaction_id if attempt else None,
-                **event_params(f"order.{to.value}"),
+                **event_params(f"order.{to.value}", **(event or {})),
             },
         )
     ).one()
@@ -269,7 +272,6 @@ async def listing(
             .where(payment.c.order_id == order.c.id, payment.c.status == where.payment_status)
             .exists()
         )
-    total = (await conn.execute(select(func.count()).select_from(order).where(*conditions))).scalar_one()
     money = func.array_position(array(list(money_first)), payment.c.status)
     payment_status = (
         select(payment.c.status)
@@ -278,12 +280,7 @@ async def listing(
         .limit(1)
         .scalar_subquery()
     )
-    rows = await conn.execute(
-        select(order, session.c.expires_at, payment_status.label("payment_status"))
-        .join(session, session.c.order_id == order.c.id)
-        .where(*conditions)
-        .order_by(order.c.created_at.desc(), order.c.id)
-        .limit(limit)
-        .offset(offset)
+    query = select(order, session.c.expires_at, payment_status.label("payment_status")).join(
+        session, session.c.order_id == order.c.id
     )
-    return total, list(rows.all())
+    return await page_of(conn, query, order, conditions, (order.c.created_at.desc(), order.c.id), limit, offset)

@@ -1,5 +1,6 @@
 """Payment attempts and the inbox of verified verdicts: links made and stored, verdicts recorded,
-money flagged for review, late money settled, and what the webhooks store before they signal."""
+money flagged for review, late money settled and refunded, what the webhooks store before they
+signal, and the operators' money desk (attempts that need a person, stored verdicts)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from domain.messages import Attempt, AttemptUpdate, LinkInput, PaymentResult, ReviewInput
 from domain.statuses import AttemptStatus, OrderStatus, SessionStatus
 from store.outbox import record_event
+from store.pages import page_of
 from store.tables import Order, OrderSession, Payment, PaymentNotification
 
 payment, inbox, order = Payment.__table__, PaymentNotification.__table__, Order.__table__
@@ -324,22 +326,113 @@ async def _settle_attempt(
     )  # fmt: skip
 
 
-async def by_gateway_id(conn: AsyncConnection, gateway: str, gateway_order_id: str) -> Any:
-    return (await conn.execute(select(payment).where(_by_gateway_id(gateway, gateway_order_id)))).first()
+async def by_gateway_id(conn: AsyncConnection, gateway: str, gateway_order_id: str, *, lock: bool = False) -> Any:
+    """The attempt (None: not ours). `lock`: before a refund, so an operator's mark-refunded in progress
+    is waited for and seen."""
+    query = select(payment).where(_by_gateway_id(gateway, gateway_order_id))
+    return (await conn.execute(query.with_for_update() if lock else query)).first()
 
 
-async def mark_refunded(conn: AsyncConnection, payment_id: Any, order_id: str, gateway_order_id: str) -> None:
-    """The gateway confirmed the refund: refund_required -> refunded (once), and its event."""
+async def mark_refunded(
+    conn: AsyncConnection, payment_id: Any, order_id: str, gateway_order_id: str, *, note: str | None = None,
+    from_statuses: tuple[str, ...] = (AttemptStatus.REFUND_REQUIRED.value,), publish: bool = True, **event: Any,
+) -> bool:  # fmt: skip
+    """The money went back: refund_required (or, by an operator, needs_review) -> refunded, once, with
+    how (`note`) and `payment.refunded` (unless the caller publishes it). False when it was not in
+    `from_statuses` any more."""
     done = (
         await conn.execute(
             update(payment)
-            .where(payment.c.id == payment_id, payment.c.status == AttemptStatus.REFUND_REQUIRED.value)
-            .values(status=AttemptStatus.REFUNDED.value, updated_at=func.now())
+            .where(payment.c.id == payment_id, payment.c.status.in_(from_statuses))
+            .values(status=AttemptStatus.REFUNDED.value, refund_note=func.coalesce(note, payment.c.refund_note),
+                    updated_at=func.now())
             .returning(payment.c.id)
         )
+    ).first()  # fmt: skip
+    if done is not None and publish:
+        await record_event(conn, order_id, "payment.refunded", gatewayOrderId=gateway_order_id, **event)
+    return done is not None
+
+
+async def note_refund(conn: AsyncConnection, payment_id: Any, note: str) -> None:
+    """What the last refund attempt said (a refusal, an unreachable gateway): the desk shows it."""
+    await conn.execute(update(payment).where(payment.c.id == payment_id).values(refund_note=note[:300]))
+
+
+# ---- the money desk: payments that need a person ----------------------------------------------------------
+
+NEEDS_PERSON = (AttemptStatus.REFUND_REQUIRED.value, AttemptStatus.NEEDS_REVIEW.value)
+
+
+async def lock_payment(conn: AsyncConnection, payment_id: Any) -> Any:
+    """An attempt with its order's code and status, locked while an operator acts on its money
+    (None: no such attempt)."""
+    return (
+        await conn.execute(
+            select(payment, order.c.order_code, order.c.status.label("order_status"))
+            .join(order, order.c.id == payment.c.order_id)
+            .where(payment.c.id == payment_id)
+            .with_for_update(of=payment)
+        )
     ).first()
-    if done is not None:
-        await record_event(conn, order_id, "payment.refunded", gatewayOrderId=gateway_order_id)
+
+
+async def to_refund(conn: AsyncConnection, payment_id: Any) -> None:
+    """An operator decided that money under review goes back: needs_review -> refund_required."""
+    await conn.execute(
+        update(payment)
+        .where(payment.c.id == payment_id, payment.c.status == AttemptStatus.NEEDS_REVIEW.value)
+        .values(status=AttemptStatus.REFUND_REQUIRED.value, updated_at=func.now())
+    )
+
+
+@dataclass(frozen=True)
+class DeskFilter:
+    statuses: tuple[str, ...] = NEEDS_PERSON
+    gateway: str | None = None
+    date_from: datetime | None = None  # on the attempt's last change
+    date_to: datetime | None = None
+    payment_id: Any = None
+
+
+async def desk(conn: AsyncConnection, where: DeskFilter, limit: int, offset: int) -> tuple[int, list[Any]]:
+    """One page of attempts in `statuses`, the longest waiting first, with their orders' codes and
+    statuses, and how many match (the default statuses read ix_payment_needs_person)."""
+    conditions = [payment.c.status.in_(where.statuses)]
+    if where.gateway is not None:
+        conditions.append(payment.c.gateway == where.gateway)
+    if where.date_from is not None:
+        conditions.append(payment.c.updated_at >= where.date_from)
+    if where.date_to is not None:
+        conditions.append(payment.c.updated_at < where.date_to)
+    if where.payment_id is not None:
+        conditions.append(payment.c.id == where.payment_id)
+    query = select(payment, order.c.order_code, order.c.status.label("order_status")).join(
+        order, order.c.id == payment.c.order_id
+    )
+    return await page_of(conn, query, payment, conditions, (payment.c.updated_at, payment.c.id), limit, offset)
+
+
+async def inbox_page(conn: AsyncConnection, undelivered: bool, limit: int, offset: int) -> tuple[int, list[Any]]:
+    """Stored verdicts (`undelivered`: only those never handed to their order, the oldest first, read
+    from ix_payment_notification_undelivered; else all, the newest first), unmatched ones included
+    (no order), each with its order's code, and how many match."""
+    conditions = [inbox.c.delivered_at.is_(None)] if undelivered else []
+    newest_first = (inbox.c.received_at.desc(), inbox.c.id)
+    order_by = (inbox.c.received_at, inbox.c.id) if undelivered else newest_first
+    query = select(inbox, order.c.order_code).outerjoin(order, order.c.id == inbox.c.order_id)
+    return await page_of(conn, query, inbox, conditions, order_by, limit, offset)
+
+
+async def inbox_row(conn: AsyncConnection, notification_id: Any) -> Any:
+    """One stored verdict with its order's code (None: no such row)."""
+    return (
+        await conn.execute(
+            select(inbox, order.c.order_code)
+            .outerjoin(order, order.c.id == inbox.c.order_id)
+            .where(inbox.c.id == notification_id)
+        )
+    ).first()
 
 
 def raw(payload: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 These classes are the single definition of the tables the store reads and writes. Alembic
 migrations (migrations/) are how a database gets there, and tests/store/test_schema.py fails when the
 two disagree (Alembic's autogenerate comparison against a migrated database). What a model cannot
-say lives only in the migrations: the trigger that refuses any UPDATE of `order_item`.
+say lives only in the migrations: the triggers that refuse any UPDATE of `order_item` and any
+UPDATE, DELETE or TRUNCATE of `audit_log`.
 
 Table classes never travel as workflow payloads: workflows exchange the dataclasses of
 domain/messages.py (SQLModel inside the workflow sandbox is a known source of mapper errors).
@@ -113,6 +114,7 @@ class ProductVariant(SQLModel, table=True):
     name: str = _text()
     price: int = _money()
     stock_quantity: int = _count()
+    active: bool = _flag(True)  # false: withdrawn, takes no new orders (VARIANT_UNAVAILABLE)
     created_at: datetime | None = _at()
     updated_at: datetime | None = _at()
 
@@ -249,6 +251,7 @@ class Payment(SQLModel, table=True):
     received_amount: int | None = _money(nullable=True)  # needs_review: what the gateway reported
     cancel_failures: int = _count(default=0)
     cancel_error: str | None = _text(nullable=True)
+    refund_note: str | None = _text(nullable=True)  # what the last refund said, or how it was refunded by hand
     created_at: datetime | None = _at()
     updated_at: datetime | None = _at()
 
@@ -316,3 +319,33 @@ class OrderEvent(SQLModel, table=True):
     attempts: int = _count(default=0)
     next_attempt_at: datetime | None = _at()
     last_error: str | None = _text(nullable=True)
+
+
+# ---- what operators did --------------------------------------------------------------------------------
+
+
+class AuditLog(SQLModel, table=True):
+    """Every operator action, written in the transaction that makes the change. Append-only: a
+    trigger refuses UPDATE, DELETE and TRUNCATE. No foreign keys: the trail outlives its subjects."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        CheckConstraint("length(actor) > 0", name="audit_log_actor_check"),
+        Index("ix_audit_log_at", text("at DESC")),
+        Index("ix_audit_log_order", "order_id", text("at DESC"), postgresql_where=text("order_id IS NOT NULL")),
+        Index("ix_audit_log_payment", "payment_id", text("at DESC"), postgresql_where=text("payment_id IS NOT NULL")),
+        Index("ix_audit_log_variant", "variant_id", text("at DESC"), postgresql_where=text("variant_id IS NOT NULL")),
+    )
+
+    id: uuid.UUID = _id()
+    at: datetime | None = _at()
+    actor: str = _text()
+    action: str = _text()
+    order_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid, nullable=True))
+    payment_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid, nullable=True))
+    variant_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid, nullable=True))
+    notification_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid, nullable=True))
+    note: str = _text(default="")
+    detail: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default=text("'{}'"))
+    )

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +173,40 @@ async def stack(pg_url: str, dev_env: WorkflowEnvironment) -> AsyncIterator[Stac
     server.should_exit = True
     await task
     await engine.dispose()
+
+
+@asynccontextmanager
+async def own_stack(pg_url: str, dev_env: WorkflowEnvironment, **overrides: Any) -> AsyncIterator[Stack]:
+    """API + sandbox + worker on a database and a task queue of their own, on the shared Temporal
+    dev server: for tests that count what they made (listings, metrics, queues) while the rest of
+    the suite leaves windows open. Order type `flash` is a 3-second window (+3 s grace for MoMo,
+    which reports unpaid links as in flight)."""
+    url = await fresh_database(pg_url)
+    await asyncio.to_thread(upgrade, async_url(url))  # alembic's env.py runs its own event loop
+    port = free_port()
+    values: dict[str, Any] = {
+        "temporal_address": dev_env.client.service_client.config.target_host,
+        "temporal_task_queue": f"own-{uuid.uuid4().hex[:6]}",
+        "order_type_durations": "normal=15,vip=30,quick=5,flash=0.05",
+        "order_session_reminder_minutes": 0.02,
+        "payment_in_flight_grace_minutes": 0.05,
+        "rate_limit_per_minute": 0,
+    }
+    settings = make_settings(url, port, **(values | overrides))
+    app = create_app(settings)
+    server, task = await serve(app, port)
+    engine = make_engine(settings)
+    try:
+        async with running_worker(settings, client=dev_env.client):
+            stack = Stack(settings, dev_env.client, engine, app)
+            try:
+                yield stack
+            finally:
+                await stack.http.aclose()
+    finally:
+        server.should_exit = True
+        await task
+        await engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -21,27 +21,11 @@ from gateways.payos import payos_signature
 from gateways.vnpay import VnpayGateway
 from gateways.vnpay_wire import vnpay_secure_hash
 from tests.conftest import free_port, serve
-from tests.helpers import wait_for_status
+from tests.helpers import click, open_pay_page, wait_for_status
 from worker import running_worker
 from workflows.late_payment import LatePaymentWorkflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-async def open_pay_page(payment_url: str) -> str:
-    """What the shopper's browser does with the payment URL: land on the gateway's pay page."""
-    async with httpx.AsyncClient(follow_redirects=True, timeout=10) as http:
-        r = await http.get(payment_url)
-    assert r.status_code == 200 and "/sandbox/pay/" in str(r.url), (r.status_code, r.url)
-    assert "Pay" in r.text
-    return str(r.url)
-
-
-async def click(pay_page: str, action: str, **knobs: Any) -> dict[str, Any]:
-    async with httpx.AsyncClient(timeout=10) as http:
-        r = await http.post(f"{pay_page}/{action}", json=knobs, headers={"Accept": "application/json"})
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 async def new_order(stack: Any, gateway: str, stock: int = 3, price: int = 64_000, **extra: Any) -> tuple:

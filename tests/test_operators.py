@@ -37,15 +37,11 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.archive import ArchiveActivities
-from api.app import create_app
-from devstack.migrate import upgrade
 from domain.messages import ArchiveInput, ArchiveResult
-from infra.db import async_url, make_engine
 from infra.schedules import ARCHIVE_SCHEDULE_ID, ensure_archive_schedule
 from store.stats import EXPIRY_LAG_BUCKETS, TIME_TO_PAY_BUCKETS
-from tests.conftest import Stack, free_port, fresh_database, make_settings, serve
+from tests.conftest import Stack, free_port, own_stack, serve
 from tests.helpers import wait_for_status
-from worker import running_worker
 from workflows.archive import ArchiveWorkflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -142,36 +138,19 @@ def receiver() -> tuple[FastAPI, list[dict[str, Any]]]:
 
 @pytest.fixture(scope="module")
 async def ops(pg_url: str, dev_env: Any) -> AsyncIterator[Stack]:
-    """API + sandbox + worker on their own database and task queue, with reminders and order events
-    going to a receiver as in production. Order type `flash` is a 3-second window (+3 s grace for
-    MoMo, which reports unpaid links as in flight)."""
-    url = await fresh_database(pg_url)
-    await asyncio.to_thread(upgrade, async_url(url))  # alembic's env.py runs its own event loop
+    """API + sandbox + worker on their own database and task queue (conftest.own_stack), with
+    reminders and order events going to a receiver as in production."""
     hook_app, _ = receiver()
     hook_port = free_port()
     hook_server, hook_task = await serve(hook_app, hook_port)
-    port = free_port()
-    settings = make_settings(
-        url,
-        port,
-        temporal_address=dev_env.client.service_client.config.target_host,
-        temporal_task_queue=f"ops-orders-{uuid.uuid4().hex[:6]}",
-        order_type_durations="normal=15,vip=30,quick=5,flash=0.05",
-        order_session_reminder_minutes=0.02,
-        payment_in_flight_grace_minutes=0.05,
-        rate_limit_per_minute=0,
-        reminder_webhook_url=f"http://127.0.0.1:{hook_port}/hook",
-        order_events_urls=f"http://127.0.0.1:{hook_port}/hook",
-    )
-    server, task = await serve(create_app(settings), port)
-    engine = make_engine(settings)
-    async with running_worker(settings, client=dev_env.client):
-        stack = Stack(settings, dev_env.client, engine)
+    hook = f"http://127.0.0.1:{hook_port}/hook"
+    async with own_stack(
+        pg_url, dev_env, temporal_task_queue=f"ops-orders-{uuid.uuid4().hex[:6]}", reminder_webhook_url=hook,
+        order_events_urls=hook,
+    ) as stack:  # fmt: skip
         yield stack
-        await stack.http.aclose()
-    server.should_exit = hook_server.should_exit = True
-    await asyncio.gather(task, hook_task)
-    await engine.dispose()
+    hook_server.should_exit = True
+    await hook_task
 
 
 @pytest.fixture(scope="module")

@@ -31,12 +31,14 @@ with workflow.unsafe.imports_passed_through():
     from domain.messages import (
         Attempt,
         AttemptUpdate,
+        AuditEntry,
         CancelLinksInput,
         CancelRequest,
         CreatedOrder,
         CreateOrderInput,
         Creation,
         DeadlineInput,
+        ExpireRequest,
         ExtendRequest,
         LatePayment,
         LinkInput,
@@ -282,7 +284,8 @@ class OrderWorkflow:
         async with self.lock:
             await self._drain_inbox()  # a success already received wins over the cancel
             self._check_pending_for_cancel()
-            await self._finish(OrderStatus.CANCELLED, f"cancelled_by_{req.by}" + (f": {req.reason}" if req.reason else ""))
+            reason = f"cancelled_by_{req.by}" + (f": {req.reason}" if req.reason else "")
+            await self._finish(OrderStatus.CANCELLED, reason, audit=req.audit)
             return self.session()
 
     @cancel.validator
@@ -301,7 +304,7 @@ class OrderWorkflow:
         async with self.lock:
             self._check_pending_for_extend(req)
             new_deadline = max(workflow.now(), self.deadline + timedelta(minutes=req.minutes))
-            await self._move_deadline(new_deadline)
+            await self._move_deadline(new_deadline, req.audit)
             return self.session()
 
     @extend.validator
@@ -315,12 +318,12 @@ class OrderWorkflow:
             raise ApplicationError("minutes must be non-zero and within a week", type="VALIDATION_ERROR")
 
     @workflow.update
-    async def expire_now(self) -> SessionView:
+    async def expire_now(self, req: ExpireRequest | None = None) -> SessionView:
         """Admin lever: close the window now (reconciling first, like the timer would)."""
         async with self.lock:
             if self.status.is_terminal or self.order is None:
                 raise ApplicationError(f"Order is {self.status.value}", type="ORDER_NOT_PENDING")
-            await self._move_deadline(workflow.now())
+            await self._move_deadline(workflow.now(), req.audit if req else None)
             await self._drain_inbox()
             if not self.effects_beside and not self.status.is_terminal:
                 await self._close_window(grace=False)
@@ -515,10 +518,14 @@ class OrderWorkflow:
             retry_policy=DB_RETRY,
         )
 
-    async def _finish(self, to: OrderStatus, reason: str, update: AttemptUpdate | None = None) -> None:
+    async def _finish(
+        self, to: OrderStatus, reason: str, update: AttemptUpdate | None = None, audit: AuditEntry | None = None
+    ) -> None:
+        """The one terminal transition; an operator's action that causes it (`audit`) is recorded with it."""
         result = await self._effect(
-            steps.transition_order, TransitionInput(self.inp.order_id, to.value, reason, update), DB_TIMEOUT, DB_RETRY
-        )
+            steps.transition_order, TransitionInput(self.inp.order_id, to.value, reason, update, audit), DB_TIMEOUT,
+            DB_RETRY,
+        )  # fmt: skip
         self.status = OrderStatus(result.status)
         if self.status is to:  # not when Postgres shows the order ended otherwise already
             self.end_reason = reason
@@ -573,8 +580,9 @@ class OrderWorkflow:
         except ActivityError as err:  # best effort: a paid-late link is settled by the late path
             workflow.logger.warning("cancelling links failed: %s", err)
 
-    async def _move_deadline(self, deadline: datetime) -> None:
-        await self._effect(steps.set_deadline, DeadlineInput(self.inp.order_id, deadline), DB_TIMEOUT, DB_RETRY)
+    async def _move_deadline(self, deadline: datetime, audit: AuditEntry | None = None) -> None:
+        """The operator's action that moves it (`audit`) is recorded with the new deadline."""
+        await self._effect(steps.set_deadline, DeadlineInput(self.inp.order_id, deadline, audit), DB_TIMEOUT, DB_RETRY)
         self.deadline = deadline
         self.recheck_at = None
         self.wake = True

@@ -23,6 +23,8 @@ from domain.messages import (
     PaymentResult,
     Reconciled,
     ReconcileInput,
+    RefundOutcome,
+    RefundRequest,
     ReminderInput,
     ReviewInput,
     TransitionInput,
@@ -122,6 +124,12 @@ async def settle_late_payment(late: LatePayment) -> LateOutcome:
 @activity.defn
 async def refund_late_payment(late: LatePayment) -> LateOutcome:
     """Refund late money through its gateway, exactly once."""
+    raise NotImplementedError(DECLARED)
+
+
+@activity.defn
+async def refund_payment(req: RefundRequest) -> RefundOutcome:
+    """An operator's refund of one payment, under the same key as the late settlement's."""
     raise NotImplementedError(DECLARED)
 
 

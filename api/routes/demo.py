@@ -39,11 +39,30 @@ def demo_tokens_enabled(settings: Settings) -> bool:
     return settings.sandbox_enabled and settings.environment != "production"
 
 
+def page(name: str) -> FileResponse:
+    """One of the static pages, under the CSP above (the demo shop, the payment result, /ops)."""
+    return FileResponse(STATIC / name, media_type="text/html; charset=utf-8", headers=HEADERS)
+
+
+def static_asset(name: str) -> FileResponse:
+    """A script, stylesheet or image from api/static/ by plain name (nothing else is served)."""
+    match = ASSET.match(name)
+    if match is None or not (STATIC / name).is_file():
+        raise ApiError(404, "NOT_FOUND", "No such file")
+    return FileResponse(STATIC / name, media_type=MEDIA_TYPES[match.group(1)], headers=HEADERS)
+
+
+def serve_static(router: APIRouter, prefix: str) -> None:
+    """`<prefix>/static/<name>`: the page's scripts and stylesheets, from api/static/."""
+
+    @router.get(f"{prefix}/static/{{name}}")
+    async def asset(name: str) -> FileResponse:
+        return static_asset(name)
+
+
 def build_router(settings: Settings) -> APIRouter:
     router = APIRouter(include_in_schema=False)
-
-    def page(name: str) -> FileResponse:
-        return FileResponse(STATIC / name, media_type="text/html; charset=utf-8", headers=HEADERS)
+    serve_static(router, "/demo")
 
     @router.get("/demo")
     async def demo_page() -> FileResponse:
@@ -52,13 +71,6 @@ def build_router(settings: Settings) -> APIRouter:
     @router.get("/payment-result")
     async def payment_result() -> FileResponse:
         return page("result.html")
-
-    @router.get("/demo/static/{name}")
-    async def asset(name: str) -> FileResponse:
-        match = ASSET.match(name)
-        if match is None or not (STATIC / name).is_file():
-            raise ApiError(404, "NOT_FOUND", "No such file")
-        return FileResponse(STATIC / name, media_type=MEDIA_TYPES[match.group(1)], headers=HEADERS)
 
     @router.get("/demo/config")
     async def config() -> JSONResponse:

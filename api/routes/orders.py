@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import ConnDep, CurrentUser, SettingsDep, TemporalDep, db_conn
+from api.audit import audit_entry
+from api.deps import ConnDep, CurrentUser, PageNumber, PageSize, SettingsDep, TemporalDep, db_conn
 from api.errors import ApiError, error_responses, ok
 from api.order_commands import order_input, start_order, update_order
 from api.read import find_order, list_orders, order_detail, order_from_creation, session_out
@@ -27,11 +28,15 @@ from api.schemas import (
 )
 from domain.ids import order_id_for
 from domain.messages import CancelRequest, RetryRequest
+from domain.operator_actions import OperatorAction
 from workflows.order import OrderWorkflow
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
-CREATE_ERRORS = {"OUT_OF_STOCK": 409, "VARIANT_NOT_FOUND": 404, "ORDER_EXISTS": 409, "AMOUNT_OUT_OF_RANGE": 422}
+CREATE_ERRORS = {
+    "OUT_OF_STOCK": 409, "VARIANT_UNAVAILABLE": 409, "VARIANT_NOT_FOUND": 404, "ORDER_EXISTS": 409,
+    "AMOUNT_OUT_OF_RANGE": 422,
+}  # fmt: skip
 
 
 @router.post(
@@ -98,8 +103,8 @@ async def _replay(conn: ConnDep, order_id: str, req_hash: str, user: CurrentUser
 async def get_orders(
     user: CurrentUser,
     conn: ConnDep,
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-    size: Annotated[int, Query(ge=1, le=100)] = 20,
+    page: PageNumber = 1,
+    size: PageSize = 20,
     status: OrderStatusName | None = None,
     from_: Annotated[datetime | None, Query(alias="from")] = None,
     to: datetime | None = None,
@@ -160,7 +165,10 @@ async def retry_payment(
 async def cancel_order(
     ref: str, user: CurrentUser, conn: ConnDep, client: TemporalDep, body: CancelIn | None = None
 ) -> JSONResponse:
-    cancel = CancelRequest(reason=body.reason if body else "", by="admin" if user.is_admin else "customer")
+    reason = body.reason if body else ""
+    # An admin's cancel is an operator action: audited with the transition (in its transaction).
+    entry = audit_entry(user, OperatorAction.ORDER_CANCEL, reason) if user.is_admin else None
+    cancel = CancelRequest(reason=reason, by="admin" if user.is_admin else "customer", audit=entry)
     row, _ = await update_order(
         conn, client, ref, user, "cancel", lambda order: order.execute_update(OrderWorkflow.cancel, cancel)
     )

@@ -1,14 +1,18 @@
-"""Catalog: public listing; admins add products with variants and stock."""
+"""Catalog: public listing (variants still sold); admins add products with variants and stock, see
+what open windows hold, and correct stock, prices and what is sold."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from api.catalog import create_product, list_products
-from api.deps import AdminUser, ConnDep
+from api.catalog import create_product, list_products, update_variant, variants_page
+from api.deps import AdminUser, ConnDep, PageNumber, PageSize
 from api.errors import error_responses, ok
-from api.schemas import Envelope, ProductCreate, ProductOut
+from api.schemas import Envelope, Page, ProductCreate, ProductOut, VariantPatch, VariantStockOut
 
 router = APIRouter(tags=["products"])
 
@@ -23,3 +27,26 @@ async def get_products(conn: ConnDep) -> JSONResponse:
 )
 async def post_product(body: ProductCreate, _: AdminUser, conn: ConnDep) -> JSONResponse:
     return ok(await create_product(conn, body), "Product created", 201)
+
+
+@router.get("/admin/variants", response_model=Envelope[Page[VariantStockOut]], responses=error_responses(403))
+async def get_variants(
+    _: AdminUser,
+    conn: ConnDep,
+    page: PageNumber = 1,
+    size: PageSize = 50,
+    product_id: Annotated[uuid.UUID | None, Query(alias="productId")] = None,
+    active: bool | None = None,
+) -> JSONResponse:
+    """Every variant with stock on hand (free for new orders) and reserved (held by orders still
+    pending payment), in catalog order."""
+    return ok(await variants_page(conn, page, size, product_id, active))
+
+
+@router.patch(
+    "/admin/variants/{variant_id}", response_model=Envelope[VariantStockOut], responses=error_responses(403, 404, 409)
+)
+async def patch_variant(variant_id: uuid.UUID, body: VariantPatch, user: AdminUser, conn: ConnDep) -> JSONResponse:
+    """Any of `stockDelta` (restock, or a count correction: never below zero), `price` (for orders
+    placed from now on), `active` (false: new orders get VARIANT_UNAVAILABLE; placed ones are kept)."""
+    return ok(await update_variant(conn, user, variant_id, body), "Variant updated")

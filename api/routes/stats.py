@@ -166,7 +166,8 @@ async def order_stats(conn: AsyncConnection, start: datetime, end: datetime) -> 
 # ---- route ------------------------------------------------------------------------------------------
 
 
-def _aware(value: datetime) -> datetime:
+def shop_time(value: datetime) -> datetime:
+    """A time as the admin routes read it: without an offset, in the shop's zone (Asia/Ho_Chi_Minh)."""
     return value if value.tzinfo is not None else value.replace(tzinfo=ZONE)
 
 
@@ -187,8 +188,8 @@ async def stats(
     to: datetime | None = None,
 ) -> JSONResponse:
     try:
-        end = (_aware(to) if to is not None else datetime.now(UTC)).astimezone(ZONE)
-        start = (_aware(from_) if from_ is not None else end - DEFAULT_RANGE).astimezone(ZONE)
+        end = (shop_time(to) if to is not None else datetime.now(UTC)).astimezone(ZONE)
+        start = (shop_time(from_) if from_ is not None else end - DEFAULT_RANGE).astimezone(ZONE)
     except OverflowError:  # e.g. to=9999-12-31T23:00Z is in the year 10000 at +07:00
         raise ApiError(422, "VALIDATION_ERROR", "`from`/`to` out of range") from None
     if start >= end:

@@ -1,5 +1,6 @@
-// The API as the demo uses it: a demo customer token kept in localStorage (so the shopper finds
-// the order again after the gateway's page), and the {success, message, data} envelope unwrapped.
+// The API as the pages use it: the {success, message, data} envelope unwrapped, with the demo's
+// customer token kept in localStorage (so the shopper finds the order again after the gateway's
+// page), or a token the caller holds (the operators' page passes the admin's).
 
 const API = "/api/v1";
 const TOKEN_KEY = "paywindow.demoToken";
@@ -33,9 +34,10 @@ export async function demoSession({ renew = false } = {}) {
   return session;
 }
 
-export async function request(method, path, body, { auth = true, base = API, headers = {}, retried = false } = {}) {
+export async function request(method, path, body, { auth = true, token = null, base = API, headers = {}, retried = false } = {}) {
   const init = { method, headers: { Accept: "application/json", ...headers } };
-  if (auth) init.headers.Authorization = `Bearer ${(await demoSession()).token}`;
+  if (token) init.headers.Authorization = `Bearer ${token}`;
+  else if (auth) init.headers.Authorization = `Bearer ${(await demoSession()).token}`;
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -47,7 +49,7 @@ export async function request(method, path, body, { auth = true, base = API, hea
     throw new ApiError("NETWORK", "network error", 0);
   }
   const envelope = await response.json().catch(() => null);
-  if (response.status === 401 && auth && !retried) {
+  if (response.status === 401 && auth && !token && !retried) {
     await demoSession({ renew: true }); // e.g. the API's secret changed since the token was minted
     return request(method, path, body, { auth, base, headers, retried: true });
   }

@@ -4,6 +4,7 @@
 
 import { ApiError, demoSession, newIdempotencyKey, orderEvents, request } from "./api.js";
 import { Countdown, formatRemaining } from "./countdown.js";
+import { el } from "./dom.js";
 import { formatTime, formatVnd, has, onLangChange, t, translate, wireToggle } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
@@ -21,16 +22,6 @@ const state = {
 const countdown = new Countdown(onTick);
 
 // ---- helpers ---------------------------------------------------------------------------------
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else if (value !== false && value !== undefined) node.setAttribute(key, value === true ? "" : value);
-  }
-  node.append(...children);
-  return node;
-}
 
 function showError(err) {
   const box = $("error");

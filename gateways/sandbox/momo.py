@@ -175,6 +175,7 @@ class MomoSim:
         if txn is None:
             return self._error(1080, body)
         request_id = body["requestId"]
+        self.sandbox.store.refund_requests.append({"gateway": self.name, "id": txn.id, "request_id": request_id})
         if request_id in txn.refunds:  # idempotent on the merchant's refund requestId
             return txn.refunds[request_id]["answer"]
         if not isinstance(amount, int) or not 0 < amount <= txn.amount - txn.refunded:

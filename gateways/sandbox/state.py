@@ -101,6 +101,7 @@ class SandboxStore:
     def __init__(self) -> None:
         self.transactions: dict[tuple[str, str], SandboxTransaction] = {}
         self.deliveries: list[dict[str, Any]] = []
+        self.refund_requests: list[dict[str, Any]] = []  # every refund request that named a payment, kept or not
         self._numbers = itertools.count(40_000_001)
         self._tasks: set[asyncio.Task[None]] = set()
 

@@ -134,6 +134,7 @@ class VnpaySim:
 
     def _refund(self, txn: SandboxTransaction, body: dict[str, Any]) -> dict[str, Any]:
         request_id = str(body.get("vnp_RequestId"))
+        self.sandbox.store.refund_requests.append({"gateway": self.name, "id": txn.id, "request_id": request_id})
         if request_id in txn.refunds:  # idempotent on the merchant's vnp_RequestId
             return txn.refunds[request_id]["answer"]
         if txn.state is not TxnState.PAID:

@@ -29,10 +29,15 @@ def browser_problem() -> str | None:
     return None
 
 
+# Chromium logs every 4xx answer to fetch() in the console; a test of a refusal allows those.
+HTTP_REFUSAL = re.compile(r"^Failed to load resource: the server responded with a status of 4\d\d")
+
+
 @asynccontextmanager
-async def new_page(browser: Any) -> AsyncIterator[Any]:
+async def new_page(browser: Any, *, allow_http_errors: bool = False) -> AsyncIterator[Any]:
     """A page in its own context (own localStorage: its own demo shopper), Vietnamese by default.
-    Uncaught script errors fail the test."""
+    Uncaught script errors fail the test (and console errors, but for refused requests when
+    `allow_http_errors`)."""
     problem = browser_problem()
     if problem is not None or browser is None:
         if os.environ.get("PAYWINDOW_SKIP_BROWSER") == "1":
@@ -43,7 +48,12 @@ async def new_page(browser: Any) -> AsyncIterator[Any]:
     errors: list[str] = []
     context.on("weberror", lambda e: errors.append(str(e.error)))
     page = await context.new_page()
-    page.on("console", lambda m: m.type == "error" and errors.append(f"console: {m.text} at {m.location}"))
+    page.on(
+        "console",
+        lambda m: m.type == "error"
+        and not (allow_http_errors and HTTP_REFUSAL.match(m.text))
+        and errors.append(f"console: {m.text} at {m.location}"),
+    )
     try:
         yield page
         assert not errors, errors

@@ -1,0 +1,128 @@
+"""The operators' desk (admin only): payments that need a person, stored verdicts, the audit trail."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from api import money_desk
+from api.audit import audit_page
+from api.deps import AdminUser, ConnDep, PageNumber, PageSize, SettingsDep, TemporalDep
+from api.errors import ApiError, error_responses, ok
+from api.routes.stats import shop_time
+from api.schemas import (
+    AttemptStatusName,
+    AuditOut,
+    DeskPaymentOut,
+    Envelope,
+    GatewayName,
+    MarkRefundedIn,
+    NoteIn,
+    NotificationOut,
+    Page,
+)
+
+router = APIRouter(prefix="/admin", tags=["desk"])
+
+
+@router.get("/payments", response_model=Envelope[Page[DeskPaymentOut]], responses=error_responses(403))
+async def list_payments(
+    _: AdminUser,
+    conn: ConnDep,
+    page: PageNumber = 1,
+    size: PageSize = 20,
+    status: AttemptStatusName | None = None,
+    gateway: GatewayName | None = None,
+    from_: Annotated[datetime | None, Query(alias="from")] = None,
+    to: datetime | None = None,
+) -> JSONResponse:
+    """Payments in `status` (default: those that need a person, refund_required and needs_review),
+    the longest waiting first; `from`/`to` without an offset are read in Asia/Ho_Chi_Minh."""
+    from_, to = (shop_time(t) if t is not None else None for t in (from_, to))
+    if from_ is not None and to is not None and from_ >= to:
+        raise ApiError(422, "VALIDATION_ERROR", "`from` must be before `to`")
+    return ok(await money_desk.payments_page(conn, page, size, status, gateway, from_, to))
+
+
+@router.post(
+    "/payments/{payment_id}/refund",
+    response_model=Envelope[DeskPaymentOut],
+    responses={
+        202: {"model": Envelope[DeskPaymentOut], "description": "The refund goes on in the worker"},
+        **error_responses(403, 404, 409, 502),
+    },
+)
+async def refund(
+    payment_id: uuid.UUID, user: AdminUser, conn: ConnDep, client: TemporalDep, settings: SettingsDep,
+    body: NoteIn | None = None,
+) -> JSONResponse:  # fmt: skip
+    """Ask the payment's gateway for the refund (again), in the worker, under the payment's one
+    refund key: 200 refunded, 202 still under way, 502 the gateway said no (what it said is the
+    payment's `reason`)."""
+    outcome, payment = await money_desk.request_refund(
+        conn, client, settings, user, payment_id, body.note if body else ""
+    )
+    if outcome is None:
+        return ok(payment, "Refund under way: the payment's status tells how it ends", 202)
+    if outcome.state == "refunded":
+        return ok(payment, f"Refunded through {payment.gateway}")
+    if outcome.state == "not_refundable":
+        raise ApiError(409, "NOT_REFUNDABLE", f"Not refunded: {outcome.detail}")
+    raise ApiError(502, "REFUND_FAILED", f"{payment.gateway} did not refund: {outcome.detail}")
+
+
+@router.post(
+    "/payments/{payment_id}/mark-refunded",
+    response_model=Envelope[DeskPaymentOut],
+    responses=error_responses(403, 404, 409),
+)
+async def mark_refunded(
+    payment_id: uuid.UUID, body: MarkRefundedIn, user: AdminUser, conn: ConnDep, client: TemporalDep
+) -> JSONResponse:
+    """The money went back outside the gateway (a bank transfer): record it, with its reference."""
+    payment = await money_desk.mark_refunded(conn, client, user, payment_id, body.reference, body.note)
+    return ok(payment, "Marked refunded")
+
+
+@router.get("/notifications", response_model=Envelope[Page[NotificationOut]], responses=error_responses(403))
+async def list_notifications(
+    _: AdminUser, conn: ConnDep, undelivered: bool = False, page: PageNumber = 1, size: PageSize = 20
+) -> JSONResponse:
+    """Stored verified verdicts; `undelivered=true`: only those never handed to their order (the
+    oldest first), unmatched ones (no order) included."""
+    return ok(await money_desk.notifications_page(conn, undelivered, page, size))
+
+
+@router.post(
+    "/notifications/{notification_id}/redeliver",
+    response_model=Envelope[NotificationOut],
+    responses=error_responses(403, 404, 409),
+)
+async def redeliver(
+    notification_id: uuid.UUID, request: Request, user: AdminUser, conn: ConnDep, client: TemporalDep,
+    settings: SettingsDep, body: NoteIn | None = None,
+) -> JSONResponse:  # fmt: skip
+    """Hand a stored verdict to its order's workflow (or its late-payment settlement) again."""
+    engine = request.app.state.engine
+    out = await money_desk.redeliver(
+        engine, conn, client, settings, user, notification_id, body.note if body else ""
+    )
+    return ok(out, "Verdict handed to its order")
+
+
+@router.get("/audit", response_model=Envelope[Page[AuditOut]], responses=error_responses(403))
+async def list_audit(
+    _: AdminUser,
+    conn: ConnDep,
+    order_id: Annotated[uuid.UUID | None, Query(alias="orderId")] = None,
+    payment_id: Annotated[uuid.UUID | None, Query(alias="paymentId")] = None,
+    variant_id: Annotated[uuid.UUID | None, Query(alias="variantId")] = None,
+    page: PageNumber = 1,
+    size: PageSize = 50,
+) -> JSONResponse:
+    """The operators' actions, newest first (append-only: Postgres refuses to change them)."""
+    return ok(await audit_page(conn, page, size, order_id, payment_id, variant_id))
