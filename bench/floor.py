@@ -2,10 +2,11 @@
 ours in the same bench, on the same dev server, driven by the same load generator.
 
 What it does for one order, step for step what OrderWorkflow does (workflows/order.py):
-  API      update-with-start (USE_EXISTING, REJECT_DUPLICATE), OrderStatus / CustomerId / Gateway
-           on the start request, waits for the `created` update
-  create   a local activity (ours: the snapshot, the reservation), then OrderCode / GrandTotal /
-           PaymentDeadline upserted, a local activity (ours: the payment link), `created` answered
+  API      update-with-start (USE_EXISTING, REJECT_DUPLICATE), CustomerId / Gateway on the start
+           request, waits for the `created` update
+  create   a local activity (ours: the snapshot, the reservation), then OrderStatus / OrderCode /
+           GrandTotal / PaymentDeadline upserted, a local activity (ours: the payment link), `created`
+           answered
   window   a timer to the deadline, woken by a signal (ours: a gateway's verdict)
   deadline a local activity (ours: the reconciliation), a local activity (ours: the guarded
            transition), OrderStatus upserted, the workflow completes
@@ -159,11 +160,7 @@ def app_factory() -> FastAPI:
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(ORDER_STATUS, "pending_payment"),
-                    SearchAttributePair(CUSTOMER_ID, inp.customer_id),
-                    SearchAttributePair(GATEWAY, inp.gateway),
-                ]
+                [SearchAttributePair(CUSTOMER_ID, inp.customer_id), SearchAttributePair(GATEWAY, inp.gateway)]
             ),
         )
         made = await state["client"].execute_update_with_start_workflow(
@@ -187,26 +184,33 @@ def app_factory() -> FastAPI:
 # ---- what the bench reads back: when the floor's orders of a storm ended --------------------------
 
 
-def _due_between(first: datetime, last: datetime, status: str) -> str:
+def _due_between(first: datetime, last: datetime, status: str, workflow_type: str = WORKFLOW_TYPE) -> str:
     return (
-        f'WorkflowType = "{WORKFLOW_TYPE}" AND ExecutionStatus = "{status}" '
+        f'WorkflowType = "{workflow_type}" AND ExecutionStatus = "{status}" '
         f'AND PaymentDeadline >= "{first.isoformat()}" AND PaymentDeadline <= "{last.isoformat()}"'
     )
 
 
 async def wait_storm_drained(
-    client: Client, first: datetime, last: datetime, cap_s: float, on_poll: Any = lambda _: None
+    client: Client,
+    first: datetime,
+    last: datetime,
+    cap_s: float,
+    on_poll: Any = lambda _: None,
+    workflow_type: str = WORKFLOW_TYPE,
 ) -> tuple[int, list[datetime]]:
-    """Wait (up to `cap_s`) for the floor's orders due between `first` and `last` to complete; then
-    (still running, the completed ones' close times) from the server's visibility store."""
+    """Wait (up to `cap_s`) for the orders (the floor's, or `workflow_type`'s) due between `first`
+    and `last` to complete; then (still running, the completed ones' close times) from the server's
+    visibility store, the one clock both sides of the storm ratio are read on."""
     end = time.monotonic() + cap_s
     while True:
-        running = (await client.count_workflows(_due_between(first, last, "Running"))).count
+        running = (await client.count_workflows(_due_between(first, last, "Running", workflow_type))).count
         on_poll(running)
         if running == 0 or time.monotonic() >= end:
             break
         await asyncio.sleep(0.2)
-    closed = [wf.close_time async for wf in client.list_workflows(_due_between(first, last, "Completed"))]
+    query = _due_between(first, last, "Completed", workflow_type)
+    closed = [wf.close_time async for wf in client.list_workflows(query)]
     return running, [t for t in closed if t is not None]
 
 

@@ -2,7 +2,6 @@
 
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
-from domain.statuses import OrderStatus
 
 ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
 ORDER_CODE = SearchAttributeKey.for_int("OrderCode")
@@ -18,11 +17,7 @@ ALL = (ORDER_STATUS, ORDER_CODE, CUSTOMER_ID, GATEWAY, PAYMENT_DEADLINE, GRAND_T
 
 def at_start(customer_id: str, gateway: str) -> TypedSearchAttributes:
     """What the API knows when it starts an order's workflow, sent with the start request; the
-    workflow adds the rest (code, total, deadline) once its first step has made them."""
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(ORDER_STATUS, OrderStatus.PENDING_PAYMENT.value),
-            SearchAttributePair(CUSTOMER_ID, customer_id),
-            SearchAttributePair(GATEWAY, gateway),
-        ]
-    )
+    workflow adds the rest (status, code, total, deadline) in one upsert once its first step has
+    made the order. OrderStatus waits for that too: a cart refused at checkout never becomes an
+    order and must not be listed as `pending_payment`."""
+    return TypedSearchAttributes([SearchAttributePair(CUSTOMER_ID, customer_id), SearchAttributePair(GATEWAY, gateway)])

@@ -50,12 +50,23 @@ async def test_create_order_freezes_snapshot_reserves_stock_and_starts_workflow(
 async def test_out_of_stock_leaves_nothing_behind(stack):
     product = await stack.product(stock=2)
     vid = product["variants"][0]["id"]
-    r = await stack.order(stack.auth(), vid, quantity=3)
+    shopper = f"oos-{uuid.uuid4().hex[:8]}"
+    r = await stack.order(stack.auth(shopper), vid, quantity=3)
     assert r.status_code == 409 and r.json()["error"] == "OUT_OF_STOCK"
     assert await stack.stock(vid) == 2
     async with stack.engine.connect() as conn:
         n = (await conn.execute(text("SELECT count(*) FROM order_item WHERE variant_id = :v"), {"v": vid})).scalar_one()
     assert n == 0
+    # Its workflow carries what the API sent with the start, but no OrderStatus: a refused cart is
+    # not an order, and must not show up under OrderStatus="pending_payment" in the Temporal UI.
+    for _ in range(50):
+        found = [wf async for wf in stack.client.list_workflows(f'CustomerId = "{shopper}"')]
+        if found:
+            break
+        await asyncio.sleep(0.1)
+    assert len(found) == 1
+    attrs = {k.name: v for k, v in (await stack.client.get_workflow_handle(found[0].id).describe()).typed_search_attributes}
+    assert attrs.get("Gateway") == "momo" and "OrderStatus" not in attrs
 
 
 async def test_bad_input_gets_clear_4xx_and_no_stock_change(stack):
