@@ -52,12 +52,21 @@ KEYS: list[tuple[str, str, str, str | None, str | None, float | None, str]] = [
     ("expiry_lag_p99_ms", "expiry lag p99", "ms", None, "cron_expiry_lag_p99_ms", 1000, "<="),
     (
         "storm_drain_s_per_10k",
-        "storm drain, per 10k shared deadlines",
+        "storm drain, per 10k shared deadlines (to expired + restocked)",
         "s",
-        "floor_storm_drain_s_per_10k",
+        None,
         "cron_storm_drain_s_per_10k",
         30,
         "<=",
+    ),
+    (
+        "storm_close_drain_s_per_10k",
+        "storm drain, per 10k (to the workflows' close, as the floor's)",
+        "s",
+        "floor_storm_drain_s_per_10k",
+        None,
+        None,
+        "",
     ),
     ("cpu_ms_per_expiry", "CPU per expiry in the storm", "ms", "floor_cpu_ms_per_expiry", None, None, ""),
     (
@@ -105,7 +114,7 @@ KEYS: list[tuple[str, str, str, str | None, str | None, float | None, str]] = [
 RATIOS: list[tuple[str, str, float, str]] = [
     ("create_throughput_ratio_to_floor", "create throughput, ours / floor", 0.85, ">="),
     ("create_p50_ratio_to_floor", "create latency p50, ours / floor", 1.0, "<="),
-    ("storm_drain_ratio_to_floor", "storm drain, ours / floor (lower is better)", 1.1, "<="),
+    ("storm_drain_ratio_to_floor", "storm drain to the workflows' close, ours / floor (lower is better)", 1.1, "<="),
     ("lag_p99_ratio_to_cron", "expiry lag p99, cron / ours", 30, ">="),
 ]
 
@@ -178,12 +187,11 @@ def markdown(results: dict[str, Any]) -> str:
         )
     lines += ["", "| ratio | this run | target | |", "|---|---:|---:|---|"]
     for key, label, target, op in RATIOS:
-        lines.append(
-            f"| {label} (`{key}`) | {_fmt(f.get(key))} | {op} {_fmt(target)} | {_verdict(f.get(key), target, op)} |"
-        )
+        shown = _fmt(f.get(key)) + (" ¹" if key in flags else "")
+        lines.append(f"| {label} (`{key}`) | {shown} | {op} {_fmt(target)} | {_verdict(f.get(key), target, op)} |")
     if flags:
         notes = "; ".join(f"`{k}`: {v}" for k, v in flags.items())
-        lines += ["", f"¹ Censored (a lower bound, or not reached within the phase's time cap): {notes}."]
+        lines += ["", f"¹ Censored (a bound, or not reached within the phase's time cap): {notes}."]
     for section in (_phases_md, _breakdown_md, _cpu_md, _db_md, _memory_md):
         lines += ["", section(results)]
     lines += ["", "![Expiry lag: ours vs the once-a-minute job](bench-expiry-lag.png)"]
