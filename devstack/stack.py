@@ -306,7 +306,7 @@ class Stack:
         proc = self.procs.get(name)
         if proc is None or proc.poll() is not None:
             return
-        proc.send_signal(sig)
+        os.killpg(proc.pid, sig)  # its own session: uvicorn's worker processes get it too
         if sig == signal.SIGKILL:
             proc.wait(10)
             del self.procs[name]

@@ -4,21 +4,23 @@ A gateway is called for every order (its link, the reconciliation at the deadlin
 process keeps one client per gateway per event loop: calls reuse warm TCP/TLS connections instead of
 paying a new client and a handshake each time. The pool is bounded (LIMITS). A connection the
 gateway closed while it sat idle in our pool (the gateway restarted, or its idle timeout is shorter
-than ours) fails as we send on it, before anything was answered; that request is sent once more
-on a fresh connection (RetryStaleConnection). Any other failure is the caller's: retries belong
-to the Temporal activity.
+than ours) fails as we send on it: the gateway hung up without an answer. That request is sent once
+more on a fresh connection (RetryStaleConnection), and a refused connect is tried once more
+(`retries=1`). Either may repeat a request the gateway did act on, as the Temporal activity's own
+retry may: every call carries our ids (orderId / requestId, vnp_TxnRef, orderCode, the refund key),
+on which the gateways deduplicate. Every other failure is the caller's.
 
 Clients are per event loop because an httpx pool belongs to the loop it was opened on (the worker
-and the API each have one loop; tests open many). Building the TLS context is the expensive part of
-a client (~20 ms of CPU: the CA bundle is parsed), so there is one per process. With tracing on
-(infra/tracing.py) every request is a client span and carries `traceparent`.
+and the API each have one loop; tests open many); a closed loop's clients are dropped. Building the
+TLS context is the expensive part of a client (~20 ms of CPU: the CA bundle is parsed), so there is
+one per process. With tracing on (infra/tracing.py) every request is a client span and carries
+`traceparent`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-import weakref
 
 import certifi
 import httpx
@@ -28,9 +30,7 @@ from infra.tracing import trace_client
 TLS = ssl.create_default_context(cafile=certifi.where())
 LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=30)
 
-_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = (
-    weakref.WeakKeyDictionary()
-)
+_shared: dict[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = {}
 
 
 class RetryStaleConnection(httpx.AsyncBaseTransport):
@@ -52,6 +52,8 @@ class RetryStaleConnection(httpx.AsyncBaseTransport):
 def gateway_client(name: str) -> httpx.AsyncClient:
     """This loop's kept-alive client for gateway `name`; pass the timeout per request. Never close
     it (close_gateway_clients does, when the process stops)."""
+    for loop in [loop for loop in _shared if loop.is_closed()]:
+        del _shared[loop]  # its connections died with it (a client also keeps its loop alive)
     clients = _shared.setdefault(asyncio.get_running_loop(), {})
     client = clients.get(name)
     if client is None or client.is_closed:
@@ -62,7 +64,8 @@ def gateway_client(name: str) -> httpx.AsyncClient:
 
 
 async def close_gateway_clients() -> None:
-    """Close this loop's gateway clients (the worker and the API call this on their way out)."""
+    """Close this loop's gateway clients, for everything on the loop (the worker and the API call
+    this on their way out; a later call makes a new one)."""
     clients = _shared.pop(asyncio.get_running_loop(), {})
     await asyncio.gather(*(c.aclose() for c in clients.values()), return_exceptions=True)
 

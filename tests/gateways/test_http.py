@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+import gateways.http
 from gateways.http import RetryStaleConnection, close_gateway_clients, gateway_client
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
@@ -103,3 +104,18 @@ async def test_closed_clients_are_made_again() -> None:
     assert first.is_closed
     assert gateway_client("test-close") is not first
 
+
+
+def test_a_closed_loops_clients_are_let_go() -> None:
+    async def client_on_this_loop() -> httpx.AsyncClient:
+        return gateway_client("test-loops")
+
+    other = asyncio.new_event_loop()
+    on_other = other.run_until_complete(client_on_this_loop())
+    other.close()
+    mine = asyncio.new_event_loop()
+    try:
+        assert mine.run_until_complete(client_on_this_loop()) is not on_other
+        assert other not in gateways.http._shared  # nothing of the closed loop is kept
+    finally:
+        mine.close()
