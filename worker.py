@@ -78,6 +78,7 @@ def all_activities(engine: AsyncEngine, settings: Settings, client: Client) -> l
         payments.create_payment_link,
         payments.record_attempt,
         payments.reconcile,
+        payments.find_attempt,
         payments.flag_for_review,
         payments.confirm_attempts,
         payments.cancel_open_links,

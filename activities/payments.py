@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from domain.ids import refund_key
 from domain.messages import (
     Attempt,
+    AttemptRef,
     AttemptUpdate,
     CancelLinksInput,
     LateOutcome,
@@ -164,6 +165,11 @@ class PaymentActivities:
         except (GatewayError, TimeoutError) as err:
             log.warning("query %s %s gave no answer: %r", attempt.gateway, attempt.gateway_order_id, err)
             return None
+
+    @activity.defn
+    async def find_attempt(self, ref: AttemptRef) -> Attempt | None:
+        async with self.engine.connect() as conn:
+            return await payments.attempt_by_gateway_id(conn, ref.order_id, ref.gateway, ref.gateway_order_id)
 
     @activity.defn
     async def flag_for_review(self, inp: ReviewInput) -> bool:

@@ -259,6 +259,15 @@ class OrderOutcome:
 
 
 @dataclass
+class AttemptRef:
+    """An attempt by its gateway's id, within one order."""
+
+    order_id: str
+    gateway: str
+    gateway_order_id: str
+
+
+@dataclass
 class ReconcileInput:
     order_id: str
     attempts: list[Attempt]

@@ -56,6 +56,14 @@ async def stored_link(conn: AsyncConnection, order_id: str, attempt_no: int) -> 
     return attempt_from_row(row) if row is not None else None
 
 
+async def attempt_by_gateway_id(conn: AsyncConnection, order_id: str, gateway: str, gateway_order_id: str) -> Attempt | None:
+    """One of this order's attempts, by its gateway's id."""
+    row = (
+        await conn.execute(select(payment).where(payment.c.order_id == order_id, _by_gateway_id(gateway, gateway_order_id)))
+    ).first()
+    return attempt_from_row(row) if row is not None else None
+
+
 # Raw SQL on purpose: the attempt and the session's count move in one statement, which also wakes
 # the order's live streams.
 STORE_LINK_SQL = text(

@@ -101,22 +101,40 @@ async def test_a_success_without_an_amount_or_for_more_never_pays(ts, stack, amo
     assert (row.status, row.review_reason) == ("needs_review", reason)  # not overwritten by the expiry
 
 
-async def test_a_success_for_an_attempt_the_order_does_not_know_goes_to_review(ts, stack):
-    """A link Postgres holds but the workflow never heard of (made by a try whose answer was lost)."""
-    handle, oid, attempt = await start(ts, stack)
-    stray = f"{attempt.gateway_order_id}-stray"
+async def stray_attempt(stack, oid: str, gid: str, attempt_no: int, amount: int) -> None:
+    """A link in Postgres the workflow never heard of: what a retry leaves when its update is lost
+    with its workflow task after the link was stored (Temporal down at that moment)."""
     async with stack.engine.begin() as conn:
         await conn.execute(
             text(
                 "INSERT INTO payment (id, order_id, attempt_no, gateway, gateway_order_id, request_id, amount, "
-                "payment_url, expires_at) SELECT :pid, id, 7, 'momo', :gid, 'r', :amount, 'u', now() FROM \"order\" "
+                "payment_url, expires_at) SELECT :pid, id, :no, 'momo', :gid, 'r', :amount, 'u', now() FROM \"order\" "
                 "WHERE id = :id"
             ),
-            {"pid": uuid.uuid4(), "gid": stray, "amount": PRICE, "id": oid},
+            {"pid": uuid.uuid4(), "no": attempt_no, "gid": gid, "amount": amount, "id": oid},
         )
-    await handle.signal(OrderWorkflow.payment_result, PaymentResult("momo", stray, "success", "0", PRICE, "tx-stray"))
+
+
+async def test_a_success_for_a_stored_attempt_the_workflow_lost_pays_the_order(ts, stack):
+    handle, oid, attempt = await start(ts, stack)
+    lost = f"{attempt.gateway_order_id}-lost"
+    await stray_attempt(stack, oid, lost, 1, PRICE)
+    await handle.signal(OrderWorkflow.payment_result, PaymentResult("momo", lost, "success", "0", PRICE, "tx-lost"))
+    assert (await handle.result()).status == "paid"  # the shopper paid this order's link in time
+    assert (await attempt_row(stack, lost)).status == "success"
+    assert (await attempt_row(stack, attempt.gateway_order_id)).status != "success"
+
+
+async def test_a_success_for_an_attempt_the_order_does_not_know_goes_to_review(ts, stack):
+    """Money for a stored attempt that is not for this order's total is kept for a person."""
+    handle, oid, attempt = await start(ts, stack)
+    stray = f"{attempt.gateway_order_id}-stray"
+    await stray_attempt(stack, oid, stray, 7, PRICE - 1_000)
+    await handle.signal(
+        OrderWorkflow.payment_result, PaymentResult("momo", stray, "success", "0", PRICE - 1_000, "tx-stray")
+    )
     await ts.sleep(timedelta(minutes=16))
-    assert (await handle.result()).status == "expired"  # money for no known attempt never pays
+    assert (await handle.result()).status == "expired"  # money for no attempt of this order's total never pays
     row = await attempt_row(stack, stray)
     assert (row.status, row.review_reason) == ("needs_review", "payment for an attempt the order does not know")
 

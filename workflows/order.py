@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.gateways import CANCELLABLE_LINKS, GATEWAY_NAMES, amount_problem
     from domain.messages import (
         Attempt,
+        AttemptRef,
         AttemptUpdate,
         AuditEntry,
         CancelLinksInput,
@@ -395,6 +396,8 @@ class OrderWorkflow:
     async def _apply(self, result: PaymentResult) -> None:
         attempt = next((a for a in self.attempts if a.gateway_order_id == result.gateway_order_id), None)
         outcome = PaymentOutcome(result.outcome)
+        if attempt is None and self.effects_beside and outcome.carries_money and self.order is not None:
+            attempt = await self._adopt(result)
         if self.effects_beside:
             problem = money_problem(outcome, result.amount, attempt.amount if attempt else None)
             if problem:  # verified money that cannot pay the order: kept for a person, never dropped
@@ -432,6 +435,29 @@ class OrderWorkflow:
                 await self._record_attempt(update)
         else:  # pending / not_found: nothing final yet
             attempt.result_code = result.result_code
+
+    async def _adopt(self, result: PaymentResult) -> Attempt | None:
+        """Money for an attempt this order has in Postgres but the workflow does not: a retry
+        whose update was lost with its workflow task (Temporal went down after the link was
+        stored, and the shopper found the link on the order). The money is this order's: the
+        attempt is taken back into the order, and its money judged like any other's."""
+        found = await self._effect(
+            steps.find_attempt,
+            AttemptRef(self.inp.order_id, result.gateway, result.gateway_order_id),
+            DB_TIMEOUT,
+            DB_RETRY,
+        )
+        assert self.order is not None
+        if (
+            found is None
+            or found.amount != self.order.grand_total  # not a link for this order's money
+            or any(a.attempt_no == found.attempt_no for a in self.attempts)
+        ):
+            return None
+        workflow.logger.warning("adopting attempt %s, made by a lost update", found.gateway_order_id)
+        self.attempts = sorted([*self.attempts, found], key=lambda a: a.attempt_no)
+        self.last_attempt_at = max(a.created_at for a in self.attempts)
+        return found
 
     async def _flag(self, result: PaymentResult, reason: str, attempt: Attempt | None) -> None:
         """Money that cannot pay: its attempt becomes `needs_review` (unless its money is settled)."""

@@ -12,6 +12,7 @@ from domain.messages import (
     ArchiveInput,
     ArchiveResult,
     Attempt,
+    AttemptRef,
     AttemptUpdate,
     CancelLinksInput,
     CreateOrderInput,
@@ -52,6 +53,12 @@ async def create_payment_link(inp: LinkInput) -> Attempt:
 @activity.defn
 async def record_attempt(update: AttemptUpdate) -> None:
     """An attempt's verdict that does not end the order."""
+    raise NotImplementedError(DECLARED)
+
+
+@activity.defn
+async def find_attempt(ref: AttemptRef) -> Attempt | None:
+    """The attempt Postgres holds for this order under that gateway id, if any."""
     raise NotImplementedError(DECLARED)
 
 

@@ -3,6 +3,7 @@ order, what is applied once, and money for an order that has already ended."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -45,6 +46,30 @@ async def test_money_that_cannot_pay_goes_to_review_and_the_order_stays_unpaid(
     assert await order.outcome() == ("expired", "payment_window_closed")
     assert [r.reason for r in world.called("flag_for_review")] == [reason]
     assert (await order.view()).attempts[0].status == ("expired" if unknown else "needs_review")
+
+
+async def test_money_for_an_attempt_a_lost_update_made_pays_the_order(world: World) -> None:
+    """A retry's link stored in Postgres (and shown on the order) whose update was lost with its
+    workflow task: the workflow never heard of it, the shopper paid it in time."""
+    order = await world.start()
+    lost = replace(order.attempt, attempt_no=1, gateway_order_id=f"{order.attempt.gateway_order_id[:-2]}-1")
+    world.links[lost.gateway_order_id] = (order.id, lost)
+    await order.verdict("success", 30_000, attempt=lost)
+    assert await order.outcome() == ("paid", "paid_via_momo")
+    assert [r.gateway_order_id for r in world.called("find_attempt")] == [lost.gateway_order_id]
+    [transition] = world.called("transition_order")
+    assert transition.attempt.attempt_no == 1 and transition.attempt.status == "success"
+    assert not world.called("flag_for_review")
+    assert [a.attempt_no for a in (await order.view()).attempts] == [0, 1]
+
+
+async def test_a_stored_attempt_for_other_money_is_not_adopted(world: World) -> None:
+    order = await world.start()
+    other = replace(order.attempt, attempt_no=1, gateway_order_id="123456789-1", amount=10_000)
+    world.links[other.gateway_order_id] = (order.id, other)
+    await order.verdict("success", 10_000, attempt=other)
+    assert await order.outcome() == ("expired", "payment_window_closed")
+    assert [r.reason for r in world.called("flag_for_review")] == ["payment for an attempt the order does not know"]
 
 
 async def test_duplicate_verdicts_are_applied_once_and_another_amount_is_another_verdict(

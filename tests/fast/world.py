@@ -21,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain.messages import (
     Attempt,
+    AttemptRef,
     AttemptUpdate,
     CancelLinksInput,
     CancelRequest,
@@ -80,6 +81,7 @@ class World:
         # state and the record
         self.frozen: dict[str, CreatedOrder] = {}
         self.orders: dict[str, str] = {}  # order id -> its status "in Postgres"
+        self.links: dict[str, tuple[str, Attempt]] = {}  # gateway order id -> (order id, attempt) "in Postgres"
         self.calls: list[Call] = []
         self.handles: list[WorkflowHandle[Any, Any]] = []
 
@@ -165,9 +167,15 @@ class World:
         gid = f"{inp.order_code}-{inp.attempt_no}"
         url = f"https://pay.example/{inp.gateway}/{gid}"
         request_id = f"{inp.order_id}-{inp.attempt_no}"
-        return Attempt(
-            inp.attempt_no, inp.gateway, gid, request_id, inp.amount, "pending", url, inp.created_at
-        )
+        attempt = Attempt(inp.attempt_no, inp.gateway, gid, request_id, inp.amount, "pending", url, inp.created_at)
+        self.links[gid] = (inp.order_id, attempt)
+        return attempt
+
+    @activity.defn
+    async def find_attempt(self, ref: AttemptRef) -> Attempt | None:
+        await self._record(ref)
+        order_id, attempt = self.links.get(ref.gateway_order_id, ("", None))
+        return attempt if order_id == ref.order_id else None
 
     @activity.defn
     async def record_attempt(self, update: AttemptUpdate) -> None:
