@@ -68,6 +68,20 @@ class BodySizeLimit:
         await response(scope, receive, send)
 
 
+class RefuseNul:
+    """A NUL in the path or the query is never valid here, and Postgres text cannot hold it:
+    422 before any route reads it (bodies are checked by the request schemas)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"].lower()):
+            response = fail(422, "VALIDATION_ERROR", "NUL characters are not allowed in the URL")
+            return await response(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
 def _replay(first: Message, receive: Receive) -> Receive:
     """Hand the buffered message over once, then the real channel (for disconnects)."""
     pending = [first]
@@ -113,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RefuseNul)
     app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
     app.add_middleware(RateLimit, per_minute=settings.return_rate_limit_per_minute, applies=return_path)
 

@@ -35,6 +35,14 @@ T = TypeVar("T")
 class Camel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        """Postgres text cannot hold NUL: refused here (422), not by a statement (500)."""
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
 
 # ---- requests -------------------------------------------------------------------------------------
 

@@ -761,5 +761,7 @@ async def test_prometheus_scrapes_the_api_and_the_worker() -> None:
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert jobs["paywindow-api"].get("metrics_path", "/metrics") == "/metrics"
     assert jobs["paywindow-api"]["static_configs"][0]["targets"] == ["api:8000"]
-    assert jobs["paywindow-worker"]["static_configs"][0]["targets"] == ["worker:9464"]
+    # Every worker replica (compose runs WORKER_REPLICAS of them) is a target of its own.
+    [worker] = jobs["paywindow-worker"]["dns_sd_configs"]
+    assert (worker["names"], worker["type"], worker["port"]) == (["worker"], "A", 9464)
     assert jobs["temporal"]["static_configs"][0]["targets"] == ["temporal:9091"]

@@ -320,3 +320,22 @@ async def test_stream_tokens_never_reach_the_access_log(stack):
     )  # fmt: skip
     RedactTokens().filter(record)
     assert token not in record.getMessage() and "token=[redacted]&y=1" in record.getMessage()
+
+
+async def test_nul_characters_are_refused_with_a_clear_error(stack):
+    """Postgres text cannot hold NUL: a body, a path or a query carrying one gets 422, never a 500."""
+    product = await stack.product()
+    vid = product["variants"][0]["id"]
+    receiver = {"name": "A\u0000B", "phone": "0901234567", "address": "HCMC"}
+    r = await stack.http.post(
+        "/orders", json={"items": [{"variantId": vid, "quantity": 1}], "gateway": "momo", "receiver": receiver},
+        headers=stack.auth(),
+    )  # fmt: skip
+    assert r.status_code == 422 and r.json()["error"] == "VALIDATION_ERROR", r.text
+    admin = stack.auth("ops", "admin")
+    r = await stack.http.post(f"/admin/payments/{uuid.uuid4()}/mark-refunded", json={"reference": "\u0000"}, headers=admin)
+    assert r.status_code == 422 and r.json()["error"] == "VALIDATION_ERROR", r.text
+    for url in ("/orders?customerId=%00", "/orders/%00", "/admin/payments?gateway=momo%00"):
+        r = await stack.http.get(url, headers=admin)
+        assert r.status_code == 422 and r.json()["error"] == "VALIDATION_ERROR", (url, r.text)
+    assert await stack.stock(vid) == 10  # nothing was reserved
