@@ -16,8 +16,10 @@ install: $(STAMP)
 dev: install
 	$(PY) -m devstack.run
 
+# Two pytest workers, each with its own Postgres and Temporal; a file's tests stay on one worker.
+TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: install  # OrderWorkflow's decisions with fake steps: no Postgres, no gateway, seconds
 	$(PY) -m pytest tests/fast $(PYTEST_ARGS)
