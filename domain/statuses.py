@@ -63,6 +63,9 @@ class PaymentOutcome(StrEnum):
     EXPIRED = "expired"
     SYSTEM_ERROR = "system_error"
     NOT_FOUND = "not_found"  # query only: the gateway has no such payment
+    # Not a verdict: a duplicate-id answer, a `99`, a code the adapter does not know. Nothing is
+    # decided from it; the gateway is asked again (docs/GATEWAYS.md, "Answers that are not verdicts").
+    UNKNOWN = "unknown"
 
     @property
     def carries_money(self) -> bool:
