@@ -1,4 +1,5 @@
-"""Results out: bench/results/latest.json (+ a timestamped copy), the generated part of
+"""Results out: bench/results/latest.json (+ a timestamped copy in the git-ignored
+bench/results/archive/; a run the docs cite is moved up beside latest.json and committed), the generated part of
 docs/BENCHMARKS.md (between marker comments, so the prose around it survives) and
 docs/bench-expiry-lag.png (expiry-lag distributions, ours vs the once-a-minute job)."""
 
@@ -10,6 +11,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+ARCHIVE = RESULTS / "archive"  # every run's own file; git-ignored
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 PLOT = ROOT / "docs" / "bench-expiry-lag.png"
 BEGIN, END = (
@@ -145,13 +147,13 @@ def _verdict(v: Any, target: float | None, op: str) -> str:
 
 def write_json(results: dict[str, Any], label: str | None = None) -> Path:
     """latest.json and a timestamped copy; a labelled run (an experiment) only gets its own file."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    ARCHIVE.mkdir(parents=True, exist_ok=True)
     stamp = results["meta"]["started_at"].replace(":", "").replace("-", "")[:15]
     name = f"{stamp}-{results['meta']['mode']}" + (f"-{label}" if label else "")
     text = json.dumps(results, indent=2, default=str) + "\n"
-    (RESULTS / f"{name}.json").write_text(text)
+    (ARCHIVE / f"{name}.json").write_text(text)
     if label:
-        return RESULTS / f"{name}.json"
+        return ARCHIVE / f"{name}.json"
     (RESULTS / "latest.json").write_text(text)
     return RESULTS / "latest.json"
 
