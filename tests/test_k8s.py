@@ -433,27 +433,46 @@ def test_network_policy_opens_only_what_each_part_calls(objects: list[dict[str, 
 # ---- the migration Job's entry point -----------------------------------------------------------
 
 
-async def test_the_migration_job_runs_the_product_entry_point(
-    objects: list[dict[str, Any]], pg_url: str
-) -> None:
-    """The Job's command, run as the image runs it (from the source root, DATABASE_URL only),
-    brings an empty database to Alembic head."""
-    command = the_container(objects, "Job", "paywindow-migrate")["args"]
-    assert command == ["python", "-m", "infra.migrate"]
-    url = await fresh_database(pg_url)
-    env = {"PATH": os.environ.get("PATH", ""), "DATABASE_URL": url, "ENVIRONMENT": "development"}
+async def run_command(args: list[str], database_url: str) -> tuple[int | None, str]:
+    """A container's command as the image runs it: from the source root, DATABASE_URL only."""
+    env = {"PATH": os.environ.get("PATH", ""), "DATABASE_URL": database_url, "ENVIRONMENT": "development"}
+    assert args[0] == "python"
     process = await asyncio.create_subprocess_exec(
-        sys.executable, *command[1:], cwd=ROOT, env=env, stdout=PIPE, stderr=PIPE
+        sys.executable, *args[1:], cwd=ROOT, env=env, stdout=PIPE, stderr=PIPE
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
-    assert process.returncode == 0, stderr.decode()
-    assert "database at head" in stdout.decode()
+    return process.returncode, stdout.decode() + stderr.decode()
+
+
+async def test_the_migration_job_migrates_and_the_pods_wait_for_it(
+    objects: list[dict[str, Any]], pg_url: str
+) -> None:
+    """The Job brings an empty database to Alembic head; the API's and the worker's init container
+    lets them start only once it is there (or beyond: a newer release's expand-only schema)."""
+    job = the_container(objects, "Job", "paywindow-migrate")["args"]
+    assert job == ["python", "-m", "infra.migrate"]
+    waits = []
+    for name in ("paywindow-api", "paywindow-worker"):
+        (init,) = find(objects, "Deployment", name)["spec"]["template"]["spec"]["initContainers"]
+        waits.append(init["args"])
+    assert waits[0] == waits[1] and waits[0][:4] == [*job, "--wait"], waits
+    wait_now = [*job, "--wait", "0"]
+    url = await fresh_database(pg_url)
+
+    code, output = await run_command(wait_now, url)
+    assert code == 3 and "empty" in output, output
+    code, output = await run_command(job, url)
+    assert code == 0 and "database at head" in output, output
     config = Config(str(ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(ROOT / "migrations"))
     head = ScriptDirectory.from_config(config).get_current_head()
     conn = await asyncpg.connect(url)
     try:
-        version = await conn.fetchval("SELECT version_num FROM alembic_version")
+        assert await conn.fetchval("SELECT version_num FROM alembic_version") == head
+        assert (await run_command(wait_now, url))[0] == 0
+        await conn.execute("UPDATE alembic_version SET version_num = '0001'")  # an older release's schema
+        assert (await run_command(wait_now, url))[0] == 3
+        await conn.execute("UPDATE alembic_version SET version_num = '9999_next_release'")
+        assert (await run_command(wait_now, url))[0] == 0
     finally:
         await conn.close()
-    assert version == head
