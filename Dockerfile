@@ -1,5 +1,5 @@
 # One image for every role: the API (default), the worker (`python worker.py` or `worker`) and the
-# migrations (`migrate`); deploy/docker-entrypoint.sh picks. See docs/DEPLOY.md.
+# migrations (`migrate`, i.e. `python -m infra.migrate`); deploy/docker-entrypoint.sh picks. See docs/DEPLOY.md.
 ARG PYTHON_IMAGE=python:3.11-slim
 
 # ---- builder: a venv with the package and its runtime dependencies only (no [dev], no [embedded])
@@ -22,7 +22,6 @@ COPY domain/ domain/
 COPY infra/ infra/
 COPY store/ store/
 COPY gateways/ gateways/
-COPY devstack/ devstack/
 # The runtime needs neither pip nor setuptools (pip builds in an isolated env): drop ~20 MB.
 RUN pip install . && python -m pip uninstall -y pip setuptools
 
@@ -35,7 +34,7 @@ RUN groupadd --system --gid 10001 paywindow \
 WORKDIR /app
 COPY --from=builder /opt/venv /opt/venv
 # The source next to the installed copy: alembic.ini + migrations/ are not part of the package, and
-# devstack/migrate.py finds them relative to itself.
+# infra/migrate.py finds them beside infra/. No devstack/: the dev tooling is not the product.
 COPY alembic.ini worker.py ./
 COPY migrations/ migrations/
 COPY workflows/ workflows/
@@ -45,7 +44,6 @@ COPY domain/ domain/
 COPY infra/ infra/
 COPY store/ store/
 COPY gateways/ gateways/
-COPY devstack/ devstack/
 COPY deploy/docker-entrypoint.sh deploy/preflight.py deploy/register_search_attributes.py deploy/
 # Numeric, so Kubernetes runAsNonRoot can verify it (10001 = paywindow, created above).
 USER 10001:10001

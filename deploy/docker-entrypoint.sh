@@ -19,7 +19,7 @@ case "${1:-api}" in
         exec python worker.py
         ;;
     migrate)
-        exec python -c "from devstack.migrate import upgrade; from infra.db import async_url; upgrade(async_url()); print('migrations: database at head')"
+        exec python -m infra.migrate
         ;;
     *)
         exec "$@"

@@ -7,6 +7,7 @@ parses. Without it the compose tests fail, unless PAYWINDOW_SKIP_COMPOSE=1 skips
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -226,27 +227,50 @@ def test_dockerfile_is_multi_stage_small_and_non_root() -> None:
     assert re.search(r'^CMD \["api"\]', runtime, re.MULTILINE)
 
 
+TOOLING = {"devstack"}  # packaged for `make dev`, never shipped in the image
+
+
+def product_packages() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    return packages - TOOLING
+
+
 def test_dockerfile_copies_every_package() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    packages = [p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]]
     modules = [f"{m}.py" for m in project["tool"]["setuptools"].get("py-modules", [])]
     _, *stages = dockerfile_stages()
     for stage in (stages[0], stages[-1]):
         copied = {src.rstrip("/") for line in stage if line.startswith("COPY ") and "--from" not in line
                   for src in line.split()[1:-1]}
-        missing = (set(packages) | set(modules)) - copied
+        missing = (product_packages() | set(modules)) - copied
         assert not missing, f"{stage[0]}: not copied {missing}"
+        assert not copied & TOOLING, f"{stage[0]}: the image must not carry {copied & TOOLING}"
     copied = " ".join(stages[-1])
     assert "alembic.ini" in copied and "migrations/" in copied
+    assert TOOLING <= {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+
+
+def test_the_image_runs_without_the_dev_tooling() -> None:
+    """What the image carries (the product packages, worker.py, the deploy scripts, the migrations)
+    never imports devstack/, which it does not carry."""
+    files = [ROOT / "worker.py", *(ROOT / "deploy").glob("*.py"), *(ROOT / "migrations").rglob("*.py")]
+    files += [path for package in product_packages() for path in (ROOT / package).rglob("*.py")]
+    offenders = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(name.split(".")[0] in TOOLING for name in names):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, f"the image has no devstack/, yet these import it: {offenders}"
 
 
 def test_entrypoint_roles() -> None:
     script = (ROOT / "deploy/docker-entrypoint.sh").read_text()
     assert "uvicorn api.app:app_factory --factory --host 0.0.0.0" in script
     assert '--port "${API_PORT:-8000}"' in script
-    assert "from devstack.migrate import upgrade; from infra.db import async_url; upgrade(async_url())" in (
-        script
-    )
+    assert "exec python -m infra.migrate" in script  # the product's entry point, not devstack's
     for role in ("api)", "worker)", "migrate)"):
         assert role in script
 
