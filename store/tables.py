@@ -252,6 +252,7 @@ class Payment(SQLModel, table=True):
     cancel_failures: int = _count(default=0)
     cancel_error: str | None = _text(nullable=True)
     refund_note: str | None = _text(nullable=True)  # what the last refund said, or how it was refunded by hand
+    refund_asked_at: datetime | None = _at(nullable=True, now=False)  # a gateway refund may be under way
     created_at: datetime | None = _at()
     updated_at: datetime | None = _at()
 
