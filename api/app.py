@@ -163,17 +163,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-TOKEN_IN_URL = re.compile(r"((?:^|[?&])token=)[^&\s]*")
+TOKEN_IN_URL = re.compile(r"((?:^|[?&])(?:token|clientSecret)=)[^&\s]*")
+SECRET_MARKS = ("token=", "clientSecret=")  # the query parameters that carry a credential
 
 
 class RedactTokens(logging.Filter):
-    """Keeps tokens out of the logs: a stream token travels in its URL (`?token=`), and uvicorn's
-    access log writes request lines as they came."""
+    """Keeps tokens out of the logs: a stream token (`?token=`) and a client secret
+    (`?clientSecret=`) travel in the stream's URL, and uvicorn's access log writes request lines
+    as they came."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(TOKEN_IN_URL.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
-        if isinstance(record.msg, str) and "token=" in record.msg:
+        if isinstance(record.msg, str) and any(mark in record.msg for mark in SECRET_MARKS):
             record.msg = TOKEN_IN_URL.sub(r"\1[redacted]", record.msg)
         return True
 
@@ -181,7 +183,8 @@ class RedactTokens(logging.Filter):
 def redact_token_in_span(span: Span, scope: Scope) -> None:
     """The span's URL attributes hold the query string as it came: a stream token must not reach
     the collector either."""
-    if b"token=" not in (scope.get("query_string") or b"") or not span.is_recording():
+    query = (scope.get("query_string") or b"").decode("latin-1")
+    if not any(mark in query for mark in SECRET_MARKS) or not span.is_recording():
         return
     attributes = getattr(span, "attributes", None) or {}
     for key in ("http.url", "url.full", "url.query"):
