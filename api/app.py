@@ -15,6 +15,7 @@ from opentelemetry.trace import Span
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.cors import ElementCors
 from api.errors import (
     COMMON_ERRORS,
     ApiError,
@@ -130,6 +131,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RefuseNul)
     app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
     app.add_middleware(RateLimit, per_minute=settings.return_rate_limit_per_minute, applies=return_path)
+    # Outermost: a preflight is answered before the rate limit, and refusals carry CORS headers too.
+    app.add_middleware(ElementCors, origins=settings.cors_origins)
 
     v1 = APIRouter(prefix=settings.api_prefix, responses=error_responses(*COMMON_ERRORS))
     for module in (products, orders, stream, admin, desk, stats, webhooks):
