@@ -29,7 +29,7 @@ from api.errors import (
 from api.order_stream import start_listener, stop_listener
 from api.payment_intake import GatewayQueries
 from api.ratelimit import RateLimit, return_path
-from api.routes import admin, demo, desk, health, metrics, ops, orders, products, stats, stream, webhooks
+from api.routes import admin, demo, desk, health, metrics, ops, orders, products, sdk, stats, stream, webhooks
 from gateways.http import close_gateway_clients
 from gateways.registry import build_gateways
 from infra.db import make_engine
@@ -142,6 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(demo.build_router(settings))
     app.include_router(ops.build_router(settings))
+    app.include_router(sdk.build_router())
     app.state.sandbox_store = None
     if settings.sandbox_enabled:
         from gateways.sandbox import build_sandbox_router
