@@ -1,5 +1,5 @@
-"""<paywindow-checkout> in Chromium on a shop's page from another origin: a ten-line host page
-served on its own port (http://localhost:<port>) loads the element from the API
+"""<paywindow-checkout> in Chromium on a shop's page from another origin: docs/INTEGRATION.md's
+ten-line page served on its own port (http://localhost:<port>) loads the element from the API
 (http://127.0.0.1:<port>, ALLOWED_ORIGINS naming the shop) with a client secret, and the test walks
 the journey through it: pay; fail then retry with another gateway until the attempts run out;
 cancel by keyboard; a window that expires; and coming back after the network drops and after the
@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+import tests.test_contract as contract
 from api.app import create_app
 from devstack.processes import free_port
 from tests.browser.support import new_page, screenshot
@@ -37,18 +38,23 @@ except ImportError:  # new_page() fails (or skips) each test saying what is miss
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
 
-# The whole integration a shop writes (docs/INTEGRATION.md shows the same ten lines); the last
-# script only records the element's events for the test.
-HOST_PAGE = """<!doctype html>
-<html lang="{lang}"><meta charset="utf-8"><title>My shop — checkout</title>
-<script type="module" src="{api}/sdk/paywindow-checkout.js"></script>
-<main><h1>Checkout</h1>
-<paywindow-checkout api="{api}" order="{order}" client-secret="{secret}" lang="{lang}"></paywindow-checkout>
-</main><script>
+# What the test hears of the element: its events, recorded before the page's own scripts run.
+RECORDER = """
 window.seen = [];
 for (const end of ["paid", "expired", "cancelled", "failed", "error"])
-  document.addEventListener(`paywindow:${{end}}`, (e) => seen.push([end, e.detail.orderId ?? e.detail.code]));
-</script></html>"""
+  addEventListener(`paywindow:${end}`, (e) => seen.push([end, e.detail.orderId ?? e.detail.code]));
+"""
+
+
+def host_page(api: str, order: str, secret: str, lang: str) -> str:
+    """docs/INTEGRATION.md's ten-line page, as a shop would fill it in."""
+    page = contract.snippet("html", "<paywindow-checkout")
+    return (
+        page.replace("https://pay.example.vn", api)
+        .replace('"ORDER_ID"', f'"{order}"')
+        .replace('"CLIENT_SECRET"', f'"{secret}"')
+        .replace('<html lang="vi">', f'<html lang="{lang}">')
+    )
 
 
 class Shop:
@@ -82,9 +88,7 @@ class Shop:
 
     async def host(self, request: Request) -> HTMLResponse:
         q = {k: html.escape(v, quote=True) for k, v in request.query_params.items()}
-        return HTMLResponse(
-            HOST_PAGE.format(api=self.api, order=q["order"], secret=q["secret"], lang=q["lang"])
-        )
+        return HTMLResponse(host_page(self.api, q["order"], q["secret"], q["lang"]))
 
     async def order(
         self, order_type: str = "normal", gateway: str = "momo"
@@ -122,6 +126,7 @@ async def checkout(
     browser: Any, shop: Shop, order: dict, secret: str, lang: str = "en", allow_console: Any = None
 ) -> AsyncIterator[Any]:
     async with new_page(browser, allow_console=allow_console) as page:
+        await page.add_init_script(RECORDER)
         await page.goto(shop.page_url(order, secret, lang))
         await expect(page.locator("#status-badge")).to_have_text(re.compile(r"\S"))
         yield page
@@ -180,6 +185,8 @@ async def test_pay(shop, browser):
             await expect(page.locator(gone)).to_be_hidden()
         await expect(page.locator("paywindow-checkout")).to_have_attribute("status", "paid")
         assert await events(page) == [["paid", order["orderId"]]]
+        # The page's own handler (the tenth line) heard it too.
+        await expect(page.get_by_role("link", name="Xem đơn hàng của bạn")).to_be_visible()
         await no_serious_axe_violations(page)
         await screenshot(page, "element-2-paid")
 
@@ -287,6 +294,7 @@ async def test_a_revoked_secret_is_told_to_the_host_page(shop, browser):
     revoked = await shop.stack.http.delete(f"/orders/{order['orderId']}/client-secret", headers=headers)
     assert revoked.status_code == 200
     async with new_page(browser, allow_http_errors=True) as page:
+        await page.add_init_script(RECORDER)
         await page.goto(shop.page_url(order, secret))
         await expect(page.get_by_role("alert")).to_have_text(
             "This checkout was revoked. Please reload the page."
