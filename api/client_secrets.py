@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from api.auth import User
 from api.errors import ApiError
 from infra.settings import Settings
-from store import client_secrets
+from store import client_secrets as minted
 
 PREFIX = "pwcs_"
 SCOPE = "order-client"
@@ -104,7 +104,7 @@ async def verify(conn: AsyncConnection, jwt_secret: str, token: str, ref: str) -
     grant = read(jwt_secret, token)
     if not grant.covers(ref):
         raise refused("CLIENT_SECRET_WRONG_ORDER", "This client secret is for another order", 403)
-    row = await client_secrets.find(conn, grant.secret_id)
+    row = await minted.find(conn, grant.secret_id)
     if row is None or row.order_id != grant.order_id:
         raise refused("INVALID_CLIENT_SECRET", "Unknown client secret")
     if row.revoked_at is not None:
@@ -120,9 +120,9 @@ async def mint(conn: AsyncConnection, settings: Settings, row: Any) -> tuple[str
     expires_at = max(row.expires_at, now) + timedelta(minutes=settings.client_secret_margin_minutes)
     expires_at = expires_at.replace(microsecond=0)
     secret_id = uuid.uuid4()
-    await client_secrets.add(conn, secret_id=secret_id, order_id=row.id, expires_at=expires_at)
+    await minted.add(conn, secret_id=secret_id, order_id=row.id, expires_at=expires_at)
     return issue(settings.auth_jwt_secret, secret_id=secret_id, row=row, expires_at=expires_at), expires_at
 
 
 async def revoke(conn: AsyncConnection, order_id: uuid.UUID) -> int:
-    return await client_secrets.revoke_all(conn, order_id)
+    return await minted.revoke_all(conn, order_id)
