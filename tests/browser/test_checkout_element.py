@@ -173,6 +173,22 @@ async def test_the_host_page_is_another_origin_and_loads_the_element_from_the_ap
         await no_serious_axe_violations(page)
         await screenshot(page, "element-1-pending")
 
+        # The host page styles it (custom properties, ::part) and steers it (attributes).
+        await page.add_style_tag(
+            content="paywindow-checkout { --paywindow-accent: rgb(11, 92, 173); }"
+            " paywindow-checkout::part(pay-button) { font-size: 30px; }"
+        )
+        pay = page.locator("#pay-link")
+        assert await pay.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(11, 92, 173)"
+        assert await pay.evaluate("e => getComputedStyle(e).fontSize") == "30px"
+        element = page.locator("paywindow-checkout")
+        await element.evaluate("e => e.setAttribute('gateways', 'payos,vnpay')")
+        options = page.get_by_label("Retry with").locator("option")
+        await expect(options).to_have_text(["PayOS", "VNPay"])
+        await element.evaluate("e => e.setAttribute('lang', 'vi')")
+        await expect(page.locator("#status-badge")).to_have_text("Chờ thanh toán")
+        await expect(page.get_by_role("link", name="Thanh toán với MoMo")).to_be_visible()
+
 
 async def test_pay(shop, browser):
     order, _, secret = await shop.order()
