@@ -45,7 +45,9 @@ REGENERATE = ".venv/bin/python -m tests.test_contract"
 
 def current_openapi() -> dict[str, Any]:
     """The production API's document (no sandbox; docs on so FastAPI builds it)."""
-    settings = Settings(environment="test", sandbox_enabled=False, docs_enabled=True, allowed_origins="")
+    settings = Settings(
+        _env_file=None, environment="test", sandbox_enabled=False, docs_enabled=True, allowed_origins=""
+    )
     return create_app(settings).openapi()
 
 
