@@ -13,12 +13,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# axe-core, injected by the browser tests' accessibility checks (package-lock.json pins it).
+AXE := node_modules/axe-core/axe.min.js
+$(AXE): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(AXE)
+
 dev: install
 	$(PY) -m devstack.run
 
 # Two pytest workers, each with its own Postgres and Temporal; a file's tests stay on one worker.
 TEST_WORKERS ?= 2
-test: install
+test: install $(AXE)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: install  # OrderWorkflow's decisions with fake steps: no Postgres, no gateway, seconds

@@ -15,6 +15,7 @@ from opentelemetry.trace import Span
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.cors import ElementCors
 from api.errors import (
     COMMON_ERRORS,
     ApiError,
@@ -28,7 +29,7 @@ from api.errors import (
 from api.order_stream import start_listener, stop_listener
 from api.payment_intake import GatewayQueries
 from api.ratelimit import RateLimit, return_path
-from api.routes import admin, demo, desk, health, metrics, ops, orders, products, stats, stream, webhooks
+from api.routes import admin, demo, desk, health, metrics, ops, orders, products, sdk, stats, stream, webhooks
 from gateways.http import close_gateway_clients
 from gateways.registry import build_gateways
 from infra.db import make_engine
@@ -130,6 +131,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RefuseNul)
     app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
     app.add_middleware(RateLimit, per_minute=settings.return_rate_limit_per_minute, applies=return_path)
+    # Outermost: a preflight is answered before the rate limit, and refusals carry CORS headers too.
+    app.add_middleware(ElementCors, origins=settings.cors_origins)
 
     v1 = APIRouter(prefix=settings.api_prefix, responses=error_responses(*COMMON_ERRORS))
     for module in (products, orders, stream, admin, desk, stats, webhooks):
@@ -139,6 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(demo.build_router(settings))
     app.include_router(ops.build_router(settings))
+    app.include_router(sdk.build_router())
     app.state.sandbox_store = None
     if settings.sandbox_enabled:
         from gateways.sandbox import build_sandbox_router
@@ -163,17 +167,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-TOKEN_IN_URL = re.compile(r"((?:^|[?&])token=)[^&\s]*")
+TOKEN_IN_URL = re.compile(r"((?:^|[?&])(?:token|clientSecret)=)[^&\s]*")
+SECRET_MARKS = ("token=", "clientSecret=")  # the query parameters that carry a credential
 
 
 class RedactTokens(logging.Filter):
-    """Keeps tokens out of the logs: a stream token travels in its URL (`?token=`), and uvicorn's
-    access log writes request lines as they came."""
+    """Keeps tokens out of the logs: a stream token (`?token=`) and a client secret
+    (`?clientSecret=`) travel in the stream's URL, and uvicorn's access log writes request lines
+    as they came."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(TOKEN_IN_URL.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
-        if isinstance(record.msg, str) and "token=" in record.msg:
+        if isinstance(record.msg, str) and any(mark in record.msg for mark in SECRET_MARKS):
             record.msg = TOKEN_IN_URL.sub(r"\1[redacted]", record.msg)
         return True
 
@@ -181,7 +187,8 @@ class RedactTokens(logging.Filter):
 def redact_token_in_span(span: Span, scope: Scope) -> None:
     """The span's URL attributes hold the query string as it came: a stream token must not reach
     the collector either."""
-    if b"token=" not in (scope.get("query_string") or b"") or not span.is_recording():
+    query = (scope.get("query_string") or b"").decode("latin-1")
+    if not any(mark in query for mark in SECRET_MARKS) or not span.is_recording():
         return
     attributes = getattr(span, "attributes", None) or {}
     for key in ("http.url", "url.full", "url.query"):

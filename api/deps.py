@@ -11,6 +11,7 @@ from fastapi import Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import Client
 
+from api import client_secrets
 from api.auth import InvalidToken, User, read_token
 from api.errors import ApiError
 from infra.db import db_unavailable
@@ -55,18 +56,32 @@ async def get_temporal(request: Request) -> Client:
     return state.temporal
 
 
-def bearer_user(request: Request) -> User:
+def bearer_token(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "UNAUTHORIZED", "Missing bearer token", {"WWW-Authenticate": "Bearer"})
+    return token.strip()
+
+
+def bearer_user(request: Request) -> User:
+    """The caller of a JWT; a client secret is refused here (it is only good on OrderCaller routes)."""
+    token = bearer_token(request)
     try:
-        return read_token(request.app.state.settings.auth_jwt_secret, token.strip())
+        return read_token(request.app.state.settings.auth_jwt_secret, token)
     except InvalidToken as err:
         raise ApiError(401, "INVALID_TOKEN", f"Invalid token: {err}", {"WWW-Authenticate": "Bearer"}) from None
 
 
 async def current_user(request: Request) -> User:
+    return bearer_user(request)
+
+
+async def order_caller(ref: str, request: Request, conn: Annotated[AsyncConnection, Depends(get_conn)]) -> User:
+    """The caller on a route for one order `ref`: a JWT, or a client secret minted for that order."""
+    token = bearer_token(request)
+    if client_secrets.is_client_secret(token):
+        return await client_secrets.verify(conn, request.app.state.settings.auth_jwt_secret, token, ref)
     return bearer_user(request)
 
 
@@ -80,6 +95,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 ConnDep = Annotated[AsyncConnection, Depends(get_conn)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 CurrentUser = Annotated[User, Depends(current_user)]
+OrderCaller = Annotated[User, Depends(order_caller)]  # JWT or that order's client secret
 AdminUser = Annotated[User, Depends(admin_user)]
 PageNumber = Annotated[int, Query(ge=1, le=100_000)]
 PageSize = Annotated[int, Query(ge=1, le=100)]

@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = 64 * 1024
     rate_limit_per_minute: int = 1200  # per client IP on /api/v1 (webhooks and returns apart); 0 = off
     return_rate_limit_per_minute: int = 60  # per client IP on the gateways' browser returns; 0 = off
+    # Shop origins whose pages may call the routes <paywindow-checkout> uses (comma-separated; empty:
+    # no cross-origin answers at all). Webhooks and admin routes never answer cross-origin.
+    allowed_origins: str = ""
+    client_secret_margin_minutes: float = Field(30, gt=0)  # a client secret outlives its window by this
 
     order_session_duration_minutes: float = Field(15, gt=0)
     order_session_max_attempts: int = Field(3, ge=0)
@@ -198,6 +202,10 @@ class Settings(BaseSettings):
     @property
     def event_endpoints(self) -> list[str]:
         return [u.strip() for u in self.order_events_urls.split(",") if u.strip()]
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip()]
 
     @property
     def api_prefix(self) -> str:

@@ -350,3 +350,17 @@ class AuditLog(SQLModel, table=True):
     detail: dict[str, Any] = Field(
         default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default=text("'{}'"))
     )
+
+
+class ClientSecret(SQLModel, table=True):
+    """A client secret minted for one order (api/client_secrets.py): the signed secret names this
+    row, so revoking it here refuses the secret everywhere. The secret itself is never stored."""
+
+    __tablename__ = "client_secret"
+    __table_args__ = (Index("ix_client_secret_order", "order_id"),)
+
+    id: uuid.UUID = _id()
+    order_id: uuid.UUID = _ref("order.id")
+    created_at: datetime | None = _at()
+    expires_at: datetime | None = _at(now=False)
+    revoked_at: datetime | None = _at(nullable=True, now=False)

@@ -196,6 +196,18 @@ async def test_a_stream_token_stays_out_of_the_spans(traced):
     assert "token=[redacted]" in attributes and "secret-stream-token" not in attributes, attributes
 
 
+@on_the_session_loop
+async def test_a_client_secret_stays_out_of_the_spans(traced):
+    s, exporter = traced
+    exporter.clear()
+    r = await s.http.get("/orders/nope/events", params={"clientSecret": "pwcs_secret-client-secret", "x": "1"})
+    assert r.status_code == 401
+    spans = await spans_until(exporter, lambda got: any(x.kind is SpanKind.SERVER for x in got))
+    request = server_span(spans, "GET", "/api/v1/orders/{ref}/events")
+    attributes = " ".join(str(v) for v in (request.attributes or {}).values())
+    assert "clientSecret=[redacted]" in attributes and "secret-client-secret" not in attributes, attributes
+
+
 def test_log_lines_carry_the_trace_id() -> None:
     record = logging.LogRecord("api", logging.INFO, __file__, 1, "hello", None, None)
     handler = logging.StreamHandler()

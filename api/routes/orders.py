@@ -1,4 +1,6 @@
-"""Shopper-facing order routes: create, list, detail, session countdown, retry, cancel."""
+"""Shopper-facing order routes: create, list, detail, session countdown, retry, cancel, and the
+order's client secret (minted and revoked with a JWT; detail, session, retry and cancel also take
+the secret itself, see api/client_secrets.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,18 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
+from api import client_secrets
 from api.audit import audit_entry
-from api.deps import ConnDep, CurrentUser, PageNumber, PageSize, SettingsDep, TemporalDep, db_conn
+from api.deps import (
+    ConnDep,
+    CurrentUser,
+    OrderCaller,
+    PageNumber,
+    PageSize,
+    SettingsDep,
+    TemporalDep,
+    db_conn,
+)
 from api.errors import ApiError, error_responses, ok
 from api.order_commands import order_input, start_order, update_order
 from api.read import find_order, list_orders, order_detail, order_from_creation, session_out
@@ -21,6 +33,7 @@ from api.schemas import (
     OrderOut,
     OrderStatusName,
     OrderSummary,
+    Out,
     Page,
     RetryIn,
     RetryOut,
@@ -130,12 +143,12 @@ async def get_orders(
 
 
 @router.get("/{ref}", response_model=Envelope[OrderOut], responses=error_responses(404))
-async def get_order(ref: str, user: CurrentUser, conn: ConnDep) -> JSONResponse:
+async def get_order(ref: str, user: OrderCaller, conn: ConnDep) -> JSONResponse:
     return ok(await order_detail(conn, await find_order(conn, ref, user)))
 
 
 @router.get("/{ref}/session", response_model=Envelope[SessionOut], responses=error_responses(404))
-async def get_session(ref: str, user: CurrentUser, conn: ConnDep) -> JSONResponse:
+async def get_session(ref: str, user: OrderCaller, conn: ConnDep) -> JSONResponse:
     return ok(session_out(await find_order(conn, ref, user)))
 
 
@@ -143,7 +156,7 @@ async def get_session(ref: str, user: CurrentUser, conn: ConnDep) -> JSONRespons
     "/{ref}/retry-payment", response_model=Envelope[RetryOut], responses=error_responses(400, 404, 409, 502)
 )
 async def retry_payment(
-    ref: str, user: CurrentUser, conn: ConnDep, client: TemporalDep, body: RetryIn | None = None
+    ref: str, user: OrderCaller, conn: ConnDep, client: TemporalDep, body: RetryIn | None = None
 ) -> JSONResponse:
     gateway = body.gateway if body else None
     row, result = await update_order(
@@ -163,7 +176,7 @@ async def retry_payment(
 
 @router.post("/{ref}/cancel", response_model=Envelope[OrderOut], responses=error_responses(404, 409))
 async def cancel_order(
-    ref: str, user: CurrentUser, conn: ConnDep, client: TemporalDep, body: CancelIn | None = None
+    ref: str, user: OrderCaller, conn: ConnDep, client: TemporalDep, body: CancelIn | None = None
 ) -> JSONResponse:
     reason = body.reason if body else ""
     # An admin's cancel is an operator action: audited with the transition (in its transaction).
@@ -173,3 +186,33 @@ async def cancel_order(
         conn, client, ref, user, "cancel", lambda order: order.execute_update(OrderWorkflow.cancel, cancel)
     )
     return ok(await order_detail(conn, row), "Hủy đơn hàng thành công")
+
+
+class ClientSecretOut(Out):
+    client_secret: str  # `Authorization: Bearer <it>`; on the event stream `?clientSecret=<it>`
+    expires_at: datetime
+
+
+class RevokedOut(Out):
+    revoked: int  # how many live secrets of the order were revoked
+
+
+@router.post(
+    "/{ref}/client-secret", status_code=201, response_model=Envelope[ClientSecretOut], responses=error_responses(404)
+)
+async def create_client_secret(ref: str, user: CurrentUser, conn: ConnDep, settings: SettingsDep) -> JSONResponse:
+    """For the shop's backend (the customer's JWT or an admin/service one): a secret for this one
+    order that the shopper's browser may hold. Minting another leaves earlier ones valid."""
+    row = await find_order(conn, ref, user)
+    secret, expires_at = await client_secrets.mint(conn, settings, row)
+    await conn.commit()
+    return ok(ClientSecretOut(client_secret=secret, expires_at=expires_at), "Client secret created", 201)
+
+
+@router.delete("/{ref}/client-secret", response_model=Envelope[RevokedOut], responses=error_responses(404))
+async def revoke_client_secrets(ref: str, user: CurrentUser, conn: ConnDep) -> JSONResponse:
+    """Revoke every live client secret of the order (e.g. the shopper signed out)."""
+    row = await find_order(conn, ref, user)
+    revoked = await client_secrets.revoke(conn, row.id)
+    await conn.commit()
+    return ok(RevokedOut(revoked=revoked), "Client secrets revoked")

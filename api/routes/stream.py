@@ -12,9 +12,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from api import order_stream
+from api import client_secrets, order_stream
 from api.auth import STREAM_TTL_SECONDS, InvalidToken, User, issue_stream_token, read_stream_token
-from api.deps import ConnDep, CurrentUser, bearer_user
+from api.deps import ConnDep, CurrentUser, bearer_user, db_conn
 from api.errors import ApiError, error_responses, ok
 from api.read import find_order
 from api.schemas import Envelope, StreamTokenOut
@@ -29,10 +29,18 @@ class Watcher:
 
 
 async def stream_watcher(
-    request: Request, token: Annotated[str | None, Query(max_length=4096)] = None
+    ref: str,
+    request: Request,
+    token: Annotated[str | None, Query(max_length=4096)] = None,
+    client_secret: Annotated[str | None, Query(alias="clientSecret", max_length=4096)] = None,
 ) -> Watcher:
-    """The bearer header, or `?token=` holding a stream token (never a bearer token: those must not
-    travel in URLs, which end up in logs and browser history)."""
+    """The bearer header, `?token=` holding a stream token, or `?clientSecret=` holding the order's
+    client secret (never a bearer token: those must not travel in URLs, which end up in logs and
+    browser history)."""
+    if client_secret is not None and "authorization" not in request.headers:
+        async with db_conn(request) as conn:
+            user = await client_secrets.verify(conn, request.app.state.settings.auth_jwt_secret, client_secret, ref)
+        return Watcher(user, None)
     if token is None or "authorization" in request.headers:
         return Watcher(bearer_user(request), None)
     try:

@@ -65,11 +65,3 @@ export function newIdempotencyKey() {
   const bytes = crypto.getRandomValues(new Uint8Array(16)); // randomUUID needs a secure context
   return "demo-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
-
-/** EventSource cannot send headers: the URL carries a short-lived token for this one order,
- * minted with the shopper's own token (which never goes into a URL). */
-export async function orderEvents(orderId) {
-  const ref = encodeURIComponent(orderId);
-  const { token } = await request("POST", `/orders/${ref}/events/token`);
-  return new EventSource(`${API}/orders/${ref}/events?token=${encodeURIComponent(token)}`);
-}

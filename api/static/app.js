@@ -1,25 +1,21 @@
-// The demo checkout: catalog -> cart -> order form -> the order's live payment window.
+// The demo checkout: catalog -> cart -> order form -> the order's payment window, which is the
+// <paywindow-checkout> element shops drop into their own pages (/sdk/paywindow-checkout.js).
 // Views are <section>s shown one at a time; `/demo?order=<id>` opens an order directly (the
 // gateway's return page links there).
 
-import { ApiError, demoSession, newIdempotencyKey, orderEvents, request } from "./api.js";
-import { Countdown, formatRemaining } from "./countdown.js";
+import { ApiError, demoSession, newIdempotencyKey, request } from "./api.js";
 import { el } from "./dom.js";
-import { formatTime, formatVnd, has, onLangChange, t, translate, wireToggle } from "./i18n.js";
+import { currentLang, formatVnd, has, onLangChange, t, translate, wireToggle } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
-const GATEWAYS = { momo: "MoMo", vnpay: "VNPay", payos: "PayOS" };
-const TERMINAL = new Set(["paid", "cancelled", "expired", "failed"]);
+const TERMINAL = ["paid", "cancelled", "expired", "failed"];
 
 const state = {
   config: { orderTypes: {}, maxPaymentAttempts: 3 },
   products: [],
   cart: new Map(), // variantId -> {label, price, stock, quantity}
   idempotencyKey: newIdempotencyKey(),
-  order: null,
-  events: null,
 };
-const countdown = new Countdown(onTick);
 
 // ---- helpers ---------------------------------------------------------------------------------
 
@@ -27,7 +23,7 @@ function showError(err) {
   const box = $("error");
   if (!err) return void (box.hidden = true);
   const code = err instanceof ApiError ? err.code : "default";
-  const vars = { message: err.message, max: state.order?.session.maxPaymentAttempts ?? state.config.maxPaymentAttempts };
+  const vars = { message: err.message, max: state.config.maxPaymentAttempts };
   box.textContent = has(`error.${code}`) ? t(`error.${code}`, vars) : t("error.default", vars);
   box.hidden = false;
 }
@@ -160,7 +156,7 @@ async function placeOrder(event) {
     state.idempotencyKey = newIdempotencyKey();
     showError(null);
     history.pushState(null, "", `/demo?order=${order.orderId}`);
-    openOrder(order);
+    await openOrder(order.orderId);
   } catch (err) {
     // Only a request that may have reached the server is retried under the same key.
     if (err.code !== "NETWORK") state.idempotencyKey = newIdempotencyKey();
@@ -173,133 +169,23 @@ async function placeOrder(event) {
 
 // ---- the order's payment window --------------------------------------------------------------
 
-async function openOrder(orderOrId) {
+/** What a shop's backend does for its checkout page: mint a client secret for this one order
+ * (with the customer's own token, which stays out of the element), then hand it to the element. */
+async function openOrder(orderId) {
   show("order");
-  const order = typeof orderOrId === "string" ? await request("GET", `/orders/${encodeURIComponent(orderOrId)}`) : orderOrId;
-  renderOrder(order);
-  if (!TERMINAL.has(order.status)) listen(order.orderId).catch(showError);
+  $("new-order").hidden = true;
+  const element = $("checkout-element");
+  const { clientSecret } = await request("POST", `/orders/${encodeURIComponent(orderId)}/client-secret`);
+  element.setAttribute("lang", currentLang());
+  element.setAttribute("api", location.origin);
+  element.setAttribute("client-secret", clientSecret);
+  element.setAttribute("order", orderId);
 }
 
 function closeOrder() {
-  state.events?.close();
-  state.events = null;
-  state.order = null;
-  countdown.stop();
-}
-
-async function listen(orderId) {
-  state.events?.close();
-  const source = await orderEvents(orderId);
-  state.events = source;
-  source.addEventListener("open", () => setText($("live"), t("live")));
-  source.addEventListener("session", (event) => {
-    const order = JSON.parse(event.data);
-    if (state.order?.orderId !== order.orderId) return;
-    renderOrder(order);
-    if (TERMINAL.has(order.status)) source.close(); // or EventSource would reconnect to a finished stream
-  });
-  source.addEventListener("error", () => {
-    if (state.events !== source) return;
-    setText($("live"), t("offline"));
-    // CONNECTING: the browser retries by itself. CLOSED: the server refused (e.g. restarting).
-    if (source.readyState === EventSource.CLOSED) setTimeout(() => state.events === source && listen(orderId), 5000);
-  });
-}
-
-function renderOrder(order) {
-  state.order = order;
-  const pending = order.status === "pending_payment";
-  const session = order.session;
-  setText($("order-h"), t("order", { code: order.orderCode }));
-  const badge = $("status-badge");
-  setText(badge, t(`status.${order.status}`));
-  badge.dataset.status = order.status;
-  if (!pending) {
-    setText($("live"), "");
-    state.events?.close();
-  }
-  $("countdown").hidden = !pending;
-  $("retry").hidden = !pending;
-  $("cancel").hidden = !pending;
-  $("new-order").hidden = pending;
-  $("order-items").replaceChildren(
-    ...order.items.map((item) =>
-      el("li", {}, `${item.productName} — ${item.variantName} × ${item.quantity}: ${formatVnd(item.subTotalAmount)}`),
-    ),
-  );
-  setText($("order-total"), formatVnd(order.grandTotal));
-  $("attempts").replaceChildren(
-    ...order.attempts.map((a) =>
-      el("li", {}, t("attemptRow", { n: a.attemptNo, gateway: GATEWAYS[a.gateway], status: t(`attempt.${a.status}`) })),
-    ),
-  );
-  setText(
-    $("retry-left"),
-    session.remainingAttempts > 0
-      ? t("remainingAttempts", { n: session.remainingAttempts, max: session.maxPaymentAttempts })
-      : t("noAttemptsLeft"),
-  );
-  $("retry-button").disabled = !session.canRetry;
-  const latest = order.attempts.at(-1);
-  const retrySelect = $("retry").elements.gateway;
-  if (latest && retrySelect.dataset.attempt !== String(latest.attemptNo)) {
-    retrySelect.dataset.attempt = latest.attemptNo; // a new attempt: suggest another gateway, once
-    retrySelect.value = Object.keys(GATEWAYS).find((g) => g !== latest.gateway);
-  }
-  if (pending) countdown.sync(session);
-  else countdown.stop();
-  renderWindow();
-}
-
-/** What depends on the clock as well as on the order: the state line and the pay link. */
-function renderWindow() {
-  const order = state.order;
-  if (!order) return;
-  const pending = order.status === "pending_payment";
-  const timeUp = pending && countdown.remaining() === 0;
-  const latest = order.attempts.at(-1);
-  const link = $("pay-link");
-  link.hidden = !(pending && !timeUp && latest?.status === "pending");
-  if (!link.hidden) {
-    link.href = latest.paymentUrl;
-    setText(link, t("payWith", { gateway: GATEWAYS[latest.gateway] }));
-    link.setAttribute("aria-label", t("payWithLabel", { gateway: GATEWAYS[latest.gateway] }));
-  }
-  if (timeUp) $("retry-button").disabled = true;
-  const waiting = timeUp ? t("closing") : t("payBefore", { time: formatTime(order.session.expiresAt) });
-  const message = pending ? waiting : t(`final.${order.status}`);
-  setText($("state-msg"), message);
-  $("state-msg").dataset.status = timeUp ? "closing" : order.status;
-}
-
-function onTick(remainingMs) {
-  setText($("timer"), formatRemaining(remainingMs));
-  renderWindow();
-}
-
-async function retryPayment(event) {
-  event.preventDefault();
-  const gateway = new FormData(event.target).get("gateway");
-  const button = $("retry-button");
-  button.disabled = true;
-  try {
-    await request("POST", `/orders/${state.order.orderId}/retry-payment`, { gateway });
-    showError(null);
-    renderOrder(await request("GET", `/orders/${state.order.orderId}`)); // the event follows too
-  } catch (err) {
-    showError(err);
-    button.disabled = !state.order.session.canRetry;
-  }
-}
-
-async function cancelOrder() {
-  if (!confirm(t("cancelConfirm"))) return;
-  try {
-    renderOrder(await request("POST", `/orders/${state.order.orderId}/cancel`, {}));
-    showError(null);
-  } catch (err) {
-    showError(err);
-  }
+  const element = $("checkout-element");
+  element.removeAttribute("order");
+  element.removeAttribute("client-secret");
 }
 
 // ---- start -----------------------------------------------------------------------------------
@@ -321,13 +207,12 @@ async function start() {
   onLangChange(() => {
     renderOrderTypes();
     if (!$("shop").hidden) renderShop();
-    if (state.order) renderOrder(state.order);
+    $("checkout-element").setAttribute("lang", currentLang());
     const sub = $("who").dataset.sub;
     if (sub) setText($("who"), t("customer", { sub }));
   });
   $("checkout").addEventListener("submit", placeOrder);
-  $("retry").addEventListener("submit", retryPayment);
-  $("cancel").addEventListener("click", cancelOrder);
+  for (const end of TERMINAL) document.addEventListener(`paywindow:${end}`, () => ($("new-order").hidden = false));
   $("new-order").addEventListener("click", () => {
     history.pushState(null, "", "/demo");
     route();

@@ -34,10 +34,12 @@ HTTP_REFUSAL = re.compile(r"^Failed to load resource: the server responded with 
 
 
 @asynccontextmanager
-async def new_page(browser: Any, *, allow_http_errors: bool = False) -> AsyncIterator[Any]:
+async def new_page(
+    browser: Any, *, allow_http_errors: bool = False, allow_console: re.Pattern[str] | None = None
+) -> AsyncIterator[Any]:
     """A page in its own context (own localStorage: its own demo shopper), Vietnamese by default.
     Uncaught script errors fail the test (and console errors, but for refused requests when
-    `allow_http_errors`)."""
+    `allow_http_errors`, and those matching `allow_console`)."""
     problem = browser_problem()
     if problem is not None or browser is None:
         if os.environ.get("PAYWINDOW_SKIP_BROWSER") == "1":
@@ -52,6 +54,7 @@ async def new_page(browser: Any, *, allow_http_errors: bool = False) -> AsyncIte
         "console",
         lambda m: m.type == "error"
         and not (allow_http_errors and HTTP_REFUSAL.match(m.text))
+        and not (allow_console and allow_console.search(m.text))
         and errors.append(f"console: {m.text} at {m.location}"),
     )
     try:
