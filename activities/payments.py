@@ -159,13 +159,15 @@ class PaymentActivities:
         asked at once, under that one budget); None when it could not say: the window then treats the
         attempt as in flight, bounded by the grace like any other."""
         try:
-            return await asyncio.wait_for(
+            answer = await asyncio.wait_for(
                 self._gateway(attempt.gateway).query(attempt.gateway_order_id, created_at=attempt.created_at),
                 self.settings.reconcile_budget_seconds,
             )
         except (GatewayError, TimeoutError) as err:
             log.warning("query %s %s gave no answer: %r", attempt.gateway, attempt.gateway_order_id, err)
             return None
+        # Not a verdict (a `99`, a code the adapter does not know): exactly like no answer.
+        return None if answer.outcome is PaymentOutcome.UNKNOWN else answer
 
     @activity.defn
     async def find_attempt(self, ref: AttemptRef) -> Attempt | None:
