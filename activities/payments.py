@@ -228,11 +228,14 @@ class PaymentActivities:
                 and row.order_status == OrderStatus.EXPIRED.value
                 and await inventory.reserve_again(conn, late.order_id)
             ):
-                await payments.accept_late(conn, late.order_id, row.attempt_no, late.result_code, late.transaction_id)
+                await payments.accept_late(
+                    conn, late.order_id, row.attempt_no, late.result_code, late.transaction_id, late.amount
+                )
                 return LateOutcome("accepted", "every item could be reserved again")
             await payments.require_refund(
-                conn, late.order_id, row.attempt_no, late.result_code, late.transaction_id, late.gateway_order_id
-            )
+                conn, late.order_id, row.attempt_no, late.result_code, late.transaction_id, late.gateway_order_id,
+                late.amount,
+            )  # fmt: skip
         log.error("late payment on order %s via %s %s: refund required", late.order_id, late.gateway, late.gateway_order_id)
         return LateOutcome("refund_required", f"order was {row.order_status}")
 
