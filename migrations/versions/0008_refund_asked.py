@@ -12,7 +12,7 @@ Revises: 0005 (other branches add 0006/0007 beside it: the lead rechains at merg
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -7,16 +7,20 @@ import pytest
 
 from domain.messages import LateOutcome, LatePayment
 from tests.fast.world import World
+from tests.recorded import keep
 from workflows.late_payment import LatePaymentWorkflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-async def settle(world: World) -> LateOutcome:
+async def settle(world: World, scenario: str) -> LateOutcome:
     late = LatePayment("o-1", "momo", "123-0", 30_000, "0", "tx-1")
-    return await world.env.client.execute_workflow(
+    handle = await world.env.client.start_workflow(
         LatePaymentWorkflow.run, late, id=f"late-{world.queue}", task_queue=world.queue
     )
+    outcome = await handle.result()
+    await keep(handle, "late_payment", scenario)  # RECORD_HISTORIES: its release history (tests/recorded.py)
+    return outcome
 
 
 @pytest.mark.parametrize(
@@ -27,13 +31,13 @@ async def test_late_money_is_refunded_only_when_the_decision_requires_it(
     world: World, decision: str, refunds: int, state: str
 ) -> None:
     world.late_decision = decision
-    assert (await settle(world)).state == state
+    assert (await settle(world, decision)).state == state
     assert len(world.called("settle_late_payment")) == 1
     assert len(world.called("refund_late_payment")) == refunds
 
 
 async def test_a_refund_the_gateway_keeps_refusing_is_left_for_an_operator(world: World) -> None:
     world.refund_fails = True
-    outcome = await settle(world)
+    outcome = await settle(world, "refund_kept_failing")
     assert outcome == LateOutcome("refund_required", "the gateway kept refusing: refund by hand")
     assert len(world.called("refund_late_payment")) == 30
