@@ -13,8 +13,10 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from sqlalchemy import text
 
 from domain.ids import late_workflow_id
+from store import payments
 from tests.conftest import own_stack
 from tests.helpers import click, open_pay_page, wait_for_status
 from workflows.late_payment import LatePaymentWorkflow
@@ -178,3 +180,45 @@ async def test_momo_query_without_a_verdict_at_the_deadline_never_fails_the_orde
     outcome = await late_outcome(stack, "momo", gid, timeout=60)
     assert outcome.state in ("refunded", "accepted"), outcome
     assert sum(r["amount"] for r in await ledger(stack, "refunds", gid) if r["accepted"]) in (0, 64_000)
+
+
+async def momo_money_awaiting_refund(stack: Any) -> tuple[dict[str, Any], str]:
+    """A MoMo payment the gateway took after the order expired, waiting for a refund: (order, paymentId)."""
+    order, _, _ = await new_order(stack, "momo")
+    page = await open_pay_page(order["attempts"][0]["paymentUrl"])
+    r = await stack.http.post(f"/admin/orders/{order['orderId']}/expire", headers=stack.auth("ops", "admin"))
+    assert r.status_code == 200, r.text
+    sent = (await click(page, "pay", drop=True))["notification"]  # taken; the notification is lost
+    gid = order["attempts"][0]["gatewayOrderId"]
+    async with stack.engine.begin() as conn:
+        await payments.require_refund(conn, order["orderId"], 0, "0", str(sent["transId"]), gid)
+        pid = (
+            await conn.execute(text("SELECT id FROM payment WHERE gateway_order_id = :g"), {"g": gid})
+        ).scalar_one()
+    return order, str(pid)
+
+
+async def test_desk_refund_whose_answer_is_lost_is_refunded_once(stack: Any) -> None:
+    order, pid = await momo_money_awaiting_refund(stack)
+    gid = order["attempts"][0]["gatewayOrderId"]
+    await faults(stack, {"gateway": "momo", "op": "refund", "fault": "lose_answer", "times": 1})
+    r = await stack.http.post(
+        f"/admin/payments/{pid}/refund", json={"note": "back"}, headers=stack.auth("ops", "admin")
+    )
+    assert r.status_code == 200 and r.json()["data"]["status"] == "refunded", r.text
+    refunds = await ledger(stack, "refunds", gid)
+    assert [(r["accepted"], r["amount"]) for r in refunds if not r["duplicate"]] == [(True, 64_000)]
+
+
+async def test_a_refund_returns_the_amount_received_not_the_price(stack: Any) -> None:
+    """The gateway reported 50,000 received on a 64,000 attempt: the desk's refund (which asks for the
+    attempt's price once the payment is refund_required) sends back 50,000."""
+    order, pid = await momo_money_awaiting_refund(stack)
+    async with stack.engine.begin() as conn:
+        await conn.execute(text("UPDATE payment SET received_amount = 50000 WHERE id = :p"), {"p": pid})
+    r = await stack.http.post(
+        f"/admin/payments/{pid}/refund", json={"note": "back"}, headers=stack.auth("ops", "admin")
+    )
+    assert r.status_code == 200 and r.json()["data"]["status"] == "refunded", r.text
+    refunds = await ledger(stack, "refunds", order["attempts"][0]["gatewayOrderId"])
+    assert [(r["accepted"], r["amount"]) for r in refunds] == [(True, 50_000)]
