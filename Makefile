@@ -27,7 +27,7 @@ test-fast: install  # OrderWorkflow's decisions with fake steps: no Postgres, no
 bench: install  # full benchmark, 3 alternating rounds of ours and the floor, at most 18 minutes; BENCH_ARGS="--workers 2 --api-procs 2" to scale out
 	$(PY) -m bench.run --mode full $(BENCH_ARGS)
 
-bench-quick: install  # the same in small, at most 5.5 minutes (about 4 on a quiet machine)
+bench-quick: install  # the same in small, at most 6 minutes (about 4.5 on a quiet machine)
 	$(PY) -m bench.run --mode quick $(BENCH_ARGS)
 
 chaos: install  # failure scenarios under load with invariant checks

@@ -69,7 +69,7 @@ class Mode:
 MODES = {
     "quick": Mode(
         "quick",
-        budget_s=330,
+        budget_s=360,
         warmup=10,
         sequential=20,
         throughput_s=5,
@@ -77,7 +77,7 @@ MODES = {
         arrival_rate=50,
         arrival_s=12,
         storm_target=1000,
-        storm_budget_s=6,
+        storm_budget_s=10,
         memory_target=5000,
         memory_budget_s=12,
         idle_s=10,
@@ -361,7 +361,7 @@ class Bench:
     def storm_reserve(self) -> float:
         """Time kept after the storms: the profile round, the memory phase, the end."""
         mode = self.mode
-        profile = mode.throughput_s + 2 * mode.storm_budget_s + mode.wait_cap_s + 15 if self.profile else 0
+        profile = mode.throughput_s + 2 * mode.storm_budget_s + 10 if self.profile else 0  # ~ as a round
         return profile + self.memory_min() + mode.idle_end_s + 20
 
     def storm_size(self, rounds_left: int) -> tuple[int, float]:

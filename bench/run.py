@@ -1,6 +1,6 @@
 """`python -m bench.run --mode full|quick`: bring up the real stack, measure, report, tear down.
 
-Phases, in order (bench/phases.py; each bounded in time so `full` fits 18 minutes, `quick` 5.5):
+Phases, in order (bench/phases.py; each bounded in time so `full` fits 18 minutes, `quick` 6):
   catalog   products with ample stock, through POST /api/v1/admin/products
   creates   3 rounds, each: concurrency 1 then 32, ours and the floor (bench/floor.py) back to back,
             the side that goes first alternating   -> create_p50_ms, create_p50_overhead_ms,
