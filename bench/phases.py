@@ -241,6 +241,7 @@ class Bench:
         rows: list[dict[str, Any]] = []
         pooled: dict[str, LoadResult] = {k: LoadResult() for k in ("ours", "floor", "ours_32", "floor_32")}
         cpu: dict[str, list[dict[str, Any]]] = {"ours": [], "floor": []}
+        last_32 = LoadResult()
         for r in range(mode.rounds):
             sides = SIDES if r % 2 == 0 else SIDES[::-1]
             row: dict[str, Any] = {"round": r + 1, "first": sides[0]}
@@ -262,10 +263,7 @@ class Bench:
                     row["create_throughput_per_s"] = res.rate
                     row["create_p99_ms_at_32"] = summary(res.latencies_ms)["p99"]
                     row["cpu_ms_per_create"] = cpu_ms(readings[side], OURS)
-                    if r == mode.rounds - 1:
-                        self.results["breakdown"]["create_at_32"] = await self.create_breakdown(
-                            res.created[-40:]
-                        )
+                    last_32 = res
                 else:
                     row["floor_create_throughput_per_s"] = res.rate
                     row["floor_cpu_ms_per_create"] = cpu_ms(readings[side], FLOOR)
@@ -273,9 +271,10 @@ class Bench:
             await asyncio.sleep(1)  # let the last workflow tasks settle
         self.results["rounds"]["creates"] = rows
         self.figures.update(rounds.combine(rows, skip=("round",)))
+        self.results["breakdown"]["create_at_32"] = await self.create_breakdown(last_32.created[-40:])
         # Percentiles of the pooled samples: a p99 of one round's few creates would be its maximum.
-        for key, side in (("create_p50_ms", "ours"), ("floor_create_p50_ms", "floor")):
-            self.results["phases"]["sequential" if side == "ours" else "floor_sequential"] = {
+        for side, phase in (("ours", "sequential"), ("floor", "floor_sequential")):
+            self.results["phases"][phase] = {
                 "n": len(pooled[side].latencies_ms),
                 "warmup": mode.warmup,
                 "rounds": mode.rounds,

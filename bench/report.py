@@ -408,7 +408,7 @@ def _rounds_md(results: dict[str, Any]) -> str:
         out += [
             "**The rounds: storms** (drain to the workflows' close, s per 10k)",
             "",
-            "| round | first | orders | ours | floor | ratio | own CPU / expiry (worker, API, Postgres) |",
+            "| round | first | N planned | ours | floor | ratio | own CPU / expiry (worker, API, Postgres) |",
             "|---:|---|---:|---:|---:|---:|---|",
         ]
         out += [
