@@ -39,6 +39,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field
 from sqlmodel import SQLModel as _SQLModel
 
+from domain.statuses import AttemptStatus, OrderStatus, SessionStatus
+
 if TYPE_CHECKING:
     # SQLModel gives every `table=True` class its `__table__` at run time but does not declare it, and the
     # store builds its SQL on those Table objects: declare it for the type checker only.
@@ -46,8 +48,6 @@ if TYPE_CHECKING:
         __table__: ClassVar[Table]
 else:
     SQLModel = _SQLModel
-
-from domain.statuses import AttemptStatus, OrderStatus, SessionStatus
 
 
 def _in(column: str, values: Any) -> str:
