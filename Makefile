@@ -42,8 +42,11 @@ chaos: install  # failure scenarios under load with invariant checks
 chaos-quick: install
 	$(PY) -m chaos.run --quick
 
+# Format, then lint, then types (mypy's set and strictness: [tool.mypy] in pyproject.toml; cache in .mypy_cache).
 lint: install
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache

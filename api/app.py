@@ -148,7 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from gateways.sandbox import build_sandbox_router
 
         sandbox = build_sandbox_router(settings)
-        app.state.sandbox_store = sandbox.sandbox_store  # type: ignore[attr-defined]  # for tests and debugging
+        app.state.sandbox_store = sandbox.sandbox_store  # for tests and debugging
         app.include_router(sandbox, prefix="/sandbox")
     provider = active_provider()
     if provider is not None:  # a server span per request, around every middleware; probes left out

@@ -3,6 +3,7 @@ the one exception type routes raise for a clear 4xx/5xx with an error code."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import Request
@@ -26,7 +27,7 @@ def ok(data: Any, message: str = "OK", status: int = 200) -> JSONResponse:
     )
 
 
-def fail(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def fail(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"success": False, "message": message, "error": code}, status_code=status, headers=headers)
 
 

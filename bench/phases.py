@@ -675,7 +675,7 @@ class Bench:
             raise RuntimeError(f"no storm order was created: {res.errors}")
         first_deadline, last_deadline = min(r.expires_at for r in rows), max(r.expires_at for r in rows)
         ended = [r.ended_at for r in rows if r.ended_at is not None]
-        last_end = cutoff if left or not ended else max(ended)  # type: ignore[type-var]
+        last_end = cutoff if left or not ended else max(ended)
         drain_max = (last_end - last_deadline).total_seconds()
         drain_min = (last_end - first_deadline).total_seconds()
         created = len(rows)

@@ -245,7 +245,12 @@ def main() -> int:
     try:
         with ui.progress:
             with ui.phase("start the stack", 6) as tick:
-                stack.start(on_step=lambda name: (tick(), ui.note(f"starting {name}")))
+
+                def on_step(name: str) -> None:
+                    tick()
+                    ui.note(f"starting {name}")
+
+                stack.start(on_step=on_step)
                 ui.note("starting the floor (bench/floor.py)")
                 floor_url = start_floor(stack)
                 tick()

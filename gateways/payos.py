@@ -164,7 +164,7 @@ class PayOSGateway:
             except PayOSRefused as exc:
                 if exc.code != ORDER_CODE_EXISTS:
                     raise
-                lost = exc
+                lost: GatewayError = exc
             except GatewayError as exc:  # no answer: the link may have been made all the same
                 lost = exc
             # 231 (the orderCode is taken: by our own earlier send) or no answer: look it up.

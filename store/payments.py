@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select, text, update
+from sqlalchemy import ColumnElement, and_, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -442,7 +442,8 @@ async def note_refund(conn: AsyncConnection, payment_id: Any, note: str) -> None
 def refund_amount(row: Any) -> int:
     """What a refund returns: exactly what the gateway took. A row without `received_amount` was
     paid exactly its `amount` (only such money settles without review)."""
-    return row.received_amount if row.received_amount is not None else row.amount
+    amount: int = row.received_amount if row.received_amount is not None else row.amount
+    return amount
 
 
 async def refund_asked(conn: AsyncConnection, payment_id: Any) -> None:
@@ -484,7 +485,7 @@ async def ask_refund(conn: AsyncConnection, payment_id: Any) -> int:
     row carries what was received (the refund's amount) and is marked asked before the request
     leaves (see refund_asked). Returns the amount that goes back."""
     received = func.coalesce(payment.c.received_amount, payment.c.amount)
-    return (
+    amount: int = (
         await conn.execute(
             update(payment)
             .where(payment.c.id == payment_id, payment.c.status.in_(NEEDS_PERSON))
@@ -493,6 +494,7 @@ async def ask_refund(conn: AsyncConnection, payment_id: Any) -> int:
             .returning(payment.c.received_amount)
         )
     ).scalar_one()  # fmt: skip
+    return amount
 
 
 @dataclass(frozen=True)
@@ -507,7 +509,7 @@ class DeskFilter:
 async def desk(conn: AsyncConnection, where: DeskFilter, limit: int, offset: int) -> tuple[int, list[Any]]:
     """One page of attempts in `statuses`, the longest waiting first, with their orders' codes and
     statuses, and how many match (the default statuses read ix_payment_needs_person)."""
-    conditions = [payment.c.status.in_(where.statuses)]
+    conditions: list[ColumnElement[bool]] = [payment.c.status.in_(where.statuses)]
     if where.gateway is not None:
         conditions.append(payment.c.gateway == where.gateway)
     if where.date_from is not None:
@@ -546,5 +548,6 @@ async def inbox_row(conn: AsyncConnection, notification_id: Any) -> Any:
 
 def raw(payload: dict[str, Any]) -> dict[str, Any]:
     """A gateway message as JSON can hold it (datetimes and the like as text)."""
-    return json.loads(json.dumps(payload, ensure_ascii=False, default=str))
+    loaded: dict[str, Any] = json.loads(json.dumps(payload, ensure_ascii=False, default=str))
+    return loaded
 

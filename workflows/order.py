@@ -14,10 +14,10 @@ delay it; order events leave through the outbox relay (activities/event_relay.py
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
@@ -73,6 +73,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.verdicts import OPERATOR_SETTLED, Act, Received, decide
     from workflows import steps
+
+ArgT = TypeVar("ArgT")  # a step's one argument and its result, checked against workflows/steps.py
+ResultT = TypeVar("ResultT")
 
 DB_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
 DB_TIMEOUT = timedelta(seconds=30)
@@ -325,7 +328,9 @@ class OrderWorkflow:
 
     # ---- effects -------------------------------------------------------------------------------
 
-    async def _effect(self, step: Any, arg: Any, timeout: timedelta, retry: RetryPolicy) -> Any:
+    async def _effect(
+        self, step: Callable[[ArgT], Awaitable[ResultT]], arg: ArgT, timeout: timedelta, retry: RetryPolicy
+    ) -> ResultT:
         """Run an effect on the order's critical path as a local activity: it runs inside the
         workflow task on this worker, saving a round trip through the server per step (creation,
         attempts, the deadline's reconcile and transition)."""
@@ -658,7 +663,7 @@ class OrderWorkflow:
             ]
         )
 
-    def _set_attributes(self, updates: list[SearchAttributeUpdate]) -> None:
+    def _set_attributes(self, updates: list[SearchAttributeUpdate[Any]]) -> None:
         """Only the attributes whose value changes (each upsert is an event and a write to the
         server's visibility store; the API sends those it knows with the start)."""
         current = workflow.info().typed_search_attributes

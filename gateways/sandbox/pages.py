@@ -164,6 +164,7 @@ def pages_routes(sandbox: Sandbox, sims: Mapping[str, GatewaySim]) -> APIRouter:
             return JSONResponse(_summary(sim, txn)) if wants_json(request) else _pay_page(sandbox, sim, txn)
         transfer = getattr(sim, "transfer", None)
         if action == "pay" and transfer is not None:  # PayOS: one transfer of what is still owed
+            # Only PayOS's sim has transfer() and paid(), which the getattr above checked.
             final = transfer(txn, txn.amount - sim.paid(txn))  # type: ignore[attr-defined]
         else:
             txn.state, txn.finished_at = ACTIONS[action], utcnow()

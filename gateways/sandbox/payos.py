@@ -194,7 +194,10 @@ class PayOSSim:
             "createdAt": _local(txn.created_at).isoformat(timespec="seconds"),
             "transactions": transfers,
             "cancellationReason": txn.extra.get("cancellationReason") if cancelled else None,
-            "canceledAt": _local(txn.finished_at).isoformat(timespec="seconds") if cancelled else None,
+            # `cancelled` implies finished_at; restated for the type checker
+            "canceledAt": _local(txn.finished_at).isoformat(timespec="seconds")
+            if cancelled and txn.finished_at
+            else None,
         }
 
     # -- pay page -----------------------------------------------------------------------

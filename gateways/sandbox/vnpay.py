@@ -255,7 +255,7 @@ class VnpaySim:
             ledger.query(
                 gateway=self.name, gateway_order_id=body.get("vnp_TxnRef"), code=code or 500, faulted=True
             )
-            signed = QUERYDR_ANSWER_SIGNED
+            signed: tuple[str, ...] = QUERYDR_ANSWER_SIGNED
         else:
             try:
                 amount: Any = int(body.get("vnp_Amount", "")) // 100
