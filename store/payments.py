@@ -14,6 +14,7 @@ from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.ids import refund_key, surplus_refund_key
 from domain.messages import Attempt, AttemptUpdate, LinkInput, PaymentResult, ReviewInput
 from domain.statuses import AttemptStatus, OrderStatus, SessionStatus
 from domain.verdicts import TRANSFER_CODE
@@ -443,6 +444,15 @@ def refund_amount(row: Any) -> int:
     """What a refund returns: exactly what the gateway took. A row without `received_amount` was
     paid exactly its `amount` (only such money settles without review)."""
     return row.received_amount if row.received_amount is not None else row.amount
+
+
+def gateway_refund_key(row: Any) -> str:
+    """The one key a payment's refund goes under at its gateway, whoever asks. A surplus row (money
+    beside its attempt) has its own: under the attempt's, a gateway would read it as the attempt's
+    refund (already done, or a duplicate id) and the surplus would never go back."""
+    if row.surplus_of is not None:
+        return surplus_refund_key(str(row.id))
+    return refund_key(str(row.order_id), row.attempt_no)
 
 
 async def refund_asked(conn: AsyncConnection, payment_id: Any) -> None:
