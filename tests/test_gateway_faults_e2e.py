@@ -16,6 +16,7 @@ import pytest_asyncio
 from sqlalchemy import text
 
 from domain.ids import late_workflow_id
+from domain.messages import LatePayment
 from store import payments
 from tests.conftest import own_stack
 from tests.helpers import click, open_pay_page, wait_for_status
@@ -292,3 +293,22 @@ async def test_a_late_refund_whose_answer_is_lost_is_never_returned_by_hand(stac
     assert r.status_code == 409 and r.json()["error"] == "NOT_REFUNDABLE", r.text
     accepted = [r["amount"] for r in await ledger(stack, "refunds", gid) if r["accepted"]]
     assert accepted == [64_000]
+
+
+async def test_a_late_refund_returns_the_amount_received(stack: Any) -> None:
+    """The late path sends payments.refund_amount(row) too: what the gateway reported received."""
+    order, pid = await momo_money_awaiting_refund(stack)
+    gid = order["attempts"][0]["gatewayOrderId"]
+    async with stack.engine.begin() as conn:
+        tx = (
+            await conn.execute(
+                text("UPDATE payment SET received_amount = 50000 WHERE id = :p RETURNING transaction_id"),
+                {"p": pid},
+            )
+        ).scalar_one()
+    late = LatePayment(order["orderId"], "momo", gid, 64_000, "0", tx)
+    outcome = await stack.client.execute_workflow(
+        LatePaymentWorkflow.run, late, id=late_workflow_id("momo", gid), task_queue=stack.settings.temporal_task_queue
+    )
+    assert outcome.state == "refunded", outcome
+    assert [(r["accepted"], r["amount"]) for r in await ledger(stack, "refunds", gid)] == [(True, 50_000)]
