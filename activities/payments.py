@@ -216,16 +216,30 @@ class PaymentActivities:
     async def settle_late_payment(self, late: LatePayment) -> LateOutcome:
         """Decide, once and atomically, what money for an ended order becomes."""
         async with self.engine.begin() as conn:
+            link_total = 0
+            if is_transfer(late.gateway, late.result_code):
+                # The link's settlements one at a time, each reading the link's running total under
+                # the lock: a transfer the order already counted through a query's total (its own
+                # webhook lost until now) is not counted again.
+                await payments.lock_link(conn, late.gateway, late.gateway_order_id)
+                link_total = await self._link_total(conn, late)
             row = await payments.lock_for_settlement(conn, late.gateway, late.gateway_order_id)
             if row is None:  # the intake keeps such a verdict in the inbox, unmatched, for a person
                 log.error("late payment for no attempt of ours: %s %s", late.gateway, late.gateway_order_id)
                 return LateOutcome("needs_review", "no such payment attempt")
             if another_transfer(late, row):
-                # A link that takes several transfers, whose money so far is accounted for: this
-                # transfer is settled too, on a review row of its own for its amount.
-                reason = f"transfer of {late.amount} VND after the order was {row.order_status}"
+                # A link that takes several transfers, whose money so far is accounted for: what this
+                # transfer brings beyond what our rows hold is settled too, on a review row of its own.
+                received = max(
+                    link_total, await payments.transfers_received(conn, late.gateway, late.gateway_order_id)
+                )
+                accounted = await payments.link_accounted(conn, late.gateway, late.gateway_order_id)
+                new_money = min(late.amount or 0, received - accounted)
+                if new_money <= 0:
+                    return LateOutcome("already_settled", f"counted already: {accounted} VND of {received}")
+                reason = f"transfer of {new_money} VND after the order was {row.order_status}"
                 review = ReviewInput(
-                    late.order_id, late.gateway, late.gateway_order_id, reason, late.amount, late.result_code,
+                    late.order_id, late.gateway, late.gateway_order_id, reason, new_money, late.result_code,
                     late.transaction_id, surplus=True,
                 )  # fmt: skip
                 await payments.flag(conn, review)
@@ -257,6 +271,26 @@ class PaymentActivities:
             )  # fmt: skip
         log.error("late payment on order %s via %s %s: refund required", late.order_id, late.gateway, late.gateway_order_id)
         return LateOutcome("refund_required", f"order was {row.order_status}")
+
+    async def _link_total(self, conn: Any, late: LatePayment) -> int:
+        """What the gateway says the link has received in all (its running total); no answer is no
+        verdict: the settlement fails and is tried again."""
+        created_at = await payments.attempt_created_at(conn, late.gateway, late.gateway_order_id)
+        if created_at is None:
+            return 0
+        link = Attempt(
+            attempt_no=-1, gateway=late.gateway, gateway_order_id=late.gateway_order_id, request_id="", amount=0,
+            status=AttemptStatus.PENDING.value, payment_url="", created_at=created_at,
+        )  # fmt: skip
+        answer = await self._ask(link)
+        if answer is None:
+            raise ApplicationError("the gateway gives no running total for the link", type="GATEWAY_SILENT")
+        if answer.outcome is PaymentOutcome.NOT_FOUND:
+            return 0
+        paid = (answer.raw or {}).get("amountPaid")
+        if isinstance(paid, int):
+            return paid
+        return (answer.amount or 0) if answer.outcome.carries_money else 0
 
     @activity.defn
     async def refund_late_payment(self, late: LatePayment) -> LateOutcome:

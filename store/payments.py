@@ -351,6 +351,25 @@ async def lock_for_settlement(conn: AsyncConnection, gateway: str, gateway_order
     ).first()
 
 
+async def lock_link(conn: AsyncConnection, gateway: str, gateway_order_id: str) -> None:
+    """One settlement of a link's late transfers at a time, until the transaction ends (an advisory
+    lock: the webhook intake, which never takes it, is not held up)."""
+    await conn.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"link:{gateway}:{gateway_order_id}"}
+    )
+
+
+async def link_accounted(conn: AsyncConnection, gateway: str, gateway_order_id: str) -> int:
+    """The money our rows hold for a link: its attempt's (what paid the order, or is under review or
+    going back) and its surplus rows'."""
+    holding = [s.value for s in AttemptStatus if s.holds_money]
+    held = func.coalesce(payment.c.received_amount, payment.c.amount)
+    query = select(func.coalesce(func.sum(held), 0)).where(
+        payment.c.gateway == gateway, payment.c.gateway_order_id == gateway_order_id, payment.c.status.in_(holding)
+    )
+    return int((await conn.execute(query)).scalar_one())
+
+
 async def accept_late(
     conn: AsyncConnection, order_id: str, attempt_no: int, result_code: str, tx: str | None, received: int | None = None
 ) -> None:
