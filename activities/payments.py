@@ -17,7 +17,6 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from domain.ids import refund_key
 from domain.messages import (
     Attempt,
     AttemptRef,
@@ -217,16 +216,30 @@ class PaymentActivities:
     async def settle_late_payment(self, late: LatePayment) -> LateOutcome:
         """Decide, once and atomically, what money for an ended order becomes."""
         async with self.engine.begin() as conn:
+            link_total = 0
+            if is_transfer(late.gateway, late.result_code):
+                # The link's settlements one at a time, each reading the link's running total under
+                # the lock: a transfer the order already counted through a query's total (its own
+                # webhook lost until now) is not counted again.
+                await payments.lock_link(conn, late.gateway, late.gateway_order_id)
+                link_total = await self._link_total(conn, late)
             row = await payments.lock_for_settlement(conn, late.gateway, late.gateway_order_id)
             if row is None:  # the intake keeps such a verdict in the inbox, unmatched, for a person
                 log.error("late payment for no attempt of ours: %s %s", late.gateway, late.gateway_order_id)
                 return LateOutcome("needs_review", "no such payment attempt")
             if another_transfer(late, row):
-                # A link that takes several transfers, whose money so far is accounted for: this
-                # transfer is settled too, on a review row of its own for its amount.
-                reason = f"transfer of {late.amount} VND after the order was {row.order_status}"
+                # A link that takes several transfers, whose money so far is accounted for: what this
+                # transfer brings beyond what our rows hold is settled too, on a review row of its own.
+                received = max(
+                    link_total, await payments.transfers_received(conn, late.gateway, late.gateway_order_id)
+                )
+                accounted = await payments.link_accounted(conn, late.gateway, late.gateway_order_id)
+                new_money = min(late.amount or 0, received - accounted)
+                if new_money <= 0:
+                    return LateOutcome("already_settled", f"counted already: {accounted} VND of {received}")
+                reason = f"transfer of {new_money} VND after the order was {row.order_status}"
                 review = ReviewInput(
-                    late.order_id, late.gateway, late.gateway_order_id, reason, late.amount, late.result_code,
+                    late.order_id, late.gateway, late.gateway_order_id, reason, new_money, late.result_code,
                     late.transaction_id, surplus=True,
                 )  # fmt: skip
                 await payments.flag(conn, review)
@@ -259,17 +272,38 @@ class PaymentActivities:
         log.error("late payment on order %s via %s %s: refund required", late.order_id, late.gateway, late.gateway_order_id)
         return LateOutcome("refund_required", f"order was {row.order_status}")
 
+    async def _link_total(self, conn: Any, late: LatePayment) -> int:
+        """What the gateway says the link has received in all (its running total); no answer is no
+        verdict: the settlement fails and is tried again."""
+        created_at = await payments.attempt_created_at(conn, late.gateway, late.gateway_order_id)
+        if created_at is None:
+            return 0
+        link = Attempt(
+            attempt_no=-1, gateway=late.gateway, gateway_order_id=late.gateway_order_id, request_id="", amount=0,
+            status=AttemptStatus.PENDING.value, payment_url="", created_at=created_at,
+        )  # fmt: skip
+        answer = await self._ask(link)
+        if answer is None:
+            raise ApplicationError("the gateway gives no running total for the link", type="GATEWAY_SILENT")
+        if answer.outcome is PaymentOutcome.NOT_FOUND:
+            return 0
+        paid = (answer.raw or {}).get("amountPaid")
+        if isinstance(paid, int):
+            return paid
+        return (answer.amount or 0) if answer.outcome.carries_money else 0
+
     @activity.defn
     async def refund_late_payment(self, late: LatePayment) -> LateOutcome:
-        """Refund through the gateway exactly once: the idempotency key is the order + attempt, and
-        the row moves refund_required -> refunded only once the gateway shows the refund. While its
-        outcome is unknown the activity fails (REFUND_UNKNOWN) and is asked again."""
+        """Refund through the gateway exactly once: the idempotency key is the payment's one refund
+        key, and the row moves refund_required -> refunded only once the gateway shows the refund.
+        While its outcome is unknown the activity fails (REFUND_UNKNOWN) and is asked again."""
         async with self.engine.begin() as conn:
             row = await payments.by_gateway_id(conn, late.gateway, late.gateway_order_id, lock=True)
-        if row.status == AttemptStatus.REFUNDED.value:
-            return LateOutcome("refunded", "refunded earlier")
-        if row.status != AttemptStatus.REFUND_REQUIRED.value:
-            return LateOutcome("already_settled", row.status)
+            if row.status == AttemptStatus.REFUNDED.value:
+                return LateOutcome("refunded", "refunded earlier")
+            if row.status != AttemptStatus.REFUND_REQUIRED.value:
+                return LateOutcome("already_settled", row.status)
+            await payments.refund_asked(conn, row.id)  # committed before the request leaves
         state, detail = await self._refund(
             row,
             row.transaction_id or late.transaction_id or "",
@@ -283,12 +317,13 @@ class PaymentActivities:
         settlement's, so the gateway refunds one payment once whoever asks, and however often."""
         async with self.engine.begin() as conn:  # waits for an operator's mark-refunded in progress
             row = await payments.lock_payment(conn, uuid.UUID(req.payment_id))
-        if row is None:
-            return RefundOutcome("not_refundable", "no such payment")
-        if row.status == AttemptStatus.REFUNDED.value:
-            return RefundOutcome("refunded", "refunded earlier")
-        if row.status != AttemptStatus.REFUND_REQUIRED.value:
-            return RefundOutcome("not_refundable", f"the payment is {row.status}")
+            if row is None:
+                return RefundOutcome("not_refundable", "no such payment")
+            if row.status == AttemptStatus.REFUNDED.value:
+                return RefundOutcome("refunded", "refunded earlier")
+            if row.status != AttemptStatus.REFUND_REQUIRED.value:
+                return RefundOutcome("not_refundable", f"the payment is {row.status}")
+            await payments.refund_asked(conn, row.id)  # committed before the request leaves
         state, detail = await self._refund(
             row, row.transaction_id or "", f"Refund {row.gateway_order_id}",
             requestedBy=req.requested_by, auditId=req.audit_id,
@@ -298,26 +333,28 @@ class PaymentActivities:
     async def _refund(
         self, row: Any, transaction_id: str, description: str, **event: Any
     ) -> tuple[RefundState, str]:
-        """Ask the attempt's gateway to refund the money received under the payment's one refund key
-        (the adapter looks for the refund first and again after any answer but a plain yes or no).
-        REFUNDED: the row becomes refunded (and `payment.refunded` is published). REFUSED, or a request
-        our record cannot make: the row keeps what was said, for a person. UNKNOWN: noted on the row
-        ("asking the gateway"), and REFUND_UNKNOWN raised: the workflow asks again, never a person."""
+        """Ask the payment's gateway to refund the money received (payments.refund_amount) under the
+        payment's one refund key (payments.gateway_refund_key); the caller has committed
+        `refund_asked` first (the desk reads it: the money may be on its way back). REFUNDED: the row
+        becomes refunded (and `payment.refunded` is published). REFUSED, or a request our record
+        cannot make: nothing went back, `refund_refused` clears the flag so a person may refund by
+        hand. UNKNOWN: noted on the row ("asking the gateway"), the flag stays, and REFUND_UNKNOWN is
+        raised: the workflow asks again, never a person."""
         gateway = self._gateway(row.gateway)
         try:
             result = await _heartbeating(
                 gateway.refund(
                     gateway_order_id=row.gateway_order_id,
                     transaction_id=transaction_id,
-                    amount=received(row),
-                    idempotency_key=refund_key(str(row.order_id), row.attempt_no),
+                    amount=payments.refund_amount(row),
+                    idempotency_key=payments.gateway_refund_key(row),
                     description=description,
                     created_at=row.created_at,
                     paid_at=row.updated_at,
                 )
             )
-        except ValueError as err:  # our record cannot make a valid refund request: a person must look
-            return RefundState.REFUSED, await self._note_refund(row, f"cannot request a refund: {err}")
+        except ValueError as err:  # our record cannot make a valid refund request: it never left
+            return RefundState.REFUSED, await self._refused(row, f"cannot request a refund: {err}")
         if result.state is RefundState.REFUNDED:
             async with self.engine.begin() as conn:
                 await payments.mark_refunded(
@@ -330,11 +367,17 @@ class PaymentActivities:
                 "no refund API" if result.result_code == "UNSUPPORTED" else f"refused {result.result_code}"
             )
             log.error("refund of %s refused (%s): refund by hand", row.gateway_order_id, reason)
-            return RefundState.REFUSED, await self._note_refund(row, f"{reason} {result.message}".strip())
+            return RefundState.REFUSED, await self._refused(row, f"{reason} {result.message}".strip())
         note = f"{ASKING}: {row.gateway} has not shown the refund ({result.result_code} {result.message})"
         log.warning("refund of %s: %s", row.gateway_order_id, note)
         await self._note_refund(row, note)
         raise ApplicationError(note, type=REFUND_UNKNOWN)
+
+    async def _refused(self, row: Any, note: str) -> str:
+        """A definite no: nothing went back, so a person may return the money by hand."""
+        async with self.engine.begin() as conn:
+            await payments.refund_refused(conn, row.id, note)
+        return note
 
     async def _note_refund(self, row: Any, note: str) -> str:
         async with self.engine.begin() as conn:
@@ -349,12 +392,6 @@ def another_transfer(late: LatePayment, row: Any) -> bool:
         and AttemptStatus(row.status).holds_money
         and (row.transaction_id or "") != (late.transaction_id or "")
     )
-
-
-def received(row: Any) -> int:
-    """The money to send back: what the gateway reported received (under review, a PayOS transfer),
-    else the attempt's price (a verified payment of exactly that)."""
-    return row.received_amount if row.received_amount is not None else row.amount
 
 
 async def _heartbeating(call: Awaitable[T]) -> T:

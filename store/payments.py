@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, and_, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.ids import refund_key, surplus_refund_key
 from domain.messages import Attempt, AttemptUpdate, LinkInput, PaymentResult, ReviewInput
 from domain.statuses import AttemptStatus, OrderStatus, SessionStatus
 from domain.verdicts import TRANSFER_CODE
@@ -350,6 +351,25 @@ async def lock_for_settlement(conn: AsyncConnection, gateway: str, gateway_order
     ).first()
 
 
+async def lock_link(conn: AsyncConnection, gateway: str, gateway_order_id: str) -> None:
+    """One settlement of a link's late transfers at a time, until the transaction ends (an advisory
+    lock: the webhook intake, which never takes it, is not held up)."""
+    await conn.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"link:{gateway}:{gateway_order_id}"}
+    )
+
+
+async def link_accounted(conn: AsyncConnection, gateway: str, gateway_order_id: str) -> int:
+    """The money our rows hold for a link: its attempt's (what paid the order, or is under review or
+    going back) and its surplus rows'."""
+    holding = [s.value for s in AttemptStatus if s.holds_money]
+    held = func.coalesce(payment.c.received_amount, payment.c.amount)
+    query = select(func.coalesce(func.sum(held), 0)).where(
+        payment.c.gateway == gateway, payment.c.gateway_order_id == gateway_order_id, payment.c.status.in_(holding)
+    )
+    return int((await conn.execute(query)).scalar_one())
+
+
 async def accept_late(
     conn: AsyncConnection, order_id: str, attempt_no: int, result_code: str, tx: str | None, received: int | None = None
 ) -> None:
@@ -444,6 +464,15 @@ def refund_amount(row: Any) -> int:
     paid exactly its `amount` (only such money settles without review)."""
     amount: int = row.received_amount if row.received_amount is not None else row.amount
     return amount
+
+
+def gateway_refund_key(row: Any) -> str:
+    """The one key a payment's refund goes under at its gateway, whoever asks. A surplus row (money
+    beside its attempt) has its own: under the attempt's, a gateway would read it as the attempt's
+    refund (already done, or a duplicate id) and the surplus would never go back."""
+    if row.surplus_of is not None:
+        return surplus_refund_key(str(row.id))
+    return refund_key(str(row.order_id), row.attempt_no)
 
 
 async def refund_asked(conn: AsyncConnection, payment_id: Any) -> None:

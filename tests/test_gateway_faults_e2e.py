@@ -16,6 +16,7 @@ import pytest_asyncio
 from sqlalchemy import text
 
 from domain.ids import late_workflow_id
+from domain.messages import LatePayment
 from store import payments
 from tests.conftest import own_stack
 from tests.helpers import click, open_pay_page, wait_for_status
@@ -222,3 +223,92 @@ async def test_a_refund_returns_the_amount_received_not_the_price(stack: Any) ->
     assert r.status_code == 200 and r.json()["data"]["status"] == "refunded", r.text
     refunds = await ledger(stack, "refunds", order["attempts"][0]["gatewayOrderId"])
     assert [(r["accepted"], r["amount"]) for r in refunds] == [(True, 50_000)]
+
+
+# ---- the late refund keeps the desk's contract (store/payments.py, "a gateway refund asked") ----------
+
+
+async def attempt_row(stack: Any, gid: str) -> Any:
+    async with stack.engine.connect() as conn:
+        query = text(
+            "SELECT id, status, refund_asked_at, refund_note FROM payment"
+            " WHERE gateway_order_id = :g AND surplus_of IS NULL"
+        )
+        return (await conn.execute(query, {"g": gid})).one()
+
+
+async def desk_mark_refunded(stack: Any, pid: Any, reference: str) -> httpx.Response:
+    return await stack.http.post(
+        f"/admin/payments/{pid}/mark-refunded", json={"reference": reference}, headers=stack.auth("ops", "admin")
+    )
+
+
+async def test_a_late_refund_definitely_refused_is_handed_to_a_person(stack: Any) -> None:
+    """MoMo refuses the late refund (1080): nothing went back, so the flag the refund set before its
+    call is cleared and a person may return the money by hand."""
+    order, _, page = await paid_after_cancel(stack, "momo")
+    gid = order["attempts"][0]["gatewayOrderId"]
+    await faults(stack, {"gateway": "momo", "op": "refund", "fault": "error_code", "code": 1080})
+    await click(page, "pay")
+    outcome = await late_outcome(stack, "momo", gid)
+    assert outcome.state == "refund_required", outcome
+    row = await attempt_row(stack, gid)
+    assert (row.status, row.refund_asked_at) == ("refund_required", None) and "refused 1080" in row.refund_note
+    assert [r for r in await ledger(stack, "refunds", gid) if r["accepted"]] == []  # nothing went back
+    r = await desk_mark_refunded(stack, row.id, "VCB-1080")
+    assert r.status_code == 200 and r.json()["data"]["status"] == "refunded", r.text
+
+
+async def test_a_late_refund_whose_answer_is_lost_is_never_returned_by_hand(stack: Any) -> None:
+    """MoMo refunds, the answer is lost, and its query answers 99 from then on: the late refund's
+    outcome is unknown. Its settlement stopped (terminated), mark-refunded is refused with
+    REFUND_OUTCOME_UNKNOWN until the gateway shows the refund; the money goes back once."""
+    order, _, page = await paid_after_cancel(stack, "momo")
+    gid = order["attempts"][0]["gatewayOrderId"]
+    await faults(
+        stack,
+        {"gateway": "momo", "op": "refund", "fault": "lose_answer", "times": 1},
+        {"gateway": "momo", "op": "query", "fault": "slow", "delaySeconds": 0, "times": 1},  # the look first
+        {"gateway": "momo", "op": "query", "fault": "error_code", "code": 99},  # every look after it
+    )
+    await click(page, "pay")
+    for _ in range(100):
+        row = await attempt_row(stack, gid)
+        if row.refund_note and "asking the gateway" in row.refund_note:
+            break
+        await asyncio.sleep(0.2)
+    assert row.status == "refund_required" and row.refund_asked_at is not None, row
+    assert [r["accepted"] for r in await ledger(stack, "refunds", gid) if not r["duplicate"]] == [True]
+    await stack.client.get_workflow_handle(late_workflow_id("momo", gid)).terminate("nobody asks any more")
+
+    r = await desk_mark_refunded(stack, row.id, "VCB-TWICE")
+    assert r.status_code == 409 and r.json()["error"] == "REFUND_OUTCOME_UNKNOWN", r.text
+    async with httpx.AsyncClient() as http:
+        await http.delete(f"{stack.base}/sandbox/faults")  # MoMo's query answers again
+    r = await stack.http.post(
+        f"/admin/payments/{row.id}/refund", json={"note": "ask again"}, headers=stack.auth("ops", "admin")
+    )
+    assert r.status_code == 200 and r.json()["data"]["status"] == "refunded", r.text  # found, not resent
+    r = await desk_mark_refunded(stack, row.id, "VCB-TWICE")
+    assert r.status_code == 409 and r.json()["error"] == "NOT_REFUNDABLE", r.text
+    accepted = [r["amount"] for r in await ledger(stack, "refunds", gid) if r["accepted"]]
+    assert accepted == [64_000]
+
+
+async def test_a_late_refund_returns_the_amount_received(stack: Any) -> None:
+    """The late path sends payments.refund_amount(row) too: what the gateway reported received."""
+    order, pid = await momo_money_awaiting_refund(stack)
+    gid = order["attempts"][0]["gatewayOrderId"]
+    async with stack.engine.begin() as conn:
+        tx = (
+            await conn.execute(
+                text("UPDATE payment SET received_amount = 50000 WHERE id = :p RETURNING transaction_id"),
+                {"p": pid},
+            )
+        ).scalar_one()
+    late = LatePayment(order["orderId"], "momo", gid, 64_000, "0", tx)
+    outcome = await stack.client.execute_workflow(
+        LatePaymentWorkflow.run, late, id=late_workflow_id("momo", gid), task_queue=stack.settings.temporal_task_queue
+    )
+    assert outcome.state == "refunded", outcome
+    assert [(r["accepted"], r["amount"]) for r in await ledger(stack, "refunds", gid)] == [(True, 50_000)]

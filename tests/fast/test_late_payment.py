@@ -32,7 +32,7 @@ async def test_late_money_is_refunded_only_when_the_decision_requires_it(
     world: World, decision: str, refunds: int, state: str
 ) -> None:
     world.late_decision = decision
-    assert (await settle(world, decision)).state == state
+    assert (await settle(world, state)).state == state
     assert len(world.called("settle_late_payment")) == 1
     assert len(world.called("refund_late_payment")) == refunds
 
@@ -46,3 +46,10 @@ async def test_a_refund_whose_outcome_stays_unknown_is_asked_again_never_handed_
     assert len(world.called("refund_late_payment")) == 41
     waited = await world.env.get_current_time() - started
     assert waited >= 10 * refund_policy.MAXIMUM_INTERVAL  # durable backoff, capped: asked for hours
+
+
+async def test_a_refund_definitely_refused_ends_the_settlement_for_a_person(world: World) -> None:
+    world.refund_refused = True
+    outcome = await settle(world, "refused")
+    assert (outcome.state, outcome.detail) == ("refund_required", "refused 1080")
+    assert len(world.called("refund_late_payment")) == 1
