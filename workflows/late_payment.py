@@ -1,6 +1,6 @@
-"""LatePaymentWorkflow: money that arrived for an order that had already ended. One per attempt
-(id `late-<gateway>-<gatewayOrderId>`), so however often the notification comes, the decision and
-the refund happen once. Started by the order's workflow or, once that has finished, by the webhook."""
+"""LatePaymentWorkflow: money that arrived for an order that had already ended. One per payment
+(id `late-<gateway>-<gatewayOrderId>`, and one per transfer for PayOS: `...-<reference>`), so however
+often the notification comes, the decision and the refund happen once. Started by the order's workflow or, once that has finished, by the webhook."""
 
 from __future__ import annotations
 
@@ -15,11 +15,7 @@ with workflow.unsafe.imports_passed_through():  # shared, not re-imported per in
     from domain.search import GATEWAY, LATE_PAYMENT
     from workflows import refund_policy, steps
 
-RELAY_EVENTS = "critical-path-v1"  # workflow.patched id: events leave through the relay
 DB_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
-EVENTS_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=5), maximum_interval=timedelta(hours=1), maximum_attempts=30
-)
 
 
 @workflow.defn
@@ -51,15 +47,5 @@ class LatePaymentWorkflow:
                 workflow.logger.error("refund of %s could not be asked: %s", late.gateway_order_id, err)
                 outcome = LateOutcome("refund_required", f"the refund could not be asked: {err.cause or err}")
         workflow.upsert_search_attributes([LATE_PAYMENT.value_set(outcome.state)])
-        # Since critical-path-v1 the outbox relay delivers every event, this one's included.
-        if late.publish_events and not workflow.patched(RELAY_EVENTS):
-            try:
-                await workflow.execute_activity(
-                    steps.deliver_order_events,
-                    late.order_id,
-                    start_to_close_timeout=timedelta(seconds=60),
-                    retry_policy=EVENTS_RETRY,
-                )
-            except ActivityError as err:
-                workflow.logger.warning("order events not delivered: %s", err)
+        # Its order events (refund required, refunded) leave through the outbox relay.
         return outcome
