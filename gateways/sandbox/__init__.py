@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from gateways.sandbox.control import control_routes
 from gateways.sandbox.momo import MomoSim, momo_routes
 from gateways.sandbox.pages import pages_routes
 from gateways.sandbox.payos import PayOSSim, payos_routes
@@ -47,6 +48,7 @@ def build_sandbox_router(
     router.include_router(vnpay_routes(vnpay))
     router.include_router(payos_routes(payos))
     router.include_router(pages_routes(sandbox, sims))
+    router.include_router(control_routes(sandbox.store))
     router.sandbox_store = sandbox.store  # type: ignore[attr-defined]
     return router
 

@@ -273,7 +273,7 @@ async def test_round_trip_other_actions(sandbox_env: SandboxEnv, action: str, co
     assert (queried.result_code, queried.outcome) == ("00/02", PaymentOutcome.FAILED)
     refund = await vnpay.refund(
         gateway_order_id=req.gateway_order_id, transaction_id="0", amount=50_000,
-        idempotency_key="r-unpaid", description="x", created_at=req.created_at,
+        idempotency_key=f"r-unpaid-{req.gateway_order_id}", description="x", created_at=req.created_at,
     )  # fmt: skip
     assert not refund.ok and refund.result_code == "95"
 
