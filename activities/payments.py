@@ -34,6 +34,7 @@ from domain.messages import (
 )
 from domain.money import money_problem
 from domain.statuses import AttemptStatus, OrderStatus, PaymentOutcome
+from domain.verdicts import is_transfer
 from gateways.base import GatewayError, GatewayResult, LinkItem, LinkRequest, PaymentGateway
 from infra.db import while_unavailable
 from infra.settings import Settings
@@ -198,6 +199,16 @@ class PaymentActivities:
             if row is None:  # the intake keeps such a verdict in the inbox, unmatched, for a person
                 log.error("late payment for no attempt of ours: %s %s", late.gateway, late.gateway_order_id)
                 return LateOutcome("needs_review", "no such payment attempt")
+            if another_transfer(late, row):
+                # A link that takes several transfers, whose money so far is accounted for: this
+                # transfer is settled too, on a review row of its own for its amount.
+                reason = f"transfer of {late.amount} VND after the order was {row.order_status}"
+                review = ReviewInput(
+                    late.order_id, late.gateway, late.gateway_order_id, reason, late.amount, late.result_code,
+                    late.transaction_id, surplus=True,
+                )  # fmt: skip
+                await payments.flag(conn, review)
+                return LateOutcome("needs_review", reason)
             if row.status in SETTLED:
                 return LateOutcome("already_settled", row.status)
             if row.status == AttemptStatus.REFUND_REQUIRED.value:
@@ -296,6 +307,15 @@ class PaymentActivities:
         async with self.engine.begin() as conn:
             await payments.note_refund(conn, row.id, note)
         return note
+
+
+def another_transfer(late: LatePayment, row: Any) -> bool:
+    """Late money that is one more transfer to a link whose attempt already holds other money."""
+    return (
+        is_transfer(late.gateway, late.result_code)
+        and AttemptStatus(row.status).holds_money
+        and (row.transaction_id or "") != (late.transaction_id or "")
+    )
 
 
 def verdicts(answers: list[GatewayResult]) -> list[PaymentResult]:

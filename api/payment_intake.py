@@ -2,7 +2,8 @@
 
 Order of work for every notification (webhook or browser return), after the adapter verified its
 signature: match it to a payment attempt, persist it to the inbox (deduplicated; money that cannot
-pay the order, by domain.money, is flagged `needs_review` in the same transaction), then signal the
+pay the order, by domain.money, is flagged `needs_review` in the same transaction; a PayOS transfer
+is one money event of its own, judged with the link's other transfers), then signal the
 workflow, unless this very verdict was handed on before. If the signal cannot be delivered now, the
 inbox still holds it (the workflow reads the inbox before it closes the window) and the webhook
 answers "send it again", so a verdict for an order that has already ended reaches its late-payment
@@ -24,6 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from domain.ids import workflow_id
 from domain.messages import AuditEntry, LatePayment, PaymentResult, ReviewInput
 from domain.money import money_problem
+from domain.verdicts import is_transfer
 from gateways.base import GatewayError, GatewayResult, PaymentGateway
 from infra.settings import Settings
 from infra.temporal import start_late_settlement
@@ -70,11 +72,14 @@ async def take(engine: AsyncEngine, client: Client | None, settings: Settings, r
                 log.warning("notification for unknown %s payment %s", result.gateway, result.gateway_order_id)
             return Intake(Verdict.UNKNOWN_ORDER)
         inserted, waiting = await payments.store_verdict(conn, matched.order_id, verdict, key, payload)
-        problem = money_problem(result.outcome, result.amount, matched.amount)
+        received = result.amount
+        if is_transfer(result.gateway, result.result_code):  # what the link has received, all transfers counted
+            received = await payments.transfers_received(conn, result.gateway, result.gateway_order_id)
+        problem = money_problem(result.outcome, received, matched.amount)
         if problem and inserted:
             # Flagged here too, in the inbox's transaction: kept even if the order never hears of it.
             review = ReviewInput(
-                matched.order_id, result.gateway, result.gateway_order_id, problem, result.amount,
+                matched.order_id, result.gateway, result.gateway_order_id, problem, received,
                 result.result_code, result.transaction_id,
             )  # fmt: skip
             await payments.flag(conn, review)
@@ -142,7 +147,7 @@ async def deliver(
 
 async def settle_late(client: Client, settings: Settings, order_id: str, result: GatewayResult) -> None:
     """The order's workflow has ended: money for it is settled by its own workflow, once per
-    attempt (the id makes a second start a no-op)."""
+    attempt, or per transfer for PayOS (the id makes a second start a no-op)."""
     if not result.outcome.carries_money:
         return  # a late failure or cancel changes nothing
     late = LatePayment(

@@ -13,9 +13,10 @@ def workflow_id(order_id: str) -> str:
     return f"order-{order_id}"
 
 
-def late_workflow_id(gateway: str, gateway_order_id: str) -> str:
-    """One late-payment settlement per attempt."""
-    return f"late-{gateway}-{gateway_order_id}"
+def late_workflow_id(gateway: str, gateway_order_id: str, transfer: str | None = None) -> str:
+    """One late-payment settlement per attempt, or per transfer (`transfer`: its reference) where one
+    link takes several (PayOS: domain/verdicts.py)."""
+    return f"late-{gateway}-{gateway_order_id}" + (f"-{transfer}" if transfer else "")
 
 
 def refund_workflow_id(payment_id: str) -> str:

@@ -37,8 +37,6 @@ class OrderInput:
     request_hash: str
     client_ip: str = "127.0.0.1"
     late_payment_policy: str = "refund"
-    # Before critical-path-v1 the workflow delivered its events when set; the relay does it now.
-    publish_events: bool = False
 
 
 @dataclass
@@ -136,6 +134,7 @@ class AttemptUpdate:
     status: str
     result_code: str | None
     transaction_id: str | None = None
+    received_amount: int | None = None  # the money the attempt received (a success: what paid the order)
 
 
 @dataclass
@@ -167,7 +166,8 @@ class TransitionInput:
 @dataclass
 class TransitionResult:
     status: str  # the order's status after the call
-    transitioned: bool  # False when it had already left pending_payment
+    transitioned: bool  # False when it had already left pending_payment, or an operator settled the attempt
+    attempt_status: str | None = None  # the verdict's attempt as Postgres holds it after the call
 
 
 @dataclass
@@ -291,6 +291,9 @@ class ReviewInput:
     amount: int | None
     result_code: str
     transaction_id: str | None = None
+    # Money beside the attempt (a transfer beyond a paid price, or after an operator settled the
+    # attempt): a review row of its own for `amount`, the attempt left as it is.
+    surplus: bool = False
 
 
 @dataclass

@@ -22,6 +22,7 @@ from temporalio.service import TLSConfig
 
 from domain.ids import late_workflow_id
 from domain.messages import LatePayment
+from domain.verdicts import PER_TRANSFER
 from infra.settings import Settings
 from infra.tracing import temporal_interceptors
 
@@ -64,15 +65,21 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     )
 
 
+def late_transfer(late: LatePayment) -> str | None:
+    """What identifies late money beyond its attempt: a PayOS transfer's reference (every transfer
+    to an ended order's link is settled, each once); None for a gateway with one payment per attempt."""
+    return late.transaction_id if late.gateway in PER_TRANSFER else None
+
+
 async def start_late_settlement(client: Client, task_queue: str, late: LatePayment) -> None:
     """The one place a late payment's settlement starts (the webhook, once the order's workflow has
-    finished; the order's workflow, through an activity): one LatePaymentWorkflow per attempt, so
-    however often the money is reported, it is settled once."""
+    finished; the order's workflow, through an activity): one LatePaymentWorkflow per attempt (per
+    transfer for PayOS), so however often the money is reported, it is settled once."""
     try:
         await client.start_workflow(
             "LatePaymentWorkflow",  # by name: infra imports no workflow module
             late,
-            id=late_workflow_id(late.gateway, late.gateway_order_id),
+            id=late_workflow_id(late.gateway, late.gateway_order_id, late_transfer(late)),
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

@@ -131,12 +131,19 @@ async def load_created(conn: AsyncConnection, order_id: str) -> CreatedOrder | N
 # Raw SQL on purpose: one statement, so the transition, the restock, the session, the attempts and
 # the outbox event move together or not at all, and the `status = 'pending_payment'` guard makes a
 # second call a no-op (no double restock, no second event). It also wakes the order's live streams
-# (`order_events`) and the event relay.
+# (`order_events`) and the event relay. An operator's decision stands: an attempt that is
+# `refund_required` or `refunded` is never overwritten (nor is a surplus row), and an order is
+# never paid by an attempt whose money an operator already settled.
 TRANSITION_SQL = text(
     f"""
-    WITH moved AS (
+    WITH settled AS (
+        SELECT status FROM payment
+        WHERE order_id = :id AND attempt_no = :attempt_no AND surplus_of IS NULL
+    ), moved AS (
         UPDATE "order" SET status = :to, end_reason = :reason, updated_at = now(), ended_at = now()
         WHERE id = :id AND status = 'pending_payment'
+            AND NOT (CAST(:to AS text) = 'paid'
+                AND EXISTS (SELECT 1 FROM settled WHERE status IN ('refund_required', 'refunded')))
         RETURNING id, order_code, customer_id, status, grand_total, currency_code, end_reason
     ), event AS ({insert_event("moved o")}
     ), wake AS ({WAKE_RELAY}
@@ -149,25 +156,30 @@ TRANSITION_SQL = text(
         FROM moved WHERE s.order_id = moved.id RETURNING s.id
     ), verdict AS (
         UPDATE payment p SET status = :attempt_status, result_code = :result_code,
-            transaction_id = coalesce(:transaction_id, p.transaction_id), updated_at = now()
-        FROM moved WHERE p.order_id = moved.id AND p.attempt_no = :attempt_no RETURNING p.id
+            transaction_id = coalesce(:transaction_id, p.transaction_id),
+            received_amount = coalesce(:received, p.received_amount), updated_at = now()
+        FROM moved WHERE p.order_id = moved.id AND p.attempt_no = :attempt_no AND p.surplus_of IS NULL
+            AND p.status NOT IN ('refund_required', 'refunded')
+        RETURNING p.status
     ), open_attempts AS (
         UPDATE payment p SET status = :open_status, updated_at = now()
-        FROM moved WHERE p.order_id = moved.id AND p.status = 'pending'
+        FROM moved WHERE p.order_id = moved.id AND p.status = 'pending' AND p.surplus_of IS NULL
             AND p.attempt_no IS DISTINCT FROM :attempt_no RETURNING p.id
     ), announce AS (
         SELECT pg_notify('order_events', CAST(moved.id AS text)) FROM moved
     )
     SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM announce) AS announced,
-        (SELECT count(*) FROM wake) AS woke, (SELECT status FROM "order" WHERE id = :id) AS status
+        (SELECT count(*) FROM wake) AS woke, (SELECT status FROM "order" WHERE id = :id) AS status,
+        coalesce((SELECT status FROM verdict), (SELECT status FROM settled)) AS attempt_status
     """
 )
 
 
 @dataclass(frozen=True)
 class Transition:
-    moved: bool  # False: the order had already left pending_payment (a no-op)
+    moved: bool  # False: the order had already left pending_payment, or an operator settled the attempt
     status: str  # the order's status after the call
+    attempt_status: str | None = None  # the verdict's attempt after the call (None: no attempt given)
 
 
 async def transition(
@@ -191,11 +203,12 @@ async def transition(
                 "attempt_status": attempt.status if attempt else None,
                 "result_code": attempt.result_code if attempt else None,
                 "transaction_id": attempt.transaction_id if attempt else None,
+                "received": attempt.received_amount if attempt else None,
                 **event_params(f"order.{to.value}", **(event or {})),
             },
         )
     ).one()
-    return Transition(True, to.value) if row.moved else Transition(False, row.status)
+    return Transition(bool(row.moved), to.value if row.moved else row.status, row.attempt_status)
 
 
 async def set_deadline(conn: AsyncConnection, order_id: str, expires_at: datetime) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.messages import Attempt, AttemptUpdate, LinkInput, PaymentResult, ReviewInput
 from domain.statuses import AttemptStatus, OrderStatus, SessionStatus
+from domain.verdicts import TRANSFER_CODE
 from store.outbox import record_event
 from store.pages import page_of
 from store.tables import Order, OrderSession, Payment, PaymentNotification
@@ -42,7 +43,10 @@ def attempt_from_row(row: Any) -> Attempt:
 
 
 def _by_gateway_id(gateway: str, gateway_order_id: str) -> Any:
-    return and_(payment.c.gateway == gateway, payment.c.gateway_order_id == gateway_order_id)
+    """The attempt itself, never a surplus row beside it (which shares its gateway order id)."""
+    return and_(
+        payment.c.gateway == gateway, payment.c.gateway_order_id == gateway_order_id, payment.c.surplus_of.is_(None)
+    )
 
 
 # ---- links -------------------------------------------------------------------------------------------------
@@ -51,7 +55,11 @@ def _by_gateway_id(gateway: str, gateway_order_id: str) -> Any:
 async def stored_link(conn: AsyncConnection, order_id: str, attempt_no: int) -> Attempt | None:
     """The attempt an earlier try of the same step already made."""
     row = (
-        await conn.execute(select(payment).where(payment.c.order_id == order_id, payment.c.attempt_no == attempt_no))
+        await conn.execute(
+            select(payment).where(
+                payment.c.order_id == order_id, payment.c.attempt_no == attempt_no, payment.c.surplus_of.is_(None)
+            )
+        )
     ).first()
     return attempt_from_row(row) if row is not None else None
 
@@ -116,7 +124,7 @@ async def record_attempt(conn: AsyncConnection, update_: AttemptUpdate) -> None:
             WITH p AS (
                 UPDATE payment SET status = :status, result_code = :rc,
                     transaction_id = coalesce(:tx, transaction_id), updated_at = now()
-                WHERE order_id = :id AND attempt_no = :n AND status = 'pending'
+                WHERE order_id = :id AND attempt_no = :n AND status = 'pending' AND surplus_of IS NULL
             )
             SELECT pg_notify('order_events', CAST(:id AS text))
             """
@@ -146,7 +154,7 @@ FLAG_SQL = text(
     WITH p AS (
         UPDATE payment SET status = 'needs_review', review_reason = :reason, received_amount = :amount,
             result_code = :rc, transaction_id = coalesce(:tx, transaction_id), updated_at = now()
-        WHERE gateway = :gateway AND gateway_order_id = :gid
+        WHERE gateway = :gateway AND gateway_order_id = :gid AND surplus_of IS NULL
             AND status NOT IN ('success', 'refund_required', 'refunded')
             AND (status <> 'needs_review' OR review_reason IS DISTINCT FROM :reason)
         RETURNING order_id
@@ -156,10 +164,45 @@ FLAG_SQL = text(
 )
 
 
+# Raw SQL on purpose: the surplus row is made from its attempt's own row in one statement, once
+# per transfer (ix_payment_surplus_transfer), and the order's live streams are told.
+SURPLUS_SQL = text(
+    """
+    WITH p AS (
+        INSERT INTO payment (id, order_id, attempt_no, gateway, gateway_order_id, request_id, amount, status,
+            result_code, transaction_id, payment_url, expires_at, review_reason, received_amount, surplus_of,
+            created_at, updated_at)
+        SELECT :pid, a.order_id, a.attempt_no, a.gateway, a.gateway_order_id, a.request_id, :amount,
+            'needs_review', :rc, :tx, a.payment_url, a.expires_at, :reason, :amount, a.id, now(), now()
+        FROM payment a
+        WHERE a.gateway = :gateway AND a.gateway_order_id = :gid AND a.surplus_of IS NULL
+        ON CONFLICT (gateway, gateway_order_id, transaction_id) WHERE surplus_of IS NOT NULL DO NOTHING
+        RETURNING order_id
+    )
+    SELECT p.order_id, pg_notify('order_events', CAST(p.order_id AS text)) FROM p
+    """
+)
+
+
 async def flag(conn: AsyncConnection, review: ReviewInput) -> bool:
     """The one place money goes to review (the workflow, the late settlement, the webhook intake):
-    the attempt becomes `needs_review` with the reason, and `payment.needs_review` is published.
-    False when nothing changed (settled money, or flagged for this reason before)."""
+    the attempt becomes `needs_review` with the reason and what it received, or (`review.surplus`)
+    the money gets a `needs_review` row of its own beside the attempt, for its amount, once per
+    transfer; `payment.needs_review` is published. False when nothing changed (settled money,
+    flagged for this reason before, a surplus row this transfer has already)."""
+    if review.surplus:
+        params = {
+            "pid": uuid.uuid4(), "amount": review.amount or 0, "rc": review.result_code, "reason": review.reason[:300],
+            "tx": review.transaction_id or f"{review.result_code}:{review.amount}", "gateway": review.gateway,
+            "gid": review.gateway_order_id,
+        }  # fmt: skip
+        row = (await conn.execute(SURPLUS_SQL, params)).first()
+        if row is not None:
+            await record_event(
+                conn, str(row.order_id), "payment.needs_review", gatewayOrderId=review.gateway_order_id,
+                reviewReason=review.reason, receivedAmount=review.amount, surplus=True,
+            )  # fmt: skip
+        return row is not None
     row = (
         await conn.execute(
             FLAG_SQL,
@@ -250,6 +293,21 @@ async def store_verdict(
     return False, delivered is None
 
 
+async def transfers_received(conn: AsyncConnection, gateway: str, gateway_order_id: str) -> int:
+    """What a link that takes several transfers has received: each verified transfer in the inbox
+    once (by its reference), its signed amount."""
+    by_transfer = (
+        select(func.max(inbox.c.amount).label("amount"))
+        .where(
+            inbox.c.gateway == gateway, inbox.c.gateway_order_id == gateway_order_id,
+            inbox.c.outcome == "success", inbox.c.result_code == TRANSFER_CODE,
+        )
+        .group_by(func.coalesce(inbox.c.transaction_id, inbox.c.dedupe_key))
+        .subquery()
+    )  # fmt: skip
+    return int((await conn.execute(select(func.coalesce(func.sum(by_transfer.c.amount), 0)))).scalar_one())
+
+
 async def mark_delivered(conn: AsyncConnection, key: str) -> None:
     await conn.execute(
         update(inbox).where(inbox.c.dedupe_key == key, inbox.c.delivered_at.is_(None)).values(delivered_at=func.now())
@@ -284,7 +342,7 @@ async def lock_for_settlement(conn: AsyncConnection, gateway: str, gateway_order
     return (
         await conn.execute(
             select(order.c.status.label("order_status"), order.c.grand_total, payment.c.attempt_no,
-                   payment.c.status, payment.c.amount)
+                   payment.c.status, payment.c.amount, payment.c.transaction_id)
             .join(order, order.c.id == payment.c.order_id)
             .where(_by_gateway_id(gateway, gateway_order_id))
             .with_for_update(of=[order, payment])
@@ -328,7 +386,7 @@ async def _settle_attempt(
 ) -> None:
     await conn.execute(
         update(payment)
-        .where(payment.c.order_id == order_id, payment.c.attempt_no == attempt_no)
+        .where(payment.c.order_id == order_id, payment.c.attempt_no == attempt_no, payment.c.surplus_of.is_(None))
         .values(status=status.value, result_code=result_code,
                 transaction_id=func.coalesce(tx, payment.c.transaction_id), updated_at=func.now())
     )  # fmt: skip

@@ -222,8 +222,29 @@ class Payment(SQLModel, table=True):
 
     __tablename__ = "payment"
     __table_args__ = (
-        UniqueConstraint("order_id", "attempt_no", name="payment_order_id_attempt_no_key"),
-        UniqueConstraint("gateway", "gateway_order_id", name="payment_gateway_gateway_order_id_key"),
+        # An attempt's keys; a surplus row (`surplus_of`) shares them with its attempt (migration 0007).
+        Index(
+            "payment_order_id_attempt_no_key",
+            "order_id",
+            "attempt_no",
+            unique=True,
+            postgresql_where=text("surplus_of IS NULL"),
+        ),
+        Index(
+            "payment_gateway_gateway_order_id_key",
+            "gateway",
+            "gateway_order_id",
+            unique=True,
+            postgresql_where=text("surplus_of IS NULL"),
+        ),
+        Index(
+            "ix_payment_surplus_transfer",
+            "gateway",
+            "gateway_order_id",
+            "transaction_id",
+            unique=True,
+            postgresql_where=text("surplus_of IS NOT NULL"),
+        ),
         CheckConstraint("attempt_no >= 0", name="payment_attempt_no_check"),
         CheckConstraint("amount >= 0", name="payment_amount_check"),
         CheckConstraint(_in("status", AttemptStatus), name="payment_status_check"),
@@ -252,6 +273,8 @@ class Payment(SQLModel, table=True):
     cancel_failures: int = _count(default=0)
     cancel_error: str | None = _text(nullable=True)
     refund_note: str | None = _text(nullable=True)  # what the last refund said, or how it was refunded by hand
+    # A surplus row: money beside the attempt it names (a transfer beyond a paid price), for review.
+    surplus_of: uuid.UUID | None = _ref("payment.id", nullable=True)
     created_at: datetime | None = _at()
     updated_at: datetime | None = _at()
 

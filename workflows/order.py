@@ -54,8 +54,8 @@ with workflow.unsafe.imports_passed_through():
         ReviewInput,
         SessionView,
         TransitionInput,
+        TransitionResult,
     )
-    from domain.money import money_problem
     from domain.search import (
         CUSTOMER_ID,
         GATEWAY,
@@ -71,6 +71,7 @@ with workflow.unsafe.imports_passed_through():
         OrderStatus,
         PaymentOutcome,
     )
+    from domain.verdicts import OPERATOR_SETTLED, Act, Received, decide
     from workflows import steps
 
 DB_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
@@ -78,28 +79,6 @@ DB_TIMEOUT = timedelta(seconds=30)
 # A gateway that cannot make a link within ~3 tries is down: tell the shopper rather than hang.
 LINK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 LINK_TIMEOUT = timedelta(seconds=35)  # MoMo asks clients to wait at least 30 s
-
-# Attempt verdicts that end an attempt without ending the order (while retries remain).
-ATTEMPT_FAILURES = {PaymentOutcome.FAILED, PaymentOutcome.SYSTEM_ERROR}
-# An attempt whose money is accounted for: review never overrides it.
-SETTLED_MONEY = (AttemptStatus.SUCCESS.value, AttemptStatus.REFUND_REQUIRED.value, AttemptStatus.REFUNDED.value)
-EVENT_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(hours=1), maximum_attempts=30
-)
-LOCAL_EFFECTS = "local-effects-v1"  # workflow.patched id: critical-path effects became local activities
-# workflow.patched id: verdicts arriving while the order ends are read, and a success whose order
-# had already ended in Postgres is settled as a late payment.
-LATE_VERDICTS = "late-verdicts-v1"
-# workflow.patched id: links are cancelled only at gateways that can cancel them, which spares most
-# orders an activity (and two trips through the server) at their end.
-ONLY_CANCELLABLE = "only-cancellable-links-v1"
-# workflow.patched id: optional effects (reminders, link cancellation) run beside the run loop and
-# order events leave through the relay; the deadline's reconciliation runs while handlers go on;
-# verified money that cannot pay the order is flagged for review instead of being ignored; search
-# attributes are upserted only when they change (the API sends those it knows with the start).
-# It implies LOCAL_EFFECTS, which is then not asked: each patch asked costs a new order a marker
-# and an upsert of TemporalChangeVersion (a write to the server's visibility store).
-CRITICAL_PATH = "critical-path-v1"
 # While a payment is in flight at the deadline, ask the gateway again this often (within the grace).
 RECHECK = timedelta(seconds=15)
 # The reconciliation asks every open attempt at once under one budget (RECONCILE_BUDGET_SECONDS,
@@ -112,6 +91,9 @@ CANCEL_LINKS_BUDGET = timedelta(seconds=60)
 # A window that closed while a gateway gave no answer: that gateway is asked again for this long.
 CONFIRM_BUDGET = timedelta(minutes=10)
 OPEN_LINK = (AttemptStatus.PENDING.value, AttemptStatus.NEEDS_REVIEW.value)  # a link that may still take money
+# Every change to this workflow's commands is made under a workflow.patched id of its own and
+# recorded as a new release history (tests/test_replay.py says how); nothing is patched yet
+# since release 1.0.
 
 
 @workflow.defn
@@ -136,13 +118,12 @@ class OrderWorkflow:
         self.closing = asyncio.Lock()  # one close of the window at a time (the timer, expire_now)
         self.beside: set[asyncio.Task[None]] = set()  # optional effects: never awaited by the loop
         self.reminder: asyncio.Task[Any] | None = None
-        self.effects_beside = False  # CRITICAL_PATH, decided once at the start of the run
+        self.money: dict[int, Received] = {}  # by attempt_no: what each attempt's gateway reported
 
     # ---- the run ---------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: OrderInput) -> OrderOutcome:
-        self.effects_beside = workflow.patched(CRITICAL_PATH)
         created = await workflow.execute_local_activity(
             steps.create_order,
             CreateOrderInput(
@@ -176,8 +157,6 @@ class OrderWorkflow:
                 workflow.logger.warning("first payment link failed: %s", err)
                 await self._finish(OrderStatus.FAILED, "payment_link_unavailable")
         self.creation = Creation(order=self.order, session=self.session(), request_hash=inp.request_hash)
-        if not self.effects_beside:
-            await self._publish_events()
 
         while not self.status.is_terminal:
             await self._sleep_until_next_event()
@@ -187,19 +166,16 @@ class OrderWorkflow:
                     break
                 now = workflow.now()
                 if not self.reminded and now >= self._reminder_at():
-                    await self._remind()
+                    self._remind()
                 due = now >= self.deadline
-                if due and not self.effects_beside:
-                    await self._close_window(grace=True)
-            if due and self.effects_beside:
+            if due:
                 await self._close_window(grace=True)
 
         await workflow.wait_condition(workflow.all_handlers_finished)
-        if self.effects_beside:
-            await self._effects_done()
-        # Verdicts can still arrive while the order ends (links being cancelled, events going out):
-        # read them too, or a success paid just after the deadline would leave with the history.
-        while self.inbox and workflow.patched(LATE_VERDICTS):
+        await self._effects_done()
+        # Verdicts can still arrive while the order ends (links being cancelled): read them too,
+        # or a success paid just after the deadline would leave with the history.
+        while self.inbox:
             async with self.lock:
                 await self._drain_inbox()
             await workflow.wait_condition(workflow.all_handlers_finished)
@@ -326,10 +302,7 @@ class OrderWorkflow:
                 raise ApplicationError(f"Order is {self.status.value}", type="ORDER_NOT_PENDING")
             await self._move_deadline(workflow.now(), req.audit if req else None)
             await self._drain_inbox()
-            if not self.effects_beside and not self.status.is_terminal:
-                await self._close_window(grace=False)
-        if self.effects_beside:
-            await self._close_window(grace=False)
+        await self._close_window(grace=False)
         return self.session()
 
     @workflow.query
@@ -353,13 +326,10 @@ class OrderWorkflow:
     # ---- effects -------------------------------------------------------------------------------
 
     async def _effect(self, step: Any, arg: Any, timeout: timedelta, retry: RetryPolicy) -> Any:
-        """Run an effect on the order's critical path. Since LOCAL_EFFECTS it is a local activity:
-        it runs inside the workflow task on this worker, saving a round trip through the server
-        per step (creation, attempts, the deadline's reconcile and transition). Histories started
-        before that patch replay as the ordinary activities they recorded."""
-        if self.effects_beside or workflow.patched(LOCAL_EFFECTS):
-            return await workflow.execute_local_activity(step, arg, start_to_close_timeout=timeout, retry_policy=retry)
-        return await workflow.execute_activity(step, arg, start_to_close_timeout=timeout, retry_policy=retry)
+        """Run an effect on the order's critical path as a local activity: it runs inside the
+        workflow task on this worker, saving a round trip through the server per step (creation,
+        attempts, the deadline's reconcile and transition)."""
+        return await workflow.execute_local_activity(step, arg, start_to_close_timeout=timeout, retry_policy=retry)
 
     def _retries_used(self) -> int:
         # Attempt 0 is the first link; each retry adds one (seed 000's paymentAttempts).
@@ -393,48 +363,82 @@ class OrderWorkflow:
         while self.inbox:
             await self._apply(self.inbox.pop(0))
 
+    def _attempt(self, gateway_order_id: str) -> Attempt | None:
+        return next((a for a in self.attempts if a.gateway_order_id == gateway_order_id), None)
+
     async def _apply(self, result: PaymentResult) -> None:
-        attempt = next((a for a in self.attempts if a.gateway_order_id == result.gateway_order_id), None)
+        """One verdict, through the verdict table (domain/verdicts.py)."""
         outcome = PaymentOutcome(result.outcome)
-        if attempt is None and self.effects_beside and outcome.carries_money and self.order is not None:
+        attempt = self._attempt(result.gateway_order_id)
+        if attempt is None and outcome.carries_money and self.order is not None:
             attempt = await self._adopt(result)
-        if self.effects_beside:
-            problem = money_problem(outcome, result.amount, attempt.amount if attempt else None)
-            if problem:  # verified money that cannot pay the order: kept for a person, never dropped
-                await self._flag(result, problem, attempt)
-                return
-        if attempt is None or self.order is None:
-            workflow.logger.warning("payment result for unknown attempt %s", result.gateway_order_id)
+        money = self.money.setdefault(attempt.attempt_no, Received()) if attempt else Received()
+        received = result.amount
+        if outcome.carries_money:
+            received = money.take(result.gateway, result.result_code, result.amount, result.transaction_id)
+        await self._decide(result, attempt, money, received)
+
+    async def _decide(self, result: PaymentResult, attempt: Attempt | None, money: Received, received: int | None) -> None:
+        paid_by_it = attempt is not None and attempt.status == AttemptStatus.SUCCESS.value
+        new_money = money.new_money(result.gateway, paid_by_it)
+        verdict = decide(
+            result.outcome,
+            attempt_status=attempt.status if attempt else None,
+            order_status=self.status,
+            expected=attempt.amount if attempt else None,
+            received=received,
+            new_money=new_money,
+            retries_left=attempt is None or not self._is_last_chance(attempt),
+        )
+        act = verdict.act
+        if act is Act.IGNORE:
+            if attempt is None:
+                workflow.logger.warning("payment result for unknown attempt %s", result.gateway_order_id)
             return
-        if self.status.is_terminal or attempt.status == AttemptStatus.SUCCESS.value:
-            # Never downgrade or reopen an ended order; money for it is settled on its own.
-            if outcome is PaymentOutcome.SUCCESS and attempt.status != AttemptStatus.SUCCESS.value:
-                await self._settle_late(result)
-            return
-        update = AttemptUpdate(self.inp.order_id, attempt.attempt_no, "", result.result_code, result.transaction_id)
-        if outcome is PaymentOutcome.SUCCESS:
-            if result.amount != self.order.grand_total:  # only before CRITICAL_PATH (flagged above since)
-                workflow.logger.error("amount mismatch on %s: %s", attempt.gateway_order_id, result.amount)
+        assert attempt is not None or act is Act.REVIEW
+        if act is Act.NOTE:
+            assert attempt is not None
+            attempt.result_code = result.result_code
+        elif act is Act.REVIEW:  # verified money that cannot pay the order: kept for a person, never dropped
+            await self._flag(result, verdict.reason, attempt, received)
+            money.hand_on()
+        elif act is Act.SURPLUS:
+            await self._flag(result, verdict.reason, None, new_money, surplus=True)
+            money.hand_on()
+        elif act is Act.SETTLE_LATE:
+            await self._settle_late(result, new_money)
+            money.hand_on()
+        elif act is Act.END_ATTEMPT:
+            assert attempt is not None and verdict.attempt_status is not None
+            await self._record_attempt(self._update(result, attempt, verdict.attempt_status))
+        else:  # PAY, CANCEL, FAIL: the verdict ends the order
+            assert attempt is not None and verdict.attempt_status is not None and verdict.order_status is not None
+            update = self._update(result, attempt, verdict.attempt_status, received if act is Act.PAY else None)
+            reason = {
+                Act.PAY: f"paid_via_{attempt.gateway}",
+                Act.CANCEL: f"cancelled_at_gateway_{result.result_code}",
+                Act.FAIL: "max_attempts_failed",
+            }[act]
+            moved = await self._finish(verdict.order_status, reason, update)
+            if act is not Act.PAY:
                 return
-            update.status = AttemptStatus.SUCCESS.value
-            await self._finish(OrderStatus.PAID, f"paid_via_{attempt.gateway}", update)
-            if self.status is not OrderStatus.PAID and workflow.patched(LATE_VERDICTS):
+            if moved.transitioned:
+                money.hand_on()
+            elif moved.attempt_status in OPERATOR_SETTLED and not self.status.is_terminal:
+                # An operator settled this attempt's money beside the workflow: that decision
+                # stands, and the money that came since is kept apart, never paid with.
+                attempt.status = moved.attempt_status
+                await self._decide(result, attempt, money, received)
+            else:
                 # The order had already ended in Postgres (a workflow task that expired it was lost
                 # after its local activity committed): the money is a late payment.
-                await self._settle_late(result)
-        elif outcome is PaymentOutcome.CANCELLED:
-            update.status = AttemptStatus.CANCELLED.value
-            await self._finish(OrderStatus.CANCELLED, f"cancelled_at_gateway_{result.result_code}", update)
-        elif outcome in ATTEMPT_FAILURES or outcome is PaymentOutcome.EXPIRED:
-            update.status = (
-                AttemptStatus.EXPIRED.value if outcome is PaymentOutcome.EXPIRED else outcome.value
-            )
-            if self._is_last_chance(attempt) and outcome in ATTEMPT_FAILURES:
-                await self._finish(OrderStatus.FAILED, "max_attempts_failed", update)
-            else:
-                await self._record_attempt(update)
-        else:  # pending / not_found: nothing final yet
-            attempt.result_code = result.result_code
+                await self._settle_late(result, new_money)
+                money.hand_on()
+
+    def _update(self, result: PaymentResult, attempt: Attempt, status: AttemptStatus, received: int | None = None) -> AttemptUpdate:
+        return AttemptUpdate(
+            self.inp.order_id, attempt.attempt_no, status.value, result.result_code, result.transaction_id, received
+        )
 
     async def _adopt(self, result: PaymentResult) -> Attempt | None:
         """Money for an attempt this order has in Postgres but the workflow does not: a retry
@@ -459,14 +463,17 @@ class OrderWorkflow:
         self.last_attempt_at = max(a.created_at for a in self.attempts)
         return found
 
-    async def _flag(self, result: PaymentResult, reason: str, attempt: Attempt | None) -> None:
-        """Money that cannot pay: its attempt becomes `needs_review` (unless its money is settled)."""
+    async def _flag(
+        self, result: PaymentResult, reason: str, attempt: Attempt | None, amount: int | None, surplus: bool = False
+    ) -> None:
+        """Money that cannot pay: its attempt becomes `needs_review` with what it received, or
+        (`surplus`) the money gets a review row of its own beside the attempt."""
         review = ReviewInput(
-            self.inp.order_id, result.gateway, result.gateway_order_id, reason, result.amount, result.result_code,
-            result.transaction_id,
+            self.inp.order_id, result.gateway, result.gateway_order_id, reason, amount, result.result_code,
+            result.transaction_id, surplus,
         )  # fmt: skip
         await self._effect(steps.flag_for_review, review, DB_TIMEOUT, DB_RETRY)
-        if attempt is not None and attempt.status not in SETTLED_MONEY:
+        if attempt is not None:
             attempt.status = AttemptStatus.NEEDS_REVIEW.value
             attempt.result_code = result.result_code
 
@@ -487,26 +494,16 @@ class OrderWorkflow:
 
     async def _close_window(self, grace: bool) -> None:
         """Reconcile before expiring: a payment whose notification was lost pays the order; one still
-        in flight holds the window for at most the grace, asked again every RECHECK. Since
-        CRITICAL_PATH the gateways are asked without the lock, so handlers are never held up by
-        a slow gateway; before it, the caller held the lock."""
-        if not self.effects_beside:
-            await self._conclude(await self._reconcile(), grace)
-            return
+        in flight holds the window for at most the grace, asked again every RECHECK. The gateways
+        are asked without the lock, so handlers are never held up by a slow gateway."""
         async with self.closing:
             if self.status.is_terminal:
                 return
-            reconciled = await self._reconcile()
+            reconciled = await self._effect(
+                steps.reconcile, ReconcileInput(self.inp.order_id, self.attempts), RECONCILE_TIMEOUT, DB_RETRY
+            )
             async with self.lock:
                 await self._conclude(reconciled, grace)
-
-    async def _reconcile(self) -> Reconciled:
-        return await self._effect(
-            steps.reconcile,
-            ReconcileInput(self.inp.order_id, self.attempts),
-            RECONCILE_TIMEOUT if self.effects_beside else LINK_TIMEOUT,
-            DB_RETRY,
-        )
 
     async def _conclude(self, reconciled: Reconciled, grace: bool) -> None:
         for result in reconciled.results:
@@ -522,20 +519,23 @@ class OrderWorkflow:
         self.recheck_at = None
         silent = [a for a in self.attempts if a.gateway_order_id in reconciled.unanswered]
         await self._finish(OrderStatus.EXPIRED, "payment_window_closed")
-        if silent and self.effects_beside:
+        if silent:
             # Closed on time all the same; a payment made in time whose notification was lost is
             # still found once the gateway answers, and settled as a late payment.
             self._beside("confirm attempts", self._confirm_after_close(silent))
 
-    async def _settle_late(self, result: PaymentResult) -> None:
+    async def _settle_late(self, result: PaymentResult, amount: int | None) -> None:
+        """Money for an order that has ended otherwise: its own settlement (LatePaymentWorkflow),
+        one per attempt, or per transfer where a link takes several (infra/temporal.py)."""
         late = LatePayment(
             order_id=self.inp.order_id,
             gateway=result.gateway,
             gateway_order_id=result.gateway_order_id,
-            amount=result.amount,
+            amount=amount,
             result_code=result.result_code,
             transaction_id=result.transaction_id,
             policy=self.inp.late_payment_policy,
+            outcome=result.outcome,
         )
         await workflow.execute_activity(
             steps.request_late_settlement,
@@ -546,16 +546,17 @@ class OrderWorkflow:
 
     async def _finish(
         self, to: OrderStatus, reason: str, update: AttemptUpdate | None = None, audit: AuditEntry | None = None
-    ) -> None:
+    ) -> TransitionResult:
         """The one terminal transition; an operator's action that causes it (`audit`) is recorded with it."""
-        result = await self._effect(
+        result: TransitionResult = await self._effect(
             steps.transition_order, TransitionInput(self.inp.order_id, to.value, reason, update, audit), DB_TIMEOUT,
             DB_RETRY,
         )  # fmt: skip
         self.status = OrderStatus(result.status)
-        if self.status is to:  # not when Postgres shows the order ended otherwise already
-            self.end_reason = reason
-        if update is not None and (self.status is to or not workflow.patched(LATE_VERDICTS)):
+        if self.status is not to:  # Postgres shows the order ended otherwise, or still open
+            return result
+        self.end_reason = reason
+        if update is not None:
             self._set_attempt(update)  # the guarded UPDATE wrote the attempt only if the order moved
         # Links still open at a gateway that can cancel them; never the one whose verdict this is
         # (it took the money, or ended already). Copies: the statuses below change on these objects.
@@ -566,45 +567,13 @@ class OrderWorkflow:
             and a.gateway in CANCELLABLE_LINKS
             and (update is None or a.attempt_no != update.attempt_no)
         ]
-        open_links = [a for a in self.attempts if a.status == AttemptStatus.PENDING.value]
-        for a in open_links:
-            a.status = OPEN_ATTEMPTS_BECOME[self.status].value
+        for a in self.attempts:
+            if a.status == AttemptStatus.PENDING.value:
+                a.status = OPEN_ATTEMPTS_BECOME[self.status].value
         workflow.upsert_search_attributes([ORDER_STATUS.value_set(self.status.value)])
-        if self.effects_beside:
-            if closing:
-                self._beside("cancel links", self._cancel_links_beside(closing, reason))
-            return
-        if any(a.gateway not in CANCELLABLE_LINKS for a in open_links) and workflow.patched(ONLY_CANCELLABLE):
-            open_links = [a for a in open_links if a.gateway in CANCELLABLE_LINKS]
-        if open_links:
-            await self._cancel_links(open_links, reason)
-        await self._publish_events()
-
-    async def _publish_events(self) -> None:
-        """Hand the outbox to ORDER_EVENTS_URLS, backing off for up to ~a day; what is still
-        undelivered after that goes out with the order's next event (receivers dedupe on the id)."""
-        if not self.inp.publish_events:
-            return
-        try:
-            await workflow.execute_activity(
-                steps.deliver_order_events,
-                self.inp.order_id,
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=EVENT_RETRY,
-            )
-        except ActivityError as err:
-            workflow.logger.warning("order events not delivered: %s", err)
-
-    async def _cancel_links(self, attempts: list[Attempt], reason: str) -> None:
-        try:
-            await workflow.execute_activity(
-                steps.cancel_open_links,
-                CancelLinksInput(self.inp.order_id, attempts, reason[:100]),
-                start_to_close_timeout=LINK_TIMEOUT,
-                retry_policy=RetryPolicy(maximum_attempts=3),
-            )
-        except ActivityError as err:  # best effort: a paid-late link is settled by the late path
-            workflow.logger.warning("cancelling links failed: %s", err)
+        if closing:
+            self._beside("cancel links", self._cancel_links_beside(closing, reason))
+        return result
 
     async def _move_deadline(self, deadline: datetime, audit: AuditEntry | None = None) -> None:
         """The operator's action that moves it (`audit`) is recorded with the new deadline."""
@@ -614,28 +583,20 @@ class OrderWorkflow:
         self.wake = True
         workflow.upsert_search_attributes([PAYMENT_DEADLINE.value_set(deadline)])
 
-    async def _remind(self) -> None:
+    def _remind(self) -> None:
+        """Beside the loop, retried until the window closes; abandoned (not awaited) when the order ends."""
         assert self.order is not None
         self.reminded = True
         reminder = ReminderInput(self.inp.order_id, self.order.order_code, self.inp.customer_id, self.deadline)
-        if self.effects_beside:
-            # Beside the loop, retried until the window closes; abandoned (not awaited) when the order ends.
-            self.reminder = workflow.start_activity(
-                steps.send_reminder,
-                reminder,
-                start_to_close_timeout=DB_TIMEOUT,
-                schedule_to_close_timeout=max(self.deadline - workflow.now(), timedelta(seconds=30)),
-                retry_policy=BESIDE_RETRY,
-                cancellation_type=workflow.ActivityCancellationType.ABANDON,
-            )
-            self._beside("reminder", self.reminder)
-            return
-        await workflow.execute_activity(
+        self.reminder = workflow.start_activity(
             steps.send_reminder,
             reminder,
             start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=RetryPolicy(maximum_attempts=3),
+            schedule_to_close_timeout=max(self.deadline - workflow.now(), timedelta(seconds=30)),
+            retry_policy=BESIDE_RETRY,
+            cancellation_type=workflow.ActivityCancellationType.ABANDON,
         )
+        self._beside("reminder", self.reminder)
 
     # ---- beside the critical path ----------------------------------------------------------------
 
@@ -698,10 +659,9 @@ class OrderWorkflow:
         )
 
     def _set_attributes(self, updates: list[SearchAttributeUpdate]) -> None:
-        """Since CRITICAL_PATH, only the attributes whose value changes (each upsert is an event
-        and a write to the server's visibility store); before it, every one given."""
-        if self.effects_beside:
-            current = workflow.info().typed_search_attributes
-            updates = [u for u in updates if current.get(u.key) != u.value]
+        """Only the attributes whose value changes (each upsert is an event and a write to the
+        server's visibility store; the API sends those it knows with the start)."""
+        current = workflow.info().typed_search_attributes
+        updates = [u for u in updates if current.get(u.key) != u.value]
         if updates:
             workflow.upsert_search_attributes(updates)

@@ -100,13 +100,9 @@ async def vnpay_ipn(request: Request) -> JSONResponse:
 @router.post("/webhooks/payos", responses=error_responses(400, 503))
 async def payos_webhook(request: Request) -> JSONResponse:
     transfer = _verify(request, "payos", await _json_body(request))
-    # A PayOS webhook reports one received transfer; the link's state (amountPaid, PAID / UNDERPAID)
-    # is what decides the order (GATEWAYS.md): ask for it, and keep the signed transfer itself when
-    # the answer carries no money (PayOS unreachable, or not updated yet; the deadline asks again).
-    state = await request.app.state.gateway_queries.ask(
-        request.app.state.engine, _gateway(request, "payos"), transfer.gateway_order_id, transfer.transaction_id or ""
-    )
-    intake = await _take(request, state if state is not None and state.outcome.carries_money else transfer)
+    # A PayOS webhook reports one received transfer: a money event of its own (its reference, its
+    # amount); the intake adds up a link's transfers (api/payment_intake.py).
+    intake = await _take(request, transfer)
     if intake.verdict is Verdict.AMOUNT_MISMATCH:
         raise ApiError(400, "AMOUNT_MISMATCH", "Amount does not match the order")
     if not intake.delivered:

@@ -8,6 +8,7 @@ import pytest
 
 from domain.messages import RetryResult
 from tests.fast.world import World, near, refused
+from tests.recorded import keep
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 WEEK = 7 * 24 * 60
@@ -44,6 +45,7 @@ async def test_cancel_ends_the_order_with_its_reason(world: World) -> None:
     assert view.end_reason == "cancelled_by_customer: changed my mind"
     assert await order.outcome() == ("cancelled", "cancelled_by_customer: changed my mind")
     assert world.called("cancel_open_links") == [] and world.called("reconcile") == []
+    await keep(order.handle, "order", "cancel")
 
 
 async def test_a_success_received_before_a_cancel_wins(world: World) -> None:
@@ -85,6 +87,7 @@ async def test_extend_moves_the_deadline_and_the_reminder(world: World) -> None:
     assert await order.outcome() == ("expired", "payment_window_closed")
     assert near(await order.lasted(), timedelta(minutes=25))
     assert near(world.times("send_reminder")[0], view.expires_at - timedelta(minutes=3))
+    await keep(order.handle, "order", "extend")
 
 
 @pytest.mark.parametrize("minutes", [0, WEEK + 1, -(WEEK + 1)])
@@ -116,6 +119,8 @@ async def test_expire_now_reconciles_first_and_a_payment_found_pays(world: World
     order = await world.start()
     view = await order.expire_now()
     assert (view.order_status, view.end_reason) == ("paid", "paid_via_momo")
+    await order.outcome()
+    await keep(order.handle, "order", "expire_now")
 
 
 async def test_the_session_query_answers_from_the_workflow(world: World) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from domain.messages import Attempt, AttemptUpdate, LatePayment
 from tests.fast.world import World, refused
+from tests.recorded import keep
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 STRANGER = Attempt(
@@ -23,7 +24,7 @@ async def test_a_success_for_the_exact_amount_pays(world: World) -> None:
     assert await order.outcome() == ("paid", "paid_via_momo")
     [transition] = world.called("transition_order")
     gid = order.attempt.gateway_order_id
-    assert transition.attempt == AttemptUpdate(order.id, 0, "success", "0", f"tx-{gid}")
+    assert transition.attempt == AttemptUpdate(order.id, 0, "success", "0", f"tx-{gid}", 30_000)
     view = await order.view()
     assert (view.status, view.attempts[0].status) == ("completed", "success")
 
@@ -61,6 +62,7 @@ async def test_money_for_an_attempt_a_lost_update_made_pays_the_order(world: Wor
     assert transition.attempt.attempt_no == 1 and transition.attempt.status == "success"
     assert not world.called("flag_for_review")
     assert [a.attempt_no for a in (await order.view()).attempts] == [0, 1]
+    await keep(order.handle, "order", "adopted_attempt")
 
 
 async def test_a_stored_attempt_for_other_money_is_not_adopted(world: World) -> None:
@@ -82,6 +84,7 @@ async def test_duplicate_verdicts_are_applied_once_and_another_amount_is_another
     await order.verdict("success", 30_000)  # same transaction, the right amount: pays
     assert await order.outcome() == ("paid", "paid_via_momo")
     assert len(world.called("record_attempt")) == 1 and len(world.called("flag_for_review")) == 1
+    await keep(order.handle, "order", "needs_review_wrong_amount")
 
 
 async def test_cancelled_at_the_gateway_cancels_the_order(world: World) -> None:

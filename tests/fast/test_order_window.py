@@ -10,6 +10,7 @@ import pytest
 
 from domain.messages import LatePayment
 from tests.fast.world import VARIANT, World, near, refused
+from tests.recorded import keep
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 WINDOW = timedelta(minutes=15)
@@ -33,6 +34,7 @@ async def test_a_first_link_that_fails_fails_the_order(world: World) -> None:
     assert {(t.to_status, t.reason) for t in world.called("transition_order")} == {
         ("failed", "payment_link_unavailable")
     }
+    await keep(order.handle, "order", "failed_first_link")
 
 
 async def test_the_window_expires_at_its_deadline_after_one_reminder(world: World) -> None:
@@ -102,6 +104,7 @@ async def test_a_payment_in_flight_that_succeeds_within_the_grace_pays(world: Wo
     world.answers[0] = "success"
     assert await order.outcome() == ("paid", "paid_via_momo")
     assert len(world.called("create_payment_link")) == 1
+    await keep(order.handle, "order", "in_flight_recheck_at_deadline")
 
 
 async def test_a_silent_gateway_holds_the_window_and_money_found_after_the_close_is_settled_late(

@@ -78,6 +78,8 @@ class World:
         self.cancel_fails = False
         self.late_decision = "refund_required"  # what settle_late_payment decides
         self.refund_fails = False
+        # Attempts an operator settled in Postgres beside the workflow: gateway order id -> status.
+        self.settled: dict[str, str] = {}
         # state and the record
         self.frozen: dict[str, CreatedOrder] = {}
         self.orders: dict[str, str] = {}  # order id -> its status "in Postgres"
@@ -208,10 +210,15 @@ class World:
     async def transition_order(self, inp: TransitionInput) -> TransitionResult:
         await self._record(inp)
         current = self.orders[inp.order_id]
+        no = inp.attempt.attempt_no if inp.attempt else None
+        mine = [gid for gid, (oid, a) in self.links.items() if oid == inp.order_id and a.attempt_no == no]
+        settled = self.settled.get(mine[0]) if mine else None
         if current != "pending_payment":  # the guarded UPDATE: only a pending order moves
-            return TransitionResult(current, False)
+            return TransitionResult(current, False, settled)
+        if settled is not None and inp.to_status == "paid":  # nor is it paid from money an operator settled
+            return TransitionResult(current, False, settled)
         self.orders[inp.order_id] = inp.to_status
-        return TransitionResult(inp.to_status, True)
+        return TransitionResult(inp.to_status, True, inp.attempt.status if inp.attempt else None)
 
     @activity.defn
     async def set_deadline(self, inp: DeadlineInput) -> None:
@@ -298,6 +305,13 @@ class Order:
             a.gateway, a.gateway_order_id, outcome, code, amount, f"tx-{a.gateway_order_id}"
         )
         await self.handle.signal(OrderWorkflow.payment_result, result)
+
+    async def transfer(self, amount: int, reference: str) -> None:
+        """A PayOS webhook: one transfer of `amount` to the first link (code "00", its own reference)."""
+        a = self.attempt
+        await self.handle.signal(
+            OrderWorkflow.payment_result, PaymentResult(a.gateway, a.gateway_order_id, "success", "00", amount, reference)
+        )
 
     async def retry(self, gateway: str | None = None) -> RetryResult:
         return await self.handle.execute_update(OrderWorkflow.retry_payment, RetryRequest(gateway))

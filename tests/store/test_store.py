@@ -209,3 +209,81 @@ async def test_listing_filters_by_payment_status(engine: AsyncEngine) -> None:
     assert everything[0] == 2
     statuses: dict[str, Any] = {str(r.id): r.payment_status for r in everything[1]}
     assert statuses == {ids[0]: None, ids[1]: "needs_review"}
+
+
+# ---- an operator's decision stands; money beside an attempt --------------------------------------------
+
+
+async def set_status(engine: AsyncEngine, gid: str, status: str) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE payment SET status = :s WHERE gateway_order_id = :g AND surplus_of IS NULL"),
+            {"s": status, "g": gid},
+        )
+
+
+@pytest.mark.parametrize("settled", ["refunded", "refund_required"])
+async def test_the_transition_never_pays_with_nor_overwrites_money_an_operator_settled(
+    engine: AsyncEngine, settled: str
+) -> None:
+    vid = await variant(engine, stock=2)
+    oid = await new_order(engine, vid)
+    gid = await add_attempt(engine, oid)
+    await set_status(engine, gid, settled)
+    paid = AttemptUpdate(oid, 0, "success", "00", "ref-2", 40_000)
+    async with engine.begin() as conn:
+        refused = await orders.transition(conn, oid, OrderStatus.PAID, "paid_via_payos", paid)
+    assert (refused.moved, refused.status, refused.attempt_status) == (False, "pending_payment", settled)
+    assert await stock(engine, vid) == 1  # still reserved: the order is open
+    failed = AttemptUpdate(oid, 0, "failed", "1", None)
+    async with engine.begin() as conn:  # another ending moves the order, and leaves the attempt as it is
+        moved = await orders.transition(conn, oid, OrderStatus.FAILED, "max_attempts_failed", failed)
+        row = await payments.by_gateway_id(conn, "momo", gid)
+    assert (moved.moved, moved.status, moved.attempt_status) == (True, "failed", settled)
+    assert row.status == settled and await stock(engine, vid) == 2
+
+
+async def test_paid_records_what_was_received(engine: AsyncEngine) -> None:
+    vid = await variant(engine, stock=2)
+    oid = await new_order(engine, vid)
+    gid = await add_attempt(engine, oid)
+    async with engine.begin() as conn:
+        moved = await orders.transition(
+            conn, oid, OrderStatus.PAID, "paid", AttemptUpdate(oid, 0, "success", "00", "ref-2", 40_000)
+        )
+        row = await payments.by_gateway_id(conn, "momo", gid)
+    assert (moved.moved, moved.attempt_status) == (True, "success")
+    assert (row.status, row.received_amount, row.transaction_id) == ("success", 40_000, "ref-2")
+
+
+async def test_a_surplus_gets_its_own_review_row_once_per_transfer_and_the_attempt_stays(engine: AsyncEngine) -> None:
+    vid = await variant(engine, stock=2)
+    oid = await new_order(engine, vid)
+    gid = await add_attempt(engine, oid)
+    async with engine.begin() as conn:
+        await orders.transition(conn, oid, OrderStatus.PAID, "paid", AttemptUpdate(oid, 0, "success", "00", "r1", 40_000))
+    extra = ReviewInput(oid, "momo", gid, "surplus: received 5000 VND beyond the price", 5_000, "00", "r2", True)
+    async with engine.begin() as conn:
+        assert await payments.flag(conn, extra) is True
+        assert await payments.flag(conn, extra) is False  # the same transfer again: one row
+        assert await payments.flag(conn, ReviewInput(oid, "momo", gid, "surplus", 7_000, "00", "r3", True)) is True
+        row = await payments.by_gateway_id(conn, "momo", gid)
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT status, amount, received_amount, transaction_id, surplus_of FROM payment "
+                    "WHERE order_id = :id AND surplus_of IS NOT NULL ORDER BY transaction_id"
+                ),
+                {"id": oid},
+            )
+        ).all()
+        # A transition never touches a surplus row.
+        await orders.transition(conn, oid, OrderStatus.EXPIRED, "late", AttemptUpdate(oid, 0, "expired", "x"))
+    assert (row.status, row.received_amount) == ("success", 40_000)
+    assert [tuple(r)[:4] for r in rows] == [("needs_review", 5_000, 5_000, "r2"), ("needs_review", 7_000, 7_000, "r3")]
+    assert {r.surplus_of for r in rows} == {row.id}
+    async with engine.connect() as conn:
+        matched = await payments.match(conn, "momo", gid)
+        desk_total, _ = await payments.desk(conn, payments.DeskFilter(), 50, 0)
+    assert matched is not None and matched.attempt_status == "success"  # the attempt, not its surplus
+    assert desk_total >= 2

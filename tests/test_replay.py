@@ -1,0 +1,82 @@
+"""Every recorded release history replays against the current code, for every workflow.
+
+THE RULE. Release 1.0's histories are in tests/histories/release-1.0/. From now on, every change to
+the commands a workflow issues (an activity added, removed, reordered, or with other options; a
+timer; a search-attribute upsert; a signal or update handled differently) is made under a
+`workflow.patched("<new-id>")` branch, the old branch kept, and recorded as a new history:
+`RECORD_HISTORIES=<next release> make test` writes NEW files under
+tests/histories/release-<release>/<workflow>/ (tests/recorded.py refuses to overwrite one) and
+their checksums into tests/histories/SHA256SUMS. A committed history is never changed or deleted
+while a workflow started under it may still be running; this test fails when one is.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+import workflows
+from infra.temporal import DATA_CONVERTER
+from tests.recorded import HISTORIES, checksums, digest
+from workflows.archive import ArchiveWorkflow
+from workflows.late_payment import LatePaymentWorkflow
+from workflows.order import OrderWorkflow
+from workflows.refund import RefundWorkflow
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+ALL_WORKFLOWS = [OrderWorkflow, LatePaymentWorkflow, RefundWorkflow, ArchiveWorkflow]
+
+
+def recorded() -> list[str]:
+    return sorted(p.relative_to(HISTORIES).as_posix() for p in HISTORIES.glob("release-*/*/*.json"))
+
+
+def defined_workflows() -> set[type]:
+    found = set()
+    for info in pkgutil.iter_modules(workflows.__path__):
+        module = importlib.import_module(f"workflows.{info.name}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == module.__name__ and hasattr(cls, "__temporal_workflow_definition"):
+                found.add(cls)
+    return found
+
+
+def test_the_replayer_registers_every_workflow() -> None:
+    assert set(ALL_WORKFLOWS) == defined_workflows()
+
+
+def test_committed_histories_are_unchanged() -> None:
+    """A history is never rewritten or deleted, and none is added without its checksum."""
+    sums = checksums()
+    assert sums, "no release histories: record them with RECORD_HISTORIES=<release>"
+    assert recorded() == sorted(sums), "a history was deleted, or added without tests/recorded.py"
+    for rel, sha in sums.items():
+        assert digest((HISTORIES / rel).read_bytes()) == sha, f"{rel} was changed after it was recorded"
+
+
+def test_release_1_0_covers_every_branch_of_the_order() -> None:
+    order = {
+        rel.split("/")[-1].removesuffix(".json") for rel in recorded() if rel.startswith("release-1.0/order/")
+    }
+    assert RELEASE_1_0_ORDER <= order, sorted(RELEASE_1_0_ORDER - order)
+
+
+RELEASE_1_0_ORDER = {
+    "paid", "expired_after_reminder", "retried_three_times_then_expired", "last_attempt_failed", "cancel",
+    "extend", "expire_now", "in_flight_recheck_at_deadline", "needs_review_wrong_amount", "adopted_attempt",
+    "failed_first_link", "late_verdict_while_ending", "payos_paid_in_two_parts", "payos_overpaid_after_paid",
+    "operator_refunded_then_paid",
+}  # fmt: skip
+
+
+async def test_every_release_history_replays_against_the_current_code() -> None:
+    replayer = Replayer(workflows=ALL_WORKFLOWS, data_converter=DATA_CONVERTER)
+    for rel in recorded():
+        history = WorkflowHistory.from_json(rel, (HISTORIES / rel).read_text())
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        assert result.replay_failure is None, f"{rel}: {result.replay_failure}"
