@@ -8,6 +8,11 @@ the gateway is called from an activity with the same idempotency key as the late
 settlement's (`rf-<order>-<attempt>`), retried durably if the gateway cannot be reached, and the row
 becomes `refunded` only on the gateway's yes. No database lock is held across a gateway call, and an
 API process that dies mid-request leaves a refund that still completes (or was never started).
+
+The desk goes through the order: while it is open, its workflow decides its money, so nothing is
+settled by hand beside it (ORDER_STILL_OPEN). A refund returns exactly what the gateway took, once.
+Money whose gateway refund was asked and not definitively refused is never offered for a refund by
+hand (store/payments.py, "a gateway refund asked").
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from domain.gateways import REFUND_API
 from domain.ids import late_workflow_id, refund_workflow_id
 from domain.messages import RefundOutcome, RefundRequest
 from domain.operator_actions import OperatorAction
-from domain.statuses import AttemptStatus, PaymentOutcome
+from domain.statuses import AttemptStatus, OrderStatus, PaymentOutcome
 from gateways.base import GatewayResult
 from infra.settings import Settings
 from store import audit, payments
@@ -45,8 +50,20 @@ def desk_payment(row: Any) -> DeskPaymentOut:
         payment_id=row.id, order_id=row.order_id, order_code=row.order_code, order_status=row.order_status,
         attempt_no=row.attempt_no, gateway=row.gateway, gateway_order_id=row.gateway_order_id,
         transaction_id=row.transaction_id, amount=row.amount, received_amount=row.received_amount,
-        status=row.status, reason=row.refund_note or row.review_reason, updated_at=row.updated_at,
+        status=row.status, reason=_reason(row), refund_asked=_gateway_asked(row), updated_at=row.updated_at,
     )  # fmt: skip
+
+
+def _reason(row: Any) -> str | None:
+    if _gateway_asked(row):
+        heard = f" (last heard: {row.refund_note})" if row.refund_note else ""
+        return f"refund asked of {row.gateway}, its outcome not known yet: the gateway is being asked{heard}"[:300]
+    return row.refund_note or row.review_reason
+
+
+def _gateway_asked(row: Any) -> bool:
+    """A gateway refund of this money was asked and not definitively refused: it may have happened."""
+    return row.refund_asked_at is not None and row.status in payments.NEEDS_PERSON
 
 
 async def payments_page(
@@ -76,6 +93,12 @@ async def _locked(conn: AsyncConnection, payment_id: uuid.UUID) -> Any:
             "NOT_REFUNDABLE",
             f"Payment {payment_id} is {row.status}: only refund_required or needs_review money",
         )
+    if not OrderStatus(row.order_status).is_terminal:  # its workflow still decides this money
+        raise ApiError(
+            409, "ORDER_STILL_OPEN",
+            f"Order {row.order_code} is still open ({row.order_status}): wait for its window to close, "
+            "or cancel or expire the order first",
+        )  # fmt: skip
     return row
 
 
@@ -91,9 +114,7 @@ async def request_refund(
                 409, "REFUND_NOT_SUPPORTED",
                 f"{row.gateway} has no refund API: send the money back by bank transfer, then mark it refunded",
             )  # fmt: skip
-        # Money under review goes back as the gateway reported it; a late payment, as it was asked.
-        review = row.status == AttemptStatus.NEEDS_REVIEW.value and row.received_amount is not None
-        amount = row.received_amount if review else row.amount
+        amount = payments.refund_amount(row)  # what the gateway took, however often asked
         entry = audit_entry(
             user, OperatorAction.PAYMENT_REFUND, note, order_id=row.order_id, payment_id=row.id,
             detail={"gateway": row.gateway, "gatewayOrderId": row.gateway_order_id, "amount": amount,
@@ -102,7 +123,7 @@ async def request_refund(
         await audit.record(
             conn, entry, "payment.refund_requested", gatewayOrderId=row.gateway_order_id, amount=amount
         )
-        await payments.to_refund(conn, row.id)
+        await payments.ask_refund(conn, row.id)  # committed before the workflow can ask the gateway
     request = RefundRequest(payment_id=str(row.id), amount=amount, requested_by=user.id, audit_id=entry.id)
     try:
         handle = await client.start_workflow(
@@ -152,9 +173,16 @@ async def mark_refunded(
                 409, "REFUND_IN_PROGRESS",
                 f"A gateway refund of this payment is still being tried (workflow {running}): wait for it",
             )  # fmt: skip
+        if _gateway_asked(row):
+            raise ApiError(
+                409, "REFUND_OUTCOME_UNKNOWN",
+                f"A refund of this payment was asked of {row.gateway} and it has not said no: the money may "
+                "already be on its way back. Refund it through the gateway again (one refund key: it cannot "
+                "go twice) until the gateway answers",
+            )  # fmt: skip
         entry = audit_entry(
             user, OperatorAction.PAYMENT_MARK_REFUNDED, note, order_id=row.order_id, payment_id=row.id,
-            detail={"reference": reference, "amount": row.received_amount or row.amount, "status": row.status},
+            detail={"reference": reference, "amount": payments.refund_amount(row), "status": row.status},
         )  # fmt: skip
         await audit.record(
             conn,

@@ -308,6 +308,7 @@ class DeskPaymentOut(Out):
     received_amount: int | None
     status: str
     reason: str | None  # what the last refund said, or why the money is under review
+    refund_asked: bool  # a gateway refund was asked and not refused: it may have happened, none by hand
     updated_at: datetime
 
 

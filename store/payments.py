@@ -425,6 +425,36 @@ async def note_refund(conn: AsyncConnection, payment_id: Any, note: str) -> None
     await conn.execute(update(payment).where(payment.c.id == payment_id).values(refund_note=note[:300]))
 
 
+# ---- a gateway refund asked: what the refund activities write and the desk reads ------------------------
+# `refund_asked_at` is set before a refund request leaves for the gateway (refund_asked, or the desk's
+# ask_refund) and cleared only by the gateway's definite no (refund_refused). While it is set and the
+# money is not `refunded`, the refund may have happened (an answer lost, a call still landing), so
+# nobody may send the money back by hand: only the gateway, asked again under the payment's one
+# refund key, can say. An unknown outcome keeps it set (note_refund says what was heard).
+
+
+def refund_amount(row: Any) -> int:
+    """What a refund returns: exactly what the gateway took. A row without `received_amount` was
+    paid exactly its `amount` (only such money settles without review)."""
+    return row.received_amount if row.received_amount is not None else row.amount
+
+
+async def refund_asked(conn: AsyncConnection, payment_id: Any) -> None:
+    """Commit this before the refund request leaves: from now on the money may be on its way back."""
+    await conn.execute(
+        update(payment)
+        .where(payment.c.id == payment_id)
+        .values(refund_asked_at=func.coalesce(payment.c.refund_asked_at, func.now()))
+    )
+
+
+async def refund_refused(conn: AsyncConnection, payment_id: Any, note: str) -> None:
+    """The gateway definitely refused (nothing went back): a person may return the money by hand."""
+    await conn.execute(
+        update(payment).where(payment.c.id == payment_id).values(refund_asked_at=None, refund_note=note[:300])
+    )
+
+
 # ---- the money desk: payments that need a person ----------------------------------------------------------
 
 NEEDS_PERSON = (AttemptStatus.REFUND_REQUIRED.value, AttemptStatus.NEEDS_REVIEW.value)
@@ -443,13 +473,20 @@ async def lock_payment(conn: AsyncConnection, payment_id: Any) -> Any:
     ).first()
 
 
-async def to_refund(conn: AsyncConnection, payment_id: Any) -> None:
-    """An operator decided that money under review goes back: needs_review -> refund_required."""
-    await conn.execute(
-        update(payment)
-        .where(payment.c.id == payment_id, payment.c.status == AttemptStatus.NEEDS_REVIEW.value)
-        .values(status=AttemptStatus.REFUND_REQUIRED.value, updated_at=func.now())
-    )
+async def ask_refund(conn: AsyncConnection, payment_id: Any) -> int:
+    """An operator sends the money back through the gateway: needs_review -> refund_required, the
+    row carries what was received (the refund's amount) and is marked asked before the request
+    leaves (see refund_asked). Returns the amount that goes back."""
+    received = func.coalesce(payment.c.received_amount, payment.c.amount)
+    return (
+        await conn.execute(
+            update(payment)
+            .where(payment.c.id == payment_id, payment.c.status.in_(NEEDS_PERSON))
+            .values(status=AttemptStatus.REFUND_REQUIRED.value, received_amount=received,
+                    refund_asked_at=func.coalesce(payment.c.refund_asked_at, func.now()), updated_at=func.now())
+            .returning(payment.c.received_amount)
+        )
+    ).scalar_one()  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -275,6 +275,7 @@ class Payment(SQLModel, table=True):
     refund_note: str | None = _text(nullable=True)  # what the last refund said, or how it was refunded by hand
     # A surplus row: money beside the attempt it names (a transfer beyond a paid price), for review.
     surplus_of: uuid.UUID | None = _ref("payment.id", nullable=True)
+    refund_asked_at: datetime | None = _at(nullable=True, now=False)  # a gateway refund may be under way
     created_at: datetime | None = _at()
     updated_at: datetime | None = _at()
 

@@ -75,11 +75,14 @@ async function loadPayments() {
 
 function paymentRow(p) {
   const actions = el("td", { class: "actions" });
-  if (NEEDS_PERSON.has(p.status)) {
+  // An open order's money is its workflow's; money a gateway may be returning is never sent by hand.
+  if (NEEDS_PERSON.has(p.status) && p.orderStatus !== "pending_payment") {
     if (REFUND_API.has(p.gateway)) {
       actions.append(el("button", { type: "button", onclick: () => refund(p) }, "Refund"));
     }
-    actions.append(el("button", { type: "button", onclick: () => markRefunded(p) }, "Mark refunded"));
+    if (!p.refundAsked) {
+      actions.append(el("button", { type: "button", onclick: () => markRefunded(p) }, "Mark refunded"));
+    }
   }
   return el(
     "tr",
@@ -133,7 +136,7 @@ async function act(action) {
 }
 
 async function refund(p) {
-  const amount = p.status === "needs_review" && p.receivedAmount != null ? p.receivedAmount : p.amount;
+  const amount = p.receivedAmount ?? p.amount; // exactly what the gateway took, as the refund sends
   const answer = await ask({
     title: `Refund ${vnd(amount)} through ${GATEWAYS[p.gateway]}?`,
     text: `Order ${p.orderCode}, payment ${p.gatewayOrderId}. The gateway refunds one payment once, however often it is asked.`,
