@@ -670,7 +670,8 @@ async def gather_ledger(
         )  # fmt: skip
         ids = [r["payment_id"] for r in rows]
         hand = await conn.fetch(
-            "SELECT p.gateway, p.gateway_order_id, a.at FROM audit_log a JOIN payment p ON p.id = a.payment_id "
+            "SELECT p.gateway, p.gateway_order_id, a.at, coalesce(p.received_amount, p.amount) AS amount "
+            "FROM audit_log a JOIN payment p ON p.id = a.payment_id "
             "WHERE a.action = 'payment.mark_refunded' AND a.payment_id = ANY($1::uuid[])",
             ids,
         )
@@ -696,7 +697,7 @@ async def gather_ledger(
     return walk(
         record,
         payments,
-        hand_refunds=[HandRefund(h["gateway"], h["gateway_order_id"], h["at"].isoformat()) for h in hand],
+        hand_refunds=[HandRefund(h["gateway"], h["gateway_order_id"], h["at"].isoformat(), h["amount"]) for h in hand],
         desk=listed,
         link_failures=[LinkFailure(f["id"], f["order_code"]) for f in failed],
     )

@@ -11,13 +11,16 @@ lists, and the orders that ended `payment_link_unavailable`; it returns what is 
                       gateway without a refund API, PayOS) + money returned (accepted gateway refunds
                       and refunds an operator marked done by hand). Any difference, either way.
   double_refunds      a refund request (gateway refund, accepted or refused; or a hand refund) made
-                      when the money taken was already returned in full.
+                      when the money taken beyond a paid order's price was already returned in full.
   manual_refund_invitations_for_returned_money
                       a payment the desk lists (refund_required / needs_review, which is also what
-                      mark-refunded accepts once no refund runs) whose money the ledger shows returned.
+                      mark-refunded accepts once no refund runs) whose money the ledger shows returned
+                      (all of what was taken beyond a paid order's price).
   unconfirmed_link_failures
                       an order ended `payment_link_unavailable` while the ledger shows a link of it
                       was created (`creates[].ok`).
+A gateway payment may have several rows of ours: the attempt, and PayOS surplus rows beside it
+(`surplus_of`, same gateway order id, `needs_review` for a transfer beyond the price).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class HandRefund:
     gateway: str
     gateway_order_id: str
     at: str  # ISO time
+    amount: int  # what the marked row held (its received amount, else its amount)
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,7 @@ def walk(
 
     returned: dict[Key, int] = {}
     taken_of: dict[Key, int] = {}
+    kept_of: dict[Key, int] = {}
     totals: dict[str, int] = defaultdict(int)
     for key in sorted(set(transfers) | set(refunds) | set(rows) | set(by_hand)):
         ours = rows.get(key, [])
@@ -154,20 +159,21 @@ def walk(
         events = [(_at(r["at"]), "gateway", r) for r in refunds.get(key, [])]
         events += [(_at(h.at), "hand", h) for h in by_hand.get(key, [])]
         back = 0
+        returnable = taken - kept
         for at, how, event in sorted(events, key=lambda e: e[0]):
-            if taken > 0 and back >= taken:
+            if taken > 0 and back >= returnable:
                 report.double_refunds.append(
                     {"gateway": key[0], "gateway_order_id": key[1], "how": how, "at": at.isoformat(),
-                     "taken": taken, "returned_before": back,
+                     "taken": taken, "kept": kept, "returned_before": back,
                      **({"accepted": event.get("accepted"), "code": event.get("code"),
                          "duplicate": event.get("duplicate")} if how == "gateway" else {})}
                 )  # fmt: skip
             if how == "gateway" and event.get("accepted"):
                 back += int(event.get("amount") or 0)
             elif how == "hand":
-                back += max(taken - back, 0)  # an operator sends back what is left of the money taken
+                back += event.amount
         accounted = kept + held + back
-        returned[key], taken_of[key] = back, taken
+        returned[key], taken_of[key], kept_of[key] = back, taken, kept
         totals["taken_vnd"] += taken
         totals["kept_vnd"] += kept
         totals["held_vnd"] += held
@@ -182,10 +188,11 @@ def walk(
 
     for p in desk:
         key = (p.gateway, p.gateway_order_id)
-        if p.status in NEEDS_PERSON and returned.get(key, 0) > 0 and returned[key] >= taken_of.get(key, 0):
+        back, returnable = returned.get(key, 0), taken_of.get(key, 0) - kept_of.get(key, 0)
+        if p.status in NEEDS_PERSON and back > 0 and back >= returnable:
             report.manual_refund_invitations_for_returned_money.append(
                 {"gateway": key[0], "gateway_order_id": key[1], "desk_status": p.status,
-                 "returned": returned[key], "taken": taken_of.get(key, 0)}
+                 "returned": back, "taken": taken_of.get(key, 0)}
             )  # fmt: skip
 
     made = {

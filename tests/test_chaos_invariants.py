@@ -133,14 +133,14 @@ def test_a_refused_refund_then_one_accepted_is_not_a_double() -> None:
 
 def test_a_hand_refund_after_the_gateway_refund_is_a_double() -> None:
     record = ledger(transfers=[transfer("1-0")], refunds=[refund("1-0")])
-    hand = [HandRefund("momo", "1-0", "2026-01-01T11:00:00+00:00")]
+    hand = [HandRefund("momo", "1-0", "2026-01-01T11:00:00+00:00", PRICE)]
     report = walk(record, [row("1-0", "refunded", "expired")], hand_refunds=hand)
     assert [d["how"] for d in report.double_refunds] == ["hand"]
 
 
 def test_a_hand_refund_alone_returns_the_money() -> None:
     record = ledger(transfers=[transfer("7", gateway="payos")])
-    hand = [HandRefund("payos", "7", "2026-01-01T11:00:00+00:00")]
+    hand = [HandRefund("payos", "7", "2026-01-01T11:00:00+00:00", PRICE)]
     report = walk(record, [row("7", "refunded", "expired", gateway="payos")], hand_refunds=hand)
     assert report.counts()["ledger_mismatches"] == 0
     assert report.double_refunds == []
@@ -189,3 +189,34 @@ def test_since_keeps_one_scenarios_part() -> None:
 
     part = since(record, datetime(2026, 1, 1, 9, 30, tzinfo=UTC))
     assert [t["gatewayOrderId"] for t in part["transfers"]] == ["2-0"]
+
+
+def surplus(gid: str, amount: int, status: str = "needs_review") -> OurPayment:
+    """A PayOS surplus row: beside the attempt, same gateway order id, the extra money."""
+    return OurPayment("payos", gid, status, amount, amount, "paid")
+
+
+def test_an_over_paid_link_kept_and_reviewed_balances() -> None:
+    record = ledger(transfers=[transfer("8", gateway="payos"), transfer("8", 20_000, "payos")])
+    rows = [row("8", "success", "paid", gateway="payos"), surplus("8", 20_000)]
+    report = walk(record, rows, desk=[rows[1]])
+    assert report.counts()["ledger_mismatches"] == 0
+    assert report.manual_refund_invitations_for_returned_money == []
+
+
+def test_the_surplus_returned_by_hand_once_balances_and_twice_is_a_double() -> None:
+    record = ledger(transfers=[transfer("8", gateway="payos"), transfer("8", 20_000, "payos")])
+    rows = [row("8", "success", "paid", gateway="payos"), surplus("8", 20_000, "refunded")]
+    once = [HandRefund("payos", "8", "2026-01-01T11:00:00+00:00", 20_000)]
+    assert walk(record, rows, hand_refunds=once).counts()["ledger_mismatches"] == 0
+    assert walk(record, rows, hand_refunds=once).double_refunds == []
+    twice = [*once, HandRefund("payos", "8", "2026-01-01T11:01:00+00:00", 20_000)]
+    report = walk(record, rows, hand_refunds=twice)
+    assert [d["how"] for d in report.double_refunds] == ["hand"]
+    assert [m["difference"] for m in report.ledger_mismatches] == [-20_000]
+
+
+def test_a_refund_of_a_paid_orders_price_is_a_double() -> None:
+    # Nothing of an exactly paid link is to be returned: asking the gateway for it is one too many.
+    record = ledger(transfers=[transfer("1-0")], refunds=[refund("1-0", accepted=False, code="41")])
+    assert len(walk(record, [row("1-0", "success", "paid")]).double_refunds) == 1
