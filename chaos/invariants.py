@@ -654,7 +654,7 @@ async def gather_ledger(
     """Our side of the ledger walk: the payment rows of `customers` (None: every customer) and of
     every gateway payment in `record`, the operators' hand refunds of those, what the desk listed
     (its API's answer, `desk`), and the orders that ended payment_link_unavailable."""
-    keys = keys_of(record) | {(d["gateway"], d["gatewayOrderId"]) for d in desk}
+    keys = keys_of(record)  # the desk lists other scenarios' payments too: they are judged there
     gateways, gids = [k[0] for k in keys], [k[1] for k in keys]
     scope = "(o.customer_id = ANY($1::text[]) OR $1::text[] IS NULL)"
     conn = await asyncpg.connect(pg_dsn)
