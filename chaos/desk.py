@@ -105,7 +105,7 @@ class Desk:
                             await self.act("open", action, p)
             await asyncio.sleep(0.5)
 
-    async def after(self, gateway_ids: set[str], settle_s: float = 60) -> None:
+    async def after(self, gateway_ids: set[str], settle_s: float = 30) -> None:
         """Every payment of these the desk lists once its order ended: back through the gateway where
         it has a refund API, else marked refunded (sent back by bank); then each asked again."""
         listed = [p for p in await self.listing() if p["gatewayOrderId"] in gateway_ids]
