@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
@@ -35,18 +36,25 @@ from domain.messages import (
 from domain.money import money_problem
 from domain.statuses import AttemptStatus, OrderStatus, PaymentOutcome
 from domain.verdicts import is_transfer
-from gateways.base import GatewayError, GatewayResult, LinkItem, LinkRequest, PaymentGateway
+from gateways.base import GatewayError, GatewayResult, LinkItem, LinkRequest, PaymentGateway, RefundState
 from infra.db import while_unavailable
 from infra.settings import Settings
 from infra.temporal import start_late_settlement
 from store import inventory, payments
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 # A link whose money is the order's or on its way back: never cancelled.
 SETTLED = (AttemptStatus.SUCCESS.value, AttemptStatus.REFUNDED.value)
 # Attempts the reconciliation asks their gateway about: still open, or holding money that may yet
 # become a full payment (a PayOS transfer that was short).
 RECONCILED_STATUSES = (AttemptStatus.PENDING.value, AttemptStatus.NEEDS_REVIEW.value)
+# A refund whose outcome the gateway did not make known: the activity fails with this (retryable)
+# type and its workflow asks again on a durable backoff, for as long as it takes (docs/GATEWAYS.md).
+REFUND_UNKNOWN = "REFUND_UNKNOWN"
+# What a refund still being asked shows on the payment (`refund_note`), for the desk: never by hand.
+ASKING = "asking the gateway"
+HEARTBEAT_EVERY_SECONDS = 5.0  # refund activities heartbeat; their heartbeat timeout is a few of these
 
 
 class PaymentActivities:
@@ -125,7 +133,9 @@ class PaymentActivities:
             async with self.engine.begin() as conn:
                 for attempt, why in failures:
                     await payments.record_cancel_failure(conn, attempt.gateway, attempt.gateway_order_id, why)
-            raise ApplicationError(f"{len(failures)} link(s) not cancelled: {failures[0][1]}", type="CANCEL_FAILED")
+            raise ApplicationError(
+                f"{len(failures)} link(s) not cancelled: {failures[0][1]}", type="CANCEL_FAILED"
+            )
         return cancelled
 
     # ---- reconciliation ----------------------------------------------------------------------------
@@ -139,7 +149,9 @@ class PaymentActivities:
         open_attempts = [a for a in inp.attempts if a.status in RECONCILED_STATUSES]
         answers = await asyncio.gather(*(self._ask(a) for a in open_attempts))
         # Unknown is not "unpaid": the window waits for a silent gateway (bounded by the grace).
-        silent = [a.gateway_order_id for a, answer in zip(open_attempts, answers, strict=True) if answer is None]
+        silent = [
+            a.gateway_order_id for a, answer in zip(open_attempts, answers, strict=True) if answer is None
+        ]
         spoken = [answer for answer in answers if answer is not None]
         in_flight = bool(silent) or any(a.outcome is PaymentOutcome.PROCESSING for a in spoken)
         return Reconciled(results=results + verdicts(spoken), in_flight=in_flight, unanswered=silent)
@@ -157,15 +169,25 @@ class PaymentActivities:
     async def _ask(self, attempt: Attempt) -> GatewayResult | None:
         """The gateway's view of one attempt within RECONCILE_BUDGET_SECONDS (all open attempts are
         asked at once, under that one budget); None when it could not say: the window then treats the
-        attempt as in flight, bounded by the grace like any other."""
+        attempt as in flight, bounded by the grace like any other. An answer that is not a verdict
+        (MoMo 99, a code we do not know: PaymentOutcome.UNKNOWN) is no answer, exactly like silence."""
         try:
-            return await asyncio.wait_for(
+            answer = await asyncio.wait_for(
                 self._gateway(attempt.gateway).query(attempt.gateway_order_id, created_at=attempt.created_at),
                 self.settings.reconcile_budget_seconds,
             )
         except (GatewayError, TimeoutError) as err:
             log.warning("query %s %s gave no answer: %r", attempt.gateway, attempt.gateway_order_id, err)
             return None
+        if answer.outcome is PaymentOutcome.UNKNOWN:
+            log.warning(
+                "query %s %s answered %s: not a verdict",
+                attempt.gateway,
+                attempt.gateway_order_id,
+                answer.result_code,
+            )
+            return None
+        return answer
 
     @activity.defn
     async def find_attempt(self, ref: AttemptRef) -> Attempt | None:
@@ -226,29 +248,43 @@ class PaymentActivities:
                 and row.order_status == OrderStatus.EXPIRED.value
                 and await inventory.reserve_again(conn, late.order_id)
             ):
-                await payments.accept_late(conn, late.order_id, row.attempt_no, late.result_code, late.transaction_id)
+                await payments.accept_late(
+                    conn, late.order_id, row.attempt_no, late.result_code, late.transaction_id
+                )
                 return LateOutcome("accepted", "every item could be reserved again")
             await payments.require_refund(
-                conn, late.order_id, row.attempt_no, late.result_code, late.transaction_id, late.gateway_order_id
+                conn,
+                late.order_id,
+                row.attempt_no,
+                late.result_code,
+                late.transaction_id,
+                late.gateway_order_id,
             )
-        log.error("late payment on order %s via %s %s: refund required", late.order_id, late.gateway, late.gateway_order_id)
+        log.error(
+            "late payment on order %s via %s %s: refund required",
+            late.order_id,
+            late.gateway,
+            late.gateway_order_id,
+        )
         return LateOutcome("refund_required", f"order was {row.order_status}")
 
     @activity.defn
     async def refund_late_payment(self, late: LatePayment) -> LateOutcome:
         """Refund through the gateway exactly once: the idempotency key is the order + attempt, and
-        the row moves refund_required -> refunded only after the gateway confirmed."""
+        the row moves refund_required -> refunded only once the gateway shows the refund. While its
+        outcome is unknown the activity fails (REFUND_UNKNOWN) and is asked again."""
         async with self.engine.begin() as conn:
             row = await payments.by_gateway_id(conn, late.gateway, late.gateway_order_id, lock=True)
         if row.status == AttemptStatus.REFUNDED.value:
             return LateOutcome("refunded", "refunded earlier")
         if row.status != AttemptStatus.REFUND_REQUIRED.value:
             return LateOutcome("already_settled", row.status)
-        refunded, detail = await self._refund(
-            row, row.amount, row.transaction_id or late.transaction_id or "",
+        state, detail = await self._refund(
+            row,
+            row.transaction_id or late.transaction_id or "",
             f"Refund late payment {row.gateway_order_id}",
-        )  # fmt: skip
-        return LateOutcome("refunded" if refunded else "refund_required", detail)
+        )
+        return LateOutcome("refunded" if state is RefundState.REFUNDED else "refund_required", detail)
 
     @activity.defn
     async def refund_payment(self, req: RefundRequest) -> RefundOutcome:
@@ -262,46 +298,52 @@ class PaymentActivities:
             return RefundOutcome("refunded", "refunded earlier")
         if row.status != AttemptStatus.REFUND_REQUIRED.value:
             return RefundOutcome("not_refundable", f"the payment is {row.status}")
-        refunded, detail = await self._refund(
-            row, req.amount, row.transaction_id or "", f"Refund {row.gateway_order_id}",
+        state, detail = await self._refund(
+            row, row.transaction_id or "", f"Refund {row.gateway_order_id}",
             requestedBy=req.requested_by, auditId=req.audit_id,
         )  # fmt: skip
-        return RefundOutcome("refunded" if refunded else "refused", detail)
+        return RefundOutcome("refunded" if state is RefundState.REFUNDED else "refused", detail)
 
     async def _refund(
-        self, row: Any, amount: int, transaction_id: str, description: str, **event: Any
-    ) -> tuple[bool, str]:
-        """Ask the attempt's gateway to refund `amount` under the payment's one refund key. Its yes:
-        the row becomes refunded (and `payment.refunded` is published); its no, or a request our
-        record cannot make: the row keeps what was said, for the desk. An unreachable gateway
-        raises GatewayError (the caller's retry policy asks again), noted on the row too."""
+        self, row: Any, transaction_id: str, description: str, **event: Any
+    ) -> tuple[RefundState, str]:
+        """Ask the attempt's gateway to refund the money received under the payment's one refund key
+        (the adapter looks for the refund first and again after any answer but a plain yes or no).
+        REFUNDED: the row becomes refunded (and `payment.refunded` is published). REFUSED, or a request
+        our record cannot make: the row keeps what was said, for a person. UNKNOWN: noted on the row
+        ("asking the gateway"), and REFUND_UNKNOWN raised: the workflow asks again, never a person."""
+        gateway = self._gateway(row.gateway)
         try:
-            result = await self._gateway(row.gateway).refund(
-                gateway_order_id=row.gateway_order_id,
-                transaction_id=transaction_id,
-                amount=amount,
-                idempotency_key=refund_key(str(row.order_id), row.attempt_no),
-                description=description,
-                created_at=row.created_at,
-                paid_at=row.updated_at,
+            result = await _heartbeating(
+                gateway.refund(
+                    gateway_order_id=row.gateway_order_id,
+                    transaction_id=transaction_id,
+                    amount=received(row),
+                    idempotency_key=refund_key(str(row.order_id), row.attempt_no),
+                    description=description,
+                    created_at=row.created_at,
+                    paid_at=row.updated_at,
+                )
             )
         except ValueError as err:  # our record cannot make a valid refund request: a person must look
-            return False, await self._note_refund(row, f"cannot request a refund: {err}")
-        except GatewayError as err:
-            await self._note_refund(row, f"gateway unreachable: {err}")
-            raise
-        if not result.ok:
-            # The gateway answered and said no: asking again will not change its mind. Transport
-            # failures (GatewayError) are retried by the activity's policy instead.
-            reason = "no refund API" if result.result_code == "UNSUPPORTED" else f"refused {result.result_code}"
-            log.error("refund of %s not done (%s): refund by hand", row.gateway_order_id, reason)
-            return False, await self._note_refund(row, f"{reason} {result.message}".strip())
-        async with self.engine.begin() as conn:
-            await payments.mark_refunded(
-                conn, row.id, str(row.order_id), row.gateway_order_id,
-                note=f"refunded through {row.gateway} (refund {result.refund_id or '?'})", **event,
-            )  # fmt: skip
-        return True, result.refund_id or ""
+            return RefundState.REFUSED, await self._note_refund(row, f"cannot request a refund: {err}")
+        if result.state is RefundState.REFUNDED:
+            async with self.engine.begin() as conn:
+                await payments.mark_refunded(
+                    conn, row.id, str(row.order_id), row.gateway_order_id,
+                    note=f"refunded through {row.gateway} (refund {result.refund_id or '?'})", **event,
+                )  # fmt: skip
+            return RefundState.REFUNDED, result.refund_id or ""
+        if result.state is RefundState.REFUSED:
+            reason = (
+                "no refund API" if result.result_code == "UNSUPPORTED" else f"refused {result.result_code}"
+            )
+            log.error("refund of %s refused (%s): refund by hand", row.gateway_order_id, reason)
+            return RefundState.REFUSED, await self._note_refund(row, f"{reason} {result.message}".strip())
+        note = f"{ASKING}: {row.gateway} has not shown the refund ({result.result_code} {result.message})"
+        log.warning("refund of %s: %s", row.gateway_order_id, note)
+        await self._note_refund(row, note)
+        raise ApplicationError(note, type=REFUND_UNKNOWN)
 
     async def _note_refund(self, row: Any, note: str) -> str:
         async with self.engine.begin() as conn:
@@ -318,10 +360,33 @@ def another_transfer(late: LatePayment, row: Any) -> bool:
     )
 
 
+def received(row: Any) -> int:
+    """The money to send back: what the gateway reported received (under review, a PayOS transfer),
+    else the attempt's price (a verified payment of exactly that)."""
+    return row.received_amount if row.received_amount is not None else row.amount
+
+
+async def _heartbeating(call: Awaitable[T]) -> T:
+    """Await `call`, heartbeating meanwhile so that a dead worker is noticed by its heartbeat
+    timeout rather than the whole start-to-close."""
+    task = asyncio.ensure_future(call)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY_SECONDS)
+            if done:
+                return task.result()
+            if activity.in_activity():
+                activity.heartbeat()
+    finally:
+        task.cancel()
+
+
 def verdicts(answers: list[GatewayResult]) -> list[PaymentResult]:
     """Gateway answers as the workflow's verdicts; "not found" (nobody reached the gateway) says nothing."""
     return [
-        PaymentResult(a.gateway, a.gateway_order_id, a.outcome.value, a.result_code, a.amount, a.transaction_id)
+        PaymentResult(
+            a.gateway, a.gateway_order_id, a.outcome.value, a.result_code, a.amount, a.transaction_id
+        )
         for a in answers
-        if a.outcome is not PaymentOutcome.NOT_FOUND
+        if a.outcome not in (PaymentOutcome.NOT_FOUND, PaymentOutcome.UNKNOWN)
     ]

@@ -129,7 +129,7 @@ def pages_routes(sandbox: Sandbox, sims: Mapping[str, GatewaySim]) -> APIRouter:
     store = sandbox.store
 
     def lookup(gateway: str, token: str) -> tuple[GatewaySim, SandboxTransaction]:
-        sim, txn = sims.get(gateway), store.get(gateway, token)
+        sim, txn = sims.get(gateway), store.get(gateway, token) or store.by_link_id(gateway, token)
         if sim is None or txn is None:
             raise HTTPException(404, f"no {gateway} sandbox transaction {token!r}")
         txn.refresh(utcnow())

@@ -63,10 +63,7 @@ class PayOSSim:
 
     def find(self, ref: str) -> SandboxTransaction | None:
         """By orderCode or by paymentLinkId, as the real API accepts either."""
-        txn = self.sandbox.store.get(self.name, ref)
-        if txn is None:
-            found = [t for t in self.sandbox.store.of_gateway(self.name) if t.extra["paymentLinkId"] == ref]
-            txn = found[0] if found else None
+        txn = self.sandbox.store.get(self.name, ref) or self.sandbox.store.by_link_id(self.name, ref)
         if txn is not None:
             txn.refresh(utcnow())
         return txn

@@ -121,6 +121,11 @@ class SandboxStore:
     def get(self, gateway: str, txn_id: str) -> SandboxTransaction | None:
         return self.transactions.get((gateway, txn_id))
 
+    def by_link_id(self, gateway: str, link_id: str) -> SandboxTransaction | None:
+        """PayOS also names a link by its paymentLinkId (its checkout page's address)."""
+        found = [t for t in self.of_gateway(gateway) if t.extra.get("paymentLinkId") == link_id]
+        return found[0] if found else None
+
     def of_gateway(self, gateway: str) -> list[SandboxTransaction]:
         return [t for (g, _), t in self.transactions.items() if g == gateway]
 

@@ -80,6 +80,7 @@ class World:
         self.refund_fails = False
         # Attempts an operator settled in Postgres beside the workflow: gateway order id -> status.
         self.settled: dict[str, str] = {}
+        self.refund_unknown = 0  # asks for which the refund's outcome stays unknown
         # state and the record
         self.frozen: dict[str, CreatedOrder] = {}
         self.orders: dict[str, str] = {}  # order id -> its status "in Postgres"
@@ -266,8 +267,8 @@ class World:
     @activity.defn
     async def refund_late_payment(self, late: LatePayment) -> LateOutcome:
         await self._record(late)
-        if self.refund_fails:
-            raise ApplicationError("the gateway refused the refund")
+        if len(self.called("refund_late_payment")) <= self.refund_unknown:
+            raise ApplicationError("the gateway has not shown the refund", type="REFUND_UNKNOWN")
         return LateOutcome("refunded", f"refund of {late.amount}")
 
 
