@@ -45,7 +45,16 @@ import asyncpg
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from chaos.ledger import HandRefund, LedgerReport, LinkFailure, OurPayment, keys_of, walk
+from chaos.ledger import (
+    HandRefund,
+    LedgerReport,
+    LinkFailure,
+    OurPayment,
+    keys_of,
+    order_code_of,
+    since,
+    walk,
+)
 from chaos.load import TERMINAL, OrderRecord
 from domain.ids import late_workflow_id, workflow_id
 from domain.statuses import SESSION_FOR_ORDER, OrderStatus
@@ -649,53 +658,81 @@ def lag_figures(facts: Facts) -> dict[str, Any]:
 
 
 async def gather_ledger(
-    pg_dsn: str, record: dict[str, list[dict[str, Any]]], desk: list[dict[str, Any]], customers: list[str] | None
+    pg_dsn: str,
+    record: dict[str, list[dict[str, Any]]],
+    desk: list[dict[str, Any]],
+    customers: list[str] | None,
+    started: datetime | None = None,
 ) -> LedgerReport:
-    """Our side of the ledger walk: the payment rows of `customers` (None: every customer) and of
-    every gateway payment in `record`, the operators' hand refunds of those, what the desk listed
-    (its API's answer, `desk`), and the orders that ended payment_link_unavailable."""
-    keys = keys_of(record)  # the desk lists other scenarios' payments too: they are judged there
-    gateways, gids = [k[0] for k in keys], [k[1] for k in keys]
+    """Our side of the ledger walk, and the part of the record it judges. With `customers` (one
+    scenario's): the gateway payments of their rows, and those made since `started` that no row of
+    ours names at all, each with its whole history (a late refund may land after the scenario).
+    Without (the end of the run): everything. Also the operators' hand refunds of those payments,
+    what the desk listed of them (its API's answer, `desk`), and the orders that ended
+    payment_link_unavailable."""
+    recent = since(record, started) if started is not None else record
+    fresh = keys_of(recent)
+    gateways, gids = [k[0] for k in fresh], [k[1] for k in fresh]
     scope = "(o.customer_id = ANY($1::text[]) OR $1::text[] IS NULL)"
     conn = await asyncpg.connect(pg_dsn)
     try:
         rows = await conn.fetch(
             f"""
             SELECT p.id::text AS payment_id, p.gateway, p.gateway_order_id, p.status, p.amount,
-                   p.received_amount, o.status AS order_status, o.id::text AS order_id
+                   p.received_amount, o.status AS order_status, o.id::text AS order_id, o.order_code,
+                   {scope} AS ours
             FROM payment p JOIN "order" o ON o.id = p.order_id
             WHERE {scope} OR (p.gateway, p.gateway_order_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))
             """,
             customers, gateways, gids,
         )  # fmt: skip
-        ids = [r["payment_id"] for r in rows]
+        rows = [r for r in rows if r["ours"]]  # another scenario's payment is judged in its own walk
         hand = await conn.fetch(
             "SELECT p.gateway, p.gateway_order_id, a.at, coalesce(p.received_amount, p.amount) AS amount "
             "FROM audit_log a JOIN payment p ON p.id = a.payment_id "
             "WHERE a.action = 'payment.mark_refunded' AND a.payment_id = ANY($1::uuid[])",
-            ids,
+            [r["payment_id"] for r in rows],
         )
         failed = await conn.fetch(
-            f"SELECT o.id::text AS id, o.order_code FROM \"order\" o "
+            f'SELECT o.id::text AS id, o.order_code FROM "order" o '
             f"WHERE o.end_reason = 'payment_link_unavailable' AND {scope}",
             customers,
         )
+        named = await conn.fetch(
+            "SELECT DISTINCT gateway, gateway_order_id FROM payment "
+            "WHERE (gateway, gateway_order_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+            gateways, gids,
+        )  # fmt: skip
     finally:
         await conn.close()
+    keys = {(r["gateway"], r["gateway_order_id"]) for r in rows}
+    keys |= fresh - {(n["gateway"], n["gateway_order_id"]) for n in named}  # money no row of ours names
+    codes = {r["order_code"] for r in rows} | {f["order_code"] for f in failed}
+
+    def mine(e: dict[str, Any]) -> bool:
+        return (e["gateway"], str(e["gatewayOrderId"])) in keys
+
+    scoped = {
+        "transfers": [e for e in record.get("transfers", []) if mine(e)],
+        "refunds": [e for e in record.get("refunds", []) if mine(e)],
+        "creates": [
+            e for e in record.get("creates", []) if order_code_of(e["gateway"], str(e["gatewayOrderId"])) in codes
+        ],
+        "queries": [e for e in recent.get("queries", []) if mine(e)],
+    }
     payments = [
         OurPayment(r["gateway"], r["gateway_order_id"], r["status"], r["amount"], r["received_amount"],
                    r["order_status"], r["order_id"])
         for r in rows
     ]  # fmt: skip
-    by_key = {(p.gateway, p.gateway_order_id): p for p in payments}
     listed = [
         OurPayment(d["gateway"], d["gatewayOrderId"], d["status"], d["amount"], d.get("receivedAmount"),
                    d.get("orderStatus", ""))
         for d in desk
-        if (d["gateway"], d["gatewayOrderId"]) in by_key
+        if (d["gateway"], d["gatewayOrderId"]) in keys
     ]  # fmt: skip
     return walk(
-        record,
+        scoped,
         payments,
         hand_refunds=[HandRefund(h["gateway"], h["gateway_order_id"], h["at"].isoformat(), h["amount"]) for h in hand],
         desk=listed,

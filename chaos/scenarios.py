@@ -52,7 +52,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from chaos.desk import Desk
 from chaos.invariants import Report, check_all, gather_facts, gather_ledger
-from chaos.ledger import LedgerReport, since
+from chaos.ledger import LedgerReport
 from chaos.load import TRANSFER_KINDS, Arrivals, OrderRecord, Plan, Shoppers
 from chaos.stack import ChaosStack
 
@@ -416,13 +416,11 @@ class Context:
         )
 
     async def walk_ledger(self, customers: list[str] | None, started: datetime | None = None) -> LedgerReport:
-        """The money invariants over the sandbox's own record (this scenario's part of it, or all)."""
+        """The money invariants over the sandbox's own record (these customers' part of it, or all)."""
         r = await self.gateways.get("/sandbox/ledger")
         r.raise_for_status()  # no ledger, no money check: the scenario breaks, loudly
-        record = r.json()
-        if started is not None:
-            record = since(record, started)
-        return await gather_ledger(self.stack.database_url, record, await self.desk.listing(), customers)
+        desk = await self.desk.listing()
+        return await gather_ledger(self.stack.database_url, r.json(), desk, customers, started)
 
 
 def _summarise(report: Report, keep: int = 8) -> dict[str, Any]:
