@@ -169,18 +169,25 @@ async def drop_connection(request: Request) -> Response:
 
 
 def _transport(receive: Any, depth: int = 0) -> Any:
+    """The server's connection behind `receive`: a bound method of the server's request cycle,
+    possibly wrapped by middleware in closures or in objects keeping the original as `_receive`."""
     owner = getattr(receive, "__self__", None)
     transport = getattr(owner, "transport", None)
     if transport is not None and hasattr(transport, "close"):
         return transport
-    if depth >= 6:
+    if depth >= 8:
         return None
+    inner = [getattr(owner, "_receive", None)]
     for cell in getattr(receive, "__closure__", None) or ():
         with contextlib.suppress(ValueError):  # an empty cell
-            if callable(cell.cell_contents):
-                found = _transport(cell.cell_contents, depth + 1)
-                if found is not None:
-                    return found
+            inner.append(cell.cell_contents)
+    for candidate in inner:
+        if not callable(candidate):
+            candidate = getattr(candidate, "_receive", None)
+        if callable(candidate):
+            found = _transport(candidate, depth + 1)
+            if found is not None:
+                return found
     return None
 
 
