@@ -179,15 +179,8 @@ class PaymentActivities:
         except (GatewayError, TimeoutError) as err:
             log.warning("query %s %s gave no answer: %r", attempt.gateway, attempt.gateway_order_id, err)
             return None
-        if answer.outcome is PaymentOutcome.UNKNOWN:
-            log.warning(
-                "query %s %s answered %s: not a verdict",
-                attempt.gateway,
-                attempt.gateway_order_id,
-                answer.result_code,
-            )
-            return None
-        return answer
+        # Not a verdict (a `99`, a code the adapter does not know): exactly like no answer.
+        return None if answer.outcome is PaymentOutcome.UNKNOWN else answer
 
     @activity.defn
     async def find_attempt(self, ref: AttemptRef) -> Attempt | None:
@@ -249,23 +242,14 @@ class PaymentActivities:
                 and await inventory.reserve_again(conn, late.order_id)
             ):
                 await payments.accept_late(
-                    conn, late.order_id, row.attempt_no, late.result_code, late.transaction_id
+                    conn, late.order_id, row.attempt_no, late.result_code, late.transaction_id, late.amount
                 )
                 return LateOutcome("accepted", "every item could be reserved again")
             await payments.require_refund(
-                conn,
-                late.order_id,
-                row.attempt_no,
-                late.result_code,
-                late.transaction_id,
-                late.gateway_order_id,
-            )
-        log.error(
-            "late payment on order %s via %s %s: refund required",
-            late.order_id,
-            late.gateway,
-            late.gateway_order_id,
-        )
+                conn, late.order_id, row.attempt_no, late.result_code, late.transaction_id, late.gateway_order_id,
+                late.amount,
+            )  # fmt: skip
+        log.error("late payment on order %s via %s %s: refund required", late.order_id, late.gateway, late.gateway_order_id)
         return LateOutcome("refund_required", f"order was {row.order_status}")
 
     @activity.defn

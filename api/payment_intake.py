@@ -25,6 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from domain.ids import workflow_id
 from domain.messages import AuditEntry, LatePayment, PaymentResult, ReviewInput
 from domain.money import money_problem
+from domain.statuses import AttemptStatus, OrderStatus
 from domain.verdicts import is_transfer
 from gateways.base import GatewayError, GatewayResult, PaymentGateway
 from infra.settings import Settings
@@ -76,7 +77,14 @@ async def take(engine: AsyncEngine, client: Client | None, settings: Settings, r
         if is_transfer(result.gateway, result.result_code):  # what the link has received, all transfers counted
             received = await payments.transfers_received(conn, result.gateway, result.gateway_order_id)
         problem = money_problem(result.outcome, received, matched.amount)
-        if problem and inserted:
+        # One more transfer to an ended order's link that holds money already: not the attempt's to
+        # restate; its late settlement keeps it on a row of its own (activities/payments.py).
+        beside = (
+            is_transfer(result.gateway, result.result_code)
+            and OrderStatus(matched.order_status).is_terminal
+            and AttemptStatus(matched.attempt_status).holds_money
+        )
+        if problem and inserted and not beside:
             # Flagged here too, in the inbox's transaction: kept even if the order never hears of it.
             review = ReviewInput(
                 matched.order_id, result.gateway, result.gateway_order_id, problem, received,

@@ -111,14 +111,13 @@ def decide(
     if outcome.carries_money:
         return _money(outcome, attempt_status, order_status, expected, received, new_money)
     if attempt_status is None or outcome is PaymentOutcome.UNKNOWN:
-        return Verdict(Act.IGNORE)
-    if order_status.is_terminal or attempt_status != AttemptStatus.PENDING.value or outcome in UNDECIDED:
-        # Never downgrade an ended order or an attempt that holds money or ended already.
-        return (
-            Verdict(Act.NOTE)
-            if outcome in UNDECIDED and not order_status.is_terminal
-            else Verdict(Act.IGNORE)
-        )
+        return Verdict(Act.IGNORE)  # no attempt of ours, or not a verdict at all (like no answer)
+    if order_status.is_terminal:
+        return Verdict(Act.IGNORE)  # an ended order is never reopened or downgraded
+    if outcome in UNDECIDED:
+        return Verdict(Act.NOTE)
+    if attempt_status != AttemptStatus.PENDING.value:
+        return Verdict(Act.IGNORE)  # an attempt that holds money or ended already is not downgraded
     if outcome is PaymentOutcome.CANCELLED:
         return Verdict(Act.CANCEL, AttemptStatus.CANCELLED, OrderStatus.CANCELLED)
     if outcome is PaymentOutcome.EXPIRED:
@@ -135,16 +134,14 @@ def _money(
 ) -> Verdict:  # fmt: skip
     if attempt_status is None:
         return Verdict(Act.REVIEW, reason=money_problem(outcome, received, None) or "")
-    if attempt_status == AttemptStatus.SUCCESS.value:
-        # The order's own money: anything beyond the price is the shopper's, kept for a person.
-        return (
-            Verdict(Act.SURPLUS, reason=f"surplus: received {new_money} VND beyond the price")
-            if new_money > 0
-            else Verdict(Act.IGNORE)
-        )
-    if attempt_status in OPERATOR_SETTLED:
-        # An operator decided about this attempt's money: new money never pays the order with it.
-        return Verdict(Act.SURPLUS, reason=f"received {new_money} VND after the payment was {attempt_status}") if new_money > 0 else Verdict(Act.IGNORE)  # fmt: skip
+    if attempt_status == AttemptStatus.SUCCESS.value or attempt_status in OPERATOR_SETTLED:
+        # The order's own money is counted (or an operator decided about it): anything new is the
+        # shopper's, kept apart for a person, and never pays the order.
+        if new_money <= 0:
+            return Verdict(Act.IGNORE)
+        if attempt_status == AttemptStatus.SUCCESS.value:
+            return Verdict(Act.SURPLUS, reason=f"surplus: received {new_money} VND beyond the price")
+        return Verdict(Act.SURPLUS, reason=f"received {new_money} VND after the payment was {attempt_status}")
     if order_status.is_terminal:
         return Verdict(Act.SETTLE_LATE) if new_money > 0 else Verdict(Act.IGNORE)
     problem = money_problem(outcome, received, expected)

@@ -350,7 +350,9 @@ async def lock_for_settlement(conn: AsyncConnection, gateway: str, gateway_order
     ).first()
 
 
-async def accept_late(conn: AsyncConnection, order_id: str, attempt_no: int, result_code: str, tx: str | None) -> None:
+async def accept_late(
+    conn: AsyncConnection, order_id: str, attempt_no: int, result_code: str, tx: str | None, received: int | None = None
+) -> None:
     """LATE_PAYMENT_POLICY=accept_if_available: an expired order becomes paid by its late money
     (its items were reserved again by the caller, in this transaction)."""
     moved = (
@@ -369,26 +371,30 @@ async def accept_late(conn: AsyncConnection, order_id: str, attempt_no: int, res
         .where(session.c.order_id == order_id)
         .values(status=SessionStatus.COMPLETED.value, updated_at=func.now())
     )
-    await _settle_attempt(conn, order_id, attempt_no, AttemptStatus.SUCCESS, result_code, tx)
+    await _settle_attempt(conn, order_id, attempt_no, AttemptStatus.SUCCESS, result_code, tx, received)
     await record_event(conn, order_id, "order.paid", latePayment=True)
 
 
 async def require_refund(
-    conn: AsyncConnection, order_id: str, attempt_no: int, result_code: str, tx: str | None, gateway_order_id: str
+    conn: AsyncConnection, order_id: str, attempt_no: int, result_code: str, tx: str | None, gateway_order_id: str,
+    received: int | None = None,
 ) -> None:
     await conn.execute(update(order).where(order.c.id == order_id).values(late_payment=True, updated_at=func.now()))
-    await _settle_attempt(conn, order_id, attempt_no, AttemptStatus.REFUND_REQUIRED, result_code, tx)
+    await _settle_attempt(conn, order_id, attempt_no, AttemptStatus.REFUND_REQUIRED, result_code, tx, received)
     await record_event(conn, order_id, "payment.refund_required", gatewayOrderId=gateway_order_id)
 
 
 async def _settle_attempt(
-    conn: AsyncConnection, order_id: str, attempt_no: int, status: AttemptStatus, result_code: str, tx: str | None
-) -> None:
+    conn: AsyncConnection, order_id: str, attempt_no: int, status: AttemptStatus, result_code: str, tx: str | None,
+    received: int | None = None,
+) -> None:  # fmt: skip
+    """The late money's decision on its attempt, with what the gateway reported receiving."""
     await conn.execute(
         update(payment)
         .where(payment.c.order_id == order_id, payment.c.attempt_no == attempt_no, payment.c.surplus_of.is_(None))
         .values(status=status.value, result_code=result_code,
-                transaction_id=func.coalesce(tx, payment.c.transaction_id), updated_at=func.now())
+                transaction_id=func.coalesce(tx, payment.c.transaction_id),
+                received_amount=func.coalesce(received, payment.c.received_amount), updated_at=func.now())
     )  # fmt: skip
 
 

@@ -295,8 +295,9 @@ async def test_success_signalled_while_the_order_ends_is_refunded(ts, stack):
         await keep(handle, "order", "late_verdict_while_ending")
     await engine.dispose()
     assert await late_settlement(ts.client, attempt, tx) == "refund_required"  # PayOS: one per transfer
-    row = await db_row(stack, "SELECT status FROM payment WHERE order_id = :id", inp.order_id)
+    row = await db_row(stack, "SELECT status, received_amount FROM payment WHERE order_id = :id", inp.order_id)
     assert row.status == "refund_required"
+    assert row.received_amount == 30_000  # what goes back is what was received
     assert await stack.stock(vid) == 2
 
 

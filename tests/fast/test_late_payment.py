@@ -7,17 +7,21 @@ import pytest
 
 from domain.messages import LateOutcome, LatePayment
 from tests.fast.world import World
+from tests.recorded import keep
 from workflows import refund_policy
 from workflows.late_payment import LatePaymentWorkflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-async def settle(world: World) -> LateOutcome:
+async def settle(world: World, scenario: str) -> LateOutcome:
     late = LatePayment("o-1", "momo", "123-0", 30_000, "0", "tx-1")
-    return await world.env.client.execute_workflow(
+    handle = await world.env.client.start_workflow(
         LatePaymentWorkflow.run, late, id=f"late-{world.queue}", task_queue=world.queue
     )
+    outcome = await handle.result()
+    await keep(handle, "late_payment", scenario)  # RECORD_HISTORIES: its release history (tests/recorded.py)
+    return outcome
 
 
 @pytest.mark.parametrize(
@@ -28,7 +32,7 @@ async def test_late_money_is_refunded_only_when_the_decision_requires_it(
     world: World, decision: str, refunds: int, state: str
 ) -> None:
     world.late_decision = decision
-    assert (await settle(world)).state == state
+    assert (await settle(world, decision)).state == state
     assert len(world.called("settle_late_payment")) == 1
     assert len(world.called("refund_late_payment")) == refunds
 
@@ -37,7 +41,7 @@ async def test_a_refund_whose_outcome_stays_unknown_is_asked_again_never_handed_
     """Before: after 30 tries the workflow ended "refund by hand" while its own call might still land."""
     world.refund_unknown = 40
     started = await world.env.get_current_time()
-    outcome = await settle(world)
+    outcome = await settle(world, "refund_unknown_asked_again")
     assert outcome.state == "refunded"
     assert len(world.called("refund_late_payment")) == 41
     waited = await world.env.get_current_time() - started

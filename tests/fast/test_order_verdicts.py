@@ -117,6 +117,16 @@ async def test_the_last_allowed_attempt_failing_fails_the_order(world: World) ->
     assert update is not None and (update.attempt_no, update.status) == (1, "system_error")
 
 
+async def test_an_unknown_answer_on_the_last_attempt_is_no_answer_and_never_fails_the_order(world: World) -> None:
+    """A `99` or a code the adapter does not know (PaymentOutcome.UNKNOWN) is not a verdict."""
+    order = await world.start(max_attempts=0)
+    await order.verdict("unknown", code="99")
+    await order.verdict("system_error", code="98", attempt=STRANGER)  # not ours: nothing either
+    assert await order.outcome() == ("expired", "payment_window_closed")
+    assert [t.to_status for t in world.called("transition_order")] == ["expired"]
+    assert world.called("record_attempt") == [] and (await order.view()).attempts[0].result_code != "99"
+
+
 async def test_verdicts_that_decide_nothing_only_note_the_result_code(world: World) -> None:
     order = await world.start()
     await order.verdict("failed", attempt=STRANGER)  # no attempt of ours, no money: ignored

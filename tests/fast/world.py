@@ -77,7 +77,6 @@ class World:
         self.reminder_fails = False
         self.cancel_fails = False
         self.late_decision = "refund_required"  # what settle_late_payment decides
-        self.refund_fails = False
         # Attempts an operator settled in Postgres beside the workflow: gateway order id -> status.
         self.settled: dict[str, str] = {}
         self.refund_unknown = 0  # asks for which the refund's outcome stays unknown

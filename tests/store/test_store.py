@@ -235,12 +235,18 @@ async def test_the_transition_never_pays_with_nor_overwrites_money_an_operator_s
         refused = await orders.transition(conn, oid, OrderStatus.PAID, "paid_via_payos", paid)
     assert (refused.moved, refused.status, refused.attempt_status) == (False, "pending_payment", settled)
     assert await stock(engine, vid) == 1  # still reserved: the order is open
+    rest = ReviewInput(oid, "momo", gid, "received after the payment was settled", 20_000, "00", "ref-2", True)
     failed = AttemptUpdate(oid, 0, "failed", "1", None)
     async with engine.begin() as conn:  # another ending moves the order, and leaves the attempt as it is
+        assert await payments.flag(conn, rest) is True
         moved = await orders.transition(conn, oid, OrderStatus.FAILED, "max_attempts_failed", failed)
         row = await payments.by_gateway_id(conn, "momo", gid)
+        surplus = (
+            await conn.execute(text("SELECT status FROM payment WHERE surplus_of = :p"), {"p": row.id})
+        ).scalar_one()
     assert (moved.moved, moved.status, moved.attempt_status) == (True, "failed", settled)
     assert row.status == settled and await stock(engine, vid) == 2
+    assert surplus == "needs_review"  # nor is a surplus row touched
 
 
 async def test_paid_records_what_was_received(engine: AsyncEngine) -> None:
@@ -277,8 +283,6 @@ async def test_a_surplus_gets_its_own_review_row_once_per_transfer_and_the_attem
                 {"id": oid},
             )
         ).all()
-        # A transition never touches a surplus row.
-        await orders.transition(conn, oid, OrderStatus.EXPIRED, "late", AttemptUpdate(oid, 0, "expired", "x"))
     assert (row.status, row.received_amount) == ("success", 40_000)
     assert [tuple(r)[:4] for r in rows] == [("needs_review", 5_000, 5_000, "r2"), ("needs_review", 7_000, 7_000, "r3")]
     assert {r.surplus_of for r in rows} == {row.id}
