@@ -19,10 +19,12 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
+from temporalio import workflow
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from api import money_desk
 from domain.ids import late_workflow_id, refund_key, refund_workflow_id
-from domain.messages import LatePayment, RefundRequest
+from domain.messages import LatePayment, RefundOutcome, RefundRequest
 from gateways.momo import NOTIFY_SIGNED, MomoGateway, momo_signature
 from gateways.sandbox.state import TxnState
 from store import payments
@@ -268,3 +270,32 @@ async def test_mark_refunded_is_refused_while_the_late_settlement_refunds(desk: 
     refused(await mark_refunded(desk, pid, "VCB-LATE"), 409, "NOT_REFUNDABLE")
     [done] = refunds_at_gateway(desk, "momo", gid)  # returned once, by the gateway
     assert done["amount"] == PRICE and await trail(desk, paymentId=pid) == []
+
+
+@workflow.defn(name="RefundWorkflow")
+class UnansweredRefund:
+    """Stands in for a refund whose gateway has not answered yet (an outcome that is no verdict)."""
+
+    @workflow.run
+    async def run(self, req: RefundRequest) -> RefundOutcome:
+        await workflow.sleep(2)  # long enough for the desk's request to join it
+        return RefundOutcome("unknown", "no answer from the gateway yet")
+
+
+async def test_a_refund_outcome_that_is_no_verdict_is_under_way_not_failed(desk: Stack) -> None:
+    order = await money_awaiting_refund(desk, "momo")
+    pid = await payment_id(desk, order["orderId"])
+    queue = f"unanswered-{uuid.uuid4().hex[:6]}"
+    async with Worker(
+        desk.client,
+        task_queue=queue,
+        workflows=[UnansweredRefund],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    ):
+        await desk.client.start_workflow(
+            UnansweredRefund.run, RefundRequest(pid, PRICE, ADMIN, str(uuid.uuid4())), id=refund_workflow_id(pid),
+            task_queue=queue,
+        )  # fmt: skip
+        r = await refund(desk, pid, "late money")  # joins it, and hears "unknown"
+    assert r.status_code == 202 and r.json()["data"]["refundAsked"] is True, r.text
+    refused(await mark_refunded(desk, pid), 409, "REFUND_OUTCOME_UNKNOWN")

@@ -61,18 +61,20 @@ async def refund(
     body: NoteIn | None = None,
 ) -> JSONResponse:  # fmt: skip
     """Ask the payment's gateway for the refund (again), in the worker, under the payment's one
-    refund key: 200 refunded, 202 still under way, 502 the gateway said no (what it said is the
-    payment's `reason`)."""
+    refund key, of exactly what it took: 200 refunded, 202 still under way or its outcome not known,
+    502 the gateway said no (what it said is the payment's `reason`), 409 ORDER_STILL_OPEN while its
+    order is open."""
     outcome, payment = await money_desk.request_refund(
         conn, client, settings, user, payment_id, body.note if body else ""
     )
-    if outcome is None:
-        return ok(payment, "Refund under way: the payment's status tells how it ends", 202)
-    if outcome.state == "refunded":
+    if outcome is not None and outcome.state == "refunded":
         return ok(payment, f"Refunded through {payment.gateway}")
-    if outcome.state == "not_refundable":
+    if outcome is not None and outcome.state == "not_refundable":
         raise ApiError(409, "NOT_REFUNDABLE", f"Not refunded: {outcome.detail}")
-    raise ApiError(502, "REFUND_FAILED", f"{payment.gateway} did not refund: {outcome.detail}")
+    if outcome is not None and outcome.state == "refused":  # the gateway's definite no
+        raise ApiError(502, "REFUND_FAILED", f"{payment.gateway} did not refund: {outcome.detail}")
+    # Still under way, or its outcome not known (no answer yet): the gateway may have refunded.
+    return ok(payment, "Refund under way: the payment's status tells how it ends", 202)
 
 
 @router.post(
@@ -83,7 +85,9 @@ async def refund(
 async def mark_refunded(
     payment_id: uuid.UUID, body: MarkRefundedIn, user: AdminUser, conn: ConnDep, client: TemporalDep
 ) -> JSONResponse:
-    """The money went back outside the gateway (a bank transfer): record it, with its reference."""
+    """The money went back outside the gateway (a bank transfer): record it, with its reference.
+    409 ORDER_STILL_OPEN while its order is open, REFUND_IN_PROGRESS while a gateway refund of it is
+    being tried, REFUND_OUTCOME_UNKNOWN when one was asked and the gateway has not said no."""
     payment = await money_desk.mark_refunded(conn, client, user, payment_id, body.reference, body.note)
     return ok(payment, "Marked refunded")
 
