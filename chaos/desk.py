@@ -129,10 +129,12 @@ class Desk:
             ok = a.answer.startswith(("200", "202"))
             where = {"payment_id": a.payment_id, "gateway_order_id": a.gateway_order_id, "action": a.action,
                      "desk_status": a.desk_status, "answer": a.answer, "order_after": a.order_status_after}  # fmt: skip
-            if a.phase == "open" and ok:
-                out.setdefault("desk_acted_on_open_order", []).append(where)
-            # Money under review on an order still open after the answer: the workflow owns it; say so.
+            # Still open after the answer, so open when it was given. (Listed open, ended by the time
+            # the operator acted: the desk may then act, and the ledger walk judges the money.)
             still_open = a.phase == "open" and a.order_status_after == "pending_payment"
+            if still_open and ok:
+                out.setdefault("desk_acted_on_open_order", []).append(where)
+            # Money under review on an open order: the workflow owns it; say so.
             if (
                 still_open
                 and a.desk_status == "needs_review"
@@ -147,4 +149,12 @@ class Desk:
         return out
 
     def figures(self) -> dict[str, Any]:
-        return dict(Counter(f"{a.phase} {a.action} {a.answer}" for a in self.actions))
+        counts = Counter(f"{a.phase} {a.action} {a.answer}" for a in self.actions)
+        raced = sum(
+            1
+            for a in self.actions
+            if a.phase == "open"
+            and a.answer.startswith(("200", "202"))
+            and a.order_status_after != "pending_payment"
+        )
+        return {**counts, "open_but_ended_before_the_action": raced}
