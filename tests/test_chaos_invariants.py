@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chaos.desk import Desk, DeskAction
 from chaos.ledger import HandRefund, LinkFailure, OurPayment, order_code_of, since, walk
 
 PRICE = 150_000
@@ -220,3 +221,37 @@ def test_a_refund_of_a_paid_orders_price_is_a_double() -> None:
     # Nothing of an exactly paid link is to be returned: asking the gateway for it is one too many.
     record = ledger(transfers=[transfer("1-0")], refunds=[refund("1-0", accepted=False, code="41")])
     assert len(walk(record, [row("1-0", "success", "paid")]).double_refunds) == 1
+
+
+def desk_with(*actions: tuple[str, str, str, str, str | None]) -> Desk:
+    desk = Desk(api=None, headers={})  # type: ignore[arg-type] - violations() reads only the actions
+    for phase, action, desk_status, answer, after in actions:
+        desk.actions.append(DeskAction(phase, action, "p-1", "payos", "8", desk_status, answer, after))
+    return desk
+
+
+def test_the_desk_acting_on_an_order_still_open_is_a_violation() -> None:
+    desk = desk_with(
+        ("open", "mark-refunded", "needs_review", "200", "pending_payment"),
+        ("open", "refund", "needs_review", "409 NOT_REFUNDABLE", "pending_payment"),
+    )
+    assert sorted(desk.violations()) == ["desk_acted_on_open_order", "desk_open_not_order_still_open"]
+
+
+def test_the_desk_refusing_open_orders_and_asked_twice_refusing_is_clean() -> None:
+    desk = desk_with(
+        ("open", "mark-refunded", "needs_review", "409 ORDER_STILL_OPEN", "pending_payment"),
+        ("open", "mark-refunded", "needs_review", "200", "expired"),  # ended before the click: raced
+        ("after", "mark-refunded", "needs_review", "200", "expired"),
+        ("again", "mark-refunded", "refunded", "409 NOT_REFUNDABLE", "expired"),
+    )
+    assert desk.violations() == {}
+    assert desk.figures()["open_but_ended_before_the_action"] == 1
+
+
+def test_the_desk_acting_twice_or_refusing_an_ended_order_is_a_violation() -> None:
+    desk = desk_with(
+        ("after", "refund", "refund_required", "502 REFUND_FAILED", "expired"),
+        ("again", "mark-refunded", "refund_required", "200", "expired"),
+    )
+    assert sorted(desk.violations()) == ["desk_acted_twice", "desk_refused_ended_order"]
