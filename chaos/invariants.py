@@ -6,12 +6,13 @@ own ledger, the workers' logs and what the shoppers saw.
                 is unaccounted for, every row has its workflow (`order-<id>`)
   terminal      every order ended in exactly one terminal state, the one its shopper drove it to
                 (expectations below); `ended_at` set iff ended; the session mirrors the order;
-                no order moved out of pending_payment twice (the workers' transition log)
+                the guarded transition's effect is in Postgres once per ended order: exactly one
+                `order.<terminal>` outbox row, written by the statement that moved it, of the
+                status the row holds (`double_transitions`, `transition_unrecorded`)
   stock         per variant: initial == on hand + reserved (pending) + sold (paid); none negative
-  money         every payment the gateway took (ledger state `paid`) is the `success` attempt of a
-                paid order or `refund_required` / `refunded`; no success without the gateway's
-                money; a payment made before the deadline never ends on an `expired` order; a
-                refunded attempt was refunded exactly once at the gateway; a paid order has one success
+  money         a paid order has one success and only a paid order has one; a payment made before
+                the deadline never ends on an `expired` order; MoMo / VNPay late money is refunded
+                (no `refund_required` left); VND by VND, the ledger walk below
   workflows     nothing Running past its deadline + grace + bound (visibility vs Postgres); no
                 order pending whose workflow has closed; no order workflow closed in any state
                 but Completed (`workflows_failed`: Failed, Terminated or Timed out)
@@ -23,6 +24,10 @@ own ledger, the workers' logs and what the shoppers saw.
                 once it was back (or not seen there)
   history       `max_history_events` per order workflow (reported), `history_growth` above
                 HISTORY_BOUND (a replay flood must not grow an order's history)
+  ledger        walked over the gateways' own record (chaos/ledger.py): `ledger_mismatches`,
+                `double_refunds`, `manual_refund_invitations_for_returned_money`,
+                `unconfirmed_link_failures` (a payment_link_unavailable order whose link the
+                gateway did make)
 
 Each check adds its violations (dicts with the order id and what was wrong) to a `Report`; a
 scenario passes when there are none. `findings` are noteworthy but break no invariant.
@@ -30,19 +35,27 @@ scenario passes when there are none. `findings` are noteworthy but break no inva
 
 from __future__ import annotations
 
-import re
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
+from chaos.ledger import (
+    HandRefund,
+    LedgerReport,
+    LinkFailure,
+    OurPayment,
+    keys_of,
+    order_code_of,
+    since,
+    walk,
+)
 from chaos.load import TERMINAL, OrderRecord
 from domain.ids import late_workflow_id, workflow_id
 from domain.statuses import SESSION_FOR_ORDER, OrderStatus
@@ -51,7 +64,7 @@ MARGIN_S = 1.0  # clock and scheduling slack when comparing a click with a deadl
 LATE_CLOSE_S = 30.0  # an order ends by deadline + grace + this, whatever its optional effects do
 HISTORY_BOUND = 200  # events in one order's history: a paid order has ~40, a retried one ~80
 SETTLED_MONEY = ("success", "refund_required", "needs_review", "refunded")
-TRANSITION_RE = re.compile(r"order ([0-9a-f-]{36}) -> (\w+) \((.*)\)( \[no-op\])?\s*$")
+TERMINAL_EVENTS = ("order.paid", "order.cancelled", "order.expired", "order.failed")
 
 
 @dataclass
@@ -69,8 +82,7 @@ class Facts:
     running_order_workflows: list[str]  # every Running OrderWorkflow id (any scenario)
     late_workflows: dict[str, str]  # late workflow id -> status name (or "missing")
     ledger: dict[tuple[str, str], dict[str, Any]]  # (gateway, id) -> transaction
-    transitions: dict[str, list[str]]  # order id -> effective transitions logged ("expired", ...)
-    transition_log_seen: bool
+    transitions: dict[str, list[str]]  # order id -> its `order.<terminal>` outbox rows ("expired", ...)
     history_lengths: dict[str, int] = field(default_factory=dict)  # order workflow id -> events
     events: list[Any] = field(default_factory=list)  # the orders' order_event rows
     received_events: set[str] = field(default_factory=set)  # event ids the receiver took
@@ -100,7 +112,6 @@ async def gather_facts(
     customer: str,
     variant_ids: list[str],
     ledger: list[dict[str, Any]],
-    log_dir: Path,
     received_events: set[str] | None = None,
 ) -> Facts:
     conn = await asyncpg.connect(pg_dsn)
@@ -185,7 +196,7 @@ async def gather_facts(
             lengths[wid] = (await client.get_workflow_handle(wid).describe()).history_length
         except RPCError:
             pass
-    transitions, seen = read_transitions(log_dir)
+    transitions = await read_transitions(pg_dsn, ids)
     return Facts(
         now=datetime.now(UTC).timestamp(),
         orders={r["id"]: r for r in rows},
@@ -199,7 +210,6 @@ async def gather_facts(
         late_workflows=late,
         ledger=index,
         transitions=transitions,
-        transition_log_seen=seen,
         history_lengths=lengths,
         events=list(events),
         received_events=received_events or set(),
@@ -218,19 +228,23 @@ def ledger_index(ledger: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str
     return {(t["gateway"], t["id"]): t for t in ledger}
 
 
-def read_transitions(log_dir: Path) -> tuple[dict[str, list[str]], bool]:
-    """Effective transitions (not the `[no-op]` repeats) the workers logged, per order."""
+async def read_transitions(pg_dsn: str, order_ids: list[str]) -> dict[str, list[str]]:
+    """Per order, the terminal statuses its transition statement wrote: TRANSITION_SQL inserts the
+    `order.<status>` outbox row in the statement that moves the order, and only when it moves it."""
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT order_id::text AS order_id, type FROM order_event "
+            "WHERE order_id = ANY($1::uuid[]) AND type = ANY($2::text[]) ORDER BY created_at",
+            list(set(order_ids)),
+            list(TERMINAL_EVENTS),
+        )
+    finally:
+        await conn.close()
     out: dict[str, list[str]] = defaultdict(list)
-    seen = False
-    for path in sorted(log_dir.glob("w*.log")):
-        with path.open(errors="replace") as f:
-            for line in f:
-                m = TRANSITION_RE.search(line)
-                if m:
-                    seen = True
-                    if not m.group(4):
-                        out[m.group(1)].append(m.group(2))
-    return out, seen
+    for r in rows:
+        out[r["order_id"]].append(r["type"].removeprefix("order."))
+    return out
 
 
 # ---- expectations ------------------------------------------------------------------------------------
@@ -290,6 +304,16 @@ def _expected(rec: OrderRecord, row: Any, ledger: dict[tuple[str, str], dict[str
         if pays:
             return {"paid"} if in_time(pays) else {"paid", "expired"}
         return {"expired"}
+    if kind in ("split_pay", "overpay"):
+        transfers = [c for c in rec.clicks if c.action == "transfer" and c.status == 200]
+        covering = transfers[-1:] if kind == "split_pay" and len(transfers) >= 2 else transfers[:1]
+        if kind == "split_pay" and len(transfers) < 2:
+            return {"expired"}  # short of the price: never pays
+        if covering:
+            return {"paid"} if in_time(covering) else {"paid", "expired"}
+        return {"expired"}
+    if kind == "late_topup":
+        return {"expired"}  # short in time; the rest came after the close
     if kind == "fail_all":
         last = [c for c in accepted_clicks(rec, "fail") if c.attempt_no == 3]
         if last:
@@ -379,14 +403,12 @@ def check_terminal(facts: Facts, records: list[OrderRecord], report: Report, fau
                     clicks=[(c.attempt_no, c.action, c.status) for c in rec.clicks],
                     calls=rec.calls,
                 )
-    if facts.transition_log_seen:
-        for oid, moves in facts.transitions.items():
-            if oid in facts.orders and len(moves) > 1:
-                report.add("double_transitions", order_id=oid, transitions=moves)
-    else:
-        report.findings.append(
-            "no transition lines in the worker logs: the double-transition check was skipped"
-        )
+    for oid, row in facts.orders.items():
+        moves = facts.transitions.get(oid, [])
+        if len(moves) > 1:
+            report.add("double_transitions", order_id=oid, transitions=moves)
+        elif row["status"] in TERMINAL and moves != [row["status"]]:
+            report.add("transition_unrecorded", order_id=oid, status=row["status"], transitions=moves)
 
 
 def check_stock(facts: Facts, initial: dict[str, int], report: Report) -> dict[str, int]:
@@ -443,13 +465,6 @@ def check_money(facts: Facts, report: Report, faults: Sequence[Fault] = ()) -> d
             txn = facts.ledger.get((p["gateway"], p["gateway_order_id"]))
             took_money = txn is not None and txn["state"] == "paid"
             where = {"order_id": oid, "gateway": p["gateway"], "gateway_order_id": p["gateway_order_id"]}
-            if p["status"] in ("success", "refund_required", "refunded") and not took_money:
-                report.add(
-                    "phantom_payment",
-                    **where,
-                    attempt_status=p["status"],
-                    gateway_state=txn["state"] if txn else None,
-                )
             if not took_money:
                 continue
             assert txn is not None  # took_money says so
@@ -486,13 +501,7 @@ def check_money(facts: Facts, report: Report, faults: Sequence[Fault] = ()) -> d
                     paid_at=txn["finished_at"],
                     deadline=row["expires_at"].isoformat(),
                 )
-            refunds = [r for r in txn["refunds"] if r["ok"]]
-            if len(refunds) > 1 or sum(r["amount"] or 0 for r in refunds) > txn["amount"]:
-                report.add("refunded_twice", **where, refunds=refunds)
-            if p["status"] == "refunded" and not refunds:
-                report.add("refunded_without_refund", **where)
-            if p["status"] == "success" and refunds:
-                report.add("refunded_a_kept_payment", **where)
+            # Money without a row, rows without money, refunds twice or of kept money: the ledger walk.
             if p["status"] == "refund_required" and p["gateway"] != "payos":
                 # MoMo and VNPay refund through their API; PayOS has none (left to an operator).
                 report.add(
@@ -650,6 +659,104 @@ def lag_figures(facts: Facts) -> dict[str, Any]:
     }
 
 
+async def gather_ledger(
+    pg_dsn: str,
+    record: dict[str, list[dict[str, Any]]],
+    desk: list[dict[str, Any]],
+    customers: list[str] | None,
+    started: datetime | None = None,
+) -> LedgerReport:
+    """Our side of the ledger walk, and the part of the record it judges. With `customers` (one
+    scenario's): the gateway payments of their rows, and those made since `started` that no row of
+    ours names at all, each with its whole history (a late refund may land after the scenario).
+    Without (the end of the run): everything. Also the operators' hand refunds of those payments,
+    what the desk listed of them (its API's answer, `desk`), and the orders that ended
+    payment_link_unavailable."""
+    recent = since(record, started) if started is not None else record
+    fresh = keys_of(recent)
+    gateways, gids = [k[0] for k in fresh], [k[1] for k in fresh]
+    scope = "(o.customer_id = ANY($1::text[]) OR $1::text[] IS NULL)"
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        rows = await conn.fetch(
+            f"""
+            SELECT p.id::text AS payment_id, p.gateway, p.gateway_order_id, p.status, p.amount,
+                   p.received_amount, o.status AS order_status, o.id::text AS order_id, o.order_code,
+                   {scope} AS ours
+            FROM payment p JOIN "order" o ON o.id = p.order_id
+            WHERE {scope} OR (p.gateway, p.gateway_order_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))
+            """,
+            customers, gateways, gids,
+        )  # fmt: skip
+        rows = [r for r in rows if r["ours"]]  # another scenario's payment is judged in its own walk
+        hand = await conn.fetch(
+            "SELECT p.gateway, p.gateway_order_id, a.at, coalesce(p.received_amount, p.amount) AS amount "
+            "FROM audit_log a JOIN payment p ON p.id = a.payment_id "
+            "WHERE a.action = 'payment.mark_refunded' AND a.payment_id = ANY($1::uuid[])",
+            [r["payment_id"] for r in rows],
+        )
+        failed = await conn.fetch(
+            f'SELECT o.id::text AS id, o.order_code FROM "order" o '
+            f"WHERE o.end_reason = 'payment_link_unavailable' AND {scope}",
+            customers,
+        )
+        named = await conn.fetch(
+            "SELECT DISTINCT gateway, gateway_order_id FROM payment "
+            "WHERE (gateway, gateway_order_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+            gateways, gids,
+        )  # fmt: skip
+    finally:
+        await conn.close()
+    keys = {(r["gateway"], r["gateway_order_id"]) for r in rows}
+    keys |= fresh - {(n["gateway"], n["gateway_order_id"]) for n in named}  # money no row of ours names
+    codes = {r["order_code"] for r in rows} | {f["order_code"] for f in failed}
+
+    def mine(e: dict[str, Any]) -> bool:
+        return (e["gateway"], str(e["gatewayOrderId"])) in keys
+
+    scoped = {
+        "transfers": [e for e in record.get("transfers", []) if mine(e)],
+        "refunds": [e for e in record.get("refunds", []) if mine(e)],
+        "creates": [
+            e for e in record.get("creates", []) if order_code_of(e["gateway"], str(e["gatewayOrderId"])) in codes
+        ],
+        "queries": [e for e in recent.get("queries", []) if mine(e)],
+    }
+    payments = [
+        OurPayment(r["gateway"], r["gateway_order_id"], r["status"], r["amount"], r["received_amount"],
+                   r["order_status"], r["order_id"])
+        for r in rows
+    ]  # fmt: skip
+    listed = [
+        OurPayment(d["gateway"], d["gatewayOrderId"], d["status"], d["amount"], d.get("receivedAmount"),
+                   d.get("orderStatus", ""))
+        for d in desk
+        if (d["gateway"], d["gatewayOrderId"]) in keys
+    ]  # fmt: skip
+    return walk(
+        scoped,
+        payments,
+        hand_refunds=[HandRefund(h["gateway"], h["gateway_order_id"], h["at"].isoformat(), h["amount"]) for h in hand],
+        desk=listed,
+        link_failures=[LinkFailure(f["id"], f["order_code"]) for f in failed],
+    )
+
+
+LEDGER_CHECKS = (
+    "ledger_mismatches",
+    "double_refunds",
+    "manual_refund_invitations_for_returned_money",
+    "unconfirmed_link_failures",
+)
+
+
+def check_ledger(ledger: LedgerReport, report: Report) -> dict[str, Any]:
+    for name in LEDGER_CHECKS:
+        for item in getattr(ledger, name):
+            report.add(name, **item)
+    return {**ledger.counts(), **ledger.figures}
+
+
 def check_all(
     facts: Facts,
     records: list[OrderRecord],
@@ -658,8 +765,10 @@ def check_all(
     bound_s: float,
     outages: list[tuple[float, float]] | None = None,
     faults: list[Fault] | None = None,
+    ledger: LedgerReport | None = None,
 ) -> Report:
     report = Report()
+    money_ledger = check_ledger(ledger, report) if ledger is not None else None
     check_orders(facts, records, report)
     check_terminal(facts, records, report, faults or [])
     stock = check_stock(facts, initial, report)
@@ -713,6 +822,7 @@ def check_all(
         "shopper_errors": sum(1 for rec in records if rec.error),
         "stock": stock,
         "money": money,
+        "ledger": money_ledger,
         "stuck_workflows": stuck,
         "workflows_failed": len(report.violations.get("workflows_failed", [])),
         "late_closes": late,

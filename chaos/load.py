@@ -10,6 +10,9 @@ What a shopper does is its `Plan`:
   cancel          POST /orders/{ref}/cancel                                      -> cancelled
   expire          nothing                                                        -> expired
   late_pay        MoMo: wait until the order reads expired, then pay             -> expired + refunded
+  split_pay       PayOS: two bank transfers that together make the price, in time -> paid
+  overpay         PayOS: the price, then once the order reads paid one more transfer -> paid + review
+  late_topup      PayOS: part of the price in time, the rest once the order ended -> expired + review
 
 Creates are retried with the same Idempotency-Key on transport errors, 429 and 5xx, as a careful
 client does. Other calls read the order back before repeating themselves (retry-payment is not
@@ -37,6 +40,7 @@ RECEIVER = {
 }  # fmt: skip
 RETRYABLE = {429, 500, 502, 503, 504}
 TERMINAL = {"paid", "cancelled", "expired", "failed"}
+TRANSFER_KINDS = ("split_pay", "overpay", "late_topup")  # PayOS links paid by bank transfers
 
 
 @dataclass
@@ -117,13 +121,16 @@ def _epoch(iso: str) -> float:
 class Shoppers:
     """HTTP clients shared by all shoppers of a run."""
 
-    def __init__(self, api_url: str, jwt_secret: str, create_give_up_s: float, grace_s: float = 0.0) -> None:
+    def __init__(
+        self, api_url: str, jwt_secret: str, create_give_up_s: float, grace_s: float = 0.0, gateway_url: str = ""
+    ) -> None:
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
         self.api = httpx.AsyncClient(
             base_url=f"{api_url}/api/v1", timeout=httpx.Timeout(90, connect=5), limits=limits
         )
         self.gateways = httpx.AsyncClient(timeout=30, limits=limits)
         self.jwt_secret = jwt_secret
+        self.gateway_url = gateway_url
         self.create_give_up_s = create_give_up_s
         self.grace_s = grace_s  # a payment in flight can hold a window this long past its deadline
         self._tokens: dict[str, dict[str, str]] = {}
@@ -224,6 +231,10 @@ class Shoppers:
             return
         if plan.kind == "late_pay":
             await self.late_pay(rec)
+            return
+        if plan.kind in TRANSFER_KINDS:
+            await asyncio.sleep(plan.act_after_s)
+            await self.transfers(rec)
             return
         await asyncio.sleep(plan.act_after_s)
         if plan.kind == "cancel":
@@ -399,6 +410,42 @@ class Shoppers:
                 return
         await self.click(rec, 0, "pay", rec.plan.knobs, rec.plan.browser_return)
 
+    async def transfers(self, rec: OrderRecord) -> None:
+        """PayOS bank transfers (VietQR): the link takes each one, part or more of its price."""
+        if not await self.attempt(rec, 0):
+            return
+        price = rec.attempts[0]["amount"]
+        first = price // 3 if rec.plan.kind != "overpay" else price
+        await self.transfer(rec, first)
+        if rec.plan.kind == "split_pay":
+            await asyncio.sleep(rec.plan.knobs.get("gap_s", 0.5))
+            await self.transfer(rec, price - first)
+        elif rec.plan.kind == "overpay":  # once the order reads paid: money beyond the price
+            if await self.wait_for(rec, lambda d: d["status"] in TERMINAL, 60):
+                await self.transfer(rec, rec.plan.knobs.get("extra", 20_000))
+        else:  # late_topup: the rest once the window closed on the short transfer
+            wait = max(0.0, (rec.expires_at or time.time()) - time.time()) + 120
+            if await self.wait_for(rec, lambda d: d["status"] in TERMINAL, wait, every_s=0.5):
+                await self.transfer(rec, price - first)
+
+    async def transfer(self, rec: OrderRecord, amount: int) -> Click:
+        """One transfer: the sandbox's transfer helper (any link state), as a click."""
+        attempt = rec.attempts[0]
+        t0 = time.time()
+        status: int | None = None
+        answer: dict[str, Any] = {}
+        try:
+            r = await self.gateways.post(
+                f"{self.gateway_url}/sandbox/payos/{attempt['gatewayOrderId']}/transfer", json={"amount": amount}
+            )
+            status = r.status_code
+            answer = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+        except (httpx.HTTPError, ValueError):
+            pass
+        click = Click(0, "payos", "transfer", {"amount": amount}, t0, time.time(), status, answer.get("state"))
+        rec.clicks.append(click)
+        return click
+
     # ---- bookkeeping -----------------------------------------------------------------------------------
 
     def _note_attempts(self, rec: OrderRecord, data: dict[str, Any]) -> None:
@@ -409,6 +456,7 @@ class Shoppers:
                     "gateway": a["gateway"],
                     "paymentUrl": a["paymentUrl"],
                     "gatewayOrderId": a["gatewayOrderId"],
+                    "amount": a["amount"],
                 },
             )
 

@@ -1,4 +1,4 @@
-"""The twelve scenarios. Each gets its own customer and its own product (so the checks can isolate it
+"""The eighteen scenarios. Each gets its own customer and its own product (so the checks can isolate it
 by data), starts shoppers arriving at a steady rate, pulls its lever while they shop, waits until
 every window + grace has passed (and every order event has reached the receiver), then runs the
 invariant check (chaos/invariants.py). The stack runs as production does: reminders by webhook and
@@ -17,11 +17,24 @@ e-mail, order events to a receiver (chaos/receiver_app.py).
   gateway_hang          MoMo's status query gives no answer for 60 s (windows close meanwhile)
   gateway_garbage       PayOS's merchant API answers garbage (HTML, cut JSON, 500) for a while
   replay_flood          every signed IPN and browser return replayed many times, forged PayOS returns
+The gateway-fault family (the sandbox's switches, /sandbox/faults, on top of its always-on
+strictness: each gateway takes each id once, answering a reused one 41 / 94 / 231):
+  lost_create           create answers dropped after the link was made; the resend meets a duplicate id
+  lost_refund           MoMo refund answers dropped after the money went back (late payments)
+  slow_answers          creates, queries and refunds answered after the client's timeout (work done)
+  query_99              status queries answering 99 / an error code instead of a verdict
+  payos_transfers       PayOS links paid in two parts, over-paid, and topped up after the deadline
+  desk                  operators refund / mark refunded while orders are open (409 ORDER_STILL_OPEN),
+                        then every listed payment once the orders ended, then again (refused)
+
+Money is judged at the end of each scenario by walking the sandbox's own ledger (GET
+/sandbox/ledger, chaos/ledger.py), and once more over the whole record at the end of the run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import random
 import signal
@@ -29,6 +42,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -36,8 +50,10 @@ import httpx
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from chaos.invariants import Report, check_all, gather_facts
-from chaos.load import Arrivals, OrderRecord, Plan, Shoppers
+from chaos.desk import Desk
+from chaos.invariants import Report, check_all, gather_facts, gather_ledger
+from chaos.ledger import LedgerReport
+from chaos.load import TRANSFER_KINDS, Arrivals, OrderRecord, Plan, Shoppers
 from chaos.stack import ChaosStack
 
 WINDOW = "chaos"  # ORDER_TYPE_DURATIONS chaos=0.1: 6-second windows
@@ -74,6 +90,7 @@ class Mode:
     receiver_down_s: float  # events_down
     gateway_fault_s: float  # gateway_hang, gateway_garbage
     replays: int  # replay_flood: copies of each signed IPN and browser return
+    fault_rate: float = 0.4  # gateway-fault family: the share of matching calls a rule hits
 
 
 MODES = {
@@ -159,6 +176,8 @@ def make_plan(rng: random.Random, kind: str, variants: list[str], notify: bool =
         knobs = notify_knobs(rng, "retry") if notify else standard_knobs(rng)
         knobs.pop("delay_ms", None)
         return Plan(kind, first, LONG_WINDOW, lines, rng.uniform(0.1, 1.0), knobs, retry_gateway=retry)
+    if kind in TRANSFER_KINDS:  # PayOS links paid by bank transfers (a gap lets the desk look in between)
+        return Plan(kind, "payos", WINDOW, lines, rng.uniform(0.1, 0.8), {"gap_s": rng.uniform(0.3, 2.0)})
     if kind == "late_pay":
         knobs = notify_knobs(rng, kind) if notify else {"duplicate": rng.randint(0, 2)}
         return Plan(kind, "momo", WINDOW, lines, 0, knobs)  # MoMo links outlive our window
@@ -204,13 +223,18 @@ class Context:
         self.run_id = run_id
         self.rng = random.Random(seed)
         self.log = log
-        self.shoppers = Shoppers(stack.api_url, stack.jwt_secret, mode.shopper_patience_s, GRACE_MINUTES * 60)
+        self.shoppers = Shoppers(
+            stack.api_url, stack.jwt_secret, mode.shopper_patience_s, GRACE_MINUTES * 60, stack.gateway_url
+        )
         self.gateways = httpx.AsyncClient(base_url=stack.gateway_url, timeout=30)
         self.receiver = httpx.AsyncClient(base_url=stack.receiver_url, timeout=30)
         # What the current scenario broke, and when (epoch s): outages of what an order's end needs
         # move its on-time bound; gateway faults let a window close without that gateway's verdict.
         self.outages: list[tuple[float, float]] = []
         self.faults: list[tuple[str, float, float]] = []
+        self.fault_plan: dict[str, Any] | None = None
+        self.desk = Desk(self.shoppers.api, self.shoppers.auth("chaos-operator", "admin"))
+        self.seed = seed
 
     async def close(self) -> None:
         await self.shoppers.close()
@@ -227,6 +251,24 @@ class Context:
         )
         r.raise_for_status()
         self.faults.append((gateway, time.time(), time.time() + seconds))
+
+    async def sandbox_faults(self, rules: list[dict[str, Any]], blind: tuple[str, ...] = ()) -> None:
+        """Replace the sandbox's fault plan (/sandbox/faults); `blind`: gateways whose verdict may
+        not be had around a deadline while the plan holds (their windows may close unanswered)."""
+        r = await self.gateways.post("/sandbox/faults", json={"rules": rules})
+        r.raise_for_status()
+        self.fault_plan = {"rules": rules, "since": time.time(), "blind": blind}
+
+    async def clear_sandbox_faults(self) -> dict[str, Any]:
+        """End the plan; what it was and what was left of it."""
+        r = await self.gateways.get("/sandbox/faults")
+        shown = r.json() if r.status_code == 200 else {"answer": r.status_code}
+        (await self.gateways.delete("/sandbox/faults")).raise_for_status()
+        plan = self.fault_plan or {}
+        for g in plan.get("blind", ()):
+            self.faults.append((g, plan["since"], time.time()))
+        self.fault_plan = None
+        return shown
 
     async def temporal(self) -> Client:
         return await Client.connect(self.stack.temporal_address, data_converter=pydantic_data_converter)
@@ -260,7 +302,9 @@ class Context:
 
     async def run(self, scenario: Scenario) -> ScenarioResult:
         t0 = time.monotonic()
+        started = datetime.now(UTC) - timedelta(seconds=1)
         self.outages, self.faults = [], []
+        self.desk.actions = []
         customer = f"chaos-{self.run_id}-{scenario.name}"
         stocks = [SCARCE_STOCK] + [AMPLE_STOCK] * 3
         variants = await self.shoppers.create_product(f"Chaos {scenario.name}", stocks)
@@ -281,11 +325,21 @@ class Context:
             details["faults"] = await scenario.inject(self, arrivals, make_record)
         finally:
             cancelled = await arrivals.finish(timeout_s=self.mode.shopper_patience_s + 120)
+            if self.fault_plan:
+                details["fault_plan_left"] = await self.clear_sandbox_faults()
         details["shoppers_cut_off"] = cancelled
         details["died_unasked"] = await self.heal()
         drained = await self.drain(customer)
         details["drain"] = drained
-        report = await self.check(arrivals.records, customer, variants, initial)
+        if scenario.after is not None:
+            details["after"] = await scenario.after(self, arrivals.records)
+            details["drain_after"] = await self.drain(customer)
+        report = await self.check(arrivals.records, customer, variants, initial, started)
+        for name, items in self.desk.violations().items():
+            for item in items:
+                report.add(name, **item)
+        if self.desk.actions:
+            report.figures["desk"] = self.desk.figures()
         details.update(figures=report.figures, findings=report.findings, violations=_summarise(report))
         details["ipn"] = (await self.gateways.get("/chaos/ipn")).json()
         return ScenarioResult(
@@ -349,18 +403,24 @@ class Context:
         return {"waited_s": round(time.monotonic() - t0, 1), "left": state}
 
     async def check(
-        self, records: list[OrderRecord], customer: str, variants: list[str], initial: dict[str, int]
-    ) -> Report:
+        self, records: list[OrderRecord], customer: str, variants: list[str], initial: dict[str, int],
+        started: datetime,
+    ) -> Report:  # fmt: skip
         ledger = (await self.gateways.get("/chaos/ledger")).json()
         received = set((await self.receiver.get("/chaos/receiver")).json()["event_ids"])
         client = await self.temporal()
-        assert self.stack.log_dir is not None  # chaos/stack.py always sets it
-        facts = await gather_facts(
-            self.stack.database_url, client, records, customer, variants, ledger, self.stack.log_dir, received
-        )
+        facts = await gather_facts(self.stack.database_url, client, records, customer, variants, ledger, received)
+        money = await self.walk_ledger([customer], started)
         return check_all(
-            facts, records, initial, GRACE_MINUTES * 60, self.mode.bound_s, self.outages, self.faults
+            facts, records, initial, GRACE_MINUTES * 60, self.mode.bound_s, self.outages, self.faults, money
         )
+
+    async def walk_ledger(self, customers: list[str] | None, started: datetime | None = None) -> LedgerReport:
+        """The money invariants over the sandbox's own record (these customers' part of it, or all)."""
+        r = await self.gateways.get("/sandbox/ledger")
+        r.raise_for_status()  # no ledger, no money check: the scenario breaks, loudly
+        desk = await self.desk.listing()
+        return await gather_ledger(self.stack.database_url, r.json(), desk, customers, started)
 
 
 def _summarise(report: Report, keep: int = 8) -> dict[str, Any]:
@@ -382,6 +442,8 @@ class Scenario:
     title: str
     inject: Inject
     mix: dict[str, int] = field(default_factory=lambda: dict(STANDARD_MIX))
+    after: Callable[[Context, list[OrderRecord]], Awaitable[dict[str, Any]]] | None = None  # once drained
+    quick: bool = False  # part of `make chaos-quick`
 
 
 async def worker_sigkill(ctx: Context, arrivals: Arrivals, _: Callable[..., OrderRecord]) -> dict[str, Any]:
@@ -615,8 +677,94 @@ async def replay_flood(ctx: Context, arrivals: Arrivals, _: Callable[..., OrderR
     return {"replayed_messages": len(replayed), "answers": dict(answers)}
 
 
+# ---- the gateway-fault family ------------------------------------------------------------------------------
+
+
+def client_timeout_s() -> float:
+    """The longest our adapters wait for a gateway's answer: a `slow` answer comes after it."""
+    waits = [
+        getattr(importlib.import_module(f"gateways.{g}"), f"{g.upper()}_TIMEOUT_SECONDS", 30.0)
+        for g in ("momo", "vnpay", "payos")
+    ]
+    return float(max(waits))
+
+
+def rule(gateway: str, op: str, fault: str, ctx: Context, **more: Any) -> dict[str, Any]:
+    return {"gateway": gateway, "op": op, "fault": fault, "rate": ctx.mode.fault_rate, "seed": ctx.seed, **more}
+
+
+async def _under_faults(ctx: Context, arrivals: Arrivals, rules: list[dict[str, Any]], blind: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The plan holds while shoppers arrive and until the last window has closed (late payments
+    settle under it too), then the sandbox shows what each rule hit."""
+    await ctx.sandbox_faults(rules, blind)
+    while arrivals.arriving:
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(LONG_WINDOW_S + GRACE_MINUTES * 60 + 10)
+    return {"rules": rules, "plan_at_end": await ctx.clear_sandbox_faults()}
+
+
+async def lost_create(ctx: Context, arrivals: Arrivals, _: Callable[..., OrderRecord]) -> dict[str, Any]:
+    rules = [rule(g, "create", "lose_answer", ctx) for g in ("momo", "vnpay", "payos")]
+    return await _under_faults(ctx, arrivals, rules)
+
+
+async def lost_refund(ctx: Context, arrivals: Arrivals, _: Callable[..., OrderRecord]) -> dict[str, Any]:
+    rules = [rule("*", "refund", "lose_answer", ctx, rate=0.6)]
+    return await _under_faults(ctx, arrivals, rules)
+
+
+async def slow_answers(ctx: Context, arrivals: Arrivals, _: Callable[..., OrderRecord]) -> dict[str, Any]:
+    delay = client_timeout_s() + 5
+    rules = [
+        rule("*", "refund", "slow", ctx, delaySeconds=delay, rate=0.5),
+        rule("*", "create", "slow", ctx, delaySeconds=delay, rate=0.15),
+        rule("*", "query", "slow", ctx, delaySeconds=delay, rate=0.2),
+    ]
+    return await _under_faults(ctx, arrivals, rules, blind=("momo", "vnpay", "payos"))
+
+
+async def query_99(ctx: Context, arrivals: Arrivals, _: Callable[..., OrderRecord]) -> dict[str, Any]:
+    rules = [
+        rule("momo", "query", "error_code", ctx, code=99, rate=0.6),
+        rule("vnpay", "query", "error_code", ctx, code="99", rate=0.6),
+        rule("payos", "query", "error_code", ctx, code="20", rate=0.6),
+    ]
+    return await _under_faults(ctx, arrivals, rules, blind=("momo", "vnpay", "payos"))
+
+
+async def payos_transfers(ctx: Context, arrivals: Arrivals, _: Callable[..., OrderRecord]) -> dict[str, Any]:
+    while arrivals.arriving:
+        await asyncio.sleep(0.5)
+    return {"transfers": "split in two (in time), over-paid once paid, short then topped up after the close"}
+
+
+def _gateway_ids(records: list[OrderRecord]) -> set[str]:
+    return {a["gatewayOrderId"] for rec in records for a in rec.attempts.values()}
+
+
+async def desk_open(ctx: Context, arrivals: Arrivals, _: Callable[..., OrderRecord]) -> dict[str, Any]:
+    """Operators at the desk while shoppers pay by parts: whatever of theirs the desk shows on an
+    open order, they refund and mark refunded. MoMo refund answers are lost meanwhile."""
+    await ctx.sandbox_faults([rule("momo", "refund", "lose_answer", ctx, rate=0.5)])
+    while arrivals.arriving or any(not rec.done for rec in arrivals.records):
+        await ctx.desk.while_open(_gateway_ids(arrivals.records), time.monotonic() + 2)
+    return {"plan_at_end": await ctx.clear_sandbox_faults()}
+
+
+async def desk_after(ctx: Context, records: list[OrderRecord]) -> dict[str, Any]:
+    await ctx.desk.after(_gateway_ids(records))
+    return {"actions": len(ctx.desk.actions)}
+
+
+TRANSFER_MIX = {"split_pay": 35, "overpay": 30, "late_topup": 25, "pay": 10}
+LATE_MIX = {"late_pay": 45, "pay": 25, "expire": 15, "cancel": 5, "fail_retry_pay": 10}
+DESK_MIX = {"split_pay": 30, "late_topup": 25, "overpay": 15, "late_pay": 30}
+
+
 SCENARIOS = [
-    Scenario("worker_sigkill", "worker SIGKILLed again and again while windows close", worker_sigkill),
+    Scenario(
+        "worker_sigkill", "worker SIGKILLed again and again while windows close", worker_sigkill, quick=True
+    ),
     Scenario(
         "temporal_sigkill",
         "Temporal dev server SIGKILLed, restarted on the same --db-filename",
@@ -649,4 +797,34 @@ SCENARIOS = [
     Scenario("gateway_hang", "MoMo's status query hangs, no answer for a minute, while windows close", gateway_hang),
     Scenario("gateway_garbage", "PayOS's merchant API answers garbage for a while", gateway_garbage),
     Scenario("replay_flood", "signed IPNs and returns replayed many times, forged PayOS returns", replay_flood),
+    Scenario(
+        "lost_create",
+        "create answers lost after the link was made; resends meet duplicate-id answers",
+        lost_create,
+        quick=True,
+    ),
+    Scenario(
+        "lost_refund",
+        "refund answers lost after the money went back; resends meet duplicate-id answers",
+        lost_refund,
+        dict(LATE_MIX),
+        quick=True,
+    ),
+    Scenario("slow_answers", "creates, queries and refunds answered after the client's timeout", slow_answers, dict(LATE_MIX)),
+    Scenario("query_99", "status queries answer 99 / an error code, not a verdict", query_99),
+    Scenario(
+        "payos_transfers",
+        "PayOS links paid in two parts, over-paid, and topped up after the deadline",
+        payos_transfers,
+        dict(TRANSFER_MIX),
+        quick=True,
+    ),
+    Scenario(
+        "desk",
+        "operators refund / mark refunded while orders are open, then after they end, then again",
+        desk_open,
+        dict(DESK_MIX),
+        after=desk_after,
+        quick=True,
+    ),
 ]

@@ -46,8 +46,15 @@ CALL_SHARE = 0.75
 MIN_CALL_SECONDS = 1.0
 
 
+# Request extension: never resend this request blindly. A refund moves money: a gateway that dropped
+# the connection may have done it, so the adapter looks (query) before it ever asks again, and a
+# second request for money already returned is a double refund whatever the gateway answers.
+SEND_ONCE = {"paywindow.send_once": True}
+
+
 class RetryStaleConnection(httpx.AsyncBaseTransport):
-    """Send a request once more when the server dropped the connection without answering."""
+    """Send a request once more when the server dropped the connection without answering (unless
+    it is marked SEND_ONCE)."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
         self.inner = inner
@@ -56,6 +63,8 @@ class RetryStaleConnection(httpx.AsyncBaseTransport):
         try:
             return await self.inner.handle_async_request(request)
         except httpx.RemoteProtocolError:  # "Server disconnected without sending a response"
+            if request.extensions.get("paywindow.send_once"):
+                raise
             return await self.inner.handle_async_request(request)
 
     async def aclose(self) -> None:

@@ -27,7 +27,7 @@ from gateways.base import (
     RefundState,
 )
 from gateways.fields import int_field, signed_text, str_field
-from gateways.http import call_budget, gateway_client, within
+from gateways.http import SEND_ONCE, call_budget, gateway_client, within
 from infra.settings import Settings
 
 MOMO_TIMEOUT_SECONDS = 30.0  # MoMo asks clients to wait at least 30 s for create
@@ -288,7 +288,7 @@ class MomoGateway:
                 if before.state is not RefundState.NONE:  # done (never ask twice) or unknown (ask later)
                     return before
                 try:
-                    answer = await self._post("/v2/gateway/api/refund", body)
+                    answer = await self._post("/v2/gateway/api/refund", body, send_once=True)
                     code: int | None = _result_code(answer)
                 except GatewayError as lost:
                     answer, code = {"error": repr(lost)}, None
@@ -340,10 +340,10 @@ class MomoGateway:
             return RefundResult(RefundState.REFUNDED, None, "0", "refunded in full under other ids", answer)
         return RefundResult(RefundState.NONE, None, str(code), "no refund listed", answer)
 
-    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _post(self, path: str, body: dict[str, Any], *, send_once: bool = False) -> dict[str, Any]:
         try:
             response = await gateway_client("momo").post(
-                self._endpoint + path, json=body, timeout=self._timeout
+                self._endpoint + path, json=body, timeout=self._timeout, extensions=SEND_ONCE if send_once else None
             )
         except httpx.HTTPError as exc:
             raise GatewayError(f"MoMo {path}: {exc!r}") from exc

@@ -23,7 +23,7 @@ from gateways.base import (
     RefundState,
 )
 from gateways.fields import int_field, signed_text, str_field
-from gateways.http import call_budget, gateway_client, within
+from gateways.http import SEND_ONCE, call_budget, gateway_client, within
 from gateways.vnpay_wire import (
     QUERYDR_ANSWER_SIGNED,
     QUERYDR_SIGNED,
@@ -196,7 +196,7 @@ class VnpayGateway:
                 if before.state is not RefundState.NONE:  # done, rejected, in progress or unknown
                     return before
                 try:
-                    answer = await self._post(body, REFUND_ANSWER_SIGNED)
+                    answer = await self._post(body, REFUND_ANSWER_SIGNED, send_once=True)
                     code: str | None = str(answer.get("vnp_ResponseCode", ""))
                 except GatewayError as lost:
                     answer, code = {"error": repr(lost)}, None
@@ -251,9 +251,13 @@ class VnpayGateway:
             "vnp_IpAddr": VNPAY_SERVER_IP,
         }
 
-    async def _post(self, body: dict[str, Any], answer_fields: Sequence[str]) -> dict[str, Any]:
+    async def _post(
+        self, body: dict[str, Any], answer_fields: Sequence[str], *, send_once: bool = False
+    ) -> dict[str, Any]:
         try:
-            response = await gateway_client("vnpay").post(self._api_url, json=body, timeout=self._timeout)
+            response = await gateway_client("vnpay").post(
+                self._api_url, json=body, timeout=self._timeout, extensions=SEND_ONCE if send_once else None
+            )
             answer = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             raise GatewayError(f"VNPay {body['vnp_Command']}: {exc!r}") from exc

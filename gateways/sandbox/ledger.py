@@ -55,6 +55,7 @@ class Ledger:
                 "accepted": accepted,
                 "code": str(code),
                 "duplicate": duplicate,
+                "faulted": False,
                 "at": _now(),
             }
         )
@@ -66,6 +67,7 @@ class Ledger:
                 "gatewayOrderId": str(gateway_order_id),
                 "ok": ok,
                 "code": str(code),
+                "faulted": False,
                 "at": _now(),
             }
         )
@@ -81,10 +83,12 @@ class Ledger:
             }
         )
 
-    def mark_lost_query(self) -> None:
-        """The query just answered never reaches the merchant in time (a fault)."""
-        if self.queries:
-            self.queries[-1]["faulted"] = True
+    def mark_lost(self, op: str) -> None:
+        """The call just answered (a create, a query, a refund) never reaches the merchant in time
+        (a fault): its entry says so, so a reader can tell what the merchant could have known."""
+        entries = {"create": self.creates, "query": self.queries, "refund": self.refunds}.get(op)
+        if entries:
+            entries[-1]["faulted"] = True
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -324,7 +324,7 @@ def momo_routes(sim: MomoSim) -> APIRouter:
             request, store.faults, sim.name, op,
             work=lambda: calls[op](body),
             refuse=lambda code: sim.fault_answer(op, body, code),
-            on_lost=store.ledger.mark_lost_query if op == "query" else lambda: None,
+            on_lost=lambda: store.ledger.mark_lost(op),
         )  # fmt: skip
 
     @router.post("/create")

@@ -270,7 +270,7 @@ def payos_routes(sim: PayOSSim) -> APIRouter:
         return await answer_with_faults(
             request, store.faults, sim.name, op, work=work,
             refuse=lambda code: sim.fault_answer(op, ref, code),
-            on_lost=store.ledger.mark_lost_query if op == "query" else lambda: None,
+            on_lost=lambda: store.ledger.mark_lost(op),
         )  # fmt: skip
 
     @router.post("")

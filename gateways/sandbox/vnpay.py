@@ -356,7 +356,7 @@ def vnpay_routes(sim: VnpaySim) -> APIRouter:
             request, store.faults, sim.name, op,
             work=lambda: sim.transaction_api(body),
             refuse=lambda code: sim.fault_answer(op, body, code),
-            on_lost=store.ledger.mark_lost_query if op == "query" else lambda: None,
+            on_lost=lambda: store.ledger.mark_lost(op),
         )  # fmt: skip
 
     return router
