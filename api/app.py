@@ -18,24 +18,24 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.cors import ElementCors
 from api.errors import (
     COMMON_ERRORS,
-    ApiError,
     error_responses,
     fail,
-    on_api_error,
+    on_app_error,
     on_http_error,
     on_unexpected,
     on_validation_error,
 )
-from api.order_stream import start_listener, stop_listener
-from api.payment_intake import GatewayQueries
 from api.ratelimit import RateLimit, return_path
 from api.routes import admin, demo, desk, health, metrics, ops, orders, products, sdk, stats, stream, webhooks
 from gateways.http import close_gateway_clients
 from gateways.registry import build_gateways
-from infra.db import make_engine
+from infra.db import listen_dsn, make_engine
 from infra.settings import Settings, get_settings
 from infra.temporal import connect
 from infra.tracing import active_provider, configure_logging, setup_tracing
+from services.errors import AppError, ErrorCode
+from services.order_events import OrderEvents
+from services.payment_intake import GatewayQueries
 
 log = logging.getLogger("api")
 
@@ -65,7 +65,7 @@ class BodySizeLimit:
         await self.app(scope, _replay({"type": "http.request", "body": body, "more_body": False}, receive), send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = fail(413, "PAYLOAD_TOO_LARGE", f"Request body over {self.limit} bytes")
+        response = fail(ErrorCode.PAYLOAD_TOO_LARGE, f"Request body over {self.limit} bytes")
         await response(scope, receive, send)
 
 
@@ -78,7 +78,7 @@ class RefuseNul:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"].lower()):
-            response = fail(422, "VALIDATION_ERROR", "NUL characters are not allowed in the URL")
+            response = fail(ErrorCode.VALIDATION_ERROR, "NUL characters are not allowed in the URL")
             return await response(scope, receive, send)
         await self.app(scope, receive, send)
 
@@ -107,9 +107,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.temporal = await connect(settings)
         except Exception as err:  # noqa: BLE001 - readiness reports it; requests retry the connect
             log.warning("Temporal not reachable at start (%s); will retry on demand", err)
-        await start_listener(app)
+        # One LISTEN connection per process fans order changes out to the event streams.
+        app.state.order_events = OrderEvents(listen_dsn(settings.database_url), app.state.engine)
+        await app.state.order_events.start()
         yield
-        await stop_listener(app)
+        await app.state.order_events.stop()
         await close_gateway_clients()
         await app.state.engine.dispose()
 
@@ -123,7 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
     )
-    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(AppError, on_app_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected)

@@ -10,23 +10,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from dataclasses import dataclass
-from typing import Literal
 
 import jwt
 
-Role = Literal["customer", "admin"]
-ROLES = ("customer", "admin")
-
-
-@dataclass(frozen=True)
-class User:
-    id: str
-    role: Role
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
+from services.caller import ROLES, Role, User
 
 
 class InvalidToken(Exception):

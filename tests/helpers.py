@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from api.payment_intake import as_verdict, dedupe_key
+from services.payment_intake import as_verdict, dedupe_key
 from gateways.momo import NOTIFY_SIGNED, MomoGateway, momo_signature
 from store import payments
 

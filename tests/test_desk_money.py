@@ -22,7 +22,7 @@ from sqlalchemy import text
 from temporalio import workflow
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from api import money_desk
+from services import money_desk
 from domain.ids import late_workflow_id, refund_key, refund_workflow_id
 from domain.messages import LatePayment, RefundOutcome, RefundRequest
 from gateways.momo import NOTIFY_SIGNED, MomoGateway, momo_signature

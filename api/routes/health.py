@@ -9,7 +9,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
 from api.deps import get_temporal
-from store import stats
+from services.stats import database_ready
 
 router = APIRouter(tags=["health"])
 
@@ -23,8 +23,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
-        async with request.app.state.engine.connect() as conn:
-            await stats.ping(conn)
+        await database_ready(request.app.state.engine)
         checks["postgres"] = "ok"
     except Exception as err:  # noqa: BLE001 - report any failure as not ready
         checks["postgres"] = f"down: {type(err).__name__}"
@@ -44,4 +43,6 @@ async def readyz(request: Request) -> JSONResponse:
         checks.setdefault("temporal", f"down: {type(err).__name__}")
         checks.setdefault("worker", "unknown")
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503
+    )

@@ -286,6 +286,15 @@ class RetryOut(Out):
     gateway: str
 
 
+class ClientSecretOut(Out):
+    client_secret: str  # `Authorization: Bearer <it>`; on the event stream `?clientSecret=<it>`
+    expires_at: datetime
+
+
+class RevokedOut(Out):
+    revoked: int  # how many live secrets of the order were revoked
+
+
 class StreamTokenOut(Out):
     token: str
     expires_in: int  # seconds; checked when a stream opens

@@ -12,9 +12,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.auth import User
-from api.errors import ApiError
-from api.schemas import (
+from domain.messages import Creation, OrderInput
+from domain.statuses import AttemptStatus
+from services.caller import User
+from services.errors import AppError, ErrorCode
+from services.schemas import (
     AttemptOut,
     ItemOut,
     OrderOut,
@@ -24,8 +26,6 @@ from api.schemas import (
     ReceiverOut,
     SessionOut,
 )
-from domain.messages import Creation, OrderInput
-from domain.statuses import AttemptStatus
 from store import orders
 
 
@@ -38,10 +38,20 @@ async def find_order(conn: AsyncConnection, ref: str, user: User) -> Any:
         try:
             row = await orders.find(conn, order_id=uuid.UUID(ref))
         except ValueError:
-            raise ApiError(404, "ORDER_NOT_FOUND", f"Order {ref[:64]} not found") from None
+            raise AppError(ErrorCode.ORDER_NOT_FOUND, f"Order {ref[:64]} not found") from None
     if row is None or (not user.is_admin and row.customer_id != user.id):
-        raise ApiError(404, "ORDER_NOT_FOUND", f"Order {ref} not found")
+        raise AppError(ErrorCode.ORDER_NOT_FOUND, f"Order {ref} not found")
     return row
+
+
+async def order_for(conn: AsyncConnection, ref: str, user: User) -> OrderOut:
+    """`GET /orders/{ref}`: the order as Postgres holds it."""
+    return await order_detail(conn, await find_order(conn, ref, user))
+
+
+async def session_for(conn: AsyncConnection, ref: str, user: User) -> SessionOut:
+    """`GET /orders/{ref}/session`: the payment window's countdown."""
+    return session_out(await find_order(conn, ref, user))
 
 
 def session_out(row: Any, now: datetime | None = None) -> SessionOut:

@@ -8,11 +8,19 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.audit import audit_entry
-from api.auth import User
-from api.errors import ApiError
-from api.schemas import MAX_STOCK, Page, ProductCreate, ProductOut, VariantOut, VariantPatch, VariantStockOut
 from domain.operator_actions import OperatorAction
+from services.audit import audit_entry
+from services.caller import User
+from services.errors import AppError, ErrorCode
+from services.schemas import (
+    MAX_STOCK,
+    Page,
+    ProductCreate,
+    ProductOut,
+    VariantOut,
+    VariantPatch,
+    VariantStockOut,
+)
 from store import audit, catalog
 
 
@@ -23,7 +31,7 @@ async def create_product(conn: AsyncConnection, body: ProductCreate) -> ProductO
     try:
         await catalog.create_product(conn, product_id, body.name, body.description, new)
     except catalog.SkuExists:
-        raise ApiError(409, "SKU_EXISTS", "A variant with one of these SKUs already exists") from None
+        raise AppError(ErrorCode.SKU_EXISTS) from None
     return ProductOut(id=product_id, name=body.name, description=body.description, variants=variants)
 
 
@@ -65,14 +73,14 @@ async def update_variant(conn: AsyncConnection, user: User, variant_id: uuid.UUI
     async with conn.begin():
         before = await catalog.lock_variant(conn, variant_id)
         if before is None:
-            raise ApiError(404, "VARIANT_NOT_FOUND", f"Variant {variant_id} not found")
+            raise AppError(ErrorCode.VARIANT_NOT_FOUND, f"Variant {variant_id} not found")
         if before.stock_quantity + change.stock_delta < 0:
-            raise ApiError(
-                409, "STOCK_WOULD_GO_NEGATIVE",
+            raise AppError(
+                ErrorCode.STOCK_WOULD_GO_NEGATIVE,
                 f"{before.sku} has {before.stock_quantity} on hand; taking {-change.stock_delta} would go below zero",
-            )  # fmt: skip
+            )
         if before.stock_quantity + change.stock_delta > MAX_STOCK:
-            raise ApiError(422, "VALIDATION_ERROR", f"{before.sku} would hold more than {MAX_STOCK:,} units")
+            raise AppError(ErrorCode.VALIDATION_ERROR, f"{before.sku} would hold more than {MAX_STOCK:,} units")
         after = {**_state(before), "stockQuantity": before.stock_quantity + change.stock_delta}
         after |= {k: v for k, v in (("price", change.price), ("active", change.active)) if v is not None}
         detail = {"sku": before.sku, "stockDelta": change.stock_delta, "before": _state(before), "after": after}
