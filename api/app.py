@@ -93,6 +93,15 @@ def _replay(first: Message, receive: Receive) -> Receive:
     return replayed
 
 
+def install_error_handlers(app: FastAPI) -> None:
+    """Every refusal and failure as the error envelope (api/errors.py); an answer that breaks its
+    route's response_model (ResponseValidationError) is a bug: 500 INTERNAL_ERROR."""
+    app.add_exception_handler(AppError, on_app_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -125,10 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
     )
-    app.add_exception_handler(AppError, on_app_error)
-    app.add_exception_handler(RequestValidationError, on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_exception_handler(Exception, on_unexpected)
+    install_error_handlers(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(RefuseNul)
     app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
