@@ -16,6 +16,7 @@ router = APIRouter(prefix="/admin/orders", tags=["admin"])
 async def extend(
     ref: str, body: ExtendIn, user: AdminUser, conn: ConnDep, client: TemporalDep
 ) -> Envelope[SessionOut]:
+    """Move the order's deadline by `minutes` (negative: sooner), audited."""
     session = await order_commands.extend_window(conn, client, ref, user, body.minutes, body.note)
     return ok(session, "Payment window moved")
 
@@ -24,5 +25,6 @@ async def extend(
 async def expire(
     ref: str, user: AdminUser, conn: ConnDep, client: TemporalDep, body: ExpireIn | None = None
 ) -> Envelope[SessionOut]:
+    """Close the order's window now (it expires, stock goes back), audited."""
     session = await order_commands.expire_now(conn, client, ref, user, body.note if body else "")
     return ok(session, "Payment window closed")

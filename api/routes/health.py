@@ -16,11 +16,13 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
     return {"status": "ok"}
 
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
+    """Readiness: Postgres, Temporal and a worker polling our queue (503 otherwise)."""
     checks: dict[str, str] = {}
     try:
         await database_ready(request.app.state.engine)

@@ -60,6 +60,8 @@ async def create_order(
     client: TemporalDep,
     idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
 ) -> Envelope[OrderOut]:
+    """Create an order and its payment window: stock reserved, prices frozen, the first payment
+    link made. 200 with the same order for a retry under the same `Idempotency-Key`."""
     client_ip = request.client.host if request.client else "127.0.0.1"
     placed = await order_commands.place_order(
         engine, client, settings, user, body, idempotency_key=idempotency_key, client_ip=client_ip
@@ -83,6 +85,7 @@ async def get_orders(
     late_payment: Annotated[bool | None, Query(alias="latePayment")] = None,
     payment_status: Annotated[AttemptStatusName | None, Query(alias="paymentStatus")] = None,
 ) -> Envelope[Page[OrderSummary]]:
+    """Orders, newest first: a customer's own; an admin's, anyone's (`customerId`)."""
     if customer_id is not None and not user.is_admin and customer_id != user.id:
         raise AppError(ErrorCode.FORBIDDEN, "Customers can only list their own orders")
     result = await order_reads.list_orders(
@@ -102,11 +105,13 @@ async def get_orders(
 
 @router.get("/{ref}", response_model=Envelope[OrderOut], responses=error_responses(404))
 async def get_order(ref: str, user: OrderCaller, conn: ConnDep) -> Envelope[OrderOut]:
+    """One order by id or 9-digit code: items, window, attempts."""
     return ok(await order_reads.order_for(conn, ref, user))
 
 
 @router.get("/{ref}/session", response_model=Envelope[SessionOut], responses=error_responses(404))
 async def get_session(ref: str, user: OrderCaller, conn: ConnDep) -> Envelope[SessionOut]:
+    """The payment window's countdown and attempts left."""
     return ok(await order_reads.session_for(conn, ref, user))
 
 
@@ -116,6 +121,7 @@ async def get_session(ref: str, user: OrderCaller, conn: ConnDep) -> Envelope[Se
 async def retry_payment(
     ref: str, user: OrderCaller, conn: ConnDep, client: TemporalDep, body: RetryIn | None = None
 ) -> Envelope[RetryOut]:
+    """A new payment link (optionally through another gateway) while the window is open."""
     retried = await order_commands.retry_payment(conn, client, ref, user, body.gateway if body else None)
     return ok(retried, "Đang xử lý thanh toán lại")
 
@@ -124,6 +130,7 @@ async def retry_payment(
 async def cancel_order(
     ref: str, user: OrderCaller, conn: ConnDep, client: TemporalDep, body: CancelIn | None = None
 ) -> Envelope[OrderOut]:
+    """Cancel the order while it waits for payment (stock goes back)."""
     cancelled = await order_commands.cancel_order(conn, client, ref, user, body.reason if body else "")
     return ok(cancelled, "Hủy đơn hàng thành công")
 
@@ -144,5 +151,5 @@ async def create_client_secret(
 
 @router.delete("/{ref}/client-secret", response_model=Envelope[RevokedOut], responses=error_responses(404))
 async def revoke_client_secrets(ref: str, user: CurrentUser, conn: ConnDep) -> Envelope[RevokedOut]:
-    """Revoke every live client secret of the order (e.g. the shopper signed out)."""
+    """Revoke every live client secret of the order (when the shopper signs out, say)."""
     return ok(await client_secrets.revoke_for(conn, ref, user), "Client secrets revoked")

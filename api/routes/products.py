@@ -18,6 +18,7 @@ router = APIRouter(tags=["products"])
 
 @router.get("/products", response_model=Envelope[list[ProductOut]])
 async def get_products(conn: ConnDep) -> Envelope[list[ProductOut]]:
+    """The catalog: products with the variants still sold."""
     return ok(await catalog.list_products(conn))
 
 
@@ -28,6 +29,7 @@ async def get_products(conn: ConnDep) -> Envelope[list[ProductOut]]:
     responses=error_responses(403, 409),
 )
 async def post_product(body: ProductCreate, _: AdminUser, conn: ConnDep) -> Envelope[ProductOut]:
+    """Add a product with its variants and their stock (SKUs unique)."""
     return ok(await catalog.create_product(conn, body), "Product created")
 
 

@@ -85,6 +85,7 @@ async def sse_stream(hub: events.OrderEvents, order_id: str) -> AsyncIterator[st
 async def order_events(
     ref: str, request: Request, watcher: Annotated[Watcher, Depends(stream_watcher)]
 ) -> StreamingResponse:
+    """The order detail as Server-Sent Events (`session`), pushed on every change, until it ends."""
     hub: events.OrderEvents | None = getattr(request.app.state, "order_events", None)
     if hub is None:
         raise AppError(ErrorCode.EVENTS_UNAVAILABLE)

@@ -63,6 +63,7 @@ def _not_delivered() -> AppError:
 
 @router.post("/webhooks/momo", status_code=204, responses=error_responses(400, 404, 503))
 async def momo_ipn(request: Request) -> Response:
+    """MoMo's IPN: 204 taken; 5xx asks MoMo to send it again."""
     intake = await _take(request, _verify(request, "momo", await _json_body(request)))
     if intake.verdict is Verdict.UNKNOWN_ORDER:
         raise AppError(ErrorCode.ORDER_NOT_FOUND, "No such payment")
@@ -85,6 +86,7 @@ VNPAY_RSP = {
 
 @router.get("/webhooks/vnpay")
 async def vnpay_ipn(request: Request) -> JSONResponse:
+    """VNPay's IPN: always 200, its own `RspCode` (99: send it again)."""
     try:
         result = _gateway(request, "vnpay").verify_notification(dict(request.query_params))
     except InvalidSignature:
@@ -100,6 +102,7 @@ async def vnpay_ipn(request: Request) -> JSONResponse:
 
 @router.post("/webhooks/payos", responses=error_responses(400, 503))
 async def payos_webhook(request: Request) -> JSONResponse:
+    """PayOS's webhook (one received transfer): 2xx taken, also for orders not ours."""
     transfer = _verify(request, "payos", await _json_body(request))
     # A PayOS webhook reports one received transfer: a money event of its own (its reference, its
     # amount); the intake adds up a link's transfers (services/payment_intake.py).
