@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import Field
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.statuses import OrderStatus
 from services.errors import AppError, ErrorCode
@@ -205,9 +205,3 @@ def shop_range(from_: datetime | None, to: datetime | None) -> tuple[datetime | 
 async def metrics_snapshot(conn: AsyncConnection, *, events: bool) -> store_stats.Snapshot:
     """What `/metrics` renders: the store's aggregates in one read-only snapshot."""
     return await store_stats.collect(conn, events=events)
-
-
-async def database_ready(engine: AsyncEngine) -> None:
-    """Raises when Postgres cannot answer."""
-    async with engine.connect() as conn:
-        await store_stats.ping(conn)
