@@ -237,7 +237,7 @@ async def redeliver(
     notification_id: uuid.UUID, note: str,
 ) -> NotificationOut:  # fmt: skip
     """Hand a stored verdict to its order's workflow, or to the late-payment settlement once that
-    has finished, as the webhook would have (api/payment_intake.deliver): the workflow applies a
+    has finished, as the webhook would have (services/payment_intake.deliver): the workflow applies a
     verdict once, a settlement runs once per attempt, so handing one on again is safe."""
     row = await payments.inbox_row(conn, notification_id)
     if row is None:
