@@ -5,6 +5,7 @@ reaches still counts."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import httpx
@@ -127,3 +128,21 @@ async def test_an_answer_that_breaks_its_model_is_a_500_not_a_wrong_body() -> No
             "ORDER_NOT_FOUND",
             "Order not found",
         )
+
+
+# Codes the browser scripts make up themselves (no answer of ours carries them).
+CLIENT_SIDE = {"NETWORK", "NO_TOKEN", "MISSING_ATTRIBUTES"}
+
+
+def test_the_codes_the_browser_scripts_act_on_are_the_catalogues() -> None:
+    """api/static/*.js decide on `error` codes (the element's fatal ones): renaming a code in the
+    catalogue must not silently break them."""
+    named = {
+        m
+        for p in (ROOT / "api" / "static").glob("*.js")
+        for m in re.findall(r'"([A-Z][A-Z_]{4,})"', p.read_text())
+    }
+    assert named - CLIENT_SIDE, "no codes found in api/static/*.js"
+    assert named - CLIENT_SIDE <= set(ErrorCode.__members__), (named - CLIENT_SIDE) - set(
+        ErrorCode.__members__
+    )
