@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from domain.ids import refund_key
 from domain.messages import (
     Attempt,
     AttemptRef,
@@ -35,18 +35,25 @@ from domain.messages import (
 from domain.money import money_problem
 from domain.statuses import AttemptStatus, OrderStatus, PaymentOutcome
 from domain.verdicts import is_transfer
-from gateways.base import GatewayError, GatewayResult, LinkItem, LinkRequest, PaymentGateway
+from gateways.base import GatewayError, GatewayResult, LinkItem, LinkRequest, PaymentGateway, RefundState
 from infra.db import while_unavailable
 from infra.settings import Settings
 from infra.temporal import start_late_settlement
 from store import inventory, payments
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 # A link whose money is the order's or on its way back: never cancelled.
 SETTLED = (AttemptStatus.SUCCESS.value, AttemptStatus.REFUNDED.value)
 # Attempts the reconciliation asks their gateway about: still open, or holding money that may yet
 # become a full payment (a PayOS transfer that was short).
 RECONCILED_STATUSES = (AttemptStatus.PENDING.value, AttemptStatus.NEEDS_REVIEW.value)
+# A refund whose outcome the gateway did not make known: the activity fails with this (retryable)
+# type and its workflow asks again on a durable backoff, for as long as it takes (docs/GATEWAYS.md).
+REFUND_UNKNOWN = "REFUND_UNKNOWN"
+# What a refund still being asked shows on the payment (`refund_note`), for the desk: never by hand.
+ASKING = "asking the gateway"
+HEARTBEAT_EVERY_SECONDS = 5.0  # refund activities heartbeat; their heartbeat timeout is a few of these
 
 
 class PaymentActivities:
@@ -125,7 +132,9 @@ class PaymentActivities:
             async with self.engine.begin() as conn:
                 for attempt, why in failures:
                     await payments.record_cancel_failure(conn, attempt.gateway, attempt.gateway_order_id, why)
-            raise ApplicationError(f"{len(failures)} link(s) not cancelled: {failures[0][1]}", type="CANCEL_FAILED")
+            raise ApplicationError(
+                f"{len(failures)} link(s) not cancelled: {failures[0][1]}", type="CANCEL_FAILED"
+            )
         return cancelled
 
     # ---- reconciliation ----------------------------------------------------------------------------
@@ -139,7 +148,9 @@ class PaymentActivities:
         open_attempts = [a for a in inp.attempts if a.status in RECONCILED_STATUSES]
         answers = await asyncio.gather(*(self._ask(a) for a in open_attempts))
         # Unknown is not "unpaid": the window waits for a silent gateway (bounded by the grace).
-        silent = [a.gateway_order_id for a, answer in zip(open_attempts, answers, strict=True) if answer is None]
+        silent = [
+            a.gateway_order_id for a, answer in zip(open_attempts, answers, strict=True) if answer is None
+        ]
         spoken = [answer for answer in answers if answer is not None]
         in_flight = bool(silent) or any(a.outcome is PaymentOutcome.PROCESSING for a in spoken)
         return Reconciled(results=results + verdicts(spoken), in_flight=in_flight, unanswered=silent)
@@ -157,7 +168,8 @@ class PaymentActivities:
     async def _ask(self, attempt: Attempt) -> GatewayResult | None:
         """The gateway's view of one attempt within RECONCILE_BUDGET_SECONDS (all open attempts are
         asked at once, under that one budget); None when it could not say: the window then treats the
-        attempt as in flight, bounded by the grace like any other."""
+        attempt as in flight, bounded by the grace like any other. An answer that is not a verdict
+        (MoMo 99, a code we do not know: PaymentOutcome.UNKNOWN) is no answer, exactly like silence."""
         try:
             answer = await asyncio.wait_for(
                 self._gateway(attempt.gateway).query(attempt.gateway_order_id, created_at=attempt.created_at),
@@ -166,8 +178,15 @@ class PaymentActivities:
         except (GatewayError, TimeoutError) as err:
             log.warning("query %s %s gave no answer: %r", attempt.gateway, attempt.gateway_order_id, err)
             return None
-        # Not a verdict (a `99`, a code the adapter does not know): exactly like no answer.
-        return None if answer.outcome is PaymentOutcome.UNKNOWN else answer
+        if answer.outcome is PaymentOutcome.UNKNOWN:
+            log.warning(
+                "query %s %s answered %s: not a verdict",
+                attempt.gateway,
+                attempt.gateway_order_id,
+                answer.result_code,
+            )
+            return None
+        return answer
 
     @activity.defn
     async def find_attempt(self, ref: AttemptRef) -> Attempt | None:
@@ -197,16 +216,30 @@ class PaymentActivities:
     async def settle_late_payment(self, late: LatePayment) -> LateOutcome:
         """Decide, once and atomically, what money for an ended order becomes."""
         async with self.engine.begin() as conn:
+            link_total = 0
+            if is_transfer(late.gateway, late.result_code):
+                # The link's settlements one at a time, each reading the link's running total under
+                # the lock: a transfer the order already counted through a query's total (its own
+                # webhook lost until now) is not counted again.
+                await payments.lock_link(conn, late.gateway, late.gateway_order_id)
+                link_total = await self._link_total(conn, late)
             row = await payments.lock_for_settlement(conn, late.gateway, late.gateway_order_id)
             if row is None:  # the intake keeps such a verdict in the inbox, unmatched, for a person
                 log.error("late payment for no attempt of ours: %s %s", late.gateway, late.gateway_order_id)
                 return LateOutcome("needs_review", "no such payment attempt")
             if another_transfer(late, row):
-                # A link that takes several transfers, whose money so far is accounted for: this
-                # transfer is settled too, on a review row of its own for its amount.
-                reason = f"transfer of {late.amount} VND after the order was {row.order_status}"
+                # A link that takes several transfers, whose money so far is accounted for: what this
+                # transfer brings beyond what our rows hold is settled too, on a review row of its own.
+                received = max(
+                    link_total, await payments.transfers_received(conn, late.gateway, late.gateway_order_id)
+                )
+                accounted = await payments.link_accounted(conn, late.gateway, late.gateway_order_id)
+                new_money = min(late.amount or 0, received - accounted)
+                if new_money <= 0:
+                    return LateOutcome("already_settled", f"counted already: {accounted} VND of {received}")
+                reason = f"transfer of {new_money} VND after the order was {row.order_status}"
                 review = ReviewInput(
-                    late.order_id, late.gateway, late.gateway_order_id, reason, late.amount, late.result_code,
+                    late.order_id, late.gateway, late.gateway_order_id, reason, new_money, late.result_code,
                     late.transaction_id, surplus=True,
                 )  # fmt: skip
                 await payments.flag(conn, review)
@@ -239,21 +272,44 @@ class PaymentActivities:
         log.error("late payment on order %s via %s %s: refund required", late.order_id, late.gateway, late.gateway_order_id)
         return LateOutcome("refund_required", f"order was {row.order_status}")
 
+    async def _link_total(self, conn: Any, late: LatePayment) -> int:
+        """What the gateway says the link has received in all (its running total); no answer is no
+        verdict: the settlement fails and is tried again."""
+        created_at = await payments.attempt_created_at(conn, late.gateway, late.gateway_order_id)
+        if created_at is None:
+            return 0
+        link = Attempt(
+            attempt_no=-1, gateway=late.gateway, gateway_order_id=late.gateway_order_id, request_id="", amount=0,
+            status=AttemptStatus.PENDING.value, payment_url="", created_at=created_at,
+        )  # fmt: skip
+        answer = await self._ask(link)
+        if answer is None:
+            raise ApplicationError("the gateway gives no running total for the link", type="GATEWAY_SILENT")
+        if answer.outcome is PaymentOutcome.NOT_FOUND:
+            return 0
+        paid = (answer.raw or {}).get("amountPaid")
+        if isinstance(paid, int):
+            return paid
+        return (answer.amount or 0) if answer.outcome.carries_money else 0
+
     @activity.defn
     async def refund_late_payment(self, late: LatePayment) -> LateOutcome:
-        """Refund through the gateway exactly once: the idempotency key is the order + attempt, and
-        the row moves refund_required -> refunded only after the gateway confirmed."""
+        """Refund through the gateway exactly once: the idempotency key is the payment's one refund
+        key, and the row moves refund_required -> refunded only once the gateway shows the refund.
+        While its outcome is unknown the activity fails (REFUND_UNKNOWN) and is asked again."""
         async with self.engine.begin() as conn:
             row = await payments.by_gateway_id(conn, late.gateway, late.gateway_order_id, lock=True)
-        if row.status == AttemptStatus.REFUNDED.value:
-            return LateOutcome("refunded", "refunded earlier")
-        if row.status != AttemptStatus.REFUND_REQUIRED.value:
-            return LateOutcome("already_settled", row.status)
-        refunded, detail = await self._refund(
-            row, row.amount, row.transaction_id or late.transaction_id or "",
+            if row.status == AttemptStatus.REFUNDED.value:
+                return LateOutcome("refunded", "refunded earlier")
+            if row.status != AttemptStatus.REFUND_REQUIRED.value:
+                return LateOutcome("already_settled", row.status)
+            await payments.refund_asked(conn, row.id)  # committed before the request leaves
+        state, detail = await self._refund(
+            row,
+            row.transaction_id or late.transaction_id or "",
             f"Refund late payment {row.gateway_order_id}",
-        )  # fmt: skip
-        return LateOutcome("refunded" if refunded else "refund_required", detail)
+        )
+        return LateOutcome("refunded" if state is RefundState.REFUNDED else "refund_required", detail)
 
     @activity.defn
     async def refund_payment(self, req: RefundRequest) -> RefundOutcome:
@@ -261,52 +317,67 @@ class PaymentActivities:
         settlement's, so the gateway refunds one payment once whoever asks, and however often."""
         async with self.engine.begin() as conn:  # waits for an operator's mark-refunded in progress
             row = await payments.lock_payment(conn, uuid.UUID(req.payment_id))
-        if row is None:
-            return RefundOutcome("not_refundable", "no such payment")
-        if row.status == AttemptStatus.REFUNDED.value:
-            return RefundOutcome("refunded", "refunded earlier")
-        if row.status != AttemptStatus.REFUND_REQUIRED.value:
-            return RefundOutcome("not_refundable", f"the payment is {row.status}")
-        refunded, detail = await self._refund(
-            row, req.amount, row.transaction_id or "", f"Refund {row.gateway_order_id}",
+            if row is None:
+                return RefundOutcome("not_refundable", "no such payment")
+            if row.status == AttemptStatus.REFUNDED.value:
+                return RefundOutcome("refunded", "refunded earlier")
+            if row.status != AttemptStatus.REFUND_REQUIRED.value:
+                return RefundOutcome("not_refundable", f"the payment is {row.status}")
+            await payments.refund_asked(conn, row.id)  # committed before the request leaves
+        state, detail = await self._refund(
+            row, row.transaction_id or "", f"Refund {row.gateway_order_id}",
             requestedBy=req.requested_by, auditId=req.audit_id,
         )  # fmt: skip
-        return RefundOutcome("refunded" if refunded else "refused", detail)
+        return RefundOutcome("refunded" if state is RefundState.REFUNDED else "refused", detail)
 
     async def _refund(
-        self, row: Any, amount: int, transaction_id: str, description: str, **event: Any
-    ) -> tuple[bool, str]:
-        """Ask the attempt's gateway to refund `amount` under the payment's one refund key. Its yes:
-        the row becomes refunded (and `payment.refunded` is published); its no, or a request our
-        record cannot make: the row keeps what was said, for the desk. An unreachable gateway
-        raises GatewayError (the caller's retry policy asks again), noted on the row too."""
+        self, row: Any, transaction_id: str, description: str, **event: Any
+    ) -> tuple[RefundState, str]:
+        """Ask the payment's gateway to refund the money received (payments.refund_amount) under the
+        payment's one refund key (payments.gateway_refund_key); the caller has committed
+        `refund_asked` first (the desk reads it: the money may be on its way back). REFUNDED: the row
+        becomes refunded (and `payment.refunded` is published). REFUSED, or a request our record
+        cannot make: nothing went back, `refund_refused` clears the flag so a person may refund by
+        hand. UNKNOWN: noted on the row ("asking the gateway"), the flag stays, and REFUND_UNKNOWN is
+        raised: the workflow asks again, never a person."""
+        gateway = self._gateway(row.gateway)
         try:
-            result = await self._gateway(row.gateway).refund(
-                gateway_order_id=row.gateway_order_id,
-                transaction_id=transaction_id,
-                amount=amount,
-                idempotency_key=refund_key(str(row.order_id), row.attempt_no),
-                description=description,
-                created_at=row.created_at,
-                paid_at=row.updated_at,
+            result = await _heartbeating(
+                gateway.refund(
+                    gateway_order_id=row.gateway_order_id,
+                    transaction_id=transaction_id,
+                    amount=payments.refund_amount(row),
+                    idempotency_key=payments.gateway_refund_key(row),
+                    description=description,
+                    created_at=row.created_at,
+                    paid_at=row.updated_at,
+                )
             )
-        except ValueError as err:  # our record cannot make a valid refund request: a person must look
-            return False, await self._note_refund(row, f"cannot request a refund: {err}")
-        except GatewayError as err:
-            await self._note_refund(row, f"gateway unreachable: {err}")
-            raise
-        if not result.ok:
-            # The gateway answered and said no: asking again will not change its mind. Transport
-            # failures (GatewayError) are retried by the activity's policy instead.
-            reason = "no refund API" if result.result_code == "UNSUPPORTED" else f"refused {result.result_code}"
-            log.error("refund of %s not done (%s): refund by hand", row.gateway_order_id, reason)
-            return False, await self._note_refund(row, f"{reason} {result.message}".strip())
+        except ValueError as err:  # our record cannot make a valid refund request: it never left
+            return RefundState.REFUSED, await self._refused(row, f"cannot request a refund: {err}")
+        if result.state is RefundState.REFUNDED:
+            async with self.engine.begin() as conn:
+                await payments.mark_refunded(
+                    conn, row.id, str(row.order_id), row.gateway_order_id,
+                    note=f"refunded through {row.gateway} (refund {result.refund_id or '?'})", **event,
+                )  # fmt: skip
+            return RefundState.REFUNDED, result.refund_id or ""
+        if result.state is RefundState.REFUSED:
+            reason = (
+                "no refund API" if result.result_code == "UNSUPPORTED" else f"refused {result.result_code}"
+            )
+            log.error("refund of %s refused (%s): refund by hand", row.gateway_order_id, reason)
+            return RefundState.REFUSED, await self._refused(row, f"{reason} {result.message}".strip())
+        note = f"{ASKING}: {row.gateway} has not shown the refund ({result.result_code} {result.message})"
+        log.warning("refund of %s: %s", row.gateway_order_id, note)
+        await self._note_refund(row, note)
+        raise ApplicationError(note, type=REFUND_UNKNOWN)
+
+    async def _refused(self, row: Any, note: str) -> str:
+        """A definite no: nothing went back, so a person may return the money by hand."""
         async with self.engine.begin() as conn:
-            await payments.mark_refunded(
-                conn, row.id, str(row.order_id), row.gateway_order_id,
-                note=f"refunded through {row.gateway} (refund {result.refund_id or '?'})", **event,
-            )  # fmt: skip
-        return True, result.refund_id or ""
+            await payments.refund_refused(conn, row.id, note)
+        return note
 
     async def _note_refund(self, row: Any, note: str) -> str:
         async with self.engine.begin() as conn:
@@ -323,10 +394,27 @@ def another_transfer(late: LatePayment, row: Any) -> bool:
     )
 
 
+async def _heartbeating(call: Awaitable[T]) -> T:
+    """Await `call`, heartbeating meanwhile so that a dead worker is noticed by its heartbeat
+    timeout rather than the whole start-to-close."""
+    task = asyncio.ensure_future(call)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY_SECONDS)
+            if done:
+                return task.result()
+            if activity.in_activity():
+                activity.heartbeat()
+    finally:
+        task.cancel()
+
+
 def verdicts(answers: list[GatewayResult]) -> list[PaymentResult]:
     """Gateway answers as the workflow's verdicts; "not found" (nobody reached the gateway) says nothing."""
     return [
-        PaymentResult(a.gateway, a.gateway_order_id, a.outcome.value, a.result_code, a.amount, a.transaction_id)
+        PaymentResult(
+            a.gateway, a.gateway_order_id, a.outcome.value, a.result_code, a.amount, a.transaction_id
+        )
         for a in answers
-        if a.outcome is not PaymentOutcome.NOT_FOUND
+        if a.outcome not in (PaymentOutcome.NOT_FOUND, PaymentOutcome.UNKNOWN)
     ]

@@ -64,7 +64,9 @@ class BodySizeLimit:
             more = message.get("more_body", False)
             if len(body) > self.limit:
                 return await self._refuse(scope, receive, send)
-        await self.app(scope, _replay({"type": "http.request", "body": body, "more_body": False}, receive), send)
+        await self.app(
+            scope, _replay({"type": "http.request", "body": body, "more_body": False}, receive), send
+        )
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = fail(ErrorCode.PAYLOAD_TOO_LARGE, f"Request body over {self.limit} bytes")
@@ -158,7 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from gateways.sandbox import build_sandbox_router
 
         sandbox = build_sandbox_router(settings)
-        app.state.sandbox_store = sandbox.sandbox_store  # type: ignore[attr-defined]  # for tests and debugging
+        app.state.sandbox_store = sandbox.sandbox_store  # for tests and debugging
         app.include_router(sandbox, prefix="/sandbox")
     provider = active_provider()
     if provider is not None:  # a server span per request, around every middleware; probes left out
@@ -188,7 +190,9 @@ class RedactTokens(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(TOKEN_IN_URL.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(
+                TOKEN_IN_URL.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args
+            )
         if isinstance(record.msg, str) and any(mark in record.msg for mark in SECRET_MARKS):
             record.msg = TOKEN_IN_URL.sub(r"\1[redacted]", record.msg)
         return True

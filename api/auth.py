@@ -22,7 +22,9 @@ class InvalidToken(Exception):
 
 def issue_token(secret: str, sub: str, role: Role = "customer", ttl_seconds: int = 24 * 3600) -> str:
     now = int(time.time())
-    return jwt.encode({"sub": sub, "role": role, "iat": now, "exp": now + ttl_seconds}, secret, algorithm="HS256")
+    return jwt.encode(
+        {"sub": sub, "role": role, "iat": now, "exp": now + ttl_seconds}, secret, algorithm="HS256"
+    )
 
 
 def read_token(secret: str, token: str) -> User:

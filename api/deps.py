@@ -86,7 +86,9 @@ async def current_user(request: Request) -> User:
     return bearer_user(request)
 
 
-async def order_caller(ref: str, request: Request, conn: Annotated[AsyncConnection, Depends(get_conn)]) -> User:
+async def order_caller(
+    ref: str, request: Request, conn: Annotated[AsyncConnection, Depends(get_conn)]
+) -> User:
     """The caller on a route for one order `ref`: a JWT, or a client secret minted for that order."""
     token = bearer_token(request)
     if client_secrets.is_client_secret(token):

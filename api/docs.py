@@ -85,7 +85,7 @@ def rows(prefix: str) -> Iterator[str]:
     for base, route in routes:
         if not isinstance(route, APIRoute) or not route.include_in_schema:
             continue
-        for method in sorted(route.methods):
+        for method in sorted(route.methods or ()):
             yield f"| {method} | `{base}{route.path}` | {caller(route)} | {what(route)} | {answer(route)} |"
 
 

@@ -5,6 +5,7 @@ messages are the catalogue's (services/errors.py); nothing here makes up a code.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -30,7 +31,7 @@ def ok(data: T, message: str = "OK") -> Envelope[T]:
 def fail(
     code: ErrorCode,
     message: str | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     *,
     status: int | None = None,
 ) -> JSONResponse:

@@ -51,7 +51,9 @@ class RateLimit:
         if count > self.per_minute:
             retry_after = max(1, math.ceil(60 - now % 60))
             response = fail(
-                ErrorCode.RATE_LIMITED, f"Too many requests; retry in {retry_after} s", {"Retry-After": str(retry_after)}
+                ErrorCode.RATE_LIMITED,
+                f"Too many requests; retry in {retry_after} s",
+                {"Retry-After": str(retry_after)},
             )
             return await response(scope, receive, send)
         await self.app(scope, receive, send)

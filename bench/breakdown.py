@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import json
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -197,7 +200,7 @@ IDLE_LEAVES = (
     "Condition.wait",
     "Runner.run (asyncio/runners.py",
     "Queue.get",
-    "_worker (concurrent/futures/thread.py:81)",
+    "_worker (concurrent/futures/thread.py",
 )
 # (label, needles, how): "any" = some frame of the stack matches (a cost defined by its caller);
 # "near" = the frame nearest the leaf that matches any "near" bucket decides (where CPU is spent);
@@ -261,7 +264,10 @@ def pyspy_available() -> str | None:
     )
 
 
-def start_pyspy(pid: int, seconds: float, out: Path) -> subprocess.Popen | None:
+def start_pyspy(pid: int, out: Path, max_s: float = 900) -> subprocess.Popen | None:
+    """A flame graph of `pid` (and its children: uvicorn --workers) from now until stop_pyspy;
+    `max_s` only bounds a sampler nobody stopped. Function names without line numbers, so one
+    function's samples add up in one frame."""
     exe = pyspy_available()
     if exe is None:
         return None
@@ -271,12 +277,14 @@ def start_pyspy(pid: int, seconds: float, out: Path) -> subprocess.Popen | None:
             "record",
             "--pid",
             str(pid),
+            "--subprocesses",
             "--duration",
-            str(int(seconds)),
+            str(int(max_s)),
             "--rate",
             "100",
             "--format",
-            "raw",
+            "flamegraph",
+            "--nolineno",
             "--nonblocking",
             "--output",
             str(out),
@@ -286,30 +294,86 @@ def start_pyspy(pid: int, seconds: float, out: Path) -> subprocess.Popen | None:
     )
 
 
-def bucket_profile(raw: Path, buckets: tuple[Bucket, ...]) -> dict[str, Any]:
-    """Share of samples per named cost (first matching bucket wins), plus the top self frames."""
+async def stop_pyspy(procs: list[subprocess.Popen | None], timeout: float = 20) -> None:
+    """Stop the samplers (SIGINT: py-spy writes its file and exits), waiting for the files."""
+    for p in procs:
+        if p is not None and p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    await wait_procs(procs, timeout)
+
+
+FRAME = re.compile(
+    r'<title>(?P<title>[^<]*)</title><rect [^>]*?y="(?P<y>[\d.]+)"[^>]*?fg:x="(?P<x>\d+)" fg:w="(?P<w>\d+)"'
+)
+PROCESS_FRAME = re.compile(r'^process \d+:"')  # the root py-spy --subprocesses puts above each process
+TITLE = re.compile(r"^(?P<name>.*) \([\d,]+ samples?, [\d.]+%\)$")
+
+
+def svg_stacks(svg: str) -> list[tuple[list[str], int]]:
+    """The collapsed stacks inside a py-spy (inferno) flame graph: each frame's path from the root
+    and its self samples (its width minus its children's). Frames are rows (their `y`) and
+    sample ranges (`fg:x`, `fg:w`); a frame's parent is the one a row up whose range holds it."""
+    frames = []
+    for m in FRAME.finditer(svg):
+        t = TITLE.match(html.unescape(m["title"]))
+        frames.append((float(m["y"]), int(m["x"]), int(m["w"]), t["name"] if t else m["title"]))
+    rows = sorted({y for y, *_ in frames})
+    by_row: list[list[tuple[int, int, str, int]]] = [[] for _ in rows]  # (x, w, name, index)
+    for i, (y, x, w, name) in enumerate(frames):
+        by_row[rows.index(y)].append((x, w, name, i))
+    path: dict[int, list[str]] = {}
+    self_w = {i: w for i, (_, _, w, _) in enumerate(frames)}
+    for depth, row in enumerate(by_row):
+        for x, w, name, i in row:
+            parent = (
+                next((j for px, pw, _, j in by_row[depth - 1] if px <= x < px + pw), None) if depth else None
+            )
+            path[i] = ([*path[parent]] if parent is not None else []) + [name]
+            if parent is not None:
+                self_w[parent] -= w
+    # The root ("all") is py-spy's total, not a frame of the program.
+    return [(p[1:], self_w[i]) for i, p in path.items() if len(p) > 1 and self_w[i] > 0]
+
+
+def profile_summary(svg: Path, buckets: tuple[Bucket, ...], top: int = 10) -> dict[str, Any]:
+    """From a flame graph: busy samples, their share per named cost (first matching bucket wins),
+    and the `top` most expensive frames by self samples, with their inclusive share beside."""
+    if not svg.exists():
+        return {}
     counts: Counter[str] = Counter()
     self_frames: Counter[str] = Counter()
-    total = idle = 0
-    if not raw.exists():
-        return {}
-    for line in raw.read_text().splitlines():
-        stack, _, n_text = line.rpartition(" ")
-        n = int(n_text)
-        leaf = stack.rsplit(";", 1)[-1]
+    inclusive: Counter[str] = Counter()
+    total = idle = no_python = 0
+    for frames, n in svg_stacks(svg.read_text()):
+        stack = [f for f in frames if not PROCESS_FRAME.match(f)]
+        if not stack:  # a process's own line (--subprocesses): samples without a Python frame
+            no_python += n
+            continue
+        leaf = stack[-1]
         if not leaf.strip() or any(x in leaf for x in IDLE_LEAVES):
             idle += n
             continue
         total += n
         self_frames[leaf] += n
-        counts[_classify(stack.split(";"), buckets)] += n
+        for name in set(stack):
+            inclusive[name] += n
+        counts[_classify(stack, buckets)] += n
+    if not total:
+        return {"samples": 0, "idle_samples_left_out": idle, "no_python_frame_samples": no_python}
     return {
         "samples": total,
         "idle_samples_left_out": idle,
-        "share_pct": {k: round(v / total * 100, 1) for k, v in counts.most_common()} if total else {},
-        "top_self_frames": [(f, round(v / total * 100, 1)) for f, v in self_frames.most_common(8)]
-        if total
-        else [],
+        "no_python_frame_samples": no_python,
+        "share_pct": {k: round(v / total * 100, 1) for k, v in counts.most_common()},
+        "top_frames": [
+            {
+                "frame": f,
+                "self_samples": v,
+                "self_pct": round(v / total * 100, 1),
+                "total_pct": round(inclusive[f] / total * 100, 1),
+            }
+            for f, v in self_frames.most_common(top)
+        ],
     }
 
 

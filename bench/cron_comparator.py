@@ -251,7 +251,7 @@ class CronJob:
         out.statements_for_rows = sum(t.statements for t in out.ticks)
         stock = await self.c.fetchval("SELECT sum(stock_quantity) FROM cron_bench.product_variant")
         out.stock_restored = stock == setup["initial_stock"] and out.rows_expired == setup["orders"]
-        out.pg_ended_lag_ms_p50 = summary(pg_lags)["p50"]  # type: ignore[assignment]
+        out.pg_ended_lag_ms_p50 = summary(pg_lags)["p50"]
 
 
 def results(out: Outcome) -> dict[str, Any]:

@@ -172,7 +172,7 @@ async def closed_loop(
     still unanswered `grace_s` after a time limit are abandoned (counted), so a saturated service
     cannot stretch the phase by its own latency."""
     result = LoadResult()
-    kind = order_type if callable(order_type) else (lambda: order_type)  # type: ignore[return-value]
+    kind = order_type if callable(order_type) else (lambda: order_type)
     t0 = time.perf_counter()
     end = t0 + duration_s if duration_s is not None else None
     if stop_at is not None:

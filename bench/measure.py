@@ -105,21 +105,25 @@ class Observer:
         assert self.conn is not None
         return self.conn
 
-    async def orders(self, order_types: list[str]) -> list[OrderRow]:
+    async def orders(self, order_types: list[str], ids: list[str] | None = None) -> list[OrderRow]:
+        """The orders of these types (and, given `ids`, only those: one round's storm)."""
         rows = await self.c.fetch(
             """
             SELECT o.id::text, o.status, o.order_type, o.created_at, s.expires_at, o.ended_at
             FROM "order" o JOIN order_session s ON s.order_id = o.id
-            WHERE o.order_type = ANY($1::text[])
+            WHERE o.order_type = ANY($1::text[]) AND ($2::uuid[] IS NULL OR o.id = ANY($2::uuid[]))
             """,
             order_types,
+            ids,
         )
         return [OrderRow(*r) for r in rows]
 
-    async def pending(self, order_types: list[str]) -> int:
+    async def pending(self, order_types: list[str], ids: list[str] | None = None) -> int:
         return await self.c.fetchval(
-            """SELECT count(*) FROM "order" WHERE order_type = ANY($1::text[]) AND status = 'pending_payment'""",
+            """SELECT count(*) FROM "order" WHERE order_type = ANY($1::text[]) AND status = 'pending_payment'
+               AND ($2::uuid[] IS NULL OR id = ANY($2::uuid[]))""",
             order_types,
+            ids,
         )
 
     async def wait_all_ended(
@@ -131,20 +135,21 @@ class Observer:
         stall_s: float,
         poll_s: float = 0.2,
         on_poll: Callable[[int], None] = lambda _: None,
+        ids: list[str] | None = None,
     ) -> int:
         """Poll until no order of these types is pending, `timeout_s` passes, or nothing has ended
         for `stall_s` once every deadline (`last_deadline`, wall clock) is `stall_s` behind us:
         orders held past their deadline (a grace, a stuck worker) should not eat the run's time.
-        Returns how many are still pending."""
+        Returns how many are still pending (of `ids` only, when given)."""
         deadline = time.monotonic() + timeout_s
-        left = await self.pending(order_types)
+        left = await self.pending(order_types, ids)
         changed = time.monotonic()
         on_poll(left)
         while left and time.monotonic() < deadline:
             if time.time() > last_deadline + stall_s and time.monotonic() - changed > stall_s:
                 break
             await asyncio.sleep(poll_s)
-            now_left = await self.pending(order_types)
+            now_left = await self.pending(order_types, ids)
             if now_left != left:
                 changed = time.monotonic()
             left = now_left
@@ -154,18 +159,22 @@ class Observer:
     async def open_orders(self) -> int:
         return await self.c.fetchval("""SELECT count(*) FROM "order" WHERE status = 'pending_payment'""")
 
-    async def stock_conserved(self, variant_ids: list[str], order_types: list[str], stock0: int) -> bool:
-        """On hand + units held by pending or paid orders = the initial stock. One statement, so one
-        snapshot: read while orders are still expiring, the two halves cannot disagree."""
+    async def stock_conserved(
+        self, variant_ids: list[str], order_types: list[str], stock0: int, ids: list[str] | None = None
+    ) -> bool:
+        """On hand + units held by pending or paid orders (of `ids` only, when given: the orders
+        made since `stock0` was read) = the initial stock. One statement, so one snapshot: read
+        while orders are still expiring, the two halves cannot disagree."""
         stock, held = await self.c.fetchrow(
             """
             SELECT (SELECT coalesce(sum(stock_quantity), 0) FROM product_variant WHERE id = ANY($1::uuid[])),
                    (SELECT coalesce(sum(i.quantity), 0) FROM "order" o JOIN order_item i ON i.order_id = o.id
                     WHERE o.order_type = ANY($2::text[]) AND o.status IN ('pending_payment', 'paid')
-                      AND i.variant_id = ANY($1::uuid[]))
+                      AND i.variant_id = ANY($1::uuid[]) AND ($3::uuid[] IS NULL OR o.id = ANY($3::uuid[])))
             """,
             variant_ids,
             order_types,
+            ids,
         )
         return stock + held == stock0
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from temporalio.client import Client
 
-from bench import breakdown
+from bench import breakdown, rounds
 from bench.cron_comparator import Plan
 from bench.floor import history_sizes, wait_storm_drained
 from bench.load import Api, Created, LoadResult, closed_loop, open_loop, round_robin, sequential
@@ -63,20 +63,21 @@ class Mode:
     cron: Plan
     cron_starts_with: str  # the phase at whose start the comparator starts
     storm_windows: int  # order types st1..stK: windows of 1..K seconds
+    rounds: int = 3  # of ours and the floor, alternating; sequential, throughput_s, storm_* are per round
 
 
 MODES = {
     "quick": Mode(
         "quick",
-        budget_s=230,
+        budget_s=360,
         warmup=10,
-        sequential=60,
-        throughput_s=10,
+        sequential=20,
+        throughput_s=5,
         lifecycle=25,
         arrival_rate=50,
         arrival_s=12,
-        storm_target=2000,
-        storm_budget_s=15,
+        storm_target=1000,
+        storm_budget_s=10,
         memory_target=5000,
         memory_budget_s=12,
         idle_s=10,
@@ -84,22 +85,22 @@ MODES = {
         wait_cap_s=15,
         stall_s=10,
         cron=Plan(interval_s=60, steady_count=3000, storm_count=1000, storm_offset_s=30, ticks=1),
-        cron_starts_with="sequential",
+        cron_starts_with="creates",
         storm_windows=40,
     ),
     "full": Mode(
         "full",
-        budget_s=1020,
+        budget_s=1080,
         warmup=30,
-        sequential=500,
-        throughput_s=30,
+        sequential=170,
+        throughput_s=10,
         lifecycle=200,
         arrival_rate=50,
         arrival_s=60,
-        storm_target=10_000,
-        storm_budget_s=180,
+        storm_target=3500,
+        storm_budget_s=45,
         memory_target=50_000,
-        memory_budget_s=300,
+        memory_budget_s=240,
         idle_s=30,
         idle_end_s=30,
         wait_cap_s=120,
@@ -114,13 +115,13 @@ MODES = {
         "memory",
         budget_s=2160,
         warmup=10,
-        sequential=20,
-        throughput_s=5,
+        sequential=7,
+        throughput_s=2,
         lifecycle=10,
         arrival_rate=20,
         arrival_s=5,
         storm_target=100,
-        storm_budget_s=5,
+        storm_budget_s=3,
         memory_target=50_000,
         memory_budget_s=1900,
         idle_s=5,
@@ -128,24 +129,13 @@ MODES = {
         wait_cap_s=15,
         stall_s=10,
         cron=Plan(interval_s=60, steady_count=300, storm_count=100, storm_offset_s=30, ticks=1),
-        cron_starts_with="sequential",
+        cron_starts_with="creates",
         storm_windows=20,
     ),
 }
-PHASES = (
-    "catalog",
-    "sequential",
-    "floor_sequential",
-    "throughput",
-    "floor_throughput",
-    "idle",
-    "lifecycle",
-    "expiry",
-    "storm",
-    "floor_storm",
-    "memory",
-    "idle_end",
-)
+PHASES = ("catalog", "creates", "idle", "lifecycle", "expiry", "storms", "profile", "memory", "idle_end")
+SIDES = ("ours", "floor")  # a round's order when odd; an even round runs them the other way round
+PROFILED = ("worker", "api")
 # What is ours in a CPU reading (the gateways and the load generator are not), and the floor's.
 OURS = ("worker", "api", "temporal", "postgres")
 FLOOR = ("floor-worker", "floor-api", "temporal")
@@ -175,6 +165,8 @@ class Bench:
         self.cron_started = 0.0
         self.spans: dict[str, tuple[float, float]] = {}  # phase -> (start, end), wall clock
         self.memory_points: list[dict[str, Any]] = []  # RSS readings taken along the run
+        self.results["rounds"] = {}
+        self.spying = ""  # the path ("create", "expiry") py-spy samples now, in the profile round
 
     @property
     def figures(self) -> dict[str, Any]:
@@ -242,28 +234,94 @@ class Bench:
 
     # ---- creates --------------------------------------------------------------------------------------
 
-    async def phase_sequential(self) -> None:
-        n = self.mode.sequential
-        with self.ui.phase("create, concurrency 1", n) as tick:
+    async def phase_creates(self) -> None:
+        """Rounds of creates at concurrency 1 and 32, ours and the floor back to back; the side
+        that goes first alternates (ours in odd rounds), so drift over the run hits both alike."""
+        mode = self.mode
+        rows: list[dict[str, Any]] = []
+        pooled: dict[str, LoadResult] = {k: LoadResult() for k in ("ours", "floor", "ours_32", "floor_32")}
+        cpu: dict[str, list[dict[str, Any]]] = {"ours": [], "floor": []}
+        last_32 = LoadResult()
+        for r in range(mode.rounds):
+            sides = SIDES if r % 2 == 0 else SIDES[::-1]
+            row: dict[str, Any] = {"round": r + 1, "first": sides[0]}
+            for side in sides:
+                res = await self.sequential_round(side, r)
+                _pool(pooled[side], res)
+                row["create_p50_ms" if side == "ours" else "floor_create_p50_ms"] = summary(res.latencies_ms)[
+                    "p50"
+                ]
+            readings = {}
+            for side in sides:
+                res, readings[side] = await self.creates_at_32(
+                    self.api if side == "ours" else self.floor,
+                    f"{'' if side == 'ours' else 'floor: '}create, concurrency 32 ({r + 1}/{mode.rounds})",
+                )
+                _pool(pooled[f"{side}_32"], res)
+                cpu[side].append(readings[side])
+                if side == "ours":
+                    row["create_throughput_per_s"] = res.rate
+                    row["create_p99_ms_at_32"] = summary(res.latencies_ms)["p99"]
+                    row["cpu_ms_per_create"] = cpu_ms(readings[side], OURS)
+                    last_32 = res
+                else:
+                    row["floor_create_throughput_per_s"] = res.rate
+                    row["floor_cpu_ms_per_create"] = cpu_ms(readings[side], FLOOR)
+            rows.append(rounds.create_round(row, readings["ours"], readings["floor"]))
+            await asyncio.sleep(1)  # let the last workflow tasks settle
+        self.results["rounds"]["creates"] = rows
+        self.figures.update(rounds.combine(rows, skip=("round",)))
+        self.results["breakdown"]["create_at_32"] = await self.create_breakdown(last_32.created[-40:])
+        # Percentiles of the pooled samples: a p99 of one round's few creates would be its maximum.
+        for side, phase in (("ours", "sequential"), ("floor", "floor_sequential")):
+            self.results["phases"][phase] = {
+                "n": len(pooled[side].latencies_ms),
+                "warmup": mode.warmup,
+                "rounds": mode.rounds,
+                "latency_ms": summary(pooled[side].latencies_ms),
+                "errors": pooled[side].errors,
+            }
+        self.figures["create_p99_ms"] = summary(pooled["ours"].latencies_ms)["p99"]
+        self.figures["create_p99_ms_at_32"] = summary(pooled["ours_32"].latencies_ms)["p99"]
+        for side, phase in (("ours", "throughput"), ("floor", "floor_throughput")):
+            res = pooled[f"{side}_32"]
+            self.results["phases"][phase] = {
+                "completed": len(res.created),
+                "elapsed_s": res.elapsed_s,
+                "rounds": mode.rounds,
+                "rate_per_s": self.figures[
+                    "create_throughput_per_s" if side == "ours" else "floor_create_throughput_per_s"
+                ],
+                "latency_ms": summary(res.latencies_ms),
+                "errors": res.errors,
+            }
+            self.results["cpu"][phase] = rounds.median_cpu(cpu[side])
+        self.round_flags(rows, "create")
+
+    async def sequential_round(self, side: str, r: int) -> LoadResult:
+        """One round at concurrency 1 (ours was warmed up by the catalog phase, the floor is here)."""
+        mode, ours = self.mode, side == "ours"
+        api, warmup = (self.api, 0) if ours else (self.floor, mode.warmup if r == 0 else 0)
+        label = f"{'' if ours else 'floor: '}create, concurrency 1 ({r + 1}/{mode.rounds})"
+        with self.ui.phase(label, mode.sequential + warmup) as tick:
+            if warmup:
+                await sequential(api, warmup, round_robin(self.variants[HOLD]), HOLD, tick)
             res = await closed_loop(
-                self.api,
+                api,
                 1,
                 round_robin(self.variants[HOLD]),
                 HOLD,
-                count=n,
-                duration_s=max(10.0, self.left() / 8),
+                count=mode.sequential,
+                duration_s=max(5.0, self.left() / (8 * mode.rounds)),
                 tick=tick,
             )
-        lat = summary(res.latencies_ms)
-        self.figures["create_p50_ms"], self.figures["create_p99_ms"] = lat["p50"], lat["p99"]
-        self.results["phases"]["sequential"] = {
-            "n": len(res.latencies_ms),
-            "warmup": self.mode.warmup,
-            "latency_ms": lat,
-            "errors": res.errors,
-        }
-        self.results["breakdown"]["create"] = await self.create_breakdown(res.created[-60:])
-        self.results["breakdown"]["direct"] = await breakdown.direct_timings(self.stack.gateway_url)
+        if not res.created:
+            log = "api.log" if ours else "floor-api.log"
+            raise RuntimeError(f"{side} could not create an order ({res.errors}); see {log}")
+        if ours and r == 0:
+            self.results["breakdown"]["create"] = await self.create_breakdown(res.created[-60:])
+            self.results["breakdown"]["direct"] = await breakdown.direct_timings(self.stack.gateway_url)
+        return res
 
     async def create_breakdown(self, chosen: list[Created]) -> dict[str, Any]:
         hist = await breakdown.histories(self.stack.temporal_address, [c.order_id for c in chosen])
@@ -280,130 +338,144 @@ class Bench:
             rows.append(row)
         return breakdown.medians(rows)
 
-    async def phase_throughput(self) -> None:
-        seconds = self.mode.throughput_s
-        spies = []
-        if self.profile:
-            pids = self.stack.pids()
-            out = self.stack.data_dir
-            spies = [
-                breakdown.start_pyspy(pids[p], seconds - 1, out / f"{p}.pyspy") for p in ("worker", "api")
-            ]
-        res = await self.creates_at_32(self.api, "throughput", "create, concurrency 32")
-        self.figures["create_throughput_per_s"] = res.rate
-        self.figures["create_p99_ms_at_32"] = self.results["phases"]["throughput"]["latency_ms"]["p99"]
-        self.figures["cpu_ms_per_create"] = cpu_ms(self.results["cpu"]["throughput"], OURS)
-        self.results["breakdown"]["create_at_32"] = await self.create_breakdown(res.created[-40:])
-        if spies:
-            await breakdown.wait_procs(spies, 15)
-            self.results["profile"] = {
-                "worker": breakdown.bucket_profile(
-                    self.stack.data_dir / "worker.pyspy", breakdown.WORKER_BUCKETS
-                ),
-                "api": breakdown.bucket_profile(self.stack.data_dir / "api.pyspy", breakdown.API_BUCKETS),
-            }
-        await asyncio.sleep(1)  # let the last workflow tasks settle before the next phase counts statements
-
-    async def creates_at_32(self, api: Api, phase: str, label: str) -> LoadResult:
-        """32 shoppers for the mode's throughput time: the results and CPU under `phase`."""
+    async def creates_at_32(self, api: Api, label: str) -> tuple[LoadResult, dict[str, Any]]:
+        """32 shoppers for the mode's throughput time: what they got, and the CPU it took."""
         seconds = self.mode.throughput_s
         with self.ui.phase(label, seconds) as tick:
             cpu0, t0 = self.procs.cpu(), time.monotonic()
             ticker = asyncio.create_task(tick_seconds(tick, seconds))
             res = await closed_loop(api, 32, round_robin(self.variants[HOLD]), HOLD, duration_s=seconds)
             ticker.cancel()
-            self.results["cpu"][phase] = cpu_share(
-                cpu0, self.procs.cpu(), time.monotonic() - t0, len(res.created)
-            )
-        self.results["phases"][phase] = {
-            "completed": len(res.created),
-            "elapsed_s": res.elapsed_s,
-            "rate_per_s": res.rate,
-            "latency_ms": summary(res.latencies_ms),
-            "errors": res.errors,
-        }
-        return res
+            reading = cpu_share(cpu0, self.procs.cpu(), time.monotonic() - t0, len(res.created))
+        return res, reading
 
-    # ---- the floor: the same creates against a bare workflow of the same shape (bench/floor.py) ------
+    def round_flags(self, rows: list[dict[str, Any]], what: str) -> None:
+        """A round's censored figure flags the run's median of it, saying which round."""
+        for row in rows:
+            for key, why in row.pop("flags", {}).items():
+                self.results["flags"].setdefault(key, f"{what} round {row['round']}: {why}")
 
-    async def phase_floor_sequential(self) -> None:
-        n, warmup = self.mode.sequential, self.mode.warmup
-        with self.ui.phase("floor: create, concurrency 1", n + warmup) as tick:
-            await sequential(self.floor, warmup, round_robin(self.variants[HOLD]), HOLD, tick)
-            res = await closed_loop(
-                self.floor,
-                1,
-                round_robin(self.variants[HOLD]),
-                HOLD,
-                count=n,
-                duration_s=max(10.0, self.left() / 8),
-                tick=tick,
-            )
-        if not res.created:
-            raise RuntimeError(f"the floor could not create an order ({res.errors}); see floor-api.log")
-        lat = summary(res.latencies_ms)
-        self.figures["floor_create_p50_ms"] = lat["p50"]
-        self.results["phases"]["floor_sequential"] = {
-            "n": len(res.latencies_ms),
-            "latency_ms": lat,
-            "errors": res.errors,
-        }
+    # ---- storms: many windows ending at once, ours and the floor in alternating rounds ------------------
 
-    async def phase_floor_throughput(self) -> None:
-        res = await self.creates_at_32(self.floor, "floor_throughput", "floor: create, concurrency 32")
-        self.figures["floor_create_throughput_per_s"] = res.rate
-        self.figures["floor_cpu_ms_per_create"] = cpu_ms(self.results["cpu"]["floor_throughput"], FLOOR)
+    def storm_reserve(self) -> float:
+        """Time kept after the storms: the profile round, the memory phase, the end."""
+        mode = self.mode
+        profile = mode.throughput_s + 2 * mode.storm_budget_s + 10 if self.profile else 0  # ~ as a round
+        return profile + self.memory_min() + mode.idle_end_s + 20
 
-    async def phase_floor_storm(self) -> None:
-        """As many shared deadlines as our storm had, drained by the floor's worker; its end times
+    def storm_size(self, rounds_left: int) -> tuple[int, float]:
+        """(orders per storm, creation budget): a round is two storms, each about its creation time
+        to create and as long again to drain, plus the wait for the shared deadline."""
+        mode = self.mode
+        rate = max(1.0, self.results["phases"]["throughput"]["rate_per_s"] or 1.0)
+        room = (self.left() - self.storm_reserve()) / rounds_left
+        budget = max(3.0, min(mode.storm_budget_s, (room - 12) / 4))
+        return max(50, min(mode.storm_target, int(rate * budget * 0.9))), budget
+
+    async def phase_storms(self) -> None:
+        mode = self.mode
+        rows: list[dict[str, Any]] = []
+        cpu: dict[str, list[dict[str, Any]]] = {"ours": [], "floor": []}
+        for r in range(mode.rounds):
+            n, budget = self.storm_size(mode.rounds - r)
+            sides = SIDES if r % 2 == 0 else SIDES[::-1]
+            row: dict[str, Any] = {"round": r + 1, "first": sides[0], "n": n, "flags": {}}
+            readings = {}
+            for i, side in enumerate(sides):
+                # the rest of this round and the rounds after it, then the tail
+                after = (len(sides) - 1 - i + 2 * (mode.rounds - r - 1)) * (2 * budget + 6)
+                reserve = after + self.storm_reserve()
+                label = f"{'' if side == 'ours' else 'floor '}storm ({r + 1}/{mode.rounds}): {n:,} shared deadlines"
+                got = await (
+                    self.storm(n, label, reserve) if side == "ours" else self.floor_storm(n, label, reserve)
+                )
+                readings[side] = got.pop("cpu")
+                row["flags"].update(got.pop("flags"))
+                self.results["phases"].setdefault(
+                    f"{'storm' if side == 'ours' else 'floor_storm'}_rounds", []
+                ).append(got.pop("detail"))
+                row.update(got)
+                cpu[side].append(readings[side])
+            rows.append(rounds.storm_round(row, readings["ours"], readings["floor"]))
+        self.results["phases"]["storm"] = self.results["phases"]["storm_rounds"][-1]
+        self.results["phases"]["floor_storm"] = self.results["phases"]["floor_storm_rounds"][-1]
+        self.results["cpu"]["storm_drain"] = rounds.median_cpu(cpu["ours"])
+        self.results["cpu"]["floor_storm_drain"] = rounds.median_cpu(cpu["floor"])
+        self.round_flags(rows, "storm")
+        self.results["rounds"]["storms"] = rows
+        self.figures.update(rounds.combine(rows, skip=("round", "n")))
+
+    async def floor_storm(self, n: int, label: str, reserve: float) -> dict[str, Any]:
+        """As many shared deadlines as our storm has, drained by the floor's worker; its end times
         are the workflows' close times in Temporal's visibility store."""
-        n = self.results["phases"]["storm"]["n"]
         rate = max(1.0, self.figures.get("floor_create_throughput_per_s") or 1.0)
-        res = await self.storm_orders(self.floor, n, rate, f"floor storm: {n:,} shared deadlines")
+        res = await self.storm_orders(self.floor, n, rate, label)
         deadlines = [datetime.fromisoformat(c.expires_at) for c in res.created]
         if not deadlines:
             raise RuntimeError(f"no floor storm order was created: {res.errors}")
         first, last = min(deadlines), max(deadlines)
         cpu0, t0 = self.procs.cpu(), time.monotonic()
-        cap = self.wait_cap(reserve=self.memory_min() + self.mode.idle_end_s + 15)
         with self.ui.waiting("  waiting for the floor's storm to drain", len(deadlines)) as progress:
-            left, closed = await wait_storm_drained(self.temporal, first, last, cap, progress)
+            left, closed = await wait_storm_drained(
+                self.temporal, first, last, self.wait_cap(reserve), progress
+            )
         cpu = cpu_share(cpu0, self.procs.cpu(), time.monotonic() - t0, len(closed))
-        self.results["cpu"]["floor_storm_drain"] = cpu
         drain_max = (max(closed) - last).total_seconds() if closed else None
-        self.figures["floor_storm_drain_s_per_10k"] = (
-            drain_max * 10_000 / len(deadlines) if drain_max is not None and not left else None
-        )
-        self.figures["floor_cpu_ms_per_expiry"] = cpu_ms(cpu, FLOOR)
         sizes = await history_sizes(self.temporal, first, last)
-        self.figures["floor_history_events_per_order"] = summary([e for e, _ in sizes])["p50"]
-        self.figures["floor_workflow_tasks_per_order"] = summary([t for _, t in sizes])["p50"]
-        if left:
-            self.results["flags"]["floor_storm_drain_s_per_10k"] = f"not drained: {left} still running"
-        self.results["phases"]["floor_storm"] = {
-            "n": len(deadlines),
-            "errors": res.errors,
-            "create_rate_per_s": res.rate,
-            "deadline_spread_s": (last - first).total_seconds(),
-            "drain_from_max_s": drain_max,
-            "still_running": left,
-            "source": "close times of FloorWorkflow executions (Temporal visibility)",
+        return {
+            "floor_storm_drain_s_per_10k": drain_max * 10_000 / len(deadlines)
+            if drain_max is not None and not left
+            else None,
+            "floor_cpu_ms_per_expiry": cpu_ms(cpu, FLOOR),
+            "floor_history_events_per_order": summary([e for e, _ in sizes])["p50"],
+            "floor_workflow_tasks_per_order": summary([t for _, t in sizes])["p50"],
+            "cpu": cpu,
+            "flags": {"floor_storm_drain_s_per_10k": f"not drained: {left} still running"} if left else {},
+            "detail": {
+                "n": len(deadlines),
+                "errors": res.errors,
+                "create_rate_per_s": res.rate,
+                "deadline_spread_s": (last - first).total_seconds(),
+                "drain_from_max_s": drain_max,
+                "still_running": left,
+                "source": "close times of FloorWorkflow executions (Temporal visibility)",
+            },
         }
 
     def ratios(self) -> None:
-        """Ours against the floor and the cron job, from figures measured in this run; a ratio made
-        from a censored figure (a bound) is flagged too."""
+        """Ours against the floor (medians over the rounds, rounds.combine) and against the cron job
+        (its p99 over ours in each third of the steady-arrival phase); a ratio made from a censored
+        figure (a bound), or missing from some rounds, is flagged."""
         f, flags = self.figures, self.results["flags"]
-        for name, a, b in (
-            ("create_throughput_ratio_to_floor", "create_throughput_per_s", "floor_create_throughput_per_s"),
-            ("create_p50_ratio_to_floor", "create_p50_ms", "floor_create_p50_ms"),
-            ("storm_drain_ratio_to_floor", "storm_close_drain_s_per_10k", "floor_storm_drain_s_per_10k"),
-            ("lag_p99_ratio_to_cron", "cron_expiry_lag_p99_ms", "expiry_lag_p99_ms"),
+        for name, a, b, group in (
+            (
+                "create_throughput_ratio_to_floor",
+                "create_throughput_per_s",
+                "floor_create_throughput_per_s",
+                "creates",
+            ),
+            ("create_p50_ratio_to_floor", "create_p50_ms", "floor_create_p50_ms", "creates"),
+            (
+                "storm_drain_ratio_to_floor",
+                "storm_close_drain_s_per_10k",
+                "floor_storm_drain_s_per_10k",
+                "storms",
+            ),
         ):
-            f[name] = f[a] / f[b] if f.get(a) and f.get(b) else None
             censored = [f"`{k}`" for k in (a, b) if k in flags]
-            if censored and f[name] is not None:
+            if censored and f.get(name) is not None:
                 flags[name] = f"made from a bound ({', '.join(censored)})"
+            rows = self.results["rounds"].get(group, [])
+            if missing := sum(1 for r in rows if r.get(name) is None):
+                flags.setdefault(
+                    name, f"missing in {missing} of {len(rows)} rounds: the median of the others"
+                )
+        cron = f.get("cron_expiry_lag_p99_ms")
+        parts = self.results["phases"].get("expiry", {}).get("lag_p99_ms_by_third", [])
+        median, spread = rounds.median_spread(rounds.ratio(cron, p) for p in parts)
+        f["lag_p99_ratio_to_cron"], f["lag_p99_ratio_to_cron_spread"] = median, spread
+        if "expiry_lag_p99_ms" in flags and median is not None:
+            flags["lag_p99_ratio_to_cron"] = "made from a bound (`expiry_lag_p99_ms`)"
 
     # ---- database cost of one order's life ---------------------------------------------------------
 
@@ -489,6 +561,12 @@ class Bench:
         stock_ok = await self.obs.stock_conserved(self.variants[LAG], [LAG], stock0)
         lag = summary(lags)
         self.figures["expiry_lag_p50_ms"], self.figures["expiry_lag_p99_ms"] = lag["p50"], lag["p99"]
+        # The phase's three consecutive thirds (by creation) stand for rounds: the ratio to the
+        # cron job is a median over them, with their spread.
+        by_third = [
+            summary(censored_lags_ms(part, cutoff)[0])["p99"]
+            for part in rounds.thirds([r for r in rows if r.expires_at <= cutoff], key=lambda r: r.created_at)
+        ]
         if censored:
             note = f"{censored} of {len(lags)} orders still pending at the cut-off (counted as cut-off - deadline)"
             self.results["flags"]["expiry_lag_p99_ms"] = note
@@ -514,6 +592,7 @@ class Bench:
             "still_pending": left,
             "censored": censored,
             "lag_ms": lag,
+            "lag_p99_ms_by_third": by_third,
             "stock_ok": stock_ok,
         }
         self.results["lag_samples_ms"] = lags
@@ -543,11 +622,13 @@ class Bench:
         mode = self.mode
         return mode.cron.ticks * mode.cron.interval_s if mode.cron_starts_with == "memory" else 10
 
-    async def storm_orders(self, api: Api, n: int, rate: float, label: str) -> LoadResult:
+    async def storm_orders(
+        self, api: Api, n: int, rate: float, label: str, on_created: Any = lambda: None
+    ) -> LoadResult:
         """`n` orders whose windows all end at one moment (within about a second: windows come in
         1-s steps, and each order's starts when the server gets it), then returns at that moment.
         Concurrency 8, not 32: enough to saturate the service, with little queueing, which would
-        spread the deadlines by the queue's length."""
+        spread the deadlines by the queue's length. `on_created` runs once they are all answered."""
         windows = self.mode.storm_windows
         target = time.time() + min(n / rate * 1.15 + 3, windows - 2)  # the shared deadline
 
@@ -558,47 +639,49 @@ class Bench:
             res = await closed_loop(
                 api, 8, round_robin(self.variants["storm"]), window, count=n, stop_at=target - 1.5, tick=tick
             )
+        on_created()
         await asyncio.sleep(max(0.0, target - time.time()))
         return res
 
-    async def phase_storm(self) -> None:
+    async def storm(self, n: int, label: str, reserve: float) -> dict[str, Any]:
+        """Our storm of `n`: its figures, the drain's CPU, its censoring flags and its detail. In the
+        profile round py-spy samples the worker and the API from the end of the creates to the
+        drain's end."""
         mode = self.mode
-        rate = max(1.0, self.results["phases"]["throughput"]["rate_per_s"])
-        # keep time for the drain, the floor's storm, a short memory phase, the end
-        floor_storm = mode.storm_budget_s * 0.7 + mode.wait_cap_s
-        reserve = mode.wait_cap_s + floor_storm + self.memory_min() + mode.idle_end_s + 20
-        budget = max(5.0, min(mode.storm_budget_s, self.left() - reserve))
-        n = max(50, min(mode.storm_target, int(rate * budget * 0.9)))
+        rate = max(1.0, self.results["phases"]["throughput"]["rate_per_s"] or 1.0)
         types = [f"st{k}" for k in range(1, mode.storm_windows + 1)]
         stock0 = await self.obs.stock(self.variants["storm"])
-        res = await self.storm_orders(self.api, n, rate, f"storm: {n:,} shared deadlines")
+        spies: list[subprocess.Popen | None] = []
+        res = await self.storm_orders(
+            self.api, n, rate, label, on_created=lambda: spies.extend(self.start_spies("expiry"))
+        )
+        ids = [c.order_id for c in res.created]
         cpu0, t0 = self.procs.cpu(), time.monotonic()
         with self.ui.waiting("  waiting for the storm to drain", len(res.created)) as progress:
             left = await self.obs.wait_all_ended(
                 types,
-                self.wait_cap(reserve=floor_storm + self.memory_min() + mode.idle_end_s + 15),
+                self.wait_cap(reserve),
                 last_deadline=time.time() + 2,
                 stall_s=mode.stall_s,
                 poll_s=0.1,
                 on_poll=progress,
+                ids=ids,
             )
         cutoff = datetime.now(UTC)
-        self.results["cpu"]["storm_drain"] = cpu_share(
-            cpu0, self.procs.cpu(), time.monotonic() - t0, len(res.created) - left
-        )
-        self.figures["cpu_ms_per_expiry"] = cpu_ms(self.results["cpu"]["storm_drain"], OURS)
-        rows = await self.obs.orders(types)
+        cpu = cpu_share(cpu0, self.procs.cpu(), time.monotonic() - t0, len(res.created) - left)
+        await breakdown.stop_pyspy(spies)
+        rows = await self.obs.orders(types, ids=ids)
         if not rows:
             raise RuntimeError(f"no storm order was created: {res.errors}")
         first_deadline, last_deadline = min(r.expires_at for r in rows), max(r.expires_at for r in rows)
         ended = [r.ended_at for r in rows if r.ended_at is not None]
-        last_end = cutoff if left or not ended else max(ended)  # type: ignore[type-var]
+        last_end = cutoff if left or not ended else max(ended)
         drain_max = (last_end - last_deadline).total_seconds()
         drain_min = (last_end - first_deadline).total_seconds()
         created = len(rows)
-        self.figures["storm_drain_s_per_10k"] = drain_max * 10_000 / created if not left else None
+        flags = {}
         if left:  # scaling a wait that was cut short would be meaningless
-            self.results["flags"]["storm_drain_s_per_10k"] = (
+            flags["storm_drain_s_per_10k"] = (
                 f"not drained: {left} of {created} orders still pending {drain_max:.0f} s after the latest deadline"
             )
         # For the ratio to the floor, the same clock as the floor's: the workflows' close times.
@@ -606,23 +689,70 @@ class Bench:
             self.temporal, first_deadline, last_deadline, 20, workflow_type="OrderWorkflow"
         )
         close_drain = (max(closed) - last_deadline).total_seconds() if closed else None
-        self.figures["storm_close_drain_s_per_10k"] = (
-            close_drain * 10_000 / created if close_drain is not None and not left and not running else None
-        )
-        self.results["phases"]["storm"] = {
-            "n": created,
-            "target_n": mode.storm_target,
-            "planned_n": n,
-            "errors": res.errors,
-            "create_rate_per_s": res.rate,
-            "deadline_spread_s": (last_deadline - first_deadline).total_seconds(),
-            "drain_from_max_s": drain_max,
-            "drain_from_min_s": drain_min,
-            "expiry_rate_per_s": (created - left) / drain_min if drain_min > 0 else None,
-            "still_pending": left,
-            "expired": sum(1 for r in rows if r.status == "expired"),
-            "stock_ok": await self.obs.stock_conserved(self.variants["storm"], types, stock0),
-            "scaled_to_10k": created != 10_000,
+        return {
+            "storm_drain_s_per_10k": drain_max * 10_000 / created if not left else None,
+            "storm_close_drain_s_per_10k": close_drain * 10_000 / created
+            if close_drain is not None and not left and not running
+            else None,
+            "cpu_ms_per_expiry": cpu_ms(cpu, OURS),
+            "cpu": cpu,
+            "flags": flags,
+            "detail": {
+                "n": created,
+                "target_n": mode.storm_target,
+                "planned_n": n,
+                "errors": res.errors,
+                "create_rate_per_s": res.rate,
+                "deadline_spread_s": (last_deadline - first_deadline).total_seconds(),
+                "drain_from_max_s": drain_max,
+                "drain_from_min_s": drain_min,
+                "expiry_rate_per_s": (created - left) / drain_min if drain_min > 0 else None,
+                "still_pending": left,
+                "expired": sum(1 for r in rows if r.status == "expired"),
+                "stock_ok": await self.obs.stock_conserved(self.variants["storm"], types, stock0, ids=ids),
+                "scaled_to_10k": created != 10_000,
+            },
+        }
+
+    # ---- profiles: one more round of ours only, under py-spy -----------------------------------------
+
+    def start_spies(self, path: str) -> list[subprocess.Popen | None]:
+        """py-spy on our worker and API, for the profile round only (`self.spying` says which)."""
+        if self.spying != path:
+            return []
+        pids = self.stack.pids()
+        return [
+            breakdown.start_pyspy(pids[p], self.stack.data_dir / f"flame-{path}-{p}.svg") for p in PROFILED
+        ]
+
+    async def phase_profile(self) -> None:
+        """With --profile: a round of our creates at concurrency 32 and of our storm, not counted in
+        any figure, sampled from the moment they start to the moment they end (the storm: its
+        drain). The floor's phases stay out of the flame graphs, the sampler's CPU out of the rounds."""
+        if not self.profile:
+            return
+        if breakdown.pyspy_available() is None:
+            self.ui.note("py-spy is not installed: no profiles")
+            return
+        self.spying = "create"
+        spies = self.start_spies("create")
+        await asyncio.sleep(1)  # attached before the first request
+        await self.creates_at_32(self.api, "profile: create, concurrency 32")
+        await breakdown.stop_pyspy(spies)
+        n = self.results["rounds"]["storms"][-1]["n"]  # as the counted rounds'
+        self.spying = "expiry"
+        got = await self.storm(n, f"profile: storm of {n:,}", self.memory_min() + self.mode.idle_end_s + 15)
+        self.spying = ""
+        self.results["phases"]["profile_storm"] = got["detail"]
+        buckets = {"worker": breakdown.WORKER_BUCKETS, "api": breakdown.API_BUCKETS}
+        self.results["profile"] = {
+            f"{path}_{p}": {
+                "svg": str(svg),
+                **breakdown.profile_summary(svg, buckets[p]),
+            }
+            for path in ("create", "expiry")
+            for p in PROFILED
+            if (svg := self.stack.data_dir / f"flame-{path}-{p}.svg").exists()
         }
 
     # ---- memory with many open orders, then idle ------------------------------------------------------
@@ -776,6 +906,20 @@ def log_errors(path: Path, top: int = 5) -> list[tuple[str, int]]:
         if m := EXCEPTION_LINE.match(line):
             seen[f"{m.group(1)}: {m.group(2)[:90]}"] += 1
     return seen.most_common(top)
+
+
+def _pool(into: LoadResult, res: LoadResult) -> None:
+    """Add a round's samples to the run's (for percentiles of the pooled samples)."""
+    into.latencies_ms += res.latencies_ms
+    into.created += res.created
+    into.elapsed_s += res.elapsed_s
+    for k, v in res.errors.items():
+        into.errors[k] = into.errors.get(k, 0) + v
+
+
+def ui_steps(mode: Mode, profile: bool) -> int:
+    """How many bars the run shows one after the other (the overall bar's length)."""
+    return 8 + 6 * mode.rounds + (2 if profile else 0)
 
 
 def cpu_ms(reading: dict[str, Any], names: tuple[str, ...]) -> float | None:

@@ -1,18 +1,19 @@
 """`python -m bench.run --mode full|quick`: bring up the real stack, measure, report, tear down.
 
-Phases, in order (bench/phases.py; each bounded in time so `full` fits 17 minutes, `quick` 4):
-  catalog           products with ample stock, through POST /api/v1/admin/products
-  sequential        creates at concurrency 1                   -> create_p50_ms, create_p99_ms
-  floor_sequential  the same against the floor (bench/floor.py) -> floor_create_p50_ms
-  throughput        creates at concurrency 32                  -> create_throughput_per_s, cpu_ms_per_create
-  floor_throughput  the same against the floor                 -> floor_create_throughput_per_s, floor_cpu_ms_per_create
-  idle              nothing happens                            -> idle_db_queries_per_min
-  lifecycle         orders created one by one, left to expire  -> db_queries_per_order
-  expiry            steady arrivals (50/s offered), 5 % paid   -> expiry_lag_p50_ms, expiry_lag_p99_ms, history_events_*
-  storm             N orders whose windows end together        -> storm_drain_s_per_10k, cpu_ms_per_expiry
-  floor_storm       the same N against the floor               -> floor_storm_drain_s_per_10k, floor_cpu_ms_per_expiry
-  memory            open orders piling up                      -> open_orders, worker_rss_mb, temporal_rss_mb
-The comparator (bench/cron_comparator.py) runs beside them as its own process on its own schema; the
+Phases, in order (bench/phases.py; each bounded in time so `full` fits 18 minutes, `quick` 6):
+  catalog   products with ample stock, through POST /api/v1/admin/products
+  creates   3 rounds, each: concurrency 1 then 32, ours and the floor (bench/floor.py) back to back,
+            the side that goes first alternating   -> create_p50_ms, create_p50_overhead_ms,
+            create_throughput_*, own_cpu_ms_per_create (+ _worker, _api, _postgres), ratios
+  idle      nothing happens                        -> idle_db_queries_per_min
+  lifecycle orders created one by one, left to expire -> db_queries_per_order
+  expiry    steady arrivals (50/s offered), 5 % paid -> expiry_lag_p50_ms, expiry_lag_p99_ms, history_events_*
+  storms    3 rounds of N orders whose windows end together, ours and the floor alternating
+            -> storm_*_s_per_10k, own_cpu_ms_per_expiry (+ parts), storm_drain_ratio_to_floor
+  profile   with --profile only: one more round of ours, not counted, under py-spy (flame graphs)
+  memory    open orders piling up                  -> open_orders, worker_rss_mb, temporal_rss_mb
+Each ratio to the floor is the median over the rounds, with its spread (max - min) as `<key>_spread`;
+targets: bench/targets.py. The comparator (bench/cron_comparator.py) runs beside them as its own process on its own schema; the
 ratios to the floor and to the comparator are computed at the end. The gateways are a process of
 their own (gateways/sandbox/app.py), reported apart. `--workers N --api-procs N` scale ours and the
 floor alike. Everything started here is stopped on the way out, also on Ctrl-C, SIGTERM and errors.
@@ -44,15 +45,18 @@ from rich.table import Table
 
 from bench import report
 from bench.floor import start_floor
-from bench.phases import MODES, PHASES, Bench, Mode, order_type_durations
+from bench.phases import MODES, Bench, Mode, order_type_durations, ui_steps
+from bench.targets import evaluate
 from devstack.stack import Stack
 
 
 class Ui:
     """One bar for the run, one per phase, one per wait for expiries."""
 
-    def __init__(self, mode: Mode) -> None:
+    def __init__(self, mode: Mode, profile: bool) -> None:
         self.console = Console(stderr=True)
+        if not self.console.is_terminal:  # a log: room for the summary's columns
+            self.console.width = 160
         self.progress = Progress(
             TextColumn("[bold]{task.description:<36}"),
             BarColumn(),
@@ -60,7 +64,7 @@ class Ui:
             TimeElapsedColumn(),
             console=self.console,
         )
-        self.overall = self.progress.add_task(f"bench ({mode.name})", total=len(PHASES) + 2)
+        self.overall = self.progress.add_task(f"bench ({mode.name})", total=ui_steps(mode, profile))
 
     @contextmanager
     def phase(self, name: str, total: float) -> Iterator[Callable[..., None]]:
@@ -148,24 +152,27 @@ def meta(
     }
 
 
+def plain(verdict: str) -> str:
+    return "[red]missed[/red]" if "missed" in verdict else verdict
+
+
 def print_summary(console: Console, results: dict[str, Any]) -> None:
-    figures, flags = results["figures"], results["flags"]
     table = Table(title=f"Paywindow bench ({results['meta']['mode']})")
-    for col in ("figure", "ours", "floor", "cron", "target"):
+    for col in ("figure", "ours", "floor", "cron", "spread", "target", ""):
         table.add_column(col, justify="left" if col == "figure" else "right")
-    for key, _label, unit, fkey, ckey, target, op in report.KEYS:
+    for r in report.figure_rows(results):
         table.add_row(
-            key,
-            report.shown_value(key, figures.get(key), unit, flags),
-            report._fmt(figures.get(fkey), unit) if fkey else "",
-            report._fmt(figures.get(ckey), unit) if ckey else "",
-            f"{op} {report._fmt(float(target), unit)}" if target is not None else "",
+            r["key"], r["ours"], r["floor"], r["cron"], r["spread"], r["target"], plain(r["verdict"])
         )
-    for key, _label, target, op in report.RATIOS:
-        table.add_row(key, report._fmt(figures.get(key)), "", "", f"{op} {report._fmt(target)}")
+    for r in report.ratio_rows(results):
+        table.add_row(r["key"], r["median"], "", "", r["spread"], r["target"], plain(r["verdict"]))
     console.print(table)
-    for key, why in flags.items():
-        console.print(f"  [yellow]{key}: lower bound: {why}[/yellow]")
+    rounds = results["meta"]["mode_settings"]["rounds"]
+    console.print(
+        f"  ours and the floor in {rounds} alternating rounds: medians, spread = max - min over them"
+    )
+    for key, why in results["flags"].items():
+        console.print(f"  [yellow]{key}: {why}[/yellow]")
 
 
 async def pg_version(dsn: str) -> str | None:
@@ -191,7 +198,11 @@ def main() -> int:
         description="Paywindow benchmark: the real stack on this machine, measured."
     )
     parser.add_argument("--mode", choices=sorted(MODES), default="quick")
-    parser.add_argument("--profile", action="store_true", help="sample the worker and the API with py-spy")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="one more round of ours only, its creates and its storm's drain sampled with py-spy (flame graphs)",
+    )
     parser.add_argument(
         "--env",
         action="append",
@@ -221,7 +232,7 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     started, t0 = datetime.now(UTC), time.monotonic()
-    ui = Ui(mode)
+    ui = Ui(mode, args.profile)
     env = {
         "ORDER_TYPE_DURATIONS": order_type_durations(mode),
         "ORDER_SESSION_REMINDER_MINUTES": "0",
@@ -234,7 +245,12 @@ def main() -> int:
     try:
         with ui.progress:
             with ui.phase("start the stack", 6) as tick:
-                stack.start(on_step=lambda name: (tick(), ui.note(f"starting {name}")))
+
+                def on_step(name: str) -> None:
+                    tick()
+                    ui.note(f"starting {name}")
+
+                stack.start(on_step=on_step)
                 ui.note("starting the floor (bench/floor.py)")
                 floor_url = start_floor(stack)
                 tick()
@@ -247,6 +263,8 @@ def main() -> int:
         lag_ours = results.pop("lag_samples_ms", [])
         lag_cron = results.get("comparator", {}).pop("steady_lag_samples_ms", [])
         results["meta"]["label"] = args.label
+        results["targets"] = evaluate(results["figures"], results["flags"])
+        report.keep_profiles(results, args.label)
         path = report.write_json(results, args.label)
         if not (args.no_docs or args.label):
             censored = results["phases"].get("expiry", {}).get("censored")

@@ -33,6 +33,7 @@ from __future__ import annotations
 import re
 import statistics
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -249,7 +250,7 @@ Fault = tuple[str, float, float]  # a gateway that hung or answered garbage, fro
 
 
 def expected_statuses(
-    rec: OrderRecord, row: Any, ledger: dict[tuple[str, str], dict[str, Any]], faults: list[Fault] = ()
+    rec: OrderRecord, row: Any, ledger: dict[tuple[str, str], dict[str, Any]], faults: Sequence[Fault] = ()
 ) -> set[str]:
     """The terminal states this order may end in, given what its shopper did and saw. Where one of
     its gateways could not be asked around the deadline (a fault), the window may close without that
@@ -351,7 +352,7 @@ def check_orders(facts: Facts, records: list[OrderRecord], report: Report) -> No
         )
 
 
-def check_terminal(facts: Facts, records: list[OrderRecord], report: Report, faults: list[Fault] = ()) -> None:
+def check_terminal(facts: Facts, records: list[OrderRecord], report: Report, faults: Sequence[Fault] = ()) -> None:
     by_id = {rec.order_id: rec for rec in records}
     for oid, row in facts.orders.items():
         status = row["status"]
@@ -428,7 +429,7 @@ def check_stock(facts: Facts, initial: dict[str, int], report: Report) -> dict[s
     }
 
 
-def check_money(facts: Facts, report: Report, faults: list[Fault] = ()) -> dict[str, int]:
+def check_money(facts: Facts, report: Report, faults: Sequence[Fault] = ()) -> dict[str, int]:
     counts: Counter[str] = Counter()
     for oid, row in facts.orders.items():
         attempts = facts.payments.get(oid, [])
@@ -451,6 +452,7 @@ def check_money(facts: Facts, report: Report, faults: list[Fault] = ()) -> dict[
                 )
             if not took_money:
                 continue
+            assert txn is not None  # took_money says so
             counts["verified_payments"] += 1
             counts[f"attempt_{p['status']}"] += 1
             if p["status"] not in SETTLED_MONEY or (p["status"] == "success" and row["status"] != "paid"):

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from api.auth import issue_token
+from api.auth import Role, issue_token
 from domain.ids import order_id_for
 
 RECEIVER = {
@@ -132,9 +132,9 @@ class Shoppers:
         await self.api.aclose()
         await self.gateways.aclose()
 
-    def auth(self, customer: str, role: str = "customer") -> dict[str, str]:
+    def auth(self, customer: str, role: Role = "customer") -> dict[str, str]:
         if customer not in self._tokens:
-            token = issue_token(self.jwt_secret, customer, role, 6 * 3600)  # type: ignore[arg-type]
+            token = issue_token(self.jwt_secret, customer, role, 6 * 3600)
             self._tokens[customer] = {"Authorization": f"Bearer {token}"}
         return self._tokens[customer]
 

@@ -222,12 +222,14 @@ class Repro:
         )
         data = await self.shoppers.create(rec)
         assert data is not None, rec.creates
-        settings = Settings(
-            **{k.lower(): v for k, v in self.stack.child_env().items() if k.lower() in Settings.model_fields}
-        )
+        # The child's env strings: Settings parses them as it would from the environment.
+        env: dict[str, Any] = {
+            k.lower(): v for k, v in self.stack.child_env().items() if k.lower() in Settings.model_fields
+        }
+        settings = Settings(**env)
         engine = make_engine(settings)
         gateways = build_gateways(settings)
-        activities = PaymentActivities(engine, gateways, settings, None)  # type: ignore[arg-type]
+        activities = PaymentActivities(engine, gateways, settings, None)  # type: ignore[arg-type]  # no Temporal client: only links are made here
         now = datetime.now(UTC)
         items = [
             FrozenItem(

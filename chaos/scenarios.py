@@ -354,6 +354,7 @@ class Context:
         ledger = (await self.gateways.get("/chaos/ledger")).json()
         received = set((await self.receiver.get("/chaos/receiver")).json()["event_ids"])
         client = await self.temporal()
+        assert self.stack.log_dir is not None  # chaos/stack.py always sets it
         facts = await gather_facts(
             self.stack.database_url, client, records, customer, variants, ledger, self.stack.log_dir, received
         )

@@ -22,7 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from domain.search import ALL
 
 
-async def existing(client: Client, namespace: str) -> dict[str, int]:
+async def existing(client: Client, namespace: str) -> dict[str, IndexedValueType.ValueType]:
     request = ListSearchAttributesRequest(namespace=namespace)
     resp = await client.operator_service.list_search_attributes(request)
     return dict(resp.custom_attributes)
@@ -34,7 +34,7 @@ class Conflict(Exception):
 
 async def register(client: Client, namespace: str) -> list[str]:
     """Add what is missing; returns the names added. Raises Conflict on a type mismatch."""
-    wanted = {key.name: int(key.indexed_value_type) for key in ALL}
+    wanted = {key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in ALL}  # an int, typed
     have = await existing(client, namespace)
     conflicts = [
         f"{name} is {IndexedValueType.Name(have[name])}, the workflow needs {IndexedValueType.Name(kind)}"

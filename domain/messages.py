@@ -314,7 +314,6 @@ class LatePayment:
     result_code: str
     transaction_id: str | None
     policy: str = "refund"  # refund | accept_if_available
-    publish_events: bool = False  # legacy (before critical-path-v1): the relay delivers events now
     outcome: str = "success"  # or "underpaid": money that arrived, whatever its amount
 
 

@@ -2,7 +2,6 @@
 
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
-
 ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
 ORDER_CODE = SearchAttributeKey.for_int("OrderCode")
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")

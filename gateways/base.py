@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from domain.statuses import PaymentOutcome
@@ -20,7 +21,8 @@ class InvalidSignature(Exception):
 
 
 class GatewayError(Exception):
-    """Transport or protocol failure talking to the gateway; safe to retry."""
+    """No answer from the gateway (transport, timeout, 5xx, garbage), or one that is not a verdict:
+    nothing is decided from it; ask again (docs/GATEWAYS.md)."""
 
 
 @dataclass(frozen=True)
@@ -67,13 +69,26 @@ class GatewayResult:
     raw: dict[str, Any] = field(default_factory=dict)
 
 
+class RefundState(StrEnum):
+    """Where one payment's refund stands, as the gateway shows it (docs/GATEWAYS.md, "Refunds")."""
+
+    REFUNDED = "refunded"  # the gateway shows the refund done
+    REFUSED = "refused"  # a definite no: a person must send the money back
+    UNKNOWN = "unknown"  # no verdict (no answer, a duplicate-id answer, in progress): ask again later
+    NONE = "none"  # lookup only: the gateway shows no refund of this payment
+
+
 @dataclass(frozen=True)
 class RefundResult:
-    ok: bool
+    state: RefundState
     refund_id: str | None
     result_code: str
     message: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.state is RefundState.REFUNDED
 
 
 class PaymentGateway(Protocol):
@@ -91,7 +106,10 @@ class PaymentGateway(Protocol):
         """Browser return query parameters. Raises InvalidSignature."""
         ...
 
-    async def query(self, gateway_order_id: str, *, created_at: datetime) -> GatewayResult: ...
+    async def query(self, gateway_order_id: str, *, created_at: datetime) -> GatewayResult:
+        """The payment as the gateway sees it. An answer that is not a verdict comes back with outcome
+        UNKNOWN; no answer at all raises GatewayError."""
+        ...
 
     async def cancel(self, gateway_order_id: str, reason: str) -> bool:
         """Cancel an unpaid link; False when the gateway has no such API."""
@@ -107,4 +125,9 @@ class PaymentGateway(Protocol):
         description: str,
         paid_at: datetime | None = None,
         created_at: datetime | None = None,  # the link's created_at: VNPay's vnp_TransactionDate
-    ) -> RefundResult: ...
+    ) -> RefundResult:
+        """Refund under `idempotency_key`, asking before concluding: the gateway's refunds of this
+        payment are looked up first (a refund already there is never asked again), and every answer
+        but a plain yes or a definite no is looked up again. Never raises for the gateway's silence:
+        that is RefundState.UNKNOWN. ValueError: our record cannot make a valid request."""
+        ...

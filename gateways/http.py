@@ -10,6 +10,10 @@ more on a fresh connection (RetryStaleConnection), and a refused connect is trie
 retry may: every call carries our ids (orderId / requestId, vnp_TxnRef, orderCode, the refund key),
 on which the gateways deduplicate. Every other failure is the caller's.
 
+Every adapter call, resends and follow-up lookups included, runs under one overall deadline
+(`within`), sized by `call_budget` to end well inside the Temporal activity that makes it: a call
+must never outlive its activity (the server would then retry or give up while it may still land).
+
 Clients are per event loop because an httpx pool belongs to the loop it was opened on (the worker
 and the API each have one loop; tests open many); a closed loop's clients are dropped. Building the
 TLS context is the expensive part of a client (~20 ms of CPU: the CA bundle is parsed), so there is
@@ -20,17 +24,26 @@ one per process. With tracing on (infra/tracing.py) every request is a client sp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import certifi
 import httpx
+from temporalio import activity
 
+from gateways.base import GatewayError
 from infra.tracing import trace_client
 
 TLS = ssl.create_default_context(cafile=certifi.where())
 LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=30)
 
 _shared: dict[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = {}
+# Of the time an activity has left, the share one gateway call may use: the rest is for recording
+# what it said (and for a slow event loop). Below MIN_CALL_SECONDS a call is not worth starting.
+CALL_SHARE = 0.75
+MIN_CALL_SECONDS = 1.0
 
 
 class RetryStaleConnection(httpx.AsyncBaseTransport):
@@ -47,6 +60,34 @@ class RetryStaleConnection(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def call_budget(default: float) -> float:
+    """Seconds one whole adapter call may take: `default`, or less when it runs in an activity whose
+    start-to-close leaves less (CALL_SHARE of what remains of it)."""
+    if not activity.in_activity():
+        return default
+    info = activity.info()
+    if info.start_to_close_timeout is None:
+        return default
+    elapsed = (datetime.now(UTC) - info.started_time).total_seconds()
+    left = info.start_to_close_timeout.total_seconds() - max(0.0, elapsed)
+    return max(MIN_CALL_SECONDS, min(default, left * CALL_SHARE))
+
+
+class CallDeadline(GatewayError):
+    """The call's overall deadline passed: no answer (the request may still have been acted upon)."""
+
+
+@contextlib.asynccontextmanager
+async def within(seconds: float) -> AsyncIterator[None]:
+    """One deadline around a whole call: connect, send, the stale-connection resend, follow-up
+    lookups. Raises CallDeadline when it passes (the request may still have been acted upon)."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError as exc:
+        raise CallDeadline(f"no answer within {seconds:.1f} s") from exc
 
 
 def gateway_client(name: str) -> httpx.AsyncClient:

@@ -24,12 +24,17 @@ from gateways.base import (
     PaymentLink,
     PaymentOutcome,
     RefundResult,
+    RefundState,
 )
 from gateways.fields import int_field, signed_text, str_field
-from gateways.http import gateway_client
+from gateways.http import call_budget, gateway_client, within
 from infra.settings import Settings
 
 MOMO_TIMEOUT_SECONDS = 30.0  # MoMo asks clients to wait at least 30 s for create
+MOMO_DEADLINE_SECONDS = 45.0  # one whole call, lookups included (less inside a shorter activity)
+# A create whose answer was lost leaves a link at MoMo whose payUrl nobody saw and MoMo's query does
+# not return: it cannot be adopted, so the attempt moves on to a fresh orderId (docs/GATEWAYS.md).
+MOMO_MOVES = 3
 MOMO_REQUEST_TYPE = "captureWallet"
 MOMO_PARTNER_NAME = "Paywindow"
 # We always create with autoCapture=true, so 9000 (authorized) can only mean captured.
@@ -50,6 +55,14 @@ QUERY_SIGNED = ("accessKey", "orderId", "partnerCode", "requestId")
 # Unconfirmed field list (GATEWAYS.md): change here only.
 REFUND_SIGNED = ("accessKey", "amount", "description", "orderId", "partnerCode", "requestId", "transId")
 
+NOT_A_VERDICT = (40, 41, 43, 99)
+# A refund request MoMo definitely turned down (bad request, no such payment, more than was paid).
+REFUND_REFUSALS = frozenset({11, 12, 13, 20, 21, 22, 42, 1080, 1081})
+# Link states in which a create's lost answer left nothing anyone can pay: the attempt may move on.
+MOVABLE = frozenset(
+    {PaymentOutcome.PENDING, PaymentOutcome.EXPIRED, PaymentOutcome.CANCELLED, PaymentOutcome.FAILED}
+)
+
 ORDER_ID_RE = re.compile(r"^[0-9a-zA-Z]([-_.]*[0-9a-zA-Z]+)*$")
 
 _OUTCOMES: dict[int, PaymentOutcome] = {
@@ -62,8 +75,10 @@ _OUTCOMES: dict[int, PaymentOutcome] = {
     **dict.fromkeys((1001, 1002, 1004, 1007, 1026), PaymentOutcome.FAILED),
     **dict.fromkeys((1003, 1006, 1017), PaymentOutcome.CANCELLED),
     1005: PaymentOutcome.EXPIRED,
-    **dict.fromkeys((10, 11, 12, 13, 20, 21, 22, 40, 41, 42, 43, 47, 98), PaymentOutcome.FAILED),
-    99: PaymentOutcome.SYSTEM_ERROR,
+    **dict.fromkeys((10, 11, 12, 13, 20, 21, 22, 42, 47, 98), PaymentOutcome.FAILED),
+    # Duplicate ids (40 requestId, 41 orderId, 43 a request for this order in progress) and 99
+    # "unknown error" say nothing about the money: not a verdict, ask again (docs/GATEWAYS.md).
+    **dict.fromkeys(NOT_A_VERDICT, PaymentOutcome.UNKNOWN),
 }
 # A query answer with these codes describes our request, not the payment: retry instead.
 QUERY_REQUEST_ERRORS = frozenset({10, 11, 12, 13, 20, 21, 22, 40, 41, 43, 47, 98})
@@ -81,8 +96,8 @@ def momo_signature(secret_key: str, fields: Sequence[str], values: Mapping[str, 
 
 
 def momo_outcome(result_code: int) -> PaymentOutcome:
-    """GATEWAYS.md's table; an unknown code is treated like 99 (ask again)."""
-    return _OUTCOMES.get(result_code, PaymentOutcome.SYSTEM_ERROR)
+    """GATEWAYS.md's table; an unknown code is treated like 99: not a verdict (ask again)."""
+    return _OUTCOMES.get(result_code, PaymentOutcome.UNKNOWN)
 
 
 def momo_text(text: str, max_len: int = 255) -> str:
@@ -100,13 +115,20 @@ def momo_safe_id(key: str, max_len: int = 50) -> str:
 class MomoGateway:
     name = "momo"
 
-    def __init__(self, settings: Settings, *, timeout: float = MOMO_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        timeout: float = MOMO_TIMEOUT_SECONDS,
+        deadline: float = MOMO_DEADLINE_SECONDS,
+    ) -> None:
         assert settings.momo_endpoint is not None  # derived by Settings
         self._endpoint = settings.momo_endpoint.rstrip("/")
         self._partner_code = settings.momo_partner_code
         self._access_key = settings.momo_access_key
         self._secret_key = settings.momo_secret_key
         self._timeout = timeout
+        self._deadline = deadline
 
     def make_gateway_order_id(self, order_code: int, attempt_no: int) -> str:
         return f"{order_code}-{attempt_no}"
@@ -115,13 +137,23 @@ class MomoGateway:
         return momo_signature(self._secret_key, fields, {**body, "accessKey": self._access_key})
 
     async def create_link(self, req: LinkRequest) -> PaymentLink:
+        async with within(call_budget(self._deadline)):
+            for move in range(MOMO_MOVES + 1):
+                suffix = f"-m{move}" if move else ""
+                link = await self._create(req, req.gateway_order_id + suffix, req.request_id + suffix)
+                if link is not None:
+                    return link
+        raise GatewayError(f"MoMo create: {MOMO_MOVES} fresh orderIds taken by lost answers; ask again")
+
+    async def _create(self, req: LinkRequest, order_id: str, request_id: str) -> PaymentLink | None:
+        """The link, or None when this orderId holds a link made by a send whose answer was lost."""
         body: dict[str, Any] = {
             "partnerCode": self._partner_code,
             "partnerName": MOMO_PARTNER_NAME,
             "storeId": self._partner_code,
-            "requestId": req.request_id,
+            "requestId": request_id,
             "amount": req.amount,
-            "orderId": req.gateway_order_id,
+            "orderId": order_id,
             "orderInfo": momo_text(req.description) or req.gateway_order_id,
             "redirectUrl": req.return_url,
             "ipnUrl": req.ipn_url,
@@ -134,11 +166,30 @@ class MomoGateway:
             minutes = int((req.expires_at - req.created_at).total_seconds() // 60)
             body[MOMO_EXPIRE_FIELD] = max(1, minutes)
         body["signature"] = self._sign(CREATE_SIGNED, body)
-        answer = await self._post("/v2/gateway/api/create", body)
-        code = answer.get("resultCode")
-        if code != 0 or not isinstance(answer.get("payUrl"), str):
-            raise GatewayError(f"MoMo create refused: resultCode={code} {answer.get('message', '')}")
-        return PaymentLink(req.gateway_order_id, req.request_id, answer["payUrl"], raw=answer)
+        try:
+            answer = await self._post("/v2/gateway/api/create", body)
+        except GatewayError as lost:
+            answer, code, why = {}, None, repr(lost)
+        else:
+            code, why = (
+                answer.get("resultCode"),
+                f"resultCode={answer.get('resultCode')} {answer.get('message', '')}",
+            )
+            if code == 0 and isinstance(answer.get("payUrl"), str):
+                return PaymentLink(order_id, request_id, answer["payUrl"], raw=answer)
+            if code not in NOT_A_VERDICT and code in _OUTCOMES:
+                raise GatewayError(f"MoMo create refused: {why}")
+        # No answer, or not a verdict (41: that orderId is taken, by our own earlier send): look it up.
+        found = await self._query_answer(order_id)
+        found_code = _result_code(found)
+        if found_code == QUERY_NOT_FOUND:
+            raise GatewayError(
+                f"MoMo create gave no link ({why}) and MoMo has no order {order_id}: ask again"
+            )
+        outcome = momo_outcome(found_code)
+        if outcome not in MOVABLE:  # money may be moving on it: never walk away from it
+            raise GatewayError(f"MoMo create: {order_id} exists ({found_code}) but its payUrl is unknown")
+        return None
 
     def verify_notification(self, payload: Mapping[str, Any]) -> GatewayResult:
         return self._verify(payload)
@@ -175,14 +226,8 @@ class MomoGateway:
         )
 
     async def query(self, gateway_order_id: str, *, created_at: datetime) -> GatewayResult:
-        body: dict[str, Any] = {
-            "partnerCode": self._partner_code,
-            "requestId": uuid.uuid4().hex,
-            "orderId": gateway_order_id,
-            "lang": "vi",
-        }
-        body["signature"] = self._sign(QUERY_SIGNED, body)
-        answer = await self._post("/v2/gateway/api/query", body)
+        async with within(call_budget(self._deadline)):
+            answer = await self._query_answer(gateway_order_id)
         code = _result_code(answer)
         if code in QUERY_REQUEST_ERRORS:
             raise GatewayError(f"MoMo query refused: resultCode={code} {answer.get('message', '')}")
@@ -199,6 +244,16 @@ class MomoGateway:
             message=str(answer.get("message", "")),
             raw=answer,
         )
+
+    async def _query_answer(self, order_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "partnerCode": self._partner_code,
+            "requestId": uuid.uuid4().hex,
+            "orderId": order_id,
+            "lang": "vi",
+        }
+        body["signature"] = self._sign(QUERY_SIGNED, body)
+        return await self._post("/v2/gateway/api/query", body)
 
     async def cancel(self, gateway_order_id: str, reason: str) -> bool:
         return False  # MoMo has no cancel for an unpaid payUrl; the link lapses
@@ -219,7 +274,7 @@ class MomoGateway:
         refund_id = momo_safe_id(idempotency_key)
         body: dict[str, Any] = {
             "partnerCode": self._partner_code,
-            "orderId": refund_id,  # a refund is a new MoMo order
+            "orderId": refund_id,  # a refund is a new MoMo order: taken once, like any orderId
             "requestId": refund_id,
             "amount": amount,
             "transId": int(transaction_id),
@@ -227,15 +282,63 @@ class MomoGateway:
             "description": momo_text(description),
         }
         body["signature"] = self._sign(REFUND_SIGNED, body)
-        answer = await self._post("/v2/gateway/api/refund", body)
-        code = _result_code(answer)
-        return RefundResult(
-            ok=code == 0,
-            refund_id=str(answer.get("transId")) if code == 0 else None,
-            result_code=str(code),
-            message=str(answer.get("message", "")),
-            raw=answer,
-        )
+        try:
+            async with within(call_budget(self._deadline)):
+                before = await self.find_refund(gateway_order_id, refund_id)
+                if before.state is not RefundState.NONE:  # done (never ask twice) or unknown (ask later)
+                    return before
+                try:
+                    answer = await self._post("/v2/gateway/api/refund", body)
+                    code: int | None = _result_code(answer)
+                except GatewayError as lost:
+                    answer, code = {"error": repr(lost)}, None
+                if code == 0:
+                    return RefundResult(
+                        RefundState.REFUNDED,
+                        str(answer.get("transId")),
+                        "0",
+                        str(answer.get("message", "")),
+                        answer,
+                    )
+                after = await self.find_refund(gateway_order_id, refund_id)  # ask before concluding
+        except GatewayError as err:
+            return RefundResult(RefundState.UNKNOWN, None, "no answer", str(err))
+        if after.state is RefundState.REFUNDED:
+            return after
+        said = str(code) if code is not None else "no answer"
+        message = str(answer.get("message") or answer.get("error") or "")
+        if code in REFUND_REFUSALS and after.state is RefundState.NONE:
+            return RefundResult(RefundState.REFUSED, None, said, message, answer)
+        return RefundResult(RefundState.UNKNOWN, None, said, f"{message} ({after.message})".strip(), answer)
+
+    async def find_refund(self, gateway_order_id: str, refund_id: str) -> RefundResult:
+        """The payment's refunds as MoMo lists them (query's `refundTrans`): ours (`refund_id`) done,
+        or the payment refunded in full under other ids, is REFUNDED; none, NONE; no answer, UNKNOWN."""
+        try:
+            answer = await self._query_answer(gateway_order_id)
+            code = _result_code(answer)
+        except GatewayError as err:
+            return RefundResult(RefundState.UNKNOWN, None, "no answer", f"query: {err}")
+        if code in QUERY_REQUEST_ERRORS or (
+            code != QUERY_NOT_FOUND and momo_outcome(code) is PaymentOutcome.UNKNOWN
+        ):
+            return RefundResult(RefundState.UNKNOWN, None, str(code), f"query answered {code}", answer)
+        listed = [t for t in answer.get("refundTrans") or [] if isinstance(t, dict)]
+        mine = [t for t in listed if t.get("orderId") == refund_id]
+        if any(t.get("resultCode") == 0 for t in mine):
+            done = next(t for t in mine if t.get("resultCode") == 0)
+            return RefundResult(
+                RefundState.REFUNDED, str(done.get("transId")), "0", "refund listed by MoMo", answer
+            )
+        if mine:  # listed, not done: MoMo is still on it
+            return RefundResult(
+                RefundState.UNKNOWN, None, str(mine[-1].get("resultCode")), "refund listed, not done", answer
+            )
+        returned = sum(t.get("amount") or 0 for t in listed if t.get("resultCode") == 0)
+        paid = answer.get("amount")
+        if returned and isinstance(paid, int) and returned >= paid:
+            return RefundResult(RefundState.REFUNDED, None, "0", "refunded in full under other ids", answer)
+        return RefundResult(RefundState.NONE, None, str(code), "no refund listed", answer)
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         try:

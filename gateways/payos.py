@@ -28,12 +28,20 @@ from gateways.base import (
     PaymentLink,
     PaymentOutcome,
     RefundResult,
+    RefundState,
 )
 from gateways.fields import int_field, plain_ascii, str_field
-from gateways.http import gateway_client
+from gateways.http import call_budget, gateway_client, within
 from infra.settings import Settings
 
 PAYOS_TIMEOUT_SECONDS = 30.0
+PAYOS_DEADLINE_SECONDS = 45.0  # one whole call, lookups included (less inside a shorter activity)
+# The hosted checkout page of a link, from its paymentLinkId: how a link made by a send whose answer
+# was lost is adopted (PayOS's GET gives the id, not the URL). The sandbox serves the same shape.
+PAYOS_CHECKOUT_URL = "https://pay.payos.vn/web/{id}"
+SANDBOX_API_PATH, SANDBOX_CHECKOUT_PATH = "/sandbox/payos/", "/sandbox/pay/payos/"
+# A link found under our orderCode that a shopper can still pay, or has paid: adopted, never moved.
+ADOPTABLE = frozenset({"PENDING", "PROCESSING", "UNDERPAID", "PAID"})
 ATTEMPTS_PER_ORDER = 100  # orderCode = order_code * 100 + attempt_no
 ORDER_CODE_EXISTS = "231"
 # A link whose creating try died before we stored it (worker killed) keeps its orderCode taken at
@@ -85,7 +93,8 @@ def payos_payment_request_signature(body: Mapping[str, Any], key: str) -> str:
 
 
 def payos_outcome(status: str) -> PaymentOutcome:
-    return _STATUS_OUTCOMES.get(status, PaymentOutcome.SYSTEM_ERROR)
+    """An unknown status is not a verdict."""
+    return _STATUS_OUTCOMES.get(status, PaymentOutcome.UNKNOWN)
 
 
 def payos_description(text: str) -> str:
@@ -104,7 +113,13 @@ class PayOSRefused(GatewayError):
 class PayOSGateway:
     name = "payos"
 
-    def __init__(self, settings: Settings, *, timeout: float = PAYOS_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        timeout: float = PAYOS_TIMEOUT_SECONDS,
+        deadline: float = PAYOS_DEADLINE_SECONDS,
+    ) -> None:
         assert settings.payos_base_url is not None  # derived by Settings
         # The SDK joins paths with urljoin: without a trailing slash a path prefix
         # such as /sandbox/payos would be dropped.
@@ -113,6 +128,7 @@ class PayOSGateway:
         self._api_key = settings.payos_api_key
         self._checksum_key = settings.payos_checksum_key
         self._timeout = timeout
+        self._deadline = deadline
 
     def make_gateway_order_id(self, order_code: int, attempt_no: int) -> str:
         if not 0 <= attempt_no < ATTEMPTS_PER_ORDER:
@@ -136,18 +152,57 @@ class PayOSGateway:
             raise GatewayError(f"PayOS: {exc!r}") from exc
 
     async def create_link(self, req: LinkRequest) -> PaymentLink:
+        async with within(call_budget(self._deadline)):
+            return await self._create_or_adopt(req)
+
+    async def _create_or_adopt(self, req: LinkRequest) -> PaymentLink:
         order_code = int(req.gateway_order_id)
         movable = order_code % ATTEMPTS_PER_ORDER < MOVE_STEP  # attempts 0-9 only, or moves would collide
         while True:
             try:
                 return await self._create_link(req, order_code)
             except PayOSRefused as exc:
-                last_slot = order_code % ATTEMPTS_PER_ORDER + MOVE_STEP >= ATTEMPTS_PER_ORDER
-                if exc.code != ORDER_CODE_EXISTS or not movable or last_slot:
+                if exc.code != ORDER_CODE_EXISTS:
                     raise
-                if not await self.cancel(str(order_code), "superseded: made by a lost try"):
-                    log.error("PayOS orderCode %s exists and could not be cancelled: query it", order_code)
-                order_code += MOVE_STEP
+                lost: GatewayError = exc
+            except GatewayError as exc:  # no answer: the link may have been made all the same
+                lost = exc
+            # 231 (the orderCode is taken: by our own earlier send) or no answer: look it up.
+            found = await self._existing(order_code)
+            if found is not None and found.status in ADOPTABLE and found.amount == req.amount:
+                return PaymentLink(
+                    str(order_code),
+                    req.request_id,
+                    self._checkout_url(found.id),
+                    raw=found.model_dump(by_alias=True),
+                )
+            if found is None:
+                raise GatewayError(
+                    f"PayOS create gave no link ({lost}) and PayOS has no {order_code}: ask again"
+                )
+            # Taken by a link nobody can pay any more (cancelled, expired) or made for another amount.
+            last_slot = order_code % ATTEMPTS_PER_ORDER + MOVE_STEP >= ATTEMPTS_PER_ORDER
+            if not movable or last_slot:
+                raise GatewayError(
+                    f"PayOS orderCode {order_code} is taken ({found.status}) and cannot move on"
+                )
+            if not await self.cancel(str(order_code), "superseded: made by a lost try"):
+                log.error("PayOS orderCode %s exists and could not be cancelled: query it", order_code)
+            order_code += MOVE_STEP
+
+    async def _existing(self, order_code: int) -> Any:
+        """The link under `order_code` (the SDK's model), or None when PayOS has none."""
+        try:
+            return await self._call(lambda sdk: sdk.payment_requests.get(order_code))
+        except PayOSRefused as exc:
+            if exc.code in PAYOS_NOT_FOUND_CODES or exc.status_code == 404:
+                return None
+            raise GatewayError(f"PayOS lookup of {order_code}: {exc}") from exc
+
+    def _checkout_url(self, payment_link_id: str) -> str:
+        if self._base_url.endswith(SANDBOX_API_PATH):
+            return self._base_url.removesuffix(SANDBOX_API_PATH) + SANDBOX_CHECKOUT_PATH + payment_link_id
+        return PAYOS_CHECKOUT_URL.format(id=payment_link_id)
 
     async def _create_link(self, req: LinkRequest, order_code: int) -> PaymentLink:
         request = CreatePaymentLinkRequest(
@@ -204,7 +259,8 @@ class PayOSGateway:
 
     async def query(self, gateway_order_id: str, *, created_at: datetime) -> GatewayResult:
         try:
-            link = await self._call(lambda sdk: sdk.payment_requests.get(int(gateway_order_id)))
+            async with within(call_budget(self._deadline)):
+                link = await self._call(lambda sdk: sdk.payment_requests.get(int(gateway_order_id)))
         except PayOSRefused as exc:
             if exc.code in PAYOS_NOT_FOUND_CODES or exc.status_code == 404:
                 return GatewayResult(self.name, gateway_order_id, PaymentOutcome.NOT_FOUND, exc.code, None)
@@ -223,9 +279,10 @@ class PayOSGateway:
     async def cancel(self, gateway_order_id: str, reason: str) -> bool:
         """True once the link is CANCELLED; False when PayOS refuses (e.g. already paid): query it."""
         try:
-            link = await self._call(
-                lambda sdk: sdk.payment_requests.cancel(int(gateway_order_id), reason or None)
-            )
+            async with within(call_budget(self._deadline)):
+                link = await self._call(
+                    lambda sdk: sdk.payment_requests.cancel(int(gateway_order_id), reason or None)
+                )
         except PayOSRefused:
             return False
         return link.status == "CANCELLED"
@@ -243,7 +300,7 @@ class PayOSGateway:
     ) -> RefundResult:
         # PayOS has no refund API for received transfers: someone sends the money back by hand.
         return RefundResult(
-            ok=False,
+            state=RefundState.REFUSED,
             refund_id=None,
             result_code="UNSUPPORTED",
             message="PayOS has no refund API: refund by bank transfer manually",

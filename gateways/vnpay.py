@@ -5,7 +5,6 @@ The wire format (hashes, dates, code tables) lives in gateways.vnpay_wire.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -21,14 +20,18 @@ from gateways.base import (
     PaymentLink,
     PaymentOutcome,
     RefundResult,
+    RefundState,
 )
 from gateways.fields import int_field, signed_text, str_field
-from gateways.http import gateway_client
+from gateways.http import call_budget, gateway_client, within
 from gateways.vnpay_wire import (
     QUERYDR_ANSWER_SIGNED,
     QUERYDR_SIGNED,
     REFUND_ANSWER_SIGNED,
+    REFUND_IN_PROGRESS,
+    REFUND_REJECTED,
     REFUND_SIGNED,
+    REFUND_TYPES,
     VNPAY_TZ,
     VNPAY_VERSION,
     hmac512,
@@ -45,6 +48,10 @@ from gateways.vnpay_wire import (
 from infra.settings import Settings
 
 VNPAY_TIMEOUT_SECONDS = 30.0
+VNPAY_DEADLINE_SECONDS = 45.0  # one whole call, lookups included (less inside a shorter activity)
+# A refund request VNPay definitely turned down: merchant / format / checksum, no such payment, not
+# refundable. 94 (a refund of it is in progress, or a duplicate request) and 99 are not verdicts.
+REFUND_REFUSALS = frozenset({"02", "03", "91", "95", "97"})
 VNPAY_ORDER_TYPE = "other"
 VNPAY_SERVER_IP = "127.0.0.1"  # vnp_IpAddr of our server in querydr/refund calls
 # Paywindow refunds whole (late) payments: 02 = full refund, 03 = partial.
@@ -55,13 +62,20 @@ VNPAY_REFUND_CREATED_BY = "paywindow"
 class VnpayGateway:
     name = "vnpay"
 
-    def __init__(self, settings: Settings, *, timeout: float = VNPAY_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        timeout: float = VNPAY_TIMEOUT_SECONDS,
+        deadline: float = VNPAY_DEADLINE_SECONDS,
+    ) -> None:
         assert settings.vnpay_payment_url and settings.vnpay_api_url  # derived by Settings
         self._payment_url = settings.vnpay_payment_url
         self._api_url = settings.vnpay_api_url
         self._tmn_code = settings.vnpay_tmn_code
         self._secret = settings.vnpay_hash_secret
         self._timeout = timeout
+        self._deadline = deadline
 
     def make_gateway_order_id(self, order_code: int, attempt_no: int) -> str:
         return f"{order_code}-{attempt_no}"
@@ -117,12 +131,13 @@ class VnpayGateway:
         )
 
     async def query(self, gateway_order_id: str, *, created_at: datetime) -> GatewayResult:
-        body = self._api_body("querydr", gateway_order_id, created_at)
-        body["vnp_SecureHash"] = vnpay_pipe_hash(body, QUERYDR_SIGNED, self._secret)
-        answer = await self._post(body, QUERYDR_ANSWER_SIGNED)
+        async with within(call_budget(self._deadline)):
+            answer = await self._querydr(gateway_order_id, created_at)
         code = str(answer.get("vnp_ResponseCode", ""))
         if code == "91":
-            return GatewayResult(self.name, gateway_order_id, PaymentOutcome.NOT_FOUND, code, None, raw=answer)
+            return GatewayResult(
+                self.name, gateway_order_id, PaymentOutcome.NOT_FOUND, code, None, raw=answer
+            )
         if code != "00":
             raise GatewayError(f"VNPay querydr refused: {code} {answer.get('vnp_Message', '')}")
         status = signed_text(answer.get("vnp_TransactionStatus"))
@@ -142,6 +157,11 @@ class VnpayGateway:
             raw=answer,
         )
 
+    async def _querydr(self, gateway_order_id: str, created_at: datetime) -> dict[str, Any]:
+        body = self._api_body("querydr", gateway_order_id, created_at)
+        body["vnp_SecureHash"] = vnpay_pipe_hash(body, QUERYDR_SIGNED, self._secret)
+        return await self._post(body, QUERYDR_ANSWER_SIGNED)
+
     async def cancel(self, gateway_order_id: str, reason: str) -> bool:
         return False  # no cancel API: the link lapses at vnp_ExpireDate
 
@@ -160,25 +180,61 @@ class VnpayGateway:
         transaction_date = created_at or paid_at
         if transaction_date is None:
             raise ValueError("VNPay refund needs the link's created_at (or paid_at)")
+        # vnp_RequestId is a request's id (VNPay takes each once), not the refund's: the refund is
+        # made once by looking first (querydr) and by VNPay's 94 while a refund of it is in progress.
         body = self._api_body("refund", gateway_order_id, transaction_date, order_info=description)
         body.update(
-            vnp_RequestId=_request_id(idempotency_key),
             vnp_TransactionType=VNPAY_REFUND_TYPE,
             vnp_Amount=str(amount * 100),
             vnp_TransactionNo=transaction_id or "0",
             vnp_CreateBy=VNPAY_REFUND_CREATED_BY,
         )
         body["vnp_SecureHash"] = vnpay_pipe_hash(body, REFUND_SIGNED, self._secret)
-        answer = await self._post(body, REFUND_ANSWER_SIGNED)
+        try:
+            async with within(call_budget(self._deadline)):
+                before = await self.find_refund(gateway_order_id, transaction_date)
+                if before.state is not RefundState.NONE:  # done, rejected, in progress or unknown
+                    return before
+                try:
+                    answer = await self._post(body, REFUND_ANSWER_SIGNED)
+                    code: str | None = str(answer.get("vnp_ResponseCode", ""))
+                except GatewayError as lost:
+                    answer, code = {"error": repr(lost)}, None
+                after = await self.find_refund(gateway_order_id, transaction_date)  # ask before concluding
+        except GatewayError as err:
+            return RefundResult(RefundState.UNKNOWN, None, "no answer", str(err))
+        if after.state is not RefundState.NONE:
+            return after
+        said = code if code is not None else "no answer"
+        message = signed_text(answer.get("vnp_Message")) or str(answer.get("error") or "")
+        if code in REFUND_REFUSALS:
+            return RefundResult(RefundState.REFUSED, None, said, message, answer)
+        # 00 that querydr does not show yet, 94, 99, an unknown code, no answer: ask again later.
+        return RefundResult(RefundState.UNKNOWN, None, said, message, answer)
+
+    async def find_refund(self, gateway_order_id: str, created_at: datetime) -> RefundResult:
+        """The payment's refund as querydr shows it: type 02/03 REFUNDED, status 05/06 UNKNOWN (in
+        progress), 09 REFUSED (rejected), none NONE; no answer UNKNOWN."""
+        try:
+            answer = await self._querydr(gateway_order_id, created_at)
+        except GatewayError as err:
+            return RefundResult(RefundState.UNKNOWN, None, "no answer", f"querydr: {err}")
         code = str(answer.get("vnp_ResponseCode", ""))
-        refund_no = signed_text(answer.get("vnp_TransactionNo"))
-        return RefundResult(
-            ok=code == "00",
-            refund_id=(refund_no or body["vnp_RequestId"]) if code == "00" else None,
-            result_code=code,
-            message=signed_text(answer.get("vnp_Message")),
-            raw=answer,
-        )
+        if code == "91":  # no such payment: nothing was refunded (the refund request says why)
+            return RefundResult(RefundState.NONE, None, code, "querydr: no such payment", answer)
+        if code != "00":
+            return RefundResult(RefundState.UNKNOWN, None, code, f"querydr answered {code}", answer)
+        kind = signed_text(answer.get("vnp_TransactionType"))
+        status = signed_text(answer.get("vnp_TransactionStatus"))
+        said = f"{code}/{kind}/{status}"
+        if kind in REFUND_TYPES:
+            refund_no = signed_text(answer.get("vnp_TransactionNo")) or None
+            return RefundResult(RefundState.REFUNDED, refund_no, said, "refund shown by querydr", answer)
+        if status in REFUND_IN_PROGRESS:
+            return RefundResult(RefundState.UNKNOWN, None, said, "refund in progress at VNPay", answer)
+        if status == REFUND_REJECTED:
+            return RefundResult(RefundState.REFUSED, None, said, "refund rejected by VNPay", answer)
+        return RefundResult(RefundState.NONE, None, said, "no refund shown", answer)
 
     def _api_body(
         self, command: str, txn_ref: str, transaction_date: datetime, order_info: str = ""
@@ -202,7 +258,9 @@ class VnpayGateway:
         except (httpx.HTTPError, ValueError) as exc:
             raise GatewayError(f"VNPay {body['vnp_Command']}: {exc!r}") from exc
         if not isinstance(answer, dict) or "vnp_ResponseCode" not in answer:
-            raise GatewayError(f"VNPay {body['vnp_Command']}: HTTP {response.status_code}, no vnp_ResponseCode")
+            raise GatewayError(
+                f"VNPay {body['vnp_Command']}: HTTP {response.status_code}, no vnp_ResponseCode"
+            )
         received = answer.get("vnp_SecureHash")
         # We act on 00 (must be signed) and 91 (checked when signed); other codes only refuse.
         code = answer["vnp_ResponseCode"]
@@ -211,10 +269,3 @@ class VnpayGateway:
             if not same_hash(vnpay_pipe_hash(signed, answer_fields, self._secret), received):
                 raise GatewayError(f"VNPay {body['vnp_Command']}: answer checksum mismatch")
         return answer
-
-
-def _request_id(key: str) -> str:
-    """vnp_RequestId is at most 32 alphanumerics; keep it a pure function of the key."""
-    if len(key) <= 32 and key.isascii() and key.isalnum():
-        return key
-    return hashlib.sha256(key.encode()).hexdigest()[:32]

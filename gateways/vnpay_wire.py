@@ -49,7 +49,7 @@ _RESPONSE_OUTCOMES: dict[str, PaymentOutcome] = {
     **dict.fromkeys(("09", "10", "12", "13", "51", "65", "75", "79"), PaymentOutcome.FAILED),
     "11": PaymentOutcome.EXPIRED,
     "24": PaymentOutcome.CANCELLED,
-    "99": PaymentOutcome.SYSTEM_ERROR,
+    "99": PaymentOutcome.UNKNOWN,  # "unknown error": not a verdict, ask again
 }
 _STATUS_OUTCOMES: dict[str, PaymentOutcome] = {
     "00": PaymentOutcome.SUCCESS,
@@ -101,14 +101,22 @@ def same_hash(expected: str, received: Any) -> bool:
     return isinstance(received, str) and hmac.compare_digest(expected.encode(), received.lower().encode())
 
 
+# querydr's view of refunds (docs/GATEWAYS.md): vnp_TransactionType 02/03 = refunded in full / in part;
+# vnp_TransactionStatus 05/06 = a refund in progress, 09 = the refund was rejected.
+REFUND_TYPES = frozenset({"02", "03"})
+REFUND_IN_PROGRESS = frozenset({"05", "06"})
+REFUND_REJECTED = "09"
+
+
 def vnpay_status_outcome(transaction_status: str) -> PaymentOutcome:
-    return _STATUS_OUTCOMES.get(transaction_status, PaymentOutcome.SYSTEM_ERROR)
+    """An unknown status is not a verdict."""
+    return _STATUS_OUTCOMES.get(transaction_status, PaymentOutcome.UNKNOWN)
 
 
 def vnpay_outcome(response_code: str, transaction_status: str) -> PaymentOutcome:
     """IPN/return: success needs both vnp_ResponseCode=00 and vnp_TransactionStatus=00."""
     if response_code != "00":
-        return _RESPONSE_OUTCOMES.get(response_code, PaymentOutcome.SYSTEM_ERROR)
+        return _RESPONSE_OUTCOMES.get(response_code, PaymentOutcome.UNKNOWN)
     if transaction_status == "00":
         return PaymentOutcome.SUCCESS
     status = vnpay_status_outcome(transaction_status)

@@ -38,7 +38,9 @@ async def create_product(conn: AsyncConnection, body: ProductCreate) -> ProductO
 async def list_products(conn: AsyncConnection) -> list[ProductOut]:
     products: dict[uuid.UUID, ProductOut] = {}
     for r in await catalog.products_with_variants(conn):
-        product = products.setdefault(r.pid, ProductOut(id=r.pid, name=r.pname, description=r.description, variants=[]))
+        product = products.setdefault(
+            r.pid, ProductOut(id=r.pid, name=r.pname, description=r.description, variants=[])
+        )
         product.variants.append(
             VariantOut(id=r.id, sku=r.sku, name=r.name, price=r.price, stock_quantity=r.stock_quantity)
         )
@@ -66,7 +68,9 @@ def _state(row: Any) -> dict[str, Any]:
     return {"stockQuantity": row.stock_quantity, "price": row.price, "active": row.active}
 
 
-async def update_variant(conn: AsyncConnection, user: User, variant_id: uuid.UUID, body: VariantPatch) -> VariantStockOut:
+async def update_variant(
+    conn: AsyncConnection, user: User, variant_id: uuid.UUID, body: VariantPatch
+) -> VariantStockOut:
     """One transaction: the variant locked (checkouts wait), the correction checked, the audit entry
     with the state before and after, the change. Orders already placed keep their frozen items."""
     change = catalog.VariantChange(stock_delta=body.stock_delta or 0, price=body.price, active=body.active)
@@ -80,12 +84,20 @@ async def update_variant(conn: AsyncConnection, user: User, variant_id: uuid.UUI
                 f"{before.sku} has {before.stock_quantity} on hand; taking {-change.stock_delta} would go below zero",
             )
         if before.stock_quantity + change.stock_delta > MAX_STOCK:
-            raise AppError(ErrorCode.VALIDATION_ERROR, f"{before.sku} would hold more than {MAX_STOCK:,} units")
+            raise AppError(
+                ErrorCode.VALIDATION_ERROR, f"{before.sku} would hold more than {MAX_STOCK:,} units"
+            )
         after = {**_state(before), "stockQuantity": before.stock_quantity + change.stock_delta}
         after |= {k: v for k, v in (("price", change.price), ("active", change.active)) if v is not None}
-        detail = {"sku": before.sku, "stockDelta": change.stock_delta, "before": _state(before), "after": after}
+        detail = {
+            "sku": before.sku,
+            "stockDelta": change.stock_delta,
+            "before": _state(before),
+            "after": after,
+        }
         await audit.record(
-            conn, audit_entry(user, OperatorAction.VARIANT_UPDATE, body.note, variant_id=variant_id, detail=detail)
+            conn,
+            audit_entry(user, OperatorAction.VARIANT_UPDATE, body.note, variant_id=variant_id, detail=detail),
         )
         await catalog.change_variant(conn, variant_id, change)
     _, rows = await catalog.variants_with_stock(conn, 1, 0, variant_id=variant_id)

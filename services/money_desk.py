@@ -58,8 +58,10 @@ def desk_payment(row: Any) -> DeskPaymentOut:
 def _reason(row: Any) -> str | None:
     if _gateway_asked(row):
         heard = f" (last heard: {row.refund_note})" if row.refund_note else ""
-        return f"refund asked of {row.gateway}, its outcome not known yet: the gateway is being asked{heard}"[:300]
-    return row.refund_note or row.review_reason
+        asked = f"refund asked of {row.gateway}, its outcome not known yet: the gateway is being asked{heard}"
+        return asked[:300]
+    reason: str | None = row.refund_note or row.review_reason
+    return reason
 
 
 def _gateway_asked(row: Any) -> bool:
@@ -261,7 +263,8 @@ async def redeliver(
     )  # fmt: skip
     if not await deliver(engine, client, settings, str(row.order_id), result, entry):
         # Not an RPCError reaching the handler: deliver() caught it and kept the verdict in the inbox.
-        raise AppError(ErrorCode.TEMPORAL_UNAVAILABLE, "The order's workflow could not be told now: try again")
+        raise AppError(
+            ErrorCode.TEMPORAL_UNAVAILABLE, "The order's workflow could not be told now: try again"
+        )
     again = await payments.inbox_row(conn, notification_id)
     return notification_out(again)
-

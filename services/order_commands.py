@@ -51,7 +51,9 @@ def request_hash(body: OrderCreate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def order_input(settings: Settings, user: User, body: OrderCreate, order_id: str, client_ip: str) -> OrderInput:
+def order_input(
+    settings: Settings, user: User, body: OrderCreate, order_id: str, client_ip: str
+) -> OrderInput:
     order_type = body.order_type or "normal"
     if order_type != "normal" and order_type not in settings.durations_by_type:
         known = ", ".join(sorted({"normal", *settings.durations_by_type}))
@@ -63,7 +65,10 @@ def order_input(settings: Settings, user: User, body: OrderCreate, order_id: str
         gateway=body.gateway,
         order_type=order_type,
         receiver=Receiver(
-            name=body.receiver.name, phone=body.receiver.phone, address=body.receiver.address, email=body.receiver.email
+            name=body.receiver.name,
+            phone=body.receiver.phone,
+            address=body.receiver.address,
+            email=body.receiver.email,
         ),
         duration_minutes=settings.window_minutes(order_type),
         max_attempts=settings.order_session_max_attempts,
@@ -117,7 +122,8 @@ def _refuse_if_no_link(detail: OrderOut) -> None:
     first request and on every replay of its key alike."""
     if detail.status == "failed" and detail.end_reason == "payment_link_unavailable":
         raise AppError(
-            ErrorCode.PAYMENT_GATEWAY_ERROR, f"No payment link could be made; order {detail.order_code} failed"
+            ErrorCode.PAYMENT_GATEWAY_ERROR,
+            f"No payment link could be made; order {detail.order_code} failed",
         )
 
 
@@ -146,7 +152,9 @@ async def start_order(client: Client, settings: Settings, inp: OrderInput) -> Cr
         search_attributes=search.at_start(inp.customer_id, inp.gateway),
     )
     try:
-        return await client.execute_update_with_start_workflow(OrderWorkflow.created, start_workflow_operation=start)
+        return await client.execute_update_with_start_workflow(
+            OrderWorkflow.created, start_workflow_operation=start
+        )
     except WorkflowAlreadyStartedError:
         outcome = await client.get_workflow_handle_for(OrderWorkflow.run, workflow_id(inp.order_id)).result()
         if outcome.status == "rejected":
@@ -163,8 +171,7 @@ async def call_update(fn: Callable[[], Awaitable[T]]) -> T:
         cause: Any = err.cause
         while cause is not None and not isinstance(cause, ApplicationError):
             cause = cause.cause
-        code = ErrorCode.from_workflow(cause.type) if isinstance(cause, ApplicationError) else None
-        if code is not None:
+        if isinstance(cause, ApplicationError) and (code := ErrorCode.from_workflow(cause.type)) is not None:
             raise AppError(code, cause.message) from None
         raise AppError(ErrorCode.PAYMENT_GATEWAY_ERROR) from None
     except RPCError as err:
@@ -268,6 +275,11 @@ async def expire_now(conn: AsyncConnection, client: Client, ref: str, user: User
     """Close the window now (an operator lever), audited like `extend_window`."""
     request = ExpireRequest(audit=audit_entry(user, OperatorAction.ORDER_EXPIRE, note))
     row, _ = await update_order(
-        conn, client, ref, user, "expire", lambda order: order.execute_update(OrderWorkflow.expire_now, request)
+        conn,
+        client,
+        ref,
+        user,
+        "expire",
+        lambda order: order.execute_update(OrderWorkflow.expire_now, request),
     )
     return session_out(row)

@@ -111,7 +111,9 @@ class OrderEvents:
         delay = 0.5
         while True:
             try:
-                conn = await asyncpg.connect(self._dsn, server_settings={"application_name": APPLICATION_NAME})
+                conn = await asyncpg.connect(
+                    self._dsn, server_settings={"application_name": APPLICATION_NAME}
+                )
             except Exception as err:  # noqa: BLE001 - any failure to connect means "try again later"
                 log.warning("order events: cannot connect (%s); retrying in %.1fs", err, delay)
                 await asyncio.sleep(delay)

@@ -97,7 +97,10 @@ async def order_detail(conn: AsyncConnection, row: Any) -> OrderOut:
         shipping_fee=row.shipping_fee,
         grand_total=row.grand_total,
         receiver=ReceiverOut(
-            name=row.receiver_name, phone=row.receiver_phone, address=row.receiver_address, email=row.receiver_email
+            name=row.receiver_name,
+            phone=row.receiver_phone,
+            address=row.receiver_address,
+            email=row.receiver_email,
         ),
         items=[ItemOut.model_validate(i, from_attributes=True) for i in items],
         session=session_out(row),
@@ -126,9 +129,17 @@ def order_from_creation(inp: OrderInput, creation: Creation) -> OrderOut:
     )  # fmt: skip
     attempts = [
         AttemptOut(
-            attempt_no=a.attempt_no, gateway=a.gateway, gateway_order_id=a.gateway_order_id, request_id=a.request_id,
-            status=a.status, amount=a.amount, payment_url=a.payment_url, result_code=a.result_code,
-            transaction_id=a.transaction_id, expires_at=view.expires_at, created_at=a.created_at,
+            attempt_no=a.attempt_no,
+            gateway=a.gateway,
+            gateway_order_id=a.gateway_order_id,
+            request_id=a.request_id,
+            status=a.status,
+            amount=a.amount,
+            payment_url=a.payment_url,
+            result_code=a.result_code,
+            transaction_id=a.transaction_id,
+            expires_at=view.expires_at,
+            created_at=a.created_at,
         )
         for a in view.attempts
     ]
@@ -146,7 +157,10 @@ def order_from_creation(inp: OrderInput, creation: Creation) -> OrderOut:
         shipping_fee=order.shipping_fee,
         grand_total=order.grand_total,
         receiver=ReceiverOut(
-            name=inp.receiver.name, phone=inp.receiver.phone, address=inp.receiver.address, email=inp.receiver.email
+            name=inp.receiver.name,
+            phone=inp.receiver.phone,
+            address=inp.receiver.address,
+            email=inp.receiver.email,
         ),
         items=[ItemOut.model_validate(i, from_attributes=True) for i in order.items],
         session=session_out(session),
@@ -164,7 +178,13 @@ def order_from_creation(inp: OrderInput, creation: Creation) -> OrderOut:
 
 # The attempt whose status the order's payment status shows: where the money is, else the latest.
 MONEY_FIRST = tuple(
-    s.value for s in (AttemptStatus.SUCCESS, AttemptStatus.REFUNDED, AttemptStatus.REFUND_REQUIRED, AttemptStatus.NEEDS_REVIEW)
+    s.value
+    for s in (
+        AttemptStatus.SUCCESS,
+        AttemptStatus.REFUNDED,
+        AttemptStatus.REFUND_REQUIRED,
+        AttemptStatus.NEEDS_REVIEW,
+    )
 )
 
 

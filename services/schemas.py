@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -22,10 +22,16 @@ from pydantic.alias_generators import to_camel
 from domain.gateways import GATEWAY_NAMES
 from domain.statuses import AttemptStatus, OrderStatus
 
-# The names come from the core, so a new gateway or status is added in one place.
-GatewayName = Literal[GATEWAY_NAMES]  # type: ignore[valid-type]
-OrderStatusName = Literal[tuple(s.value for s in OrderStatus)]  # type: ignore[valid-type]
-AttemptStatusName = Literal[tuple(s.value for s in AttemptStatus)]  # type: ignore[valid-type]
+# The names come from the core, so a new gateway or status is added in one place. A Literal built from
+# values at run time is opaque to the type checker: it sees the strings they are.
+if TYPE_CHECKING:
+    GatewayName = str
+    OrderStatusName = str
+    AttemptStatusName = str
+else:
+    GatewayName = Literal[GATEWAY_NAMES]
+    OrderStatusName = Literal[tuple(s.value for s in OrderStatus)]
+    AttemptStatusName = Literal[tuple(s.value for s in AttemptStatus)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]  # an operator's why
 MAX_STOCK = 10**9  # units of one variant on hand, at most
@@ -76,7 +82,13 @@ class ReceiverIn(Camel):
     name: Name
     phone: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 .-]{6,18}[0-9]$")]
     address: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-    email: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,63}$")] | None = None
+    email: (
+        Annotated[
+            str,
+            StringConstraints(strip_whitespace=True, pattern=r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,63}$"),
+        ]
+        | None
+    ) = None
 
 
 class OrderCreate(Camel):

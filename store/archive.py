@@ -42,4 +42,5 @@ async def archive_batch(conn: AsyncConnection, cutoff_at: datetime, limit: int) 
 
 
 async def held_for_refund(conn: AsyncConnection, cutoff_at: datetime) -> int:
-    return (await conn.execute(HELD_SQL, {"cutoff": cutoff_at})).scalar_one()
+    held: int = (await conn.execute(HELD_SQL, {"cutoff": cutoff_at})).scalar_one()  # count(*) from raw SQL
+    return held

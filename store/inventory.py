@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import case, exists, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel import col
 
 from domain.checkout import Rejected, ReservedLine, merge_lines
 from domain.messages import OrderLine
@@ -71,7 +72,9 @@ async def reserve(
 async def reserve_again(conn: AsyncConnection, order_id: str) -> bool:
     """An expired order's items, reserved anew (a late payment accepted); False when any is short."""
     items = (
-        await conn.execute(select(OrderItem.variant_id, OrderItem.quantity).where(OrderItem.order_id == order_id))
+        await conn.execute(
+            select(col(OrderItem.variant_id), col(OrderItem.quantity)).where(col(OrderItem.order_id) == order_id)
+        )
     ).all()
     try:
         async with conn.begin_nested():

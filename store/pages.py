@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, Select, func, select
@@ -9,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 async def page_of(
-    conn: AsyncConnection, query: Select[Any], counted: FromClause, conditions: list[ColumnElement[bool]],
+    conn: AsyncConnection, query: Select[Any], counted: FromClause, conditions: Sequence[ColumnElement[bool]],
     order_by: tuple[Any, ...], limit: int, offset: int,
 ) -> tuple[int, list[Any]]:  # fmt: skip
     """`query` under `conditions`, ordered, one page of it, and how many rows of `counted` (the

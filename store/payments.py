@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select, text, update
+from sqlalchemy import ColumnElement, and_, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.ids import refund_key, surplus_refund_key
 from domain.messages import Attempt, AttemptUpdate, LinkInput, PaymentResult, ReviewInput
 from domain.statuses import AttemptStatus, OrderStatus, SessionStatus
 from domain.verdicts import TRANSFER_CODE
@@ -350,6 +351,25 @@ async def lock_for_settlement(conn: AsyncConnection, gateway: str, gateway_order
     ).first()
 
 
+async def lock_link(conn: AsyncConnection, gateway: str, gateway_order_id: str) -> None:
+    """One settlement of a link's late transfers at a time, until the transaction ends (an advisory
+    lock: the webhook intake, which never takes it, is not held up)."""
+    await conn.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"link:{gateway}:{gateway_order_id}"}
+    )
+
+
+async def link_accounted(conn: AsyncConnection, gateway: str, gateway_order_id: str) -> int:
+    """The money our rows hold for a link: its attempt's (what paid the order, or is under review or
+    going back) and its surplus rows'."""
+    holding = [s.value for s in AttemptStatus if s.holds_money]
+    held = func.coalesce(payment.c.received_amount, payment.c.amount)
+    query = select(func.coalesce(func.sum(held), 0)).where(
+        payment.c.gateway == gateway, payment.c.gateway_order_id == gateway_order_id, payment.c.status.in_(holding)
+    )
+    return int((await conn.execute(query)).scalar_one())
+
+
 async def accept_late(
     conn: AsyncConnection, order_id: str, attempt_no: int, result_code: str, tx: str | None, received: int | None = None
 ) -> None:
@@ -442,7 +462,17 @@ async def note_refund(conn: AsyncConnection, payment_id: Any, note: str) -> None
 def refund_amount(row: Any) -> int:
     """What a refund returns: exactly what the gateway took. A row without `received_amount` was
     paid exactly its `amount` (only such money settles without review)."""
-    return row.received_amount if row.received_amount is not None else row.amount
+    amount: int = row.received_amount if row.received_amount is not None else row.amount
+    return amount
+
+
+def gateway_refund_key(row: Any) -> str:
+    """The one key a payment's refund goes under at its gateway, whoever asks. A surplus row (money
+    beside its attempt) has its own: under the attempt's, a gateway would read it as the attempt's
+    refund (already done, or a duplicate id) and the surplus would never go back."""
+    if row.surplus_of is not None:
+        return surplus_refund_key(str(row.id))
+    return refund_key(str(row.order_id), row.attempt_no)
 
 
 async def refund_asked(conn: AsyncConnection, payment_id: Any) -> None:
@@ -484,7 +514,7 @@ async def ask_refund(conn: AsyncConnection, payment_id: Any) -> int:
     row carries what was received (the refund's amount) and is marked asked before the request
     leaves (see refund_asked). Returns the amount that goes back."""
     received = func.coalesce(payment.c.received_amount, payment.c.amount)
-    return (
+    amount: int = (
         await conn.execute(
             update(payment)
             .where(payment.c.id == payment_id, payment.c.status.in_(NEEDS_PERSON))
@@ -493,6 +523,7 @@ async def ask_refund(conn: AsyncConnection, payment_id: Any) -> int:
             .returning(payment.c.received_amount)
         )
     ).scalar_one()  # fmt: skip
+    return amount
 
 
 @dataclass(frozen=True)
@@ -507,7 +538,7 @@ class DeskFilter:
 async def desk(conn: AsyncConnection, where: DeskFilter, limit: int, offset: int) -> tuple[int, list[Any]]:
     """One page of attempts in `statuses`, the longest waiting first, with their orders' codes and
     statuses, and how many match (the default statuses read ix_payment_needs_person)."""
-    conditions = [payment.c.status.in_(where.statuses)]
+    conditions: list[ColumnElement[bool]] = [payment.c.status.in_(where.statuses)]
     if where.gateway is not None:
         conditions.append(payment.c.gateway == where.gateway)
     if where.date_from is not None:
@@ -546,5 +577,6 @@ async def inbox_row(conn: AsyncConnection, notification_id: Any) -> Any:
 
 def raw(payload: dict[str, Any]) -> dict[str, Any]:
     """A gateway message as JSON can hold it (datetimes and the like as text)."""
-    return json.loads(json.dumps(payload, ensure_ascii=False, default=str))
+    loaded: dict[str, Any] = json.loads(json.dumps(payload, ensure_ascii=False, default=str))
+    return loaded
 

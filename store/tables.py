@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     CHAR,
@@ -28,6 +28,7 @@ from sqlalchemy import (
     Index,
     Integer,
     Numeric,
+    Table,
     Text,
     UniqueConstraint,
     Uuid,
@@ -35,9 +36,18 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field
+from sqlmodel import SQLModel as _SQLModel
 
 from domain.statuses import AttemptStatus, OrderStatus, SessionStatus
+
+if TYPE_CHECKING:
+    # SQLModel gives every `table=True` class its `__table__` at run time but does not declare it, and the
+    # store builds its SQL on those Table objects: declare it for the type checker only.
+    class SQLModel(_SQLModel):
+        __table__: ClassVar[Table]
+else:
+    SQLModel = _SQLModel
 
 
 def _in(column: str, values: Any) -> str:

@@ -22,8 +22,8 @@ from sqlalchemy import text
 from temporalio import workflow
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from domain.ids import late_workflow_id, refund_key, refund_workflow_id
-from domain.messages import LatePayment, RefundOutcome, RefundRequest
+from domain.ids import late_workflow_id, refund_key, refund_workflow_id, surplus_refund_key
+from domain.messages import LatePayment, RefundOutcome, RefundRequest, ReviewInput
 from gateways.momo import NOTIFY_SIGNED, MomoGateway, momo_signature
 from gateways.sandbox.state import TxnState
 from services import money_desk
@@ -299,3 +299,37 @@ async def test_a_refund_outcome_that_is_no_verdict_is_under_way_not_failed(desk:
         r = await refund(desk, pid, "late money")  # joins it, and hears "unknown"
     assert r.status_code == 202 and r.json()["data"]["refundAsked"] is True, r.text
     refused(await mark_refunded(desk, pid), 409, "REFUND_OUTCOME_UNKNOWN")
+
+
+# ---- surplus money refunds under its own key ---------------------------------------------------------
+
+
+async def test_surplus_money_refunds_under_its_own_key_beside_its_attempt(desk: Stack) -> None:
+    """MoMo took 20,000 more on a payment whose order had ended (its sandbox record says so): the
+    surplus row and its attempt each go back under a key of their own. Under the attempt's key, MoMo
+    would list the surplus refund as the attempt's, and the attempt's 64,000 would never go back."""
+    order = await money_awaiting_refund(desk, "momo")
+    gid = order["attempts"][0]["gatewayOrderId"]
+    pid = await payment_id(desk, order["orderId"])
+    txn = desk.app.state.sandbox_store.get("momo", gid)
+    txn.amount += 20_000  # the gateway's own record: it holds 84,000 for this payment
+    async with desk.engine.begin() as conn:
+        attempt = await payments.lock_payment(conn, uuid.UUID(pid))
+        surplus = ReviewInput(
+            order["orderId"], "momo", gid, "surplus: received 20000 VND beyond the price", 20_000, "0",
+            attempt.transaction_id, surplus=True,
+        )  # fmt: skip
+        assert await payments.flag(conn, surplus)
+        spid = (
+            await conn.execute(text("SELECT id FROM payment WHERE surplus_of = :p"), {"p": pid})
+        ).scalar_one()
+        surplus_row = await payments.lock_payment(conn, spid)
+    assert payments.gateway_refund_key(surplus_row) == surplus_refund_key(str(spid))
+    assert payments.gateway_refund_key(attempt) == refund_key(order["orderId"], 0)
+
+    for payment in (str(spid), pid):
+        r = await refund(desk, payment, "send it back")
+        assert r.status_code == 200 and r.json()["data"]["status"] == "refunded", r.text
+    done = {r["orderId"]: r["amount"] for r in refunds_at_gateway(desk, "momo", gid)}
+    assert done == {surplus_refund_key(str(spid)): 20_000, refund_key(order["orderId"], 0): PRICE}
+    assert txn.refunded == PRICE + 20_000  # every VND the gateway took went back, once

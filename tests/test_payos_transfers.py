@@ -11,6 +11,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import text
 
@@ -154,3 +155,50 @@ async def test_an_operators_refund_stands_when_the_rest_of_the_price_arrives(ts,
         "FT-2",
         attempt.id,
     )
+
+
+async def sandbox_transfer(stack: Any, gid: str, amount: int, *, drop: bool = False) -> dict[str, Any]:
+    """One bank transfer to the sandbox's PayOS link; `drop`: its webhook is lost (returned here)."""
+    async with httpx.AsyncClient(base_url=stack.base, timeout=10) as http:
+        r = await http.post(
+            f"/sandbox/pay/payos/{gid}/transfer", json={"amount": amount, "drop": drop},
+            headers={"Accept": "application/json"},
+        )  # fmt: skip
+    assert r.status_code == 200, r.text
+    return r.json()["notification"]
+
+
+async def test_a_transfer_counted_through_the_running_total_is_not_counted_again_by_its_late_webhook(
+    stack: Any,
+) -> None:
+    """A part of the price arrives with its webhook lost; the close's query counts it through
+    PayOS's running total. Its webhook then arrives after the order ended. Before: its late
+    settlement put it on a surplus row too, so 15,000 VND was counted twice."""
+    order, headers, gid = await payos_order(stack)
+    await sandbox_transfer(stack, gid, 10_000)
+    lost = await sandbox_transfer(stack, gid, 15_000, drop=True)
+    await sandbox_transfer(stack, gid, 5_000)  # the last transfer: the reference a query reports
+    for _ in range(100):
+        found = await rows(stack, gid)
+        if found and (found[0].status, found[0].received_amount) == ("needs_review", 15_000):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"the webhooks' 15,000 never reached review: {found}")
+    r = await stack.http.post(f"/admin/orders/{order['orderId']}/expire", headers=stack.auth("ops", "admin"))
+    assert r.status_code == 200, r.text
+    detail = await wait_for_status(stack, order["orderId"], headers, "paid")  # found by the close's query
+    assert detail["attempts"][0]["status"] == "success"
+
+    assert (await stack.http.post("/webhooks/payos", json=lost)).status_code == 200  # it arrives late
+    ref = lost["data"]["reference"]
+    handle = stack.client.get_workflow_handle_for(LatePaymentWorkflow.run, late_workflow_id("payos", gid, ref))
+    for _ in range(100):
+        try:
+            outcome = await asyncio.wait_for(handle.result(), 5)
+            break
+        except Exception:  # noqa: BLE001 - not started yet
+            await asyncio.sleep(0.1)
+    assert outcome.state == "already_settled", outcome
+    [attempt] = await rows(stack, gid)  # no surplus row: every VND is counted once
+    assert (attempt.status, attempt.received_amount) == ("success", PRICE)

@@ -74,6 +74,31 @@ RELEASE_1_0_ORDER = {
 }  # fmt: skip
 
 
+def recorded_type(rel: str) -> str:
+    """The workflow type a recorded history is of (its first event says)."""
+    history = WorkflowHistory.from_json(rel, (HISTORIES / rel).read_text())
+    return history.events[0].workflow_execution_started_event_attributes.workflow_type.name
+
+
+def test_every_workflow_has_a_recorded_history() -> None:
+    """A workflow without one has nothing its changes are replayed against."""
+    types = {recorded_type(rel) for rel in recorded()}
+    missing = sorted(w.__name__ for w in ALL_WORKFLOWS if w.__temporal_workflow_definition.name not in types)
+    assert not missing, f"no recorded history of {missing}: record one with tests/recorded.py keep()"
+
+
+def test_release_1_0_covers_the_money_paths_of_late_payments_and_refunds() -> None:
+    for kind, scenarios in RELEASE_1_0_MONEY.items():
+        kept = {rel.split("/")[-1].removesuffix(".json") for rel in recorded() if rel.startswith(f"release-1.0/{kind}/")}
+        assert scenarios <= kept, (kind, sorted(scenarios - kept))
+
+
+RELEASE_1_0_MONEY = {
+    "late_payment": {"refunded", "needs_review", "accepted", "refund_unknown_then_refunded", "refused"},
+    "refund": {"refunded", "unknown_then_refunded", "refused"},
+}
+
+
 async def test_every_release_history_replays_against_the_current_code() -> None:
     replayer = Replayer(workflows=ALL_WORKFLOWS, data_converter=DATA_CONVERTER)
     for rel in recorded():

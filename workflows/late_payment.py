@@ -1,6 +1,6 @@
-"""LatePaymentWorkflow: money that arrived for an order that had already ended. One per attempt
-(id `late-<gateway>-<gatewayOrderId>`), so however often the notification comes, the decision and
-the refund happen once. Started by the order's workflow or, once that has finished, by the webhook."""
+"""LatePaymentWorkflow: money that arrived for an order that had already ended. One per payment
+(id `late-<gateway>-<gatewayOrderId>`, and one per transfer for PayOS: `...-<reference>`), so however
+often the notification comes, the decision and the refund happen once. Started by the order's workflow or, once that has finished, by the webhook."""
 
 from __future__ import annotations
 
@@ -13,21 +13,18 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():  # shared, not re-imported per instance (see order.py)
     from domain.messages import LateOutcome, LatePayment
     from domain.search import GATEWAY, LATE_PAYMENT
-    from workflows import steps
+    from workflows import refund_policy, steps
 
-RELAY_EVENTS = "critical-path-v1"  # workflow.patched id: events leave through the relay
 DB_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
-# A refund the gateway keeps refusing is left `refund_required` for an operator after ~a day.
-REFUND_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=5), maximum_interval=timedelta(hours=1), maximum_attempts=30
-)
 
 
 @workflow.defn
 class LatePaymentWorkflow:
     @workflow.run
     async def run(self, late: LatePayment) -> LateOutcome:
-        workflow.upsert_search_attributes([GATEWAY.value_set(late.gateway), LATE_PAYMENT.value_set("received")])
+        workflow.upsert_search_attributes(
+            [GATEWAY.value_set(late.gateway), LATE_PAYMENT.value_set("received")]
+        )
         outcome = await workflow.execute_activity(
             steps.settle_late_payment,
             late,
@@ -36,26 +33,19 @@ class LatePaymentWorkflow:
         )
         if outcome.state == "refund_required":
             workflow.upsert_search_attributes([LATE_PAYMENT.value_set("refund_required")])
+            # Asked until the gateway shows the refund or definitely refuses it (then a person refunds):
+            # never abandoned while a call of its own may still land (refund_policy.REFUND_ASKING).
             try:
                 outcome = await workflow.execute_activity(
                     steps.refund_late_payment,
                     late,
-                    start_to_close_timeout=timedelta(seconds=60),
-                    retry_policy=REFUND_RETRY,
+                    start_to_close_timeout=refund_policy.REFUND_CALL_TIMEOUT,
+                    heartbeat_timeout=refund_policy.REFUND_HEARTBEAT_TIMEOUT,
+                    retry_policy=refund_policy.REFUND_ASKING,
                 )
-            except ActivityError as err:
-                workflow.logger.error("refund of %s gave up: %s", late.gateway_order_id, err)
-                outcome = LateOutcome("refund_required", "the gateway kept refusing: refund by hand")
+            except ActivityError as err:  # not retryable: the request never left
+                workflow.logger.error("refund of %s could not be asked: %s", late.gateway_order_id, err)
+                outcome = LateOutcome("refund_required", f"the refund could not be asked: {err.cause or err}")
         workflow.upsert_search_attributes([LATE_PAYMENT.value_set(outcome.state)])
-        # Since critical-path-v1 the outbox relay delivers every event, this one's included.
-        if late.publish_events and not workflow.patched(RELAY_EVENTS):
-            try:
-                await workflow.execute_activity(
-                    steps.deliver_order_events,
-                    late.order_id,
-                    start_to_close_timeout=timedelta(seconds=60),
-                    retry_policy=REFUND_RETRY,
-                )
-            except ActivityError as err:
-                workflow.logger.warning("order events not delivered: %s", err)
+        # Its order events (refund required, refunded) leave through the outbox relay.
         return outcome

@@ -30,7 +30,9 @@ def build_router(settings: Settings) -> APIRouter:
     async def config() -> Envelope[OpsConfigOut]:
         # Where the page links an order's workflow: <temporalUiUrl>/namespaces/<ns>/workflows/order-<id>
         return ok(
-            OpsConfigOut(temporal_ui_url=settings.temporal_ui_url, namespace=settings.temporal_namespace)
+            OpsConfigOut(
+                temporal_ui_url=settings.temporal_ui_url or "", namespace=settings.temporal_namespace
+            )
         )
 
     return router

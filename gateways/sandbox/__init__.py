@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from gateways.sandbox.control import control_routes
 from gateways.sandbox.momo import MomoSim, momo_routes
 from gateways.sandbox.pages import pages_routes
 from gateways.sandbox.payos import PayOSSim, payos_routes
@@ -21,13 +22,17 @@ VNPAY_IPN_PATH = "/api/v1/webhooks/vnpay"  # registered with VNPay per merchant 
 PAYOS_WEBHOOK_PATH = "/api/v1/webhooks/payos"  # registered with PayOS (confirm-webhook)
 
 
+class SandboxRouter(APIRouter):
+    sandbox_store: SandboxStore  # the state behind the routes, for tests and debugging
+
+
 def build_sandbox_router(
     settings: Settings,
     *,
     prefix: str = SANDBOX_PREFIX,
     vnpay_ipn_url: str | None = None,
     payos_webhook_url: str | None = None,
-) -> APIRouter:
+) -> SandboxRouter:
     """Routes to mount at `prefix` (the URLs the sandbox hands out assume that prefix).
 
     The store behind them is reachable as `router.sandbox_store` for tests and debugging.
@@ -42,12 +47,13 @@ def build_sandbox_router(
     )
     momo, vnpay, payos = MomoSim(sandbox), VnpaySim(sandbox), PayOSSim(sandbox)
     sims: dict[str, GatewaySim] = {momo.name: momo, vnpay.name: vnpay, payos.name: payos}
-    router = APIRouter()
+    router = SandboxRouter()
     router.include_router(momo_routes(momo))
     router.include_router(vnpay_routes(vnpay))
     router.include_router(payos_routes(payos))
     router.include_router(pages_routes(sandbox, sims))
-    router.sandbox_store = sandbox.store  # type: ignore[attr-defined]
+    router.include_router(control_routes(sandbox.store))
+    router.sandbox_store = sandbox.store
     return router
 
 

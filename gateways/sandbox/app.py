@@ -37,7 +37,7 @@ def create_sandbox_app(settings: Settings, merchant_url: str, **fastapi: Any) ->
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    return app, router.sandbox_store  # type: ignore[attr-defined]
+    return app, router.sandbox_store
 
 
 def merchant_url() -> str:

@@ -19,6 +19,7 @@ from gateways.momo import (
     REFUND_SIGNED,
     momo_signature,
 )
+from gateways.sandbox.faults import answer_with_faults
 from gateways.sandbox.state import Outbound, Sandbox, SandboxTransaction, TxnState, utcnow
 from gateways.sandbox.web import json_body, with_query
 
@@ -41,7 +42,9 @@ MESSAGES = {
     20: "Yêu cầu sai định dạng.",
     22: "Số tiền giao dịch không hợp lệ.",
     41: "OrderId bị trùng.",
+    40: "RequestId bị trùng.",
     42: "OrderId không hợp lệ hoặc không được tìm thấy.",
+    99: "Lỗi không xác định.",
     1000: "Giao dịch đã được khởi tạo, chờ người dùng xác nhận thanh toán.",
     1001: "Giao dịch thanh toán thất bại do tài khoản người dùng không đủ tiền.",
     1003: "Giao dịch bị đã bị hủy.",
@@ -70,7 +73,9 @@ class MomoSim:
 
     def _signature_ok(self, fields: tuple[str, ...], body: dict[str, Any]) -> bool:
         given = body.get("signature")
-        return isinstance(given, str) and hmac.compare_digest(self._sign(fields, body).encode(), given.encode())
+        return isinstance(given, str) and hmac.compare_digest(
+            self._sign(fields, body).encode(), given.encode()
+        )
 
     def _error(self, code: int, body: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -98,6 +103,14 @@ class MomoSim:
     # -- merchant API -------------------------------------------------------------------
 
     def create(self, body: dict[str, Any] | None) -> dict[str, Any]:
+        answer = self._create(body)
+        if answer["resultCode"] not in (0, 40, 41):  # those two are recorded where they are decided
+            self.sandbox.store.ledger.create(
+                gateway=self.name, gateway_order_id=answer.get("orderId"), ok=False, code=answer["resultCode"]
+            )
+        return answer
+
+    def _create(self, body: dict[str, Any] | None) -> dict[str, Any]:
         refused = self._check(body, CREATE_SIGNED)
         if refused is not None or body is None:
             return self._error(refused or 20, body or {})
@@ -107,10 +120,15 @@ class MomoSim:
         order_id = body["orderId"]
         if not ORDER_ID_RE.match(order_id) or "&" in body["orderInfo"]:
             return self._error(20, body)
-        existing = self.sandbox.store.get(self.name, order_id)
-        if existing is not None:  # a retry of the same request gets the same answer
-            same = existing.request.get("requestId") == body["requestId"]
-            return existing.extra["create_answer"] if same else self._error(41, body)
+        store = self.sandbox.store
+        # MoMo takes each orderId once and each requestId once: a resend of a create it already did
+        # answers 41 (its answer was lost, not repeated) and does nothing.
+        if order_id in store.momo_order_ids or body["requestId"] in store.momo_request_ids:
+            code = 41 if order_id in store.momo_order_ids else 40
+            store.ledger.create(gateway=self.name, gateway_order_id=order_id, ok=False, code=code)
+            return self._error(code, body)
+        store.momo_order_ids.add(order_id)
+        store.momo_request_ids.add(body["requestId"])
         now = utcnow()
         minutes = body.get("orderExpireTime")
         lifetime = minutes if isinstance(minutes, int) and minutes > 0 else MOMO_LINK_MINUTES
@@ -138,10 +156,18 @@ class MomoSim:
             "deeplink": f"momo://app?action=payWithApp&orderId={order_id}",
             "qrCodeUrl": pay_url,
         }
-        self.sandbox.store.add(txn)
+        store.add(txn)
+        store.ledger.create(gateway=self.name, gateway_order_id=order_id, ok=True, code=0)
         return txn.extra["create_answer"]
 
     def query(self, body: dict[str, Any] | None) -> dict[str, Any]:
+        answer = self._query(body)
+        self.sandbox.store.ledger.query(
+            gateway=self.name, gateway_order_id=answer.get("orderId"), code=answer["resultCode"]
+        )
+        return answer
+
+    def _query(self, body: dict[str, Any] | None) -> dict[str, Any]:
         refused = self._check(body, QUERY_SIGNED)
         if refused is not None or body is None:
             return self._error(refused or 20, body or {})
@@ -159,7 +185,7 @@ class MomoSim:
             "transId": int(txn.transaction_no or 0),
             "payType": "qr" if txn.transaction_no else "",
             "resultCode": code,
-            "refundTrans": [r for r in txn.refunds.values() if r.get("ok")],
+            "refundTrans": [r["trans"] for r in txn.refunds.values() if r.get("ok")],
             "message": MESSAGES.get(code, ""),
             "responseTime": _ms(utcnow()),
             "lastUpdated": _ms(txn.finished_at or txn.created_at),
@@ -169,31 +195,80 @@ class MomoSim:
         refused = self._check(body, REFUND_SIGNED)
         if refused is not None or body is None:
             return self._error(refused or 20, body or {})
-        trans_id, amount = str(body["transId"]), body["amount"]
-        paid = [t for t in self.sandbox.store.of_gateway(self.name) if t.transaction_no == trans_id]
+        store = self.sandbox.store
+        trans_id, amount, order_id, request_id = (
+            str(body["transId"]),
+            body["amount"],
+            body["orderId"],
+            body["requestId"],
+        )
+        paid = [t for t in store.of_gateway(self.name) if t.transaction_no == trans_id]
         txn = paid[0] if paid and paid[0].state is TxnState.PAID else None
+
+        def record(code: int, *, accepted: bool = False, duplicate: bool = False) -> dict[str, Any]:
+            store.ledger.refund(
+                gateway=self.name, gateway_order_id=txn.id if txn else None, transaction_id=trans_id,
+                request_id=request_id, refund_order_id=order_id, amount=amount, accepted=accepted,
+                code=code, duplicate=duplicate,
+            )  # fmt: skip
+            return self._error(code, body)
+
+        if txn is not None:
+            store.refund_requests.append({"gateway": self.name, "id": txn.id, "request_id": request_id})
+        # A refund is a MoMo order of its own: its orderId and requestId are taken once, like any.
+        if order_id in store.momo_order_ids:
+            return record(41, duplicate=True)
+        if request_id in store.momo_request_ids:
+            return record(40, duplicate=True)
         if txn is None:
-            return self._error(1080, body)
-        request_id = body["requestId"]
-        self.sandbox.store.refund_requests.append({"gateway": self.name, "id": txn.id, "request_id": request_id})
-        if request_id in txn.refunds:  # idempotent on the merchant's refund requestId
-            return txn.refunds[request_id]["answer"]
+            return record(1080)
         if not isinstance(amount, int) or not 0 < amount <= txn.amount - txn.refunded:
-            return self._error(1081, body)
-        if any(r["orderId"] == body["orderId"] for r in txn.refunds.values()):
-            return self._error(41, body)
+            return record(1081)
+        store.momo_order_ids.add(order_id)
+        store.momo_request_ids.add(request_id)
+        now = utcnow()
+        refund_trans_id = int(store.next_number())
         answer = {
             "partnerCode": body["partnerCode"],
-            "orderId": body["orderId"],
+            "orderId": order_id,
             "requestId": request_id,
             "amount": amount,
-            "transId": int(self.sandbox.store.next_number()),
+            "transId": refund_trans_id,
             "resultCode": 0,
             "message": MESSAGES[0],
-            "responseTime": _ms(utcnow()),
+            "responseTime": _ms(now),
         }
-        txn.refunds[request_id] = {"ok": True, "amount": amount, "orderId": body["orderId"], "answer": answer}
+        trans = {  # as the query's refundTrans lists it
+            "orderId": order_id,
+            "amount": amount,
+            "resultCode": 0,
+            "transId": refund_trans_id,
+            "createdTime": _ms(now),
+        }
+        txn.refunds[request_id] = {"ok": True, "amount": amount, "orderId": order_id, "trans": trans}
+        store.ledger.refund(
+            gateway=self.name, gateway_order_id=txn.id, transaction_id=trans_id, request_id=request_id,
+            refund_order_id=order_id, amount=amount, accepted=True, code=0, duplicate=False,
+        )  # fmt: skip
         return answer
+
+    def fault_answer(self, op: str, body: dict[str, Any] | None, code: Any) -> dict[str, Any]:
+        """A switched-on fault: MoMo's answer with `code` (None: the HTTP 500), the work not done."""
+        body = body or {}
+        ledger = self.sandbox.store.ledger
+        if op == "create":
+            ledger.create(gateway=self.name, gateway_order_id=body.get("orderId"), ok=False, code=code or 500)
+        elif op == "query":
+            ledger.query(
+                gateway=self.name, gateway_order_id=body.get("orderId"), code=code or 500, faulted=True
+            )
+        elif op == "refund":
+            ledger.refund(
+                gateway=self.name, gateway_order_id=None, transaction_id=str(body.get("transId")),
+                request_id=body.get("requestId"), refund_order_id=body.get("orderId"), amount=body.get("amount"),
+                accepted=False, code=code or 500, duplicate=False,
+            )  # fmt: skip
+        return self._error(int(code) if code is not None else 99, body)
 
     # -- pay page -----------------------------------------------------------------------
 
@@ -240,18 +315,28 @@ class MomoSim:
 
 def momo_routes(sim: MomoSim) -> APIRouter:
     router = APIRouter(prefix="/momo/v2/gateway/api", tags=["sandbox: momo"])
+    store = sim.sandbox.store
+    calls = {"create": sim.create, "query": sim.query, "refund": sim.refund}
+
+    async def call(op: str, request: Request) -> Any:
+        body = await json_body(request)
+        return await answer_with_faults(
+            request, store.faults, sim.name, op,
+            work=lambda: calls[op](body),
+            refuse=lambda code: sim.fault_answer(op, body, code),
+            on_lost=store.ledger.mark_lost_query if op == "query" else lambda: None,
+        )  # fmt: skip
 
     @router.post("/create")
-    async def create(request: Request) -> dict[str, Any]:
-        return sim.create(await json_body(request))
+    async def create(request: Request) -> Any:
+        return await call("create", request)
 
     @router.post("/query")
-    async def query(request: Request) -> dict[str, Any]:
-        return sim.query(await json_body(request))
+    async def query(request: Request) -> Any:
+        return await call("query", request)
 
     @router.post("/refund")
-    async def refund(request: Request) -> dict[str, Any]:
-        return sim.refund(await json_body(request))
+    async def refund(request: Request) -> Any:
+        return await call("refund", request)
 
     return router
-

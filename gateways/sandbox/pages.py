@@ -61,14 +61,19 @@ def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
     return HTMLResponse(html, status_code=status_code)
 
 
-def _pay_page(sandbox: Sandbox, sim: GatewaySim, txn: SandboxTransaction, status_code: int = 200) -> HTMLResponse:
+def _pay_page(
+    sandbox: Sandbox, sim: GatewaySim, txn: SandboxTransaction, status_code: int = 200
+) -> HTMLResponse:
     action_base = sandbox.pay_url(txn.gateway, txn.id)
     if txn.state in ACTIONABLE:
-        controls = "".join(
-            f'<form method="post" action="{escape(action_base)}/{a}">'
-            f'<button class="{a}" type="submit">{label}</button></form>'
-            for a, label in BUTTONS
-        ) + "<p><small>To let it expire, do nothing until the deadline.</small></p>"
+        controls = (
+            "".join(
+                f'<form method="post" action="{escape(action_base)}/{a}">'
+                f'<button class="{a}" type="submit">{label}</button></form>'
+                for a, label in BUTTONS
+            )
+            + "<p><small>To let it expire, do nothing until the deadline.</small></p>"
+        )
     else:
         controls = f'<p class="state">{escape(txn.state.value.upper())}</p>'
         back = sim.return_url(txn) if txn.state is not TxnState.EXPIRED else None
@@ -98,7 +103,11 @@ TRANSFER = "transfer"  # PayOS only: a bank transfer of `amount`, part or all of
 
 
 def _transfer(
-    store: SandboxStore, sim: GatewaySim, txn: SandboxTransaction, raw: Mapping[str, Any], knobs: DeliveryKnobs
+    store: SandboxStore,
+    sim: GatewaySim,
+    txn: SandboxTransaction,
+    raw: Mapping[str, Any],
+    knobs: DeliveryKnobs,
 ) -> Response:
     transfer = getattr(sim, "transfer", None)
     if transfer is None:
@@ -109,9 +118,7 @@ def _transfer(
         amount = 0
     if amount <= 0:
         raise HTTPException(422, "amount must be a positive number of VND")
-    if txn.state not in ACTIONABLE:
-        return JSONResponse(_summary(sim, txn), status_code=410 if txn.state is TxnState.EXPIRED else 409)
-    final = transfer(txn, amount)
+    final = transfer(txn, amount)  # in any state: a bank transfer cannot be refused
     planned = schedule(store, txn, final, None, knobs)
     sent = {"notification": final.payload if final else None, "planned_deliveries": planned}
     return JSONResponse(_summary(sim, txn) | sent)
@@ -122,7 +129,7 @@ def pages_routes(sandbox: Sandbox, sims: Mapping[str, GatewaySim]) -> APIRouter:
     store = sandbox.store
 
     def lookup(gateway: str, token: str) -> tuple[GatewaySim, SandboxTransaction]:
-        sim, txn = sims.get(gateway), store.get(gateway, token)
+        sim, txn = sims.get(gateway), store.get(gateway, token) or store.by_link_id(gateway, token)
         if sim is None or txn is None:
             raise HTTPException(404, f"no {gateway} sandbox transaction {token!r}")
         txn.refresh(utcnow())
@@ -155,9 +162,21 @@ def pages_routes(sandbox: Sandbox, sims: Mapping[str, GatewaySim]) -> APIRouter:
         if action == OPEN:  # in flight: the gateway now answers "processing" until a verdict
             txn.state = TxnState.PROCESSING
             return JSONResponse(_summary(sim, txn)) if wants_json(request) else _pay_page(sandbox, sim, txn)
-        txn.state, txn.finished_at = ACTIONS[action], utcnow()
-        txn.transaction_no = store.next_number()
-        final = sim.final_notification(txn)
+        transfer = getattr(sim, "transfer", None)
+        if action == "pay" and transfer is not None:  # PayOS: one transfer of what is still owed
+            # Only PayOS's sim has transfer() and paid(), which the getattr above checked.
+            final = transfer(txn, txn.amount - sim.paid(txn))  # type: ignore[attr-defined]
+        else:
+            txn.state, txn.finished_at = ACTIONS[action], utcnow()
+            txn.transaction_no = store.next_number()
+            final = sim.final_notification(txn)
+            if txn.state is TxnState.PAID:
+                store.ledger.transfer(
+                    gateway=txn.gateway,
+                    gateway_order_id=txn.id,
+                    amount=txn.amount,
+                    transaction_id=txn.transaction_no,
+                )
         planned = schedule(store, txn, final, sim.stale_notification(txn), knobs)
         return_url = sim.return_url(txn)
         if wants_json(request) or return_url is None:
@@ -169,8 +188,16 @@ def pages_routes(sandbox: Sandbox, sims: Mapping[str, GatewaySim]) -> APIRouter:
             return JSONResponse(summary)
         return RedirectResponse(return_url, status_code=303)
 
+    @router.post("/payos/{order_code}/transfer")
+    async def payos_transfer(order_code: str, request: Request) -> Response:
+        raw = await json_body(request) or {}
+        sim, txn = lookup("payos", order_code)
+        return _transfer(store, sim, txn, raw, DeliveryKnobs())
+
     @router.get("/deliveries")
-    async def deliveries(gateway: str | None = None, transaction_id: str | None = None) -> list[dict[str, Any]]:
+    async def deliveries(
+        gateway: str | None = None, transaction_id: str | None = None
+    ) -> list[dict[str, Any]]:
         return [
             d
             for d in store.deliveries

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from gateways.payos import payos_payment_request_signature, payos_signature
+from gateways.sandbox.faults import answer_with_faults
 from gateways.sandbox.state import Outbound, Sandbox, SandboxTransaction, TxnState, utcnow
 from gateways.sandbox.web import json_body, with_query
 from gateways.vnpay_wire import VNPAY_TZ
@@ -62,10 +63,7 @@ class PayOSSim:
 
     def find(self, ref: str) -> SandboxTransaction | None:
         """By orderCode or by paymentLinkId, as the real API accepts either."""
-        txn = self.sandbox.store.get(self.name, ref)
-        if txn is None:
-            found = [t for t in self.sandbox.store.of_gateway(self.name) if t.extra["paymentLinkId"] == ref]
-            txn = found[0] if found else None
+        txn = self.sandbox.store.get(self.name, ref) or self.sandbox.store.by_link_id(self.name, ref)
         if txn is not None:
             txn.refresh(utcnow())
         return txn
@@ -73,6 +71,13 @@ class PayOSSim:
     # -- merchant API -------------------------------------------------------------------
 
     def create(self, body: dict[str, Any] | None) -> dict[str, Any]:
+        answer = self._create(body)
+        ref = ((answer.get("data") or {}).get("orderCode")) or (body or {}).get("orderCode")
+        ledger = self.sandbox.store.ledger
+        ledger.create(gateway=self.name, gateway_order_id=ref, ok=answer["code"] == "00", code=answer["code"])
+        return answer
+
+    def _create(self, body: dict[str, Any] | None) -> dict[str, Any]:
         if body is None:
             return self.error(BAD_REQUEST, "Invalid JSON body")
         order_code, amount, description = body.get("orderCode"), body.get("amount"), body.get("description")
@@ -126,7 +131,20 @@ class PayOSSim:
 
     def get(self, ref: str) -> dict[str, Any]:
         txn = self.find(ref)
-        return self._ok(self._link(txn)) if txn else self.error(NOT_FOUND, "Payment link not found")
+        answer = self._ok(self._link(txn)) if txn else self.error(NOT_FOUND, "Payment link not found")
+        self.sandbox.store.ledger.query(
+            gateway=self.name, gateway_order_id=txn.id if txn else ref, code=answer["code"]
+        )
+        return answer
+
+    def fault_answer(self, op: str, ref: Any, code: Any) -> dict[str, Any]:
+        """A switched-on fault: PayOS's error answer with `code` (None: the HTTP 500), the work not done."""
+        ledger = self.sandbox.store.ledger
+        if op == "create":
+            ledger.create(gateway=self.name, gateway_order_id=ref, ok=False, code=code or 500)
+        elif op == "query":
+            ledger.query(gateway=self.name, gateway_order_id=ref, code=code or 500, faulted=True)
+        return self.error(str(code if code is not None else "20"), "sandbox fault")
 
     def cancel(self, ref: str, body: dict[str, Any] | None) -> dict[str, Any]:
         txn = self.find(ref)
@@ -147,10 +165,6 @@ class PayOSSim:
             return self.error(BAD_REQUEST, f"Payment link is {STATUS[txn.state]}, cannot cancel")
         return self._ok(self._link(txn))
 
-    def _transaction(self, txn: SandboxTransaction) -> dict[str, Any]:
-        assert txn.finished_at is not None
-        return self._transaction_at(txn, txn.finished_at)
-
     def _transaction_at(self, txn: SandboxTransaction, at: datetime) -> dict[str, Any]:
         return {
             "reference": f"FT{txn.transaction_no}",
@@ -168,7 +182,7 @@ class PayOSSim:
 
     def _link(self, txn: SandboxTransaction) -> dict[str, Any]:
         transfers = txn.extra.get("transfers", [])
-        paid = sum(t["amount"] for t in transfers) if transfers else (txn.amount if txn.state is TxnState.PAID else 0)
+        paid = self.paid(txn)
         cancelled = STATUS[txn.state] == "CANCELLED" and txn.finished_at is not None
         return {
             "id": txn.extra["paymentLinkId"],
@@ -178,9 +192,12 @@ class PayOSSim:
             "amountRemaining": max(0, txn.amount - paid),
             "status": "UNDERPAID" if 0 < paid < txn.amount else STATUS[txn.state],
             "createdAt": _local(txn.created_at).isoformat(timespec="seconds"),
-            "transactions": transfers or ([self._transaction(txn)] if paid else []),
+            "transactions": transfers,
             "cancellationReason": txn.extra.get("cancellationReason") if cancelled else None,
-            "canceledAt": _local(txn.finished_at).isoformat(timespec="seconds") if cancelled else None,
+            # `cancelled` implies finished_at; restated for the type checker
+            "canceledAt": _local(txn.finished_at).isoformat(timespec="seconds")
+            if cancelled and txn.finished_at
+            else None,
         }
 
     # -- pay page -----------------------------------------------------------------------
@@ -189,45 +206,27 @@ class PayOSSim:
         return STATUS[txn.state]
 
     def final_notification(self, txn: SandboxTransaction) -> Outbound | None:
-        # A PayOS webhook reports a received transfer: only a payment produces one.
-        if txn.state is not TxnState.PAID or not txn.notify_url:
-            return None
-        transfer = self._transaction(txn)
-        data = {
-            "orderCode": int(txn.id),
-            "amount": txn.amount,
-            "description": txn.order_info,
-            "accountNumber": ACCOUNT["accountNumber"],
-            "reference": transfer["reference"],
-            "transactionDateTime": transfer["transactionDateTime"],
-            "currency": "VND",
-            "paymentLinkId": txn.extra["paymentLinkId"],
-            "code": "00",
-            "desc": "success",
-            "counterAccountBankId": "",
-            "counterAccountBankName": "",
-            "counterAccountName": None,
-            "counterAccountNumber": None,
-            "virtualAccountName": "",
-            "virtualAccountNumber": "",
-        }
-        body = {"code": "00", "desc": "success", "success": True, "data": data}
-        body["signature"] = payos_signature(data, self.settings.payos_checksum_key)
-        return Outbound("POST", txn.notify_url, body)
+        return None  # a PayOS webhook reports a received transfer: each comes from transfer()
 
     def stale_notification(self, txn: SandboxTransaction) -> Outbound | None:
         return None  # no "not paid" webhook exists in PayOS's protocol
 
+    def paid(self, txn: SandboxTransaction) -> int:
+        return sum(t["amount"] for t in txn.extra.get("transfers", []))
+
     def transfer(self, txn: SandboxTransaction, amount: int) -> Outbound | None:
-        """The shopper transfers `amount` to the link's account (VietQR). Short of the link's amount
-        it stays open and reads UNDERPAID; reaching it, PAID. Each transfer gets its webhook, which
-        reports that transfer's amount (PayOS's `data.amount`)."""
+        """The shopper transfers `amount` to the link's account (VietQR), in whatever state the link is:
+        a bank transfer cannot be refused. Short of the link's amount it reads UNDERPAID; covering it,
+        PAID. Each transfer gets its own webhook, which reports that transfer's amount and reference."""
         now = utcnow()
         txn.transaction_no = self.sandbox.store.next_number()
         transfer = {**self._transaction_at(txn, now), "amount": amount}
         transfers = txn.extra.setdefault("transfers", [])
         transfers.append(transfer)
-        if sum(t["amount"] for t in transfers) >= txn.amount:
+        self.sandbox.store.ledger.transfer(
+            gateway=self.name, gateway_order_id=txn.id, amount=amount, transaction_id=transfer["reference"]
+        )
+        if self.paid(txn) >= txn.amount and txn.state is not TxnState.PAID:
             txn.state, txn.finished_at = TxnState.PAID, now
         if not txn.notify_url:
             return None
@@ -264,16 +263,28 @@ def payos_routes(sim: PayOSSim) -> APIRouter:
     def unauthorized() -> JSONResponse:
         return JSONResponse(sim.error("401", "Unauthorized: bad x-client-id / x-api-key"), 401)
 
+    async def call(op: str, request: Request, ref: Any, work: Any) -> Any:
+        if not sim.authorized(request):
+            return unauthorized()
+        store = sim.sandbox.store
+        return await answer_with_faults(
+            request, store.faults, sim.name, op, work=work,
+            refuse=lambda code: sim.fault_answer(op, ref, code),
+            on_lost=store.ledger.mark_lost_query if op == "query" else lambda: None,
+        )  # fmt: skip
+
     @router.post("")
     async def create(request: Request) -> Any:
-        return sim.create(await json_body(request)) if sim.authorized(request) else unauthorized()
+        body = await json_body(request)
+        return await call("create", request, (body or {}).get("orderCode"), lambda: sim.create(body))
 
     @router.get("/{ref}")
     async def get(ref: str, request: Request) -> Any:
-        return sim.get(ref) if sim.authorized(request) else unauthorized()
+        return await call("query", request, ref, lambda: sim.get(ref))
 
     @router.post("/{ref}/cancel")
     async def cancel(ref: str, request: Request) -> Any:
-        return sim.cancel(ref, await json_body(request)) if sim.authorized(request) else unauthorized()
+        body = await json_body(request)
+        return await call("cancel", request, ref, lambda: sim.cancel(ref, body))
 
     return router

@@ -15,6 +15,8 @@ from enum import StrEnum
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from gateways.sandbox.faults import FaultPlan
+from gateways.sandbox.ledger import Ledger
 from infra.settings import Settings
 
 
@@ -101,7 +103,15 @@ class SandboxStore:
     def __init__(self) -> None:
         self.transactions: dict[tuple[str, str], SandboxTransaction] = {}
         self.deliveries: list[dict[str, Any]] = []
-        self.refund_requests: list[dict[str, Any]] = []  # every refund request that named a payment, kept or not
+        self.refund_requests: list[
+            dict[str, Any]
+        ] = []  # every refund request that named a payment, kept or not
+        self.ledger = Ledger()  # the gateways' own record of money in and out (GET /sandbox/ledger)
+        self.faults = FaultPlan()  # off until a test or chaos switches faults on (POST /sandbox/faults)
+        # MoMo takes each orderId once (payments and refunds share the space) and each requestId once.
+        self.momo_order_ids: set[str] = set()
+        self.momo_request_ids: set[str] = set()
+        self.vnpay_request_ids: set[str] = set()  # vnp_RequestId of refunds, taken once
         self._numbers = itertools.count(40_000_001)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -110,6 +120,11 @@ class SandboxStore:
 
     def get(self, gateway: str, txn_id: str) -> SandboxTransaction | None:
         return self.transactions.get((gateway, txn_id))
+
+    def by_link_id(self, gateway: str, link_id: str) -> SandboxTransaction | None:
+        """PayOS also names a link by its paymentLinkId (its checkout page's address)."""
+        found = [t for t in self.of_gateway(gateway) if t.extra.get("paymentLinkId") == link_id]
+        return found[0] if found else None
 
     def of_gateway(self, gateway: str) -> list[SandboxTransaction]:
         return [t for (g, _), t in self.transactions.items() if g == gateway]

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from gateways.sandbox.faults import answer_with_faults
 from gateways.sandbox.state import Outbound, Sandbox, SandboxTransaction, TxnState, utcnow
 from gateways.sandbox.web import json_body, wants_json, with_query
 from gateways.vnpay_wire import (
@@ -53,6 +54,9 @@ MESSAGES = {
     "97": "Invalid checksum",
 }
 BANK_CODE = "NCB"
+# How long an accepted refund stays "being processed" (querydr 05, then 06) before it reads as done
+# (vnp_TransactionType 02/03). Real refunds take minutes to days; the tests need seconds.
+VNPAY_REFUND_PROCESSING_SECONDS = 1.0
 
 
 class VnpaySim:
@@ -93,6 +97,7 @@ class VnpaySim:
         if existing is not None:  # reopening the very same signed URL is fine
             same = existing.request == params
             return ("00", self.sandbox.pay_url(self.name, txn_ref)) if same else ("94", None)
+        self.sandbox.store.ledger.create(gateway=self.name, gateway_order_id=txn_ref, ok=True, code="00")
         self.sandbox.store.add(
             SandboxTransaction(
                 gateway=self.name,
@@ -110,12 +115,14 @@ class VnpaySim:
 
     # -- merchant API -------------------------------------------------------------------
 
-    def transaction_api(self, body: dict[str, Any] | None) -> dict[str, Any]:
+    def _transaction_api(self, body: dict[str, Any] | None) -> dict[str, Any]:
         command = (body or {}).get("vnp_Command")
         if body is None or command not in ("querydr", "refund"):
             return self._answer("03", {}, body or {}, QUERYDR_ANSWER_SIGNED)
         fields, answer_fields = (
-            (QUERYDR_SIGNED, QUERYDR_ANSWER_SIGNED) if command == "querydr" else (REFUND_SIGNED, REFUND_ANSWER_SIGNED)
+            (QUERYDR_SIGNED, QUERYDR_ANSWER_SIGNED)
+            if command == "querydr"
+            else (REFUND_SIGNED, REFUND_ANSWER_SIGNED)
         )
         given = body.get("vnp_SecureHash")
         expected = vnpay_pipe_hash(body, fields, self.secret)
@@ -132,39 +139,93 @@ class VnpaySim:
             return self._answer("00", self._payment_fields(txn), body, answer_fields)
         return self._refund(txn, body)
 
+    def transaction_api(self, body: dict[str, Any] | None) -> dict[str, Any]:
+        answer = self._transaction_api(body)
+        command = (body or {}).get("vnp_Command")
+        if command == "querydr":
+            ref = (body or {}).get("vnp_TxnRef")
+            self.sandbox.store.ledger.query(
+                gateway=self.name, gateway_order_id=ref, code=answer["vnp_ResponseCode"]
+            )
+        elif command == "refund" and answer["vnp_ResponseCode"] in (
+            "97",
+            "02",
+            "91",
+        ):  # refused before _refund
+            self.sandbox.store.ledger.refund(
+                gateway=self.name, gateway_order_id=(body or {}).get("vnp_TxnRef"), transaction_id=None,
+                request_id=(body or {}).get("vnp_RequestId"), refund_order_id=None,
+                amount=(body or {}).get("vnp_Amount"), accepted=False, code=answer["vnp_ResponseCode"], duplicate=False,
+            )  # fmt: skip
+        return answer
+
     def _refund(self, txn: SandboxTransaction, body: dict[str, Any]) -> dict[str, Any]:
+        store = self.sandbox.store
         request_id = str(body.get("vnp_RequestId"))
-        self.sandbox.store.refund_requests.append({"gateway": self.name, "id": txn.id, "request_id": request_id})
-        if request_id in txn.refunds:  # idempotent on the merchant's vnp_RequestId
-            return txn.refunds[request_id]["answer"]
-        if txn.state is not TxnState.PAID:
-            return self._answer("95", {}, body, REFUND_ANSWER_SIGNED)
+        store.refund_requests.append({"gateway": self.name, "id": txn.id, "request_id": request_id})
         try:
             amount_x100 = int(body.get("vnp_Amount", ""))
         except ValueError:
             amount_x100 = -1
+
+        def record(code: str, *, accepted: bool = False, duplicate: bool = False) -> None:
+            store.ledger.refund(
+                gateway=self.name, gateway_order_id=txn.id, transaction_id=txn.transaction_no or None,
+                request_id=request_id, refund_order_id=None,
+                amount=amount_x100 // 100 if amount_x100 > 0 else amount_x100, accepted=accepted,
+                code=code, duplicate=duplicate,
+            )  # fmt: skip
+
+        # VNPay takes each vnp_RequestId once, and a refund of a transaction whose refund is still
+        # being processed answers 94 "duplicate request": nothing is done either way.
+        seen = request_id in store.vnpay_request_ids
+        store.vnpay_request_ids.add(request_id)
+        if seen or self._refund_in_progress(txn):
+            record("94", duplicate=True)
+            return self._answer("94", {}, body, REFUND_ANSWER_SIGNED)
+        if txn.state is not TxnState.PAID:
+            record("95")
+            return self._answer("95", {}, body, REFUND_ANSWER_SIGNED)
         refund_type = body.get("vnp_TransactionType")
         remaining = txn.amount - txn.refunded
-        valid = amount_x100 > 0 and amount_x100 % 100 == 0 and (
-            (refund_type == "02" and amount_x100 // 100 == remaining == txn.amount)
-            or (refund_type == "03" and amount_x100 // 100 <= remaining)
+        valid = (
+            amount_x100 > 0
+            and amount_x100 % 100 == 0
+            and (
+                (refund_type == "02" and amount_x100 // 100 == remaining == txn.amount)
+                or (refund_type == "03" and amount_x100 // 100 <= remaining)
+            )
         )
         if not valid:
+            record("03")
             return self._answer("03", {}, body, REFUND_ANSWER_SIGNED)
+        now = utcnow()
         fields = {
             **self._payment_fields(txn),
             "vnp_Amount": str(amount_x100),
-            "vnp_TransactionNo": self.sandbox.store.next_number(),
+            "vnp_TransactionNo": store.next_number(),
             "vnp_TransactionType": refund_type,
             "vnp_TransactionStatus": "05",  # refund being processed
         }
         answer = self._answer("00", fields, body, REFUND_ANSWER_SIGNED)
-        txn.refunds[request_id] = {"ok": True, "amount": amount_x100 // 100, "answer": answer}
+        txn.refunds[request_id] = {
+            "ok": True,
+            "amount": amount_x100 // 100,
+            "type": refund_type,
+            "asked_at": now,
+            "done_at": now + timedelta(seconds=VNPAY_REFUND_PROCESSING_SECONDS),
+        }
+        record("00", accepted=True)
         return answer
+
+    @staticmethod
+    def _refund_in_progress(txn: SandboxTransaction) -> bool:
+        now = utcnow()
+        return any(r["done_at"] > now for r in txn.refunds.values())
 
     def _payment_fields(self, txn: SandboxTransaction) -> dict[str, Any]:
         _, status = CODES[txn.state]
-        return {
+        fields = {
             "vnp_TxnRef": txn.id,
             "vnp_Amount": str(txn.amount * 100),
             "vnp_OrderInfo": txn.order_info,
@@ -176,6 +237,37 @@ class VnpaySim:
             "vnp_PromotionCode": "",
             "vnp_PromotionAmount": "",
         }
+        if txn.refunds:  # querydr reports the refund: 05 then 06 while in progress, then 02/03 done
+            now = utcnow()
+            last = max(txn.refunds.values(), key=lambda r: r["asked_at"])
+            if last["done_at"] > now:
+                halfway = last["asked_at"] + (last["done_at"] - last["asked_at"]) / 2
+                fields["vnp_TransactionStatus"] = "05" if now < halfway else "06"
+            else:
+                fields["vnp_TransactionType"] = "02" if txn.refunded >= txn.amount else "03"
+        return fields
+
+    def fault_answer(self, op: str, body: dict[str, Any] | None, code: Any) -> dict[str, Any]:
+        """A switched-on fault: VNPay's answer with `code` (None: the HTTP 500), the work not done."""
+        body = body or {}
+        ledger = self.sandbox.store.ledger
+        if op == "query":
+            ledger.query(
+                gateway=self.name, gateway_order_id=body.get("vnp_TxnRef"), code=code or 500, faulted=True
+            )
+            signed: tuple[str, ...] = QUERYDR_ANSWER_SIGNED
+        else:
+            try:
+                amount: Any = int(body.get("vnp_Amount", "")) // 100
+            except ValueError:
+                amount = body.get("vnp_Amount")
+            ledger.refund(
+                gateway=self.name, gateway_order_id=body.get("vnp_TxnRef"), transaction_id=body.get("vnp_TransactionNo"),
+                request_id=body.get("vnp_RequestId"), refund_order_id=None, amount=amount, accepted=False,
+                code=code or 500, duplicate=False,
+            )  # fmt: skip
+            signed = REFUND_ANSWER_SIGNED
+        return self._answer(str(code if code is not None else "99"), {}, body, signed)
 
     def _answer(
         self, code: str, fields: dict[str, Any], body: dict[str, Any], signed: tuple[str, ...]
@@ -253,7 +345,18 @@ def vnpay_routes(sim: VnpaySim) -> APIRouter:
         return RedirectResponse(pay_url, status_code=303)
 
     @router.post("/merchant_webapi/api/transaction")
-    async def transaction(request: Request) -> dict[str, Any]:
-        return sim.transaction_api(await json_body(request))
+    async def transaction(request: Request) -> Any:
+        body = await json_body(request)
+        command = (body or {}).get("vnp_Command")
+        op = {"querydr": "query", "refund": "refund"}.get(command) if isinstance(command, str) else None
+        if op is None:
+            return sim.transaction_api(body)
+        store = sim.sandbox.store
+        return await answer_with_faults(
+            request, store.faults, sim.name, op,
+            work=lambda: sim.transaction_api(body),
+            refuse=lambda code: sim.fault_answer(op, body, code),
+            on_lost=store.ledger.mark_lost_query if op == "query" else lambda: None,
+        )  # fmt: skip
 
     return router

@@ -18,8 +18,10 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from domain.search import ALL as SEARCH_ATTRIBUTES
 from infra.temporal import DATA_CONVERTER
 from tests.fast.world import World
+from workflows.archive import ArchiveWorkflow
 from workflows.late_payment import LatePaymentWorkflow
 from workflows.order import OrderWorkflow
+from workflows.refund import RefundWorkflow
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +49,7 @@ async def world(skipping: WorkflowEnvironment) -> AsyncIterator[World]:
     async with Worker(
         skipping.client,
         task_queue=w.queue,
-        workflows=[OrderWorkflow, LatePaymentWorkflow],
+        workflows=[OrderWorkflow, LatePaymentWorkflow, RefundWorkflow, ArchiveWorkflow],
         activities=w.activities(),
         workflow_runner=SandboxedWorkflowRunner(),
     ):

@@ -8,6 +8,7 @@ import pytest
 from domain.messages import LateOutcome, LatePayment
 from tests.fast.world import World
 from tests.recorded import keep
+from workflows import refund_policy
 from workflows.late_payment import LatePaymentWorkflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -31,13 +32,24 @@ async def test_late_money_is_refunded_only_when_the_decision_requires_it(
     world: World, decision: str, refunds: int, state: str
 ) -> None:
     world.late_decision = decision
-    assert (await settle(world, decision)).state == state
+    assert (await settle(world, state)).state == state
     assert len(world.called("settle_late_payment")) == 1
     assert len(world.called("refund_late_payment")) == refunds
 
 
-async def test_a_refund_the_gateway_keeps_refusing_is_left_for_an_operator(world: World) -> None:
-    world.refund_fails = True
-    outcome = await settle(world, "refund_kept_failing")
-    assert outcome == LateOutcome("refund_required", "the gateway kept refusing: refund by hand")
-    assert len(world.called("refund_late_payment")) == 30
+async def test_a_refund_whose_outcome_stays_unknown_is_asked_again_never_handed_to_a_person(world: World) -> None:
+    """Before: after 30 tries the workflow ended "refund by hand" while its own call might still land."""
+    world.refund_unknown = 40
+    started = await world.env.get_current_time()
+    outcome = await settle(world, "refund_unknown_then_refunded")
+    assert outcome.state == "refunded"
+    assert len(world.called("refund_late_payment")) == 41
+    waited = await world.env.get_current_time() - started
+    assert waited >= 10 * refund_policy.MAXIMUM_INTERVAL  # durable backoff, capped: asked for hours
+
+
+async def test_a_refund_definitely_refused_ends_the_settlement_for_a_person(world: World) -> None:
+    world.refund_refused = True
+    outcome = await settle(world, "refused")
+    assert (outcome.state, outcome.detail) == ("refund_required", "refused 1080")
+    assert len(world.called("refund_late_payment")) == 1

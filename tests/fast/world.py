@@ -1,4 +1,5 @@
-"""An in-memory stand-in for everything outside OrderWorkflow and LatePaymentWorkflow: Postgres, the
+"""An in-memory stand-in for everything outside the workflows (OrderWorkflow, LatePaymentWorkflow,
+RefundWorkflow, ArchiveWorkflow): Postgres, the
 gateways, the reminder channels. Its methods are the steps of workflows/steps.py (same names, same
 types: tests/fast/test_world.py checks); its fields are the knobs a test turns and the calls it
 asserts on. Every fake answers or fails at once: an activity that never ends would stop the
@@ -20,6 +21,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from domain.messages import (
+    ArchiveInput,
+    ArchiveResult,
     Attempt,
     AttemptRef,
     AttemptUpdate,
@@ -41,6 +44,8 @@ from domain.messages import (
     Receiver,
     Reconciled,
     ReconcileInput,
+    RefundOutcome,
+    RefundRequest,
     ReminderInput,
     RetryRequest,
     RetryResult,
@@ -77,9 +82,10 @@ class World:
         self.reminder_fails = False
         self.cancel_fails = False
         self.late_decision = "refund_required"  # what settle_late_payment decides
-        self.refund_fails = False
         # Attempts an operator settled in Postgres beside the workflow: gateway order id -> status.
         self.settled: dict[str, str] = {}
+        self.refund_unknown = 0  # asks for which the refund's outcome stays unknown
+        self.refund_refused = False  # then the gateway definitely refuses the refund
         # state and the record
         self.frozen: dict[str, CreatedOrder] = {}
         self.orders: dict[str, str] = {}  # order id -> its status "in Postgres"
@@ -266,9 +272,31 @@ class World:
     @activity.defn
     async def refund_late_payment(self, late: LatePayment) -> LateOutcome:
         await self._record(late)
-        if self.refund_fails:
-            raise ApplicationError("the gateway refused the refund")
+        self._refund_verdict("refund_late_payment")
+        if self.refund_refused:
+            return LateOutcome("refund_required", "refused 1080")
         return LateOutcome("refunded", f"refund of {late.amount}")
+
+    # ---- an operator's refund, the archive -------------------------------------------------------
+
+    @activity.defn
+    async def refund_payment(self, req: RefundRequest) -> RefundOutcome:
+        await self._record(req)
+        self._refund_verdict("refund_payment")
+        if self.refund_refused:
+            return RefundOutcome("refused", "refused 1080")
+        return RefundOutcome("refunded", f"refund of {req.amount}")
+
+    def _refund_verdict(self, step: str) -> None:
+        """No verdict yet for the first `refund_unknown` asks (the activity asks again)."""
+        if len(self.called(step)) <= self.refund_unknown:
+            raise ApplicationError("the gateway has not shown the refund", type="REFUND_UNKNOWN")
+
+    @activity.defn
+    async def archive_ended_orders(self, inp: ArchiveInput) -> ArchiveResult:
+        await self._record(inp)
+        now = await self.env.get_current_time()
+        return ArchiveResult(archived=2, batches=1, held_for_refund=1, cutoff=now - timedelta(days=inp.older_than_days))
 
 
 @dataclass

@@ -43,7 +43,7 @@ def _capture_app(settings: Settings, captured: list[dict[str, Any]]) -> tuple[Fa
             return JSONResponse({"RspCode": "00", "Message": "Confirm Success"})
         return JSONResponse({"success": True})
 
-    return app, router.sandbox_store  # type: ignore[attr-defined]
+    return app, router.sandbox_store
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 
-from gateways.base import GatewayError, InvalidSignature, PaymentOutcome
+from gateways.base import GatewayError, InvalidSignature, PaymentOutcome, RefundState
 from gateways.momo import (
     CREATE_SIGNED,
     NOTIFY_SIGNED,
@@ -88,8 +88,9 @@ def test_order_info_keeps_ampersand_out() -> None:
     + [(c, "failed") for c in (1001, 1002, 1004, 1007, 1026)]
     + [(c, "cancelled") for c in (1003, 1006, 1017)]
     + [(1005, "expired")]
-    + [(c, "failed") for c in (10, 11, 12, 13, 20, 21, 22, 40, 41, 42, 43, 47, 98)]
-    + [(99, "system_error"), (123456, "system_error")],
+    + [(c, "failed") for c in (10, 11, 12, 13, 20, 21, 22, 42, 47, 98)]
+    # Not verdicts (docs/GATEWAYS.md): duplicate ids, 99, and any code we do not know.
+    + [(c, "unknown") for c in (40, 41, 43, 99, 123456)],
 )
 def test_result_code_table(code: int, outcome: str) -> None:
     assert momo_outcome(code) == PaymentOutcome(outcome)
@@ -170,20 +171,22 @@ async def test_round_trip_pay(sandbox_env: SandboxEnv) -> None:
     )  # fmt: skip
 
     assert result.transaction_id is not None
-    refund = await momo.refund(
-        gateway_order_id=req.gateway_order_id, transaction_id=result.transaction_id, amount=75_000,
-        idempotency_key=f"refund-{req.gateway_order_id}", description="Late payment & refund",
-    )  # fmt: skip
-    again = await momo.refund(
-        gateway_order_id=req.gateway_order_id, transaction_id=result.transaction_id, amount=75_000,
-        idempotency_key=f"refund-{req.gateway_order_id}", description="Late payment & refund",
-    )  # fmt: skip
-    assert refund.ok and refund.refund_id and again == refund
-    more = await momo.refund(
-        gateway_order_id=req.gateway_order_id, transaction_id=result.transaction_id, amount=1_000,
-        idempotency_key=f"refund2-{req.gateway_order_id}", description="too much",
-    )  # fmt: skip
-    assert not more.ok and more.result_code == "1081"
+    refund_kwargs: dict[str, Any] = {
+        "gateway_order_id": req.gateway_order_id, "transaction_id": result.transaction_id,
+        "description": "Late payment & refund",
+    }  # fmt: skip
+    too_much = await momo.refund(**refund_kwargs, amount=80_000, idempotency_key=f"refund0-{req.gateway_order_id}")
+    assert (too_much.state, too_much.result_code) == (RefundState.REFUSED, "1081")  # a definite no
+    key = f"refund-{req.gateway_order_id}"
+    refund = await momo.refund(**refund_kwargs, amount=75_000, idempotency_key=key)
+    again = await momo.refund(**refund_kwargs, amount=75_000, idempotency_key=key)
+    assert refund.state is RefundState.REFUNDED and refund.refund_id
+    assert again.state is RefundState.REFUNDED and again.refund_id == refund.refund_id  # found, not asked again
+    # Another key finds the payment refunded in full: never a second refund of the same money.
+    more = await momo.refund(**refund_kwargs, amount=75_000, idempotency_key=f"refund2-{req.gateway_order_id}")
+    assert more.state is RefundState.REFUNDED and "other ids" in more.message
+    asked = [r for r in sandbox_env.store.ledger.refunds if r["gatewayOrderId"] == req.gateway_order_id]
+    assert [(r["accepted"], r["code"]) for r in asked] == [(False, "1081"), (True, "0")]
 
 
 @pytest.mark.parametrize(
@@ -209,15 +212,17 @@ async def test_round_trip_other_actions(sandbox_env: SandboxEnv, action: str, co
     assert (queried.result_code, queried.outcome) == (code, PaymentOutcome(outcome))
 
 
-async def test_create_is_idempotent_on_request_id_and_refuses_reused_order_id(sandbox_env: SandboxEnv) -> None:
+async def test_create_resent_after_a_lost_answer_moves_to_a_fresh_order_id(sandbox_env: SandboxEnv) -> None:
+    """MoMo answers 41 to a create it already did and its query gives no payUrl back: the link nobody
+    saw cannot be adopted, so the attempt moves on to `<orderId>-m1` (docs/GATEWAYS.md)."""
     momo = MomoGateway(sandbox_env.settings)
     req = sandbox_env.link_request(momo)
     first = await momo.create_link(req)
-    assert (await momo.create_link(req)).payment_url == first.payment_url
-    with pytest.raises(GatewayError, match="resultCode=41"):
-        await momo.create_link(
-            req.__class__(**{**req.__dict__, "request_id": "another-request"})  # same orderId
-        )
+    again = await momo.create_link(req)
+    assert first.gateway_order_id == req.gateway_order_id
+    assert again.gateway_order_id == f"{req.gateway_order_id}-m1" and again.payment_url != first.payment_url
+    codes = [c["code"] for c in sandbox_env.store.ledger.creates if c["gatewayOrderId"] == req.gateway_order_id]
+    assert codes == ["0", "41"]
 
 
 async def test_sandbox_refuses_bad_signature_and_unknown_orders(sandbox_env: SandboxEnv) -> None:

@@ -77,7 +77,7 @@ def test_payment_request_signature_matches_recipe_and_sdk() -> None:
 @pytest.mark.parametrize(
     ("status", "outcome"),
     [("PAID", "success"), ("PENDING", "pending"), ("PROCESSING", "processing"), ("CANCELLED", "cancelled"),
-     ("EXPIRED", "expired"), ("FAILED", "failed"), ("UNDERPAID", "underpaid"), ("WHAT", "system_error")],
+     ("EXPIRED", "expired"), ("FAILED", "failed"), ("UNDERPAID", "underpaid"), ("WHAT", "unknown")],
 )  # fmt: skip
 def test_status_table(status: str, outcome: str) -> None:
     assert payos_outcome(status) == PaymentOutcome(outcome)
@@ -250,20 +250,24 @@ async def test_adapter_errors(sandbox_env: SandboxEnv) -> None:
     gateway = PayOSGateway(sandbox_env.settings)
     req = sandbox_env.link_request(gateway)
     await gateway.create_link(req)
-    # The same attempt again, as a retry whose first answer was lost: PayOS says 231, the orphan
-    # (nobody saw its URL) is cancelled and the attempt moves to the next free orderCode.
+    # The same attempt again, as a retry whose first answer was lost: PayOS says 231, the link is
+    # looked up and adopted (its checkout page derived from its paymentLinkId).
     again = await gateway.create_link(req)
-    assert int(again.gateway_order_id) == int(req.gateway_order_id) + 10
-    orphan = await gateway.query(req.gateway_order_id, created_at=req.created_at)
-    assert orphan.outcome is PaymentOutcome.CANCELLED
-    third = await gateway.create_link(req)  # moves past both
-    assert int(third.gateway_order_id) == int(req.gateway_order_id) + 20
-    # An orderCode outside the movable slots (attempt >= 10) is refused as PayOS refuses it.
+    assert again.gateway_order_id == req.gateway_order_id
+    async with httpx.AsyncClient() as http:
+        page = await http.get(again.payment_url)
+    assert page.status_code == 200 and req.gateway_order_id in page.text
+    # Taken by a link nobody can pay any more (cancelled): the attempt moves to the next orderCode.
+    assert await gateway.cancel(req.gateway_order_id, "gone")
+    moved = await gateway.create_link(req)
+    assert int(moved.gateway_order_id) == int(req.gateway_order_id) + 10
+    # An orderCode outside the movable slots (attempt >= 10) cannot move: no answer to give.
     fixed = replace(req, gateway_order_id=str(int(req.gateway_order_id) + 94))
     await gateway.create_link(fixed)
-    with pytest.raises(PayOSRefused) as exists:
+    assert (await gateway.create_link(fixed)).gateway_order_id == fixed.gateway_order_id  # adopted
+    await gateway.cancel(fixed.gateway_order_id, "gone")
+    with pytest.raises(GatewayError, match="cannot move on"):
         await gateway.create_link(fixed)
-    assert exists.value.code == "231"
     assert (await gateway.query("99999999999", created_at=req.created_at)).outcome is PaymentOutcome.NOT_FOUND
     wrong_key = PayOSGateway(make_settings(sandbox_env.base, payos_api_key="nope"))
     with pytest.raises(GatewayError):

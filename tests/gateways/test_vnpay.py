@@ -6,6 +6,7 @@ and DRF; the vectors below are built by hand from GATEWAYS.md instead."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import os
@@ -19,7 +20,8 @@ import httpx
 import pytest
 
 import gateways.vnpay
-from gateways.base import GatewayError, InvalidSignature, PaymentOutcome
+from gateways.base import GatewayError, InvalidSignature, PaymentOutcome, RefundState
+from gateways.sandbox import vnpay as vnpay_sim
 from gateways.vnpay import VnpayGateway
 from gateways.vnpay_wire import (
     QUERYDR_SIGNED,
@@ -122,7 +124,7 @@ def test_order_info_is_plain_ascii() -> None:
     ("code", "status", "outcome"),
     [("00", "00", "success"), ("00", "01", "pending"), ("00", "02", "failed"), ("00", "05", "pending"),
      ("07", "07", "processing"), ("07", "00", "processing"), ("11", "02", "expired"), ("24", "02", "cancelled"),
-     ("99", "02", "system_error"), ("42", "02", "system_error")]
+     ("99", "02", "unknown"), ("42", "02", "unknown")]
     + [(c, "02", "failed") for c in ("09", "10", "12", "13", "51", "65", "75", "79")],
 )  # fmt: skip
 def test_response_code_table(code: str, status: str, outcome: str) -> None:
@@ -132,7 +134,7 @@ def test_response_code_table(code: str, status: str, outcome: str) -> None:
 @pytest.mark.parametrize(
     ("status", "outcome"),
     [("00", "success"), ("01", "pending"), ("02", "failed"), ("04", "processing"), ("05", "success"),
-     ("06", "success"), ("07", "processing"), ("09", "success"), ("xx", "system_error")],
+     ("06", "success"), ("07", "processing"), ("09", "success"), ("xx", "unknown")],
 )  # fmt: skip
 def test_querydr_status_table(status: str, outcome: str) -> None:
     assert vnpay_status_outcome(status) == PaymentOutcome(outcome)
@@ -246,11 +248,16 @@ async def test_round_trip_pay_query_refund(sandbox_env: SandboxEnv) -> None:
         "description": "Hoàn tiền",
         "created_at": req.created_at,
     }
+    # Accepted (00), then in progress (querydr 05/06): not refunded until querydr shows type 02.
     refund = await vnpay.refund(**kwargs)
-    assert refund.ok and refund.refund_id and refund.raw["vnp_Amount"] == "25000000"
-    assert await vnpay.refund(**kwargs) == refund  # idempotent on the derived vnp_RequestId
+    assert refund.state is RefundState.UNKNOWN and refund.message == "refund in progress at VNPay"
+    await asyncio.sleep(vnpay_sim.VNPAY_REFUND_PROCESSING_SECONDS)
+    done = await vnpay.refund(**kwargs)  # asks querydr first: done, so nothing is sent again
+    assert done.state is RefundState.REFUNDED and done.result_code == "00/02/00" and done.refund_id
     second = await vnpay.refund(**{**kwargs, "idempotency_key": "another-refund"})
-    assert not second.ok and second.result_code == "03"  # nothing left to refund
+    assert second.state is RefundState.REFUNDED  # the payment is refunded, whoever asks
+    asked = [r for r in sandbox_env.store.ledger.refunds if r["gatewayOrderId"] == req.gateway_order_id]
+    assert [(r["accepted"], r["amount"]) for r in asked] == [(True, 250_000)]  # one request, one refund
     assert await vnpay.cancel(req.gateway_order_id, "window closed") is False
 
 
@@ -273,7 +280,7 @@ async def test_round_trip_other_actions(sandbox_env: SandboxEnv, action: str, co
     assert (queried.result_code, queried.outcome) == ("00/02", PaymentOutcome.FAILED)
     refund = await vnpay.refund(
         gateway_order_id=req.gateway_order_id, transaction_id="0", amount=50_000,
-        idempotency_key="r-unpaid", description="x", created_at=req.created_at,
+        idempotency_key=f"r-unpaid-{req.gateway_order_id}", description="x", created_at=req.created_at,
     )  # fmt: skip
     assert not refund.ok and refund.result_code == "95"
 
