@@ -18,6 +18,7 @@ COPY worker.py ./
 COPY workflows/ workflows/
 COPY activities/ activities/
 COPY api/ api/
+COPY services/ services/
 COPY domain/ domain/
 COPY infra/ infra/
 COPY store/ store/
@@ -40,6 +41,7 @@ COPY migrations/ migrations/
 COPY workflows/ workflows/
 COPY activities/ activities/
 COPY api/ api/
+COPY services/ services/
 COPY domain/ domain/
 COPY infra/ infra/
 COPY store/ store/

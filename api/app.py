@@ -18,26 +18,28 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.cors import ElementCors
 from api.errors import (
     COMMON_ERRORS,
-    ApiError,
     error_responses,
     fail,
-    on_api_error,
+    on_app_error,
     on_http_error,
     on_unexpected,
     on_validation_error,
 )
-from api.order_stream import start_listener, stop_listener
-from api.payment_intake import GatewayQueries
 from api.ratelimit import RateLimit, return_path
 from api.routes import admin, demo, desk, health, metrics, ops, orders, products, sdk, stats, stream, webhooks
 from gateways.http import close_gateway_clients
 from gateways.registry import build_gateways
-from infra.db import make_engine
+from infra.db import listen_dsn, make_engine
 from infra.settings import Settings, get_settings
 from infra.temporal import connect
 from infra.tracing import active_provider, configure_logging, setup_tracing
+from services.errors import AppError, ErrorCode
+from services.order_events import OrderEvents
+from services.payment_intake import GatewayQueries
 
 log = logging.getLogger("api")
+# Under API_PREFIX (/api/v1), in this order; docs/API.md lists them (api/docs.py).
+V1_ROUTERS = tuple(m.router for m in (products, orders, stream, admin, desk, stats, webhooks))
 
 
 class BodySizeLimit:
@@ -62,10 +64,12 @@ class BodySizeLimit:
             more = message.get("more_body", False)
             if len(body) > self.limit:
                 return await self._refuse(scope, receive, send)
-        await self.app(scope, _replay({"type": "http.request", "body": body, "more_body": False}, receive), send)
+        await self.app(
+            scope, _replay({"type": "http.request", "body": body, "more_body": False}, receive), send
+        )
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = fail(413, "PAYLOAD_TOO_LARGE", f"Request body over {self.limit} bytes")
+        response = fail(ErrorCode.PAYLOAD_TOO_LARGE, f"Request body over {self.limit} bytes")
         await response(scope, receive, send)
 
 
@@ -78,7 +82,7 @@ class RefuseNul:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"].lower()):
-            response = fail(422, "VALIDATION_ERROR", "NUL characters are not allowed in the URL")
+            response = fail(ErrorCode.VALIDATION_ERROR, "NUL characters are not allowed in the URL")
             return await response(scope, receive, send)
         await self.app(scope, receive, send)
 
@@ -91,6 +95,15 @@ def _replay(first: Message, receive: Receive) -> Receive:
         return pending.pop() if pending else await receive()
 
     return replayed
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every refusal and failure as the error envelope (api/errors.py); an answer that breaks its
+    route's response_model (ResponseValidationError) is a bug: 500 INTERNAL_ERROR."""
+    app.add_exception_handler(AppError, on_app_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -107,9 +120,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.temporal = await connect(settings)
         except Exception as err:  # noqa: BLE001 - readiness reports it; requests retry the connect
             log.warning("Temporal not reachable at start (%s); will retry on demand", err)
-        await start_listener(app)
+        # One LISTEN connection per process fans order changes out to the event streams.
+        app.state.order_events = OrderEvents(listen_dsn(settings.database_url), app.state.engine)
+        await app.state.order_events.start()
         yield
-        await stop_listener(app)
+        await app.state.order_events.stop()
         await close_gateway_clients()
         await app.state.engine.dispose()
 
@@ -123,10 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
     )
-    app.add_exception_handler(ApiError, on_api_error)
-    app.add_exception_handler(RequestValidationError, on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_exception_handler(Exception, on_unexpected)
+    install_error_handlers(app)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(RefuseNul)
     app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
@@ -135,8 +147,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ElementCors, origins=settings.cors_origins)
 
     v1 = APIRouter(prefix=settings.api_prefix, responses=error_responses(*COMMON_ERRORS))
-    for module in (products, orders, stream, admin, desk, stats, webhooks):
-        v1.include_router(module.router)
+    for router in V1_ROUTERS:
+        v1.include_router(router)
     app.include_router(v1)
     app.include_router(health.router)
     app.include_router(metrics.router)
@@ -178,7 +190,9 @@ class RedactTokens(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(TOKEN_IN_URL.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(
+                TOKEN_IN_URL.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args
+            )
         if isinstance(record.msg, str) and any(mark in record.msg for mark in SECRET_MARKS):
             record.msg = TOKEN_IN_URL.sub(r"\1[redacted]", record.msg)
         return True

@@ -10,23 +10,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from dataclasses import dataclass
-from typing import Literal
 
 import jwt
 
-Role = Literal["customer", "admin"]
-ROLES = ("customer", "admin")
-
-
-@dataclass(frozen=True)
-class User:
-    id: str
-    role: Role
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
+from services.caller import ROLES, Role, User
 
 
 class InvalidToken(Exception):
@@ -35,7 +22,9 @@ class InvalidToken(Exception):
 
 def issue_token(secret: str, sub: str, role: Role = "customer", ttl_seconds: int = 24 * 3600) -> str:
     now = int(time.time())
-    return jwt.encode({"sub": sub, "role": role, "iat": now, "exp": now + ttl_seconds}, secret, algorithm="HS256")
+    return jwt.encode(
+        {"sub": sub, "role": role, "iat": now, "exp": now + ttl_seconds}, secret, algorithm="HS256"
+    )
 
 
 def read_token(secret: str, token: str) -> User:

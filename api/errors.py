@@ -1,65 +1,85 @@
-"""The response envelope (`{success, message, data}` / `{success: false, message, error}`) and
-the one exception type routes raise for a clear 4xx/5xx with an error code."""
+"""The response envelope (`{success, message, data}` / `{success: false, message, error}`) and the
+handlers that turn every refusal into the error envelope. The codes, their statuses and default
+messages are the catalogue's (services/errors.py); nothing here makes up a code."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError
+
+from infra.db import db_unavailable
+from services.errors import AppError, ErrorCode
+from services.schemas import Envelope, ErrorOut
+
+T = TypeVar("T")
+log = logging.getLogger("api")
+RETRY_SOON = {"Retry-After": "1"}  # every 503: a dependency is down, retry (same Idempotency-Key)
 
 
-class ApiError(Exception):
-    def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers
+def ok(data: T, message: str = "OK") -> Envelope[T]:
+    """A success; the route's `response_model` checks `data` and FastAPI writes it (camelCase)."""
+    return Envelope(success=True, message=message, data=data)
 
 
-def ok(data: Any, message: str = "OK", status: int = 200) -> JSONResponse:
-    return JSONResponse(
-        {"success": True, "message": message, "data": jsonable_encoder(data, by_alias=True)}, status_code=status
-    )
+def fail(
+    code: ErrorCode,
+    message: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    *,
+    status: int | None = None,
+) -> JSONResponse:
+    """The error envelope, for handlers and middleware (routes raise AppError). `status` only for a
+    framework error whose status the catalogue does not know."""
+    status = status or code.status
+    if status == 503:
+        headers = {**RETRY_SOON, **(headers or {})}
+    body = {"success": False, "message": message or code.default_message, "error": code.value}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
-def fail(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"success": False, "message": message, "error": code}, status_code=status, headers=headers)
+# What a framework error's status answers (Starlette's 404 for an unknown path, 405, ...).
+HTTP_CODES = {
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.UNAUTHORIZED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    409: ErrorCode.CONFLICT,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    422: ErrorCode.VALIDATION_ERROR,
+    429: ErrorCode.RATE_LIMITED,
+    502: ErrorCode.BAD_GATEWAY,
+    503: ErrorCode.SERVICE_UNAVAILABLE,
+}
 
 
-def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the error envelopes a route can answer with."""
-    from api.schemas import ErrorOut
-
-    return {code: {"model": ErrorOut, "description": HTTP_CODES.get(code, "Error")} for code in codes}
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error envelopes a route can answer with, each listing the
+    catalogue's codes of that status."""
+    return {
+        status: {
+            "model": ErrorOut,
+            "description": ", ".join(c.value for c in ErrorCode if c.status == status),
+        }
+        for status in statuses
+    }
 
 
 # Every /api/v1 route can answer these (auth, body limit, validation, rate limit, dependencies down).
 COMMON_ERRORS = (400, 401, 413, 422, 429, 503)
 
-HTTP_CODES = {
-    400: "BAD_REQUEST",
-    401: "UNAUTHORIZED",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    413: "PAYLOAD_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
-    409: "CONFLICT",
-    422: "VALIDATION_ERROR",
-    429: "RATE_LIMITED",
-    502: "BAD_GATEWAY",
-    503: "SERVICE_UNAVAILABLE",
-}
 
-
-async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
-    return fail(exc.status, exc.code, exc.message, exc.headers)
+async def on_app_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return fail(exc.code, exc.message, exc.headers)
 
 
 async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -68,30 +88,23 @@ async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
     for e in exc.errors()[:5]:
         where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
         parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
-    return fail(422, "VALIDATION_ERROR", "; ".join(parts) or "Invalid request")
+    return fail(ErrorCode.VALIDATION_ERROR, "; ".join(parts) or None)
 
 
 async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return fail(exc.status_code, HTTP_CODES.get(exc.status_code, "HTTP_ERROR"), str(exc.detail), exc.headers)
+    fallback = ErrorCode.BAD_REQUEST if exc.status_code < 500 else ErrorCode.INTERNAL_ERROR
+    code = HTTP_CODES.get(exc.status_code, fallback)
+    return fail(code, str(exc.detail), exc.headers, status=exc.status_code)
 
 
 async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
-    import logging
-
-    from temporalio.service import RPCError
-
-    from infra.db import db_unavailable
-
     # A dependency that is down is the client's cue to retry (same Idempotency-Key), not a bug.
     if db_unavailable(exc):
-        logging.getLogger("api").warning("database unavailable: %r", exc)
-        return fail(503, "DATABASE_UNAVAILABLE", "Database unavailable, retry shortly", RETRY_SOON)
-    if isinstance(exc, RPCError):
-        logging.getLogger("api").warning("Temporal unavailable: %s", exc.message)
-        return fail(503, "TEMPORAL_UNAVAILABLE", "Workflow service unavailable, retry shortly", RETRY_SOON)
-    logging.getLogger("api").exception("unhandled error", exc_info=exc)
-    return fail(500, "INTERNAL_ERROR", "Internal error")
-
-
-RETRY_SOON = {"Retry-After": "1"}
+        log.warning("database unavailable: %r", exc)
+        return fail(ErrorCode.DATABASE_UNAVAILABLE)
+    if isinstance(exc, RPCError):  # the one place TEMPORAL_UNAVAILABLE comes from Temporal itself
+        log.warning("Temporal unavailable: %s", exc.message)
+        return fail(ErrorCode.TEMPORAL_UNAVAILABLE)
+    log.exception("unhandled error", exc_info=exc)
+    return fail(ErrorCode.INTERNAL_ERROR)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import fail
+from services.errors import ErrorCode
 
 API_PREFIX = "/api/v1/"
 WEBHOOKS = "/api/v1/webhooks/"
@@ -50,7 +51,9 @@ class RateLimit:
         if count > self.per_minute:
             retry_after = max(1, math.ceil(60 - now % 60))
             response = fail(
-                429, "RATE_LIMITED", f"Too many requests; retry in {retry_after} s", {"Retry-After": str(retry_after)}
+                ErrorCode.RATE_LIMITED,
+                f"Too many requests; retry in {retry_after} s",
+                {"Retry-After": str(retry_after)},
             )
             return await response(scope, receive, send)
         await self.app(scope, receive, send)

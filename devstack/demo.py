@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.catalog import create_product
-from api.schemas import ProductCreate
+from services.catalog import create_product
+from services.schemas import ProductCreate
 
 DEMO_CATALOG = [
     {

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from api.payment_intake import as_verdict, dedupe_key
 from gateways.momo import NOTIFY_SIGNED, MomoGateway, momo_signature
+from services.payment_intake import as_verdict, dedupe_key
 from store import payments
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import jwt
 import pytest
 
-from api import client_secrets
+from services import client_secrets
 from tests.test_events import stream
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

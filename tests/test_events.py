@@ -16,7 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from api import order_stream
+from services import order_events as order_stream
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

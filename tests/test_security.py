@@ -234,7 +234,7 @@ async def test_an_unsigned_payos_return_never_speaks_for_the_gateway(stack):
 
 
 async def test_gateway_queries_for_returns_are_shared_not_repeated() -> None:
-    from api.payment_intake import GatewayQueries
+    from services.payment_intake import GatewayQueries
 
     asked: list[str] = []
 

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from pydantic import StringConstraints
 
 from api.auth import issue_token
-from api.errors import ApiError, ok
-from api.schemas import Camel
+from api.errors import ok
 from infra.settings import Settings
+from services.errors import AppError, ErrorCode
+from services.schemas import Camel, Envelope, Out
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 ASSET = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(js|css|svg)$")
@@ -34,6 +35,19 @@ class DemoTokenIn(Camel):
     sub: Annotated[str, StringConstraints(pattern=r"^demo-[A-Za-z0-9_-]{1,40}$")] | None = None
 
 
+class DemoConfigOut(Out):
+    order_types: dict[str, float]  # orderType -> window minutes, beside "normal"
+    max_payment_attempts: int
+    demo_tokens: bool  # POST /demo/token is open here
+
+
+class DemoTokenOut(Out):
+    token: str
+    sub: str
+    role: str
+    expires_in: int
+
+
 def demo_tokens_enabled(settings: Settings) -> bool:
     """Anyone may mint these, so only where the money is the sandbox's."""
     return settings.sandbox_enabled and settings.environment != "production"
@@ -48,7 +62,7 @@ def static_asset(name: str) -> FileResponse:
     """A script, stylesheet or image from api/static/ by plain name (nothing else is served)."""
     match = ASSET.match(name)
     if match is None or not (STATIC / name).is_file():
-        raise ApiError(404, "NOT_FOUND", "No such file")
+        raise AppError(ErrorCode.NOT_FOUND, "No such file")
     return FileResponse(STATIC / name, media_type=MEDIA_TYPES[match.group(1)], headers=HEADERS)
 
 
@@ -72,22 +86,21 @@ def build_router(settings: Settings) -> APIRouter:
     async def payment_result() -> FileResponse:
         return page("result.html")
 
-    @router.get("/demo/config")
-    async def config() -> JSONResponse:
-        return ok(
-            {
-                "orderTypes": settings.durations_by_type,
-                "maxPaymentAttempts": settings.order_session_max_attempts,
-                "demoTokens": demo_tokens_enabled(settings),
-            }
+    @router.get("/demo/config", response_model=Envelope[DemoConfigOut])
+    async def config() -> Envelope[DemoConfigOut]:
+        out = DemoConfigOut(
+            order_types=settings.durations_by_type,
+            max_payment_attempts=settings.order_session_max_attempts,
+            demo_tokens=demo_tokens_enabled(settings),
         )
+        return ok(out)
 
     if demo_tokens_enabled(settings):
 
-        @router.post("/demo/token")
-        async def demo_token(body: DemoTokenIn | None = None) -> JSONResponse:
+        @router.post("/demo/token", response_model=Envelope[DemoTokenOut])
+        async def demo_token(body: DemoTokenIn | None = None) -> Envelope[DemoTokenOut]:
             sub = (body.sub if body else None) or f"demo-{uuid.uuid4().hex[:12]}"
             token = issue_token(settings.auth_jwt_secret, sub, "customer", ttl_seconds=DEMO_TOKEN_TTL)
-            return ok({"token": token, "sub": sub, "role": "customer", "expiresIn": DEMO_TOKEN_TTL})
+            return ok(DemoTokenOut(token=token, sub=sub, role="customer", expires_in=DEMO_TOKEN_TTL))
 
     return router

@@ -6,15 +6,13 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Query, Response
 
-from api import money_desk
-from api.audit import audit_page
-from api.deps import AdminUser, ConnDep, PageNumber, PageSize, SettingsDep, TemporalDep
-from api.errors import ApiError, error_responses, ok
-from api.routes.stats import shop_time
-from api.schemas import (
+from api.deps import AdminUser, ConnDep, EngineDep, PageNumber, PageSize, SettingsDep, TemporalDep
+from api.errors import error_responses, ok
+from services import money_desk
+from services.audit import audit_page
+from services.schemas import (
     AttemptStatusName,
     AuditOut,
     DeskPaymentOut,
@@ -25,6 +23,7 @@ from api.schemas import (
     NotificationOut,
     Page,
 )
+from services.stats import shop_range
 
 router = APIRouter(prefix="/admin", tags=["desk"])
 
@@ -39,12 +38,10 @@ async def list_payments(
     gateway: GatewayName | None = None,
     from_: Annotated[datetime | None, Query(alias="from")] = None,
     to: datetime | None = None,
-) -> JSONResponse:
+) -> Envelope[Page[DeskPaymentOut]]:
     """Payments in `status` (default: those that need a person, refund_required and needs_review),
     the longest waiting first; `from`/`to` without an offset are read in Asia/Ho_Chi_Minh."""
-    from_, to = (shop_time(t) if t is not None else None for t in (from_, to))
-    if from_ is not None and to is not None and from_ >= to:
-        raise ApiError(422, "VALIDATION_ERROR", "`from` must be before `to`")
+    from_, to = shop_range(from_, to)
     return ok(await money_desk.payments_page(conn, page, size, status, gateway, from_, to))
 
 
@@ -57,24 +54,23 @@ async def list_payments(
     },
 )
 async def refund(
-    payment_id: uuid.UUID, user: AdminUser, conn: ConnDep, client: TemporalDep, settings: SettingsDep,
+    payment_id: uuid.UUID,
+    response: Response,
+    user: AdminUser,
+    conn: ConnDep,
+    client: TemporalDep,
+    settings: SettingsDep,
     body: NoteIn | None = None,
-) -> JSONResponse:  # fmt: skip
+) -> Envelope[DeskPaymentOut]:
     """Ask the payment's gateway for the refund (again), in the worker, under the payment's one
     refund key, of exactly what it took: 200 refunded, 202 still under way or its outcome not known,
     502 the gateway said no (what it said is the payment's `reason`), 409 ORDER_STILL_OPEN while its
     order is open."""
-    outcome, payment = await money_desk.request_refund(
-        conn, client, settings, user, payment_id, body.note if body else ""
-    )
-    if outcome is not None and outcome.state == "refunded":
-        return ok(payment, f"Refunded through {payment.gateway}")
-    if outcome is not None and outcome.state == "not_refundable":
-        raise ApiError(409, "NOT_REFUNDABLE", f"Not refunded: {outcome.detail}")
-    if outcome is not None and outcome.state == "refused":  # the gateway's definite no
-        raise ApiError(502, "REFUND_FAILED", f"{payment.gateway} did not refund: {outcome.detail}")
-    # Still under way, or its outcome not known (no answer yet): the gateway may have refunded.
-    return ok(payment, "Refund under way: the payment's status tells how it ends", 202)
+    refund = await money_desk.refund(conn, client, settings, user, payment_id, body.note if body else "")
+    if refund.done:
+        return ok(refund.payment, f"Refunded through {refund.payment.gateway}")
+    response.status_code = 202  # still under way, or its outcome not known: the gateway may have refunded
+    return ok(refund.payment, "Refund under way: the payment's status tells how it ends")
 
 
 @router.post(
@@ -84,7 +80,7 @@ async def refund(
 )
 async def mark_refunded(
     payment_id: uuid.UUID, body: MarkRefundedIn, user: AdminUser, conn: ConnDep, client: TemporalDep
-) -> JSONResponse:
+) -> Envelope[DeskPaymentOut]:
     """The money went back outside the gateway (a bank transfer): record it, with its reference.
     409 ORDER_STILL_OPEN while its order is open, REFUND_IN_PROGRESS while a gateway refund of it is
     being tried, REFUND_OUTCOME_UNKNOWN when one was asked and the gateway has not said no."""
@@ -95,7 +91,7 @@ async def mark_refunded(
 @router.get("/notifications", response_model=Envelope[Page[NotificationOut]], responses=error_responses(403))
 async def list_notifications(
     _: AdminUser, conn: ConnDep, undelivered: bool = False, page: PageNumber = 1, size: PageSize = 20
-) -> JSONResponse:
+) -> Envelope[Page[NotificationOut]]:
     """Stored verified verdicts; `undelivered=true`: only those never handed to their order (the
     oldest first), unmatched ones (no order) included."""
     return ok(await money_desk.notifications_page(conn, undelivered, page, size))
@@ -107,11 +103,15 @@ async def list_notifications(
     responses=error_responses(403, 404, 409),
 )
 async def redeliver(
-    notification_id: uuid.UUID, request: Request, user: AdminUser, conn: ConnDep, client: TemporalDep,
-    settings: SettingsDep, body: NoteIn | None = None,
-) -> JSONResponse:  # fmt: skip
+    notification_id: uuid.UUID,
+    user: AdminUser,
+    engine: EngineDep,
+    conn: ConnDep,
+    client: TemporalDep,
+    settings: SettingsDep,
+    body: NoteIn | None = None,
+) -> Envelope[NotificationOut]:
     """Hand a stored verdict to its order's workflow (or its late-payment settlement) again."""
-    engine = request.app.state.engine
     out = await money_desk.redeliver(
         engine, conn, client, settings, user, notification_id, body.note if body else ""
     )
@@ -127,6 +127,6 @@ async def list_audit(
     variant_id: Annotated[uuid.UUID | None, Query(alias="variantId")] = None,
     page: PageNumber = 1,
     size: PageSize = 50,
-) -> JSONResponse:
+) -> Envelope[Page[AuditOut]]:
     """The operators' actions, newest first (append-only: Postgres refuses to change them)."""
     return ok(await audit_page(conn, page, size, order_id, payment_id, variant_id))

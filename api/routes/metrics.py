@@ -12,12 +12,12 @@ from fastapi.responses import Response
 
 from api.deps import ConnDep, SettingsDep
 from api.metrics import CONTENT_TYPE, render
-from store.stats import collect
+from services.stats import metrics_snapshot
 
 router = APIRouter(include_in_schema=False)
 
 
 @router.get("/metrics")
 async def metrics(conn: ConnDep, settings: SettingsDep) -> Response:
-    snapshot = await collect(conn, events=bool(settings.event_endpoints))
+    snapshot = await metrics_snapshot(conn, events=bool(settings.event_endpoints))
     return Response(render(snapshot), media_type=CONTENT_TYPE)

@@ -5,11 +5,17 @@ uses the admin API (`/api/v1/admin/...`) and links each order to its workflow in
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 
 from api.errors import ok
 from api.routes.demo import page, serve_static
 from infra.settings import Settings
+from services.schemas import Envelope, Out
+
+
+class OpsConfigOut(Out):
+    temporal_ui_url: str
+    namespace: str
 
 
 def build_router(settings: Settings) -> APIRouter:
@@ -20,9 +26,13 @@ def build_router(settings: Settings) -> APIRouter:
     async def ops_page() -> FileResponse:
         return page("ops.html")
 
-    @router.get("/ops/config")
-    async def config() -> JSONResponse:
+    @router.get("/ops/config", response_model=Envelope[OpsConfigOut])
+    async def config() -> Envelope[OpsConfigOut]:
         # Where the page links an order's workflow: <temporalUiUrl>/namespaces/<ns>/workflows/order-<id>
-        return ok({"temporalUiUrl": settings.temporal_ui_url, "namespace": settings.temporal_namespace})
+        return ok(
+            OpsConfigOut(
+                temporal_ui_url=settings.temporal_ui_url or "", namespace=settings.temporal_namespace
+            )
+        )
 
     return router

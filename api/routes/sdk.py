@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
 
-from api.errors import ApiError
+from services.errors import AppError, ErrorCode
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 ELEMENT = STATIC / "paywindow-checkout.js"
@@ -65,7 +65,7 @@ def build_router() -> APIRouter:
             return answer(request, current, PINNED_CACHE)
         kept = KEPT / f"paywindow-checkout@{version}.js"
         if not VERSION.match(version) or not kept.is_file():
-            raise ApiError(404, "NOT_FOUND", f"No SDK version {version[:32]}")
+            raise AppError(ErrorCode.NOT_FOUND, f"No SDK version {version[:32]}")
         return answer(request, load(kept), PINNED_CACHE)
 
     return router

@@ -10,14 +10,16 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
-from api import client_secrets, order_stream
 from api.auth import STREAM_TTL_SECONDS, InvalidToken, User, issue_stream_token, read_stream_token
 from api.deps import ConnDep, CurrentUser, bearer_user, db_conn
-from api.errors import ApiError, error_responses, ok
-from api.read import find_order
-from api.schemas import Envelope, StreamTokenOut
+from api.errors import error_responses, ok
+from services import client_secrets
+from services import order_events as events  # the module: tests tune HEARTBEAT_SECONDS
+from services.errors import AppError, ErrorCode
+from services.order_reads import find_order
+from services.schemas import Envelope, StreamTokenOut
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
@@ -39,14 +41,16 @@ async def stream_watcher(
     browser history)."""
     if client_secret is not None and "authorization" not in request.headers:
         async with db_conn(request) as conn:
-            user = await client_secrets.verify(conn, request.app.state.settings.auth_jwt_secret, client_secret, ref)
+            user = await client_secrets.verify(
+                conn, request.app.state.settings.auth_jwt_secret, client_secret, ref
+            )
         return Watcher(user, None)
     if token is None or "authorization" in request.headers:
         return Watcher(bearer_user(request), None)
     try:
         user, order_id = read_stream_token(request.app.state.settings.auth_jwt_secret, token)
     except InvalidToken as err:
-        raise ApiError(401, "INVALID_TOKEN", f"Invalid stream token: {err}") from None
+        raise AppError(ErrorCode.INVALID_TOKEN, f"Invalid stream token: {err}") from None
     return Watcher(user, order_id)
 
 
@@ -54,7 +58,7 @@ def sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
 
 
-async def sse_stream(hub: order_stream.OrderEvents, order_id: str) -> AsyncIterator[str]:
+async def sse_stream(hub: events.OrderEvents, order_id: str) -> AsyncIterator[str]:
     """The detail now, then after each change; a comment line keeps proxies from timing the
     stream out; the stream ends after a terminal status."""
     with hub.subscribe(order_id) as sub:  # before the first read, so no change slips between
@@ -64,9 +68,9 @@ async def sse_stream(hub: order_stream.OrderEvents, order_id: str) -> AsyncItera
                 yield ": heartbeat\n\n"
             else:
                 yield sse("session", detail)
-                if order_stream.is_final(detail):
+                if events.is_final(detail):
                     return
-            detail = await sub.next(order_stream.HEARTBEAT_SECONDS)
+            detail = await sub.next(events.HEARTBEAT_SECONDS)
 
 
 @router.get(
@@ -81,19 +85,22 @@ async def sse_stream(hub: order_stream.OrderEvents, order_id: str) -> AsyncItera
 async def order_events(
     ref: str, request: Request, watcher: Annotated[Watcher, Depends(stream_watcher)]
 ) -> StreamingResponse:
-    hub: order_stream.OrderEvents | None = getattr(request.app.state, "order_events", None)
+    """The order detail as Server-Sent Events (`session`), pushed on every change, until it ends."""
+    hub: events.OrderEvents | None = getattr(request.app.state, "order_events", None)
     if hub is None:
-        raise ApiError(503, "EVENTS_UNAVAILABLE", "Live order events are not running")
+        raise AppError(ErrorCode.EVENTS_UNAVAILABLE)
     try:
-        conn = await request.app.state.engine.connect()  # not ConnDep: a stream must not hold a pooled connection
+        conn = (
+            await request.app.state.engine.connect()
+        )  # not ConnDep: a stream must not hold a pooled connection
     except OSError as err:
-        raise ApiError(503, "DATABASE_UNAVAILABLE", f"Database unavailable: {err}") from None
+        raise AppError(ErrorCode.DATABASE_UNAVAILABLE, f"Database unavailable: {err}") from None
     try:
         row = await find_order(conn, ref, watcher.user)
     finally:
         await conn.close()
     if watcher.order_id is not None and watcher.order_id != str(row.id):
-        raise ApiError(401, "INVALID_TOKEN", "This stream token is for another order")
+        raise AppError(ErrorCode.INVALID_TOKEN, "This stream token is for another order")
     return StreamingResponse(
         sse_stream(hub, str(row.id)),
         media_type="text/event-stream",
@@ -104,11 +111,15 @@ async def order_events(
 @router.post(
     "/{ref}/events/token", response_model=Envelope[StreamTokenOut], responses=error_responses(401, 404)
 )
-async def stream_token(ref: str, request: Request, user: CurrentUser, conn: ConnDep) -> JSONResponse:
+async def stream_token(
+    ref: str, request: Request, user: CurrentUser, conn: ConnDep
+) -> Envelope[StreamTokenOut]:
     """A token for `GET /orders/{ref}/events?token=...`: this order only, valid STREAM_TTL_SECONDS."""
     row = await find_order(conn, ref, user)
     token = issue_stream_token(request.app.state.settings.auth_jwt_secret, user, str(row.id))
     out = StreamTokenOut(
-        token=token, expires_in=STREAM_TTL_SECONDS, events_url=f"{request.app.state.settings.api_prefix}/orders/{row.id}/events"
+        token=token,
+        expires_in=STREAM_TTL_SECONDS,
+        events_url=f"{request.app.state.settings.api_prefix}/orders/{row.id}/events",
     )
     return ok(out)

@@ -1,5 +1,5 @@
 """Gateway notifications (webhook -> signal) and browser returns. Each answers in the gateway's
-own dialect; the shared work (match, amount check, inbox, signal) lives in api.payment_intake."""
+own dialect; the shared work (match, amount check, inbox, signal) lives in services/payment_intake.py."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from api.deps import get_temporal
-from api.errors import RETRY_SOON, ApiError, error_responses
-from api.payment_intake import Intake, Verdict, take
+from api.errors import error_responses
 from gateways.base import GatewayResult, InvalidSignature, PaymentGateway, PaymentOutcome
+from services.errors import AppError, ErrorCode
+from services.payment_intake import Intake, Verdict, take
 
 router = APIRouter(tags=["webhooks"])
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 def _gateway(request: Request, name: str) -> PaymentGateway:
     gateway = request.app.state.gateways.get(name)
     if gateway is None:
-        raise ApiError(404, "UNKNOWN_GATEWAY", f"Unknown gateway {name[:32]!r}")
+        raise AppError(ErrorCode.UNKNOWN_GATEWAY, f"Unknown gateway {name[:32]!r}")
     return gateway
 
 
@@ -31,9 +32,9 @@ async def _json_body(request: Request) -> dict[str, Any]:
     try:
         body = json.loads(await request.body())
     except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "INVALID_PAYLOAD", "Body is not JSON") from None
+        raise AppError(ErrorCode.INVALID_PAYLOAD, "Body is not JSON") from None
     if not isinstance(body, dict):
-        raise ApiError(400, "INVALID_PAYLOAD", "Body must be a JSON object")
+        raise AppError(ErrorCode.INVALID_PAYLOAD, "Body must be a JSON object")
     return body
 
 
@@ -43,30 +44,31 @@ def _verify(request: Request, name: str, payload: dict[str, Any], *, browser: bo
         return gateway.verify_return(payload) if browser else gateway.verify_notification(payload)
     except InvalidSignature as err:
         log.warning("rejected %s notification: %s", name, err)  # never cache or act on it
-        raise ApiError(400, "INVALID_SIGNATURE", "Signature verification failed") from None
+        raise AppError(ErrorCode.INVALID_SIGNATURE) from None
 
 
 async def _take(request: Request, result: GatewayResult) -> Intake:
     state = request.app.state
     try:
         client = await get_temporal(request)  # connects on demand if Temporal was down at start
-    except ApiError:
+    except AppError:
         client = None  # stored in the inbox; the webhook asks the gateway to send it again
     return await take(state.engine, client, state.settings, result)
 
 
-def _not_delivered() -> ApiError:
+def _not_delivered() -> AppError:
     # Gateways send a notification again on 5xx: the retry reaches the order once Temporal is back.
-    return ApiError(503, "TEMPORAL_UNAVAILABLE", "Stored; not yet handed to the order, send it again", RETRY_SOON)
+    return AppError(ErrorCode.TEMPORAL_UNAVAILABLE, "Stored; not yet handed to the order, send it again")
 
 
 @router.post("/webhooks/momo", status_code=204, responses=error_responses(400, 404, 503))
 async def momo_ipn(request: Request) -> Response:
+    """MoMo's IPN: 204 taken; 5xx asks MoMo to send it again."""
     intake = await _take(request, _verify(request, "momo", await _json_body(request)))
     if intake.verdict is Verdict.UNKNOWN_ORDER:
-        raise ApiError(404, "ORDER_NOT_FOUND", "No such payment")
+        raise AppError(ErrorCode.ORDER_NOT_FOUND, "No such payment")
     if intake.verdict is Verdict.AMOUNT_MISMATCH:
-        raise ApiError(400, "AMOUNT_MISMATCH", "Amount does not match the order")
+        raise AppError(ErrorCode.AMOUNT_MISMATCH)
     if not intake.delivered:
         raise _not_delivered()
     return Response(status_code=204)
@@ -84,6 +86,7 @@ VNPAY_RSP = {
 
 @router.get("/webhooks/vnpay")
 async def vnpay_ipn(request: Request) -> JSONResponse:
+    """VNPay's IPN: always 200, its own `RspCode` (99: send it again)."""
     try:
         result = _gateway(request, "vnpay").verify_notification(dict(request.query_params))
     except InvalidSignature:
@@ -99,12 +102,13 @@ async def vnpay_ipn(request: Request) -> JSONResponse:
 
 @router.post("/webhooks/payos", responses=error_responses(400, 503))
 async def payos_webhook(request: Request) -> JSONResponse:
+    """PayOS's webhook (one received transfer): 2xx taken, also for orders not ours."""
     transfer = _verify(request, "payos", await _json_body(request))
     # A PayOS webhook reports one received transfer: a money event of its own (its reference, its
-    # amount); the intake adds up a link's transfers (api/payment_intake.py).
+    # amount); the intake adds up a link's transfers (services/payment_intake.py).
     intake = await _take(request, transfer)
     if intake.verdict is Verdict.AMOUNT_MISMATCH:
-        raise ApiError(400, "AMOUNT_MISMATCH", "Amount does not match the order")
+        raise AppError(ErrorCode.AMOUNT_MISMATCH)
     if not intake.delivered:
         raise _not_delivered()
     # PayOS checks the URL with a sample payload when it is registered: unknown orders get 2xx.

@@ -8,11 +8,19 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.audit import audit_entry
-from api.auth import User
-from api.errors import ApiError
-from api.schemas import MAX_STOCK, Page, ProductCreate, ProductOut, VariantOut, VariantPatch, VariantStockOut
 from domain.operator_actions import OperatorAction
+from services.audit import audit_entry
+from services.caller import User
+from services.errors import AppError, ErrorCode
+from services.schemas import (
+    MAX_STOCK,
+    Page,
+    ProductCreate,
+    ProductOut,
+    VariantOut,
+    VariantPatch,
+    VariantStockOut,
+)
 from store import audit, catalog
 
 
@@ -23,14 +31,16 @@ async def create_product(conn: AsyncConnection, body: ProductCreate) -> ProductO
     try:
         await catalog.create_product(conn, product_id, body.name, body.description, new)
     except catalog.SkuExists:
-        raise ApiError(409, "SKU_EXISTS", "A variant with one of these SKUs already exists") from None
+        raise AppError(ErrorCode.SKU_EXISTS) from None
     return ProductOut(id=product_id, name=body.name, description=body.description, variants=variants)
 
 
 async def list_products(conn: AsyncConnection) -> list[ProductOut]:
     products: dict[uuid.UUID, ProductOut] = {}
     for r in await catalog.products_with_variants(conn):
-        product = products.setdefault(r.pid, ProductOut(id=r.pid, name=r.pname, description=r.description, variants=[]))
+        product = products.setdefault(
+            r.pid, ProductOut(id=r.pid, name=r.pname, description=r.description, variants=[])
+        )
         product.variants.append(
             VariantOut(id=r.id, sku=r.sku, name=r.name, price=r.price, stock_quantity=r.stock_quantity)
         )
@@ -58,26 +68,36 @@ def _state(row: Any) -> dict[str, Any]:
     return {"stockQuantity": row.stock_quantity, "price": row.price, "active": row.active}
 
 
-async def update_variant(conn: AsyncConnection, user: User, variant_id: uuid.UUID, body: VariantPatch) -> VariantStockOut:
+async def update_variant(
+    conn: AsyncConnection, user: User, variant_id: uuid.UUID, body: VariantPatch
+) -> VariantStockOut:
     """One transaction: the variant locked (checkouts wait), the correction checked, the audit entry
     with the state before and after, the change. Orders already placed keep their frozen items."""
     change = catalog.VariantChange(stock_delta=body.stock_delta or 0, price=body.price, active=body.active)
     async with conn.begin():
         before = await catalog.lock_variant(conn, variant_id)
         if before is None:
-            raise ApiError(404, "VARIANT_NOT_FOUND", f"Variant {variant_id} not found")
+            raise AppError(ErrorCode.VARIANT_NOT_FOUND, f"Variant {variant_id} not found")
         if before.stock_quantity + change.stock_delta < 0:
-            raise ApiError(
-                409, "STOCK_WOULD_GO_NEGATIVE",
+            raise AppError(
+                ErrorCode.STOCK_WOULD_GO_NEGATIVE,
                 f"{before.sku} has {before.stock_quantity} on hand; taking {-change.stock_delta} would go below zero",
-            )  # fmt: skip
+            )
         if before.stock_quantity + change.stock_delta > MAX_STOCK:
-            raise ApiError(422, "VALIDATION_ERROR", f"{before.sku} would hold more than {MAX_STOCK:,} units")
+            raise AppError(
+                ErrorCode.VALIDATION_ERROR, f"{before.sku} would hold more than {MAX_STOCK:,} units"
+            )
         after = {**_state(before), "stockQuantity": before.stock_quantity + change.stock_delta}
         after |= {k: v for k, v in (("price", change.price), ("active", change.active)) if v is not None}
-        detail = {"sku": before.sku, "stockDelta": change.stock_delta, "before": _state(before), "after": after}
+        detail = {
+            "sku": before.sku,
+            "stockDelta": change.stock_delta,
+            "before": _state(before),
+            "after": after,
+        }
         await audit.record(
-            conn, audit_entry(user, OperatorAction.VARIANT_UPDATE, body.note, variant_id=variant_id, detail=detail)
+            conn,
+            audit_entry(user, OperatorAction.VARIANT_UPDATE, body.note, variant_id=variant_id, detail=detail),
         )
         await catalog.change_variant(conn, variant_id, change)
     _, rows = await catalog.variants_with_stock(conn, 1, 0, variant_id=variant_id)

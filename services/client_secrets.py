@@ -20,9 +20,11 @@ from typing import Any
 import jwt
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.auth import User
-from api.errors import ApiError
 from infra.settings import Settings
+from services.caller import User
+from services.errors import AppError, ErrorCode
+from services.order_reads import find_order
+from services.schemas import ClientSecretOut, RevokedOut
 from store import client_secrets as minted
 
 PREFIX = "pwcs_"
@@ -61,8 +63,9 @@ class Grant:
             return False
 
 
-def refused(code: str, message: str, status: int = 401) -> ApiError:
-    return ApiError(status, code, message, CHALLENGE)
+def refused(code: ErrorCode, message: str | None = None) -> AppError:
+    """Every refusal carries the bearer challenge (the secret travels as a bearer token)."""
+    return AppError(code, message, CHALLENGE)
 
 
 def issue(jwt_secret: str, *, secret_id: uuid.UUID, row: Any, expires_at: datetime) -> str:
@@ -77,25 +80,25 @@ def read(jwt_secret: str, token: str) -> Grant:
     """The grant a secret carries, its signature (compared in constant time by PyJWT) and expiry
     checked; revocation is `verify`'s."""
     if not is_client_secret(token):
-        raise refused("INVALID_CLIENT_SECRET", "Not a client secret")
+        raise refused(ErrorCode.INVALID_CLIENT_SECRET, "Not a client secret")
     try:
         required = ["jti", "ord", "code", "sub", "scope", "exp"]
         claims = jwt.decode(
             token[len(PREFIX) :], _key(jwt_secret), algorithms=["HS256"], options={"require": required}
         )
     except jwt.ExpiredSignatureError:
-        raise refused("CLIENT_SECRET_EXPIRED", "The client secret has expired; mint a new one") from None
+        raise refused(ErrorCode.CLIENT_SECRET_EXPIRED) from None
     except jwt.PyJWTError as err:
-        raise refused("INVALID_CLIENT_SECRET", f"Invalid client secret: {err}") from None
+        raise refused(ErrorCode.INVALID_CLIENT_SECRET, f"Invalid client secret: {err}") from None
     if claims["scope"] != SCOPE:
-        raise refused("INVALID_CLIENT_SECRET", "Not a client secret")
+        raise refused(ErrorCode.INVALID_CLIENT_SECRET, "Not a client secret")
     try:
         return Grant(
             secret_id=uuid.UUID(claims["jti"]), order_id=uuid.UUID(claims["ord"]),
             order_code=str(claims["code"]), customer_id=str(claims["sub"]),
         )  # fmt: skip
     except (ValueError, TypeError):
-        raise refused("INVALID_CLIENT_SECRET", "Invalid client secret claims") from None
+        raise refused(ErrorCode.INVALID_CLIENT_SECRET, "Invalid client secret claims") from None
 
 
 async def verify(conn: AsyncConnection, jwt_secret: str, token: str, ref: str) -> User:
@@ -103,12 +106,12 @@ async def verify(conn: AsyncConnection, jwt_secret: str, token: str, ref: str) -
     (before anything about that order is looked up), expired, forged or revoked."""
     grant = read(jwt_secret, token)
     if not grant.covers(ref):
-        raise refused("CLIENT_SECRET_WRONG_ORDER", "This client secret is for another order", 403)
+        raise refused(ErrorCode.CLIENT_SECRET_WRONG_ORDER)
     row = await minted.find(conn, grant.secret_id)
     if row is None or row.order_id != grant.order_id:
-        raise refused("INVALID_CLIENT_SECRET", "Unknown client secret")
+        raise refused(ErrorCode.INVALID_CLIENT_SECRET, "Unknown client secret")
     if row.revoked_at is not None:
-        raise refused("CLIENT_SECRET_REVOKED", "The client secret was revoked; mint a new one")
+        raise refused(ErrorCode.CLIENT_SECRET_REVOKED)
     return grant.user
 
 
@@ -126,3 +129,17 @@ async def mint(conn: AsyncConnection, settings: Settings, row: Any) -> tuple[str
 
 async def revoke(conn: AsyncConnection, order_id: uuid.UUID) -> int:
     return await minted.revoke_all(conn, order_id)
+
+
+async def mint_for(conn: AsyncConnection, settings: Settings, ref: str, user: User) -> ClientSecretOut:
+    """A new secret for the order `ref` that `user` may see, committed. Earlier ones stay valid."""
+    secret, expires_at = await mint(conn, settings, await find_order(conn, ref, user))
+    await conn.commit()
+    return ClientSecretOut(client_secret=secret, expires_at=expires_at)
+
+
+async def revoke_for(conn: AsyncConnection, ref: str, user: User) -> RevokedOut:
+    """Revoke every live secret of the order `ref`, committed."""
+    revoked = await revoke(conn, (await find_order(conn, ref, user)).id)
+    await conn.commit()
+    return RevokedOut(revoked=revoked)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -27,11 +28,6 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.audit import audit_entry
-from api.auth import User
-from api.errors import ApiError
-from api.payment_intake import deliver
-from api.schemas import DeskPaymentOut, NotificationOut, Page
 from domain.gateways import REFUND_API
 from domain.ids import late_workflow_id, refund_workflow_id
 from domain.messages import RefundOutcome, RefundRequest
@@ -39,6 +35,11 @@ from domain.operator_actions import OperatorAction
 from domain.statuses import AttemptStatus, OrderStatus, PaymentOutcome
 from gateways.base import GatewayResult
 from infra.settings import Settings
+from services.audit import audit_entry
+from services.caller import User
+from services.errors import AppError, ErrorCode
+from services.payment_intake import deliver
+from services.schemas import DeskPaymentOut, NotificationOut, Page
 from store import audit, payments
 from workflows.refund import RefundWorkflow
 
@@ -57,8 +58,10 @@ def desk_payment(row: Any) -> DeskPaymentOut:
 def _reason(row: Any) -> str | None:
     if _gateway_asked(row):
         heard = f" (last heard: {row.refund_note})" if row.refund_note else ""
-        return f"refund asked of {row.gateway}, its outcome not known yet: the gateway is being asked{heard}"[:300]
-    return row.refund_note or row.review_reason
+        asked = f"refund asked of {row.gateway}, its outcome not known yet: the gateway is being asked{heard}"
+        return asked[:300]
+    reason: str | None = row.refund_note or row.review_reason
+    return reason
 
 
 def _gateway_asked(row: Any) -> bool:
@@ -86,19 +89,18 @@ async def _locked(conn: AsyncConnection, payment_id: uuid.UUID) -> Any:
     """The payment, locked, when its money waits for a person; else the refusal."""
     row = await payments.lock_payment(conn, payment_id)
     if row is None:
-        raise ApiError(404, "PAYMENT_NOT_FOUND", f"Payment {payment_id} not found")
+        raise AppError(ErrorCode.PAYMENT_NOT_FOUND, f"Payment {payment_id} not found")
     if row.status not in payments.NEEDS_PERSON:
-        raise ApiError(
-            409,
-            "NOT_REFUNDABLE",
+        raise AppError(
+            ErrorCode.NOT_REFUNDABLE,
             f"Payment {payment_id} is {row.status}: only refund_required or needs_review money",
         )
     if not OrderStatus(row.order_status).is_terminal:  # its workflow still decides this money
-        raise ApiError(
-            409, "ORDER_STILL_OPEN",
+        raise AppError(
+            ErrorCode.ORDER_STILL_OPEN,
             f"Order {row.order_code} is still open ({row.order_status}): wait for its window to close, "
             "or cancel or expire the order first",
-        )  # fmt: skip
+        )
     return row
 
 
@@ -110,10 +112,10 @@ async def request_refund(
     async with conn.begin():
         row = await _locked(conn, payment_id)
         if row.gateway not in REFUND_API:
-            raise ApiError(
-                409, "REFUND_NOT_SUPPORTED",
+            raise AppError(
+                ErrorCode.REFUND_NOT_SUPPORTED,
                 f"{row.gateway} has no refund API: send the money back by bank transfer, then mark it refunded",
-            )  # fmt: skip
+            )
         amount = payments.refund_amount(row)  # what the gateway took, however often asked
         entry = audit_entry(
             user, OperatorAction.PAYMENT_REFUND, note, order_id=row.order_id, payment_id=row.id,
@@ -137,9 +139,26 @@ async def request_refund(
         outcome: RefundOutcome | None = await asyncio.wait_for(handle.result(), REFUND_WAIT_S)
     except TimeoutError:
         outcome = None
-    except RPCError as err:
-        raise ApiError(503, "TEMPORAL_UNAVAILABLE", f"Workflow service unavailable: {err.message}") from None
     return outcome, await read_payment(conn, payment_id)
+
+
+@dataclass(frozen=True)
+class Refund:
+    payment: DeskPaymentOut
+    done: bool  # refunded; False: still under way, or its outcome not known yet (it may have happened)
+
+
+async def refund(
+    conn: AsyncConnection, client: Client, settings: Settings, user: User, payment_id: uuid.UUID, note: str
+) -> Refund:
+    """`request_refund`, its outcome read: refunded, still under way, or refused (NOT_REFUNDABLE by
+    the worker's own check, REFUND_FAILED on the gateway's definite no: its words are the reason)."""
+    outcome, payment = await request_refund(conn, client, settings, user, payment_id, note)
+    if outcome is not None and outcome.state == "not_refundable":
+        raise AppError(ErrorCode.NOT_REFUNDABLE, f"Not refunded: {outcome.detail}")
+    if outcome is not None and outcome.state == "refused":
+        raise AppError(ErrorCode.REFUND_FAILED, f"{payment.gateway} did not refund: {outcome.detail}")
+    return Refund(payment=payment, done=outcome is not None and outcome.state == "refunded")
 
 
 async def _refund_running(client: Client, row: Any) -> str | None:
@@ -151,9 +170,7 @@ async def _refund_running(client: Client, row: Any) -> str | None:
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 continue
-            raise ApiError(
-                503, "TEMPORAL_UNAVAILABLE", f"Workflow service unavailable: {err.message}"
-            ) from None
+            raise  # Temporal unreachable: TEMPORAL_UNAVAILABLE (api/errors.py)
         if described.status == WorkflowExecutionStatus.RUNNING:
             return workflow_id
     return None
@@ -169,17 +186,17 @@ async def mark_refunded(
         row = await _locked(conn, payment_id)
         running = await _refund_running(client, row)
         if running is not None:
-            raise ApiError(
-                409, "REFUND_IN_PROGRESS",
+            raise AppError(
+                ErrorCode.REFUND_IN_PROGRESS,
                 f"A gateway refund of this payment is still being tried (workflow {running}): wait for it",
-            )  # fmt: skip
+            )
         if _gateway_asked(row):
-            raise ApiError(
-                409, "REFUND_OUTCOME_UNKNOWN",
+            raise AppError(
+                ErrorCode.REFUND_OUTCOME_UNKNOWN,
                 f"A refund of this payment was asked of {row.gateway} and it has not said no: the money may "
                 "already be on its way back. Refund it through the gateway again (one refund key: it cannot "
                 "go twice) until the gateway answers",
-            )  # fmt: skip
+            )
         entry = audit_entry(
             user, OperatorAction.PAYMENT_MARK_REFUNDED, note, order_id=row.order_id, payment_id=row.id,
             detail={"reference": reference, "amount": payments.refund_amount(row), "status": row.status},
@@ -222,16 +239,16 @@ async def redeliver(
     notification_id: uuid.UUID, note: str,
 ) -> NotificationOut:  # fmt: skip
     """Hand a stored verdict to its order's workflow, or to the late-payment settlement once that
-    has finished, as the webhook would have (api/payment_intake.deliver): the workflow applies a
+    has finished, as the webhook would have (services/payment_intake.deliver): the workflow applies a
     verdict once, a settlement runs once per attempt, so handing one on again is safe."""
     row = await payments.inbox_row(conn, notification_id)
     if row is None:
-        raise ApiError(404, "NOTIFICATION_NOT_FOUND", f"Notification {notification_id} not found")
+        raise AppError(ErrorCode.NOTIFICATION_NOT_FOUND, f"Notification {notification_id} not found")
     if row.order_id is None:
-        raise ApiError(
-            409, "NOTIFICATION_UNMATCHED",
+        raise AppError(
+            ErrorCode.NOTIFICATION_UNMATCHED,
             f"{row.gateway} {row.gateway_order_id} matches no payment of ours: nothing to deliver it to",
-        )  # fmt: skip
+        )
     attempt = await payments.by_gateway_id(conn, row.gateway, row.gateway_order_id)
     await conn.rollback()  # no pooled transaction held while Temporal is asked
     result = GatewayResult(
@@ -245,11 +262,9 @@ async def redeliver(
                 "deliveredBefore": row.delivered_at is not None},
     )  # fmt: skip
     if not await deliver(engine, client, settings, str(row.order_id), result, entry):
-        raise ApiError(
-            503, "TEMPORAL_UNAVAILABLE", "The order's workflow could not be told now: try again", RETRY
+        # Not an RPCError reaching the handler: deliver() caught it and kept the verdict in the inbox.
+        raise AppError(
+            ErrorCode.TEMPORAL_UNAVAILABLE, "The order's workflow could not be told now: try again"
         )
     again = await payments.inbox_row(conn, notification_id)
     return notification_out(again)
-
-
-RETRY = {"Retry-After": "1"}

@@ -1,6 +1,8 @@
 """Live order events: one Postgres LISTEN connection per API process fans the `order_events`
 notifications (sent by the activities in the same transaction as every change) out to the
-streams watching each order. Nothing polls: a stream wakes only when its order changed."""
+streams watching each order. Nothing polls: a stream wakes only when its order changed.
+
+The transport starts one hub per process (api/app.py) and streams what it pushes (api/routes/stream.py)."""
 
 from __future__ import annotations
 
@@ -11,15 +13,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import asyncpg
-from fastapi import FastAPI
-from fastapi.encoders import jsonable_encoder
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.auth import User
-from api.errors import ApiError
-from api.read import find_order, order_detail
 from domain.statuses import OrderStatus
-from infra.db import listen_dsn
+from services.caller import User
+from services.errors import AppError
+from services.order_reads import find_order, order_detail
 
 log = logging.getLogger("api.events")
 
@@ -104,7 +103,7 @@ class OrderEvents:
         """The order detail as `GET /orders/{ref}` answers it (camelCase, JSON-ready)."""
         async with self._engine.connect() as conn:
             detail = await order_detail(conn, await find_order(conn, order_id, _READER))
-        return jsonable_encoder(detail, by_alias=True)
+        return detail.model_dump(mode="json", by_alias=True)
 
     # ---- the listener -----------------------------------------------------------------------------
 
@@ -112,7 +111,9 @@ class OrderEvents:
         delay = 0.5
         while True:
             try:
-                conn = await asyncpg.connect(self._dsn, server_settings={"application_name": APPLICATION_NAME})
+                conn = await asyncpg.connect(
+                    self._dsn, server_settings={"application_name": APPLICATION_NAME}
+                )
             except Exception as err:  # noqa: BLE001 - any failure to connect means "try again later"
                 log.warning("order events: cannot connect (%s); retrying in %.1fs", err, delay)
                 await asyncio.sleep(delay)
@@ -180,22 +181,9 @@ class OrderEvents:
         for attempt in range(tries):
             try:
                 return await self.load(order_id)
-            except ApiError:
+            except AppError:
                 return None  # no such order (any more): nothing to tell
             except Exception as err:  # noqa: BLE001 - a failed read must not lose the change for good
                 log.warning("order events: reading order %s failed (%s)", order_id, err)
                 await asyncio.sleep(0.5 * (attempt + 1))
         return None
-
-
-async def start_listener(app: FastAPI) -> None:
-    """Call in the app's lifespan after `app.state.engine` and `app.state.settings` are set."""
-    hub = OrderEvents(listen_dsn(app.state.settings.database_url), app.state.engine)
-    app.state.order_events = hub
-    await hub.start()
-
-
-async def stop_listener(app: FastAPI) -> None:
-    hub: OrderEvents | None = getattr(app.state, "order_events", None)
-    if hub is not None:
-        await hub.stop()

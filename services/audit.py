@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.auth import User
-from api.schemas import AuditOut, Page
 from domain.messages import AuditEntry
 from domain.operator_actions import OperatorAction
+from services.caller import User
+from services.schemas import AuditOut, Page
 from store import audit
 
 

@@ -82,7 +82,13 @@ class ReceiverIn(Camel):
     name: Name
     phone: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 .-]{6,18}[0-9]$")]
     address: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-    email: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,63}$")] | None = None
+    email: (
+        Annotated[
+            str,
+            StringConstraints(strip_whitespace=True, pattern=r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,63}$"),
+        ]
+        | None
+    ) = None
 
 
 class OrderCreate(Camel):
@@ -290,6 +296,15 @@ class RetryOut(Out):
     remaining_attempts: int
     payment_url: str
     gateway: str
+
+
+class ClientSecretOut(Out):
+    client_secret: str  # `Authorization: Bearer <it>`; on the event stream `?clientSecret=<it>`
+    expires_at: datetime
+
+
+class RevokedOut(Out):
+    revoked: int  # how many live secrets of the order were revoked
 
 
 class StreamTokenOut(Out):

@@ -12,9 +12,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.auth import User
-from api.errors import ApiError
-from api.schemas import (
+from domain.messages import Creation, OrderInput
+from domain.statuses import AttemptStatus
+from services.caller import User
+from services.errors import AppError, ErrorCode
+from services.schemas import (
     AttemptOut,
     ItemOut,
     OrderOut,
@@ -24,8 +26,6 @@ from api.schemas import (
     ReceiverOut,
     SessionOut,
 )
-from domain.messages import Creation, OrderInput
-from domain.statuses import AttemptStatus
 from store import orders
 
 
@@ -38,10 +38,20 @@ async def find_order(conn: AsyncConnection, ref: str, user: User) -> Any:
         try:
             row = await orders.find(conn, order_id=uuid.UUID(ref))
         except ValueError:
-            raise ApiError(404, "ORDER_NOT_FOUND", f"Order {ref[:64]} not found") from None
+            raise AppError(ErrorCode.ORDER_NOT_FOUND, f"Order {ref[:64]} not found") from None
     if row is None or (not user.is_admin and row.customer_id != user.id):
-        raise ApiError(404, "ORDER_NOT_FOUND", f"Order {ref} not found")
+        raise AppError(ErrorCode.ORDER_NOT_FOUND, f"Order {ref} not found")
     return row
+
+
+async def order_for(conn: AsyncConnection, ref: str, user: User) -> OrderOut:
+    """`GET /orders/{ref}`: the order as Postgres holds it."""
+    return await order_detail(conn, await find_order(conn, ref, user))
+
+
+async def session_for(conn: AsyncConnection, ref: str, user: User) -> SessionOut:
+    """`GET /orders/{ref}/session`: the payment window's countdown."""
+    return session_out(await find_order(conn, ref, user))
 
 
 def session_out(row: Any, now: datetime | None = None) -> SessionOut:
@@ -87,7 +97,10 @@ async def order_detail(conn: AsyncConnection, row: Any) -> OrderOut:
         shipping_fee=row.shipping_fee,
         grand_total=row.grand_total,
         receiver=ReceiverOut(
-            name=row.receiver_name, phone=row.receiver_phone, address=row.receiver_address, email=row.receiver_email
+            name=row.receiver_name,
+            phone=row.receiver_phone,
+            address=row.receiver_address,
+            email=row.receiver_email,
         ),
         items=[ItemOut.model_validate(i, from_attributes=True) for i in items],
         session=session_out(row),
@@ -116,9 +129,17 @@ def order_from_creation(inp: OrderInput, creation: Creation) -> OrderOut:
     )  # fmt: skip
     attempts = [
         AttemptOut(
-            attempt_no=a.attempt_no, gateway=a.gateway, gateway_order_id=a.gateway_order_id, request_id=a.request_id,
-            status=a.status, amount=a.amount, payment_url=a.payment_url, result_code=a.result_code,
-            transaction_id=a.transaction_id, expires_at=view.expires_at, created_at=a.created_at,
+            attempt_no=a.attempt_no,
+            gateway=a.gateway,
+            gateway_order_id=a.gateway_order_id,
+            request_id=a.request_id,
+            status=a.status,
+            amount=a.amount,
+            payment_url=a.payment_url,
+            result_code=a.result_code,
+            transaction_id=a.transaction_id,
+            expires_at=view.expires_at,
+            created_at=a.created_at,
         )
         for a in view.attempts
     ]
@@ -136,7 +157,10 @@ def order_from_creation(inp: OrderInput, creation: Creation) -> OrderOut:
         shipping_fee=order.shipping_fee,
         grand_total=order.grand_total,
         receiver=ReceiverOut(
-            name=inp.receiver.name, phone=inp.receiver.phone, address=inp.receiver.address, email=inp.receiver.email
+            name=inp.receiver.name,
+            phone=inp.receiver.phone,
+            address=inp.receiver.address,
+            email=inp.receiver.email,
         ),
         items=[ItemOut.model_validate(i, from_attributes=True) for i in order.items],
         session=session_out(session),
@@ -154,7 +178,13 @@ def order_from_creation(inp: OrderInput, creation: Creation) -> OrderOut:
 
 # The attempt whose status the order's payment status shows: where the money is, else the latest.
 MONEY_FIRST = tuple(
-    s.value for s in (AttemptStatus.SUCCESS, AttemptStatus.REFUNDED, AttemptStatus.REFUND_REQUIRED, AttemptStatus.NEEDS_REVIEW)
+    s.value
+    for s in (
+        AttemptStatus.SUCCESS,
+        AttemptStatus.REFUNDED,
+        AttemptStatus.REFUND_REQUIRED,
+        AttemptStatus.NEEDS_REVIEW,
+    )
 )
 
 
