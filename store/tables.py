@@ -247,6 +247,9 @@ class Payment(SQLModel, table=True):
             unique=True,
             postgresql_where=text("surplus_of IS NULL"),
         ),
+        # An order's payments, surplus rows included (its detail, listings' payment status, reminders):
+        # the partial unique keys above cannot serve a lookup that does not say `surplus_of IS NULL`.
+        Index("ix_payment_order", "order_id", "attempt_no"),
         Index(
             "ix_payment_surplus_transfer",
             "gateway",

@@ -9,7 +9,7 @@ operator settled the attempt's money) is kept on a review row of its own.
   a transfer has at most one surplus row.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 """
 
 from alembic import op
@@ -35,10 +35,13 @@ def upgrade() -> None:
         "CREATE UNIQUE INDEX ix_payment_surplus_transfer ON payment(gateway, gateway_order_id, transaction_id) "
         "WHERE surplus_of IS NOT NULL"
     )
+    # An order's payments, surplus rows included: the partial keys cannot serve that lookup.
+    op.execute("CREATE INDEX ix_payment_order ON payment(order_id, attempt_no)")
 
 
 def downgrade() -> None:
     op.execute("DELETE FROM payment WHERE surplus_of IS NOT NULL")
+    op.execute("DROP INDEX ix_payment_order")
     op.execute("DROP INDEX ix_payment_surplus_transfer")
     op.execute("DROP INDEX payment_gateway_gateway_order_id_key")
     op.execute("DROP INDEX payment_order_id_attempt_no_key")
