@@ -58,7 +58,9 @@ HTTP_CODES = {
 
 async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return fail(exc.status, exc.code, exc.message, exc.headers)
+    # Every 503 (a dependency down) tells the client when to retry, wherever it was raised.
+    headers = exc.headers or (RETRY_SOON if exc.status == 503 else None)
+    return fail(exc.status, exc.code, exc.message, headers)
 
 
 async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:

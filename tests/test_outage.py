@@ -1,0 +1,125 @@
+"""A real Postgres outage on the real stack: the embedded server of this file's own is stopped
+(`pg_ctl stop -m immediate`, a crash) while links are being made and while windows close, and
+started again on the same data. The API answers 503 DATABASE_UNAVAILABLE meanwhile (never a 500);
+shoppers who retry with their Idempotency-Key get their order and its link once it is back; orders
+end as they were driven (paid at the gateway -> paid, unpaid -> expired) and every unit of stock is
+accounted for."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from devstack.postgres import EmbeddedPostgres
+from tests.conftest import own_stack
+from tests.helpers import click, open_pay_page, wait_for_status
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+WINDOW_MIN = 0.1  # 6-s windows: they close while Postgres is down
+DOWN_S = 6.0
+STOCK = 20
+
+
+@pytest.fixture(scope="module")
+def own_postgres() -> Iterator[EmbeddedPostgres]:
+    """A server for this file alone: stopping it touches no other test's database."""
+    pg = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="paywindow-outage-")) / "data")
+    pg.start()
+    yield pg
+    pg.delete_on_stop = True
+    pg.stop()
+
+
+class Shopper:
+    """Creates one order with an Idempotency-Key, retrying 503s with the same key as a client
+    should; writes down every answer."""
+
+    def __init__(self, stack: Any, variant_id: str, gateway: str) -> None:
+        self.stack, self.variant_id, self.gateway = stack, variant_id, gateway
+        self.headers = {
+            **stack.auth(f"outage-{uuid.uuid4().hex[:6]}"),
+            "Idempotency-Key": f"k-{uuid.uuid4()}",
+        }
+        self.answers: list[tuple[int, str | None]] = []
+        self.order: dict[str, Any] | None = None
+
+    async def run(self, patience_s: float = 60) -> None:
+        give_up = time.monotonic() + patience_s
+        while time.monotonic() < give_up:
+            r = await self.stack.order(
+                self.headers, self.variant_id, 1, gateway=self.gateway, orderType="outage"
+            )
+            self.answers.append((r.status_code, r.json().get("error")))
+            if r.status_code in (200, 201):
+                self.order = r.json()["data"]
+                return
+            await asyncio.sleep(0.3)
+
+
+async def test_orders_end_right_through_a_postgres_crash_and_restart(own_postgres, dev_env):
+    async with own_stack(
+        own_postgres.url, dev_env, order_type_durations=f"normal=15,outage={WINDOW_MIN}"
+    ) as s:
+        product = await s.product(stock=STOCK, price=40_000)
+        vid = product["variants"][0]["id"]
+        admin = s.auth("ops", "admin")
+
+        # Before: four orders whose windows will close during the outage. Two are paid at the
+        # gateway with the notification lost (only the deadline's reconciliation can find the
+        # money, and it needs Postgres to record it); two are never paid.
+        before = [Shopper(s, vid, "momo") for _ in range(2)] + [Shopper(s, vid, "vnpay") for _ in range(2)]
+        for shopper in before:
+            await shopper.run(patience_s=10)
+            assert shopper.order is not None, shopper.answers
+        for shopper in before[:2]:
+            await click(await open_pay_page(shopper.order["attempts"][0]["paymentUrl"]), "pay", drop=True)  # type: ignore[index]
+
+        # During: Postgres crashes; new shoppers arrive while it is down, and keep retrying.
+        await asyncio.to_thread(own_postgres.stop, "immediate")
+        down_at = time.monotonic()
+        during = [Shopper(s, vid, gateway) for gateway in ("momo", "vnpay", "payos")]
+        arriving = [asyncio.create_task(shopper.run()) for shopper in during]
+        try:
+            read = await s.http.get(f"/orders/{before[0].order['orderId']}", headers=before[0].headers)  # type: ignore[index]
+            assert (read.status_code, read.json()["error"]) == (503, "DATABASE_UNAVAILABLE"), read.text
+            assert read.headers["retry-after"] == "1"
+            listing = await s.http.get("/orders", headers=admin)
+            assert (listing.status_code, listing.json()["error"]) == (503, "DATABASE_UNAVAILABLE"), (
+                listing.text
+            )
+            await asyncio.sleep(max(0.0, DOWN_S - (time.monotonic() - down_at)))  # the outage's length
+        finally:
+            await asyncio.to_thread(own_postgres.start)
+            await asyncio.gather(*arriving)  # the shoppers finish before the stack stops
+
+        answers = Counter(a for shopper in before + during for a in shopper.answers)
+        assert set(answers) <= {(201, None), (200, None), (503, "DATABASE_UNAVAILABLE")}, answers
+        assert answers[(503, "DATABASE_UNAVAILABLE")] >= len(during), answers  # the outage reached the API
+        for shopper in during:  # each got its order, with its link, once Postgres was back
+            assert shopper.order is not None, shopper.answers
+            assert shopper.order["attempts"][0]["paymentUrl"].startswith("http"), shopper.order
+
+        # After: the windows that closed while it was down end as they were driven.
+        for shopper, status in zip(before, ("paid", "paid", "expired", "expired"), strict=True):
+            await wait_for_status(s, shopper.order["orderId"], shopper.headers, status, timeout=60)  # type: ignore[index]
+        for shopper in during:
+            await wait_for_status(s, shopper.order["orderId"], shopper.headers, "expired", timeout=60)  # type: ignore[index]
+        async with s.engine.connect() as conn:
+            orders = (await conn.execute(text('SELECT status, count(*) FROM "order" GROUP BY status'))).all()
+            payments = (
+                await conn.execute(
+                    text("SELECT status, count(*) FROM payment GROUP BY status ORDER BY status")
+                )
+            ).all()
+        assert dict(orders) == {"paid": 2, "expired": 5}  # one order per shopper, whatever it retried
+        assert dict(payments)["success"] == 2
+        assert await s.stock(vid) == STOCK - 2  # sold two; every other unit came back, once
