@@ -12,9 +12,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
+from temporalio.worker import Worker
 
+from infra.db import make_engine
 from tests.helpers import click, open_pay_page
 from tests.test_critical_path import SilentMomo, order_worker, start
+from worker import all_activities
+from workflows.late_payment import LatePaymentWorkflow
 from workflows.order import OrderWorkflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -99,3 +103,52 @@ async def test_a_gateway_that_hangs_at_the_deadline_holds_the_window_no_longer_t
         assert SilentMomo.asked >= 2, "asked at the deadline and again within the grace"
         assert await stack.stock(vid) == 3
         assert (await asyncio.wait_for(handle.result(), 10)).status == "expired"
+
+
+async def stored_status(stack: Any, handle: Any) -> str:
+    async with stack.engine.connect() as conn:
+        return (
+            await conn.execute(
+                text('SELECT status FROM "order" WHERE id = :id'), {"id": handle.id.removeprefix("order-")}
+            )
+        ).scalar_one()
+
+
+async def test_a_window_that_closed_while_no_worker_ran_expires_right_after_one_starts(dev_env, stack):
+    """README: stop `make dev`, start it again, and windows that closed while it was down expire right
+    after start (their timers are durable). No worker polls the order's queue past its deadline; one
+    started again closes it within a workflow task and the reconciliation."""
+    queue = f"restart-{uuid.uuid4().hex[:8]}"
+    engine = make_engine(stack.settings)
+    activities = all_activities(engine, stack.settings, dev_env.client)
+
+    def worker() -> Worker:
+        return Worker(
+            dev_env.client,
+            task_queue=queue,
+            workflows=[OrderWorkflow, LatePaymentWorkflow],
+            activities=activities,
+        )
+
+    try:
+        async with worker():
+            handle, vid = await start(
+                dev_env,
+                stack,
+                queue,
+                gateway="vnpay",
+                duration_minutes=0.05,
+                reminder_minutes=0,
+                grace_minutes=0.05,
+            )
+            deadline = (await handle.query(OrderWorkflow.session)).expires_at
+        await sleep_until(deadline + timedelta(seconds=2))  # closed while nothing ran it
+        assert await stored_status(stack, handle) == "pending_payment"  # nobody could have closed it
+        async with worker():
+            started = datetime.now(UTC)
+            await sleep_until(started + timedelta(seconds=stack.settings.reconcile_budget_seconds + TASK_S))
+            assert await stored_status(stack, handle) == "expired"  # as Postgres, hence the API, reads it
+            assert await stack.stock(vid) == 3
+            assert (await asyncio.wait_for(handle.result(), 10)).status == "expired"
+    finally:
+        await engine.dispose()
