@@ -16,11 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import text
 
+from api.app import create_app
 from devstack.postgres import EmbeddedPostgres
-from tests.conftest import own_stack
+from tests.conftest import free_port, own_stack, serve
 from tests.helpers import click, open_pay_page, wait_for_status
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -123,3 +125,46 @@ async def test_orders_end_right_through_a_postgres_crash_and_restart(own_postgre
         assert dict(orders) == {"paid": 2, "expired": 5}  # one order per shopper, whatever it retried
         assert dict(payments)["success"] == 2
         assert await s.stock(vid) == STOCK - 2  # sold two; every other unit came back, once
+
+
+async def test_an_api_that_cannot_reach_temporal_answers_503_and_the_retry_gets_the_order(stack):
+    """The API's Temporal is unreachable (nothing listens at its address): creating and cancelling
+    answer 503 TEMPORAL_UNAVAILABLE with Retry-After, never a 500, and move no stock; reads still
+    answer from Postgres; the client's retry with the same key, once Temporal answers, gets one order."""
+    port = free_port()
+    cut_off = stack.settings.model_copy(
+        update={"temporal_address": f"127.0.0.1:{free_port()}", "api_port": port}
+    )
+    server, task = await serve(create_app(cut_off), port)
+    try:
+        product = await stack.product(stock=4)
+        vid = product["variants"][0]["id"]
+        headers = {
+            **stack.auth(f"no-temporal-{uuid.uuid4().hex[:6]}"),
+            "Idempotency-Key": f"k-{uuid.uuid4()}",
+        }
+        placed = await stack.order(headers, vid, 1)
+        assert placed.status_code == 201, placed.text
+        order = placed.json()["data"]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=30) as api:
+            again = {**headers, "Idempotency-Key": f"k-{uuid.uuid4()}"}
+            body = {
+                "items": [{"variantId": vid, "quantity": 2}],
+                "gateway": "momo",
+                "receiver": {"name": "A", "phone": "0901234567", "address": "HCMC"},
+            }
+            for r in (
+                await api.post("/orders", json=body, headers=again),
+                await api.post(f"/orders/{order['orderId']}/cancel", headers=headers),
+            ):
+                assert (r.status_code, r.json()["error"]) == (503, "TEMPORAL_UNAVAILABLE"), r.text
+                assert r.headers["retry-after"] == "1"
+            read = await api.get(f"/orders/{order['orderId']}", headers=headers)
+            assert read.status_code == 200 and read.json()["data"]["status"] == "pending_payment"
+        assert await stack.stock(vid) == 3  # only the first order's unit is reserved
+        retried = await stack.http.post("/orders", json=body, headers=again)  # Temporal answers again
+        assert retried.status_code == 201, retried.text
+        assert await stack.stock(vid) == 1
+    finally:
+        server.should_exit = True
+        await task
