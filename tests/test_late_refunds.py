@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from domain.ids import late_workflow_id
-from tests.helpers import click, desk_order, expire_now, open_pay_page, wait_for_status
+from domain.messages import LatePayment
+from tests.helpers import click, desk_order, expire_now, money_awaiting_refund, open_pay_page, wait_for_status
 from workflows.late_payment import LatePaymentWorkflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -55,3 +58,34 @@ async def test_a_late_payment_is_refunded_once_at_the_gateway(stack, gateway):
     asked = [r["request_id"] for r in sandbox.refund_requests if (r["gateway"], r["id"]) == (gateway, txn.id)]
     assert len(asked) >= 1 and len(set(asked)) == 1, asked
     assert txn.amount - txn.refunded == 0
+
+
+async def test_mark_refunded_waits_while_the_late_settlement_may_still_refund(stack):
+    """The `late-…` branch of mark-refunded: while the late-payment settlement of the money still
+    runs (it may yet refund through the gateway), money sent back by hand would go back twice."""
+    order = await money_awaiting_refund(stack, "momo")
+    attempt = order["attempts"][0]
+    async with stack.engine.connect() as conn:
+        pid = str(
+            (
+                await conn.execute(
+                    text("SELECT id FROM payment WHERE order_id = :id"), {"id": order["orderId"]}
+                )
+            ).scalar_one()
+        )
+    late = LatePayment(order["orderId"], "momo", attempt["gatewayOrderId"], PRICE, "0", "tx-late")
+    handle = await stack.client.start_workflow(  # still settling: on a queue no worker polls
+        LatePaymentWorkflow.run,
+        late,
+        id=late_workflow_id("momo", attempt["gatewayOrderId"]),
+        task_queue=f"nobody-{uuid.uuid4().hex[:6]}",
+    )
+    url, admin = f"/admin/payments/{pid}/mark-refunded", stack.auth("desk-ops", "admin")
+    try:
+        r = await stack.http.post(url, json={"reference": "VCB-1"}, headers=admin)
+        assert (r.status_code, r.json()["error"]) == (409, "REFUND_IN_PROGRESS"), r.text
+        assert late_workflow_id("momo", attempt["gatewayOrderId"]) in r.json()["message"]
+    finally:
+        await handle.terminate("test")
+    r = await stack.http.post(url, json={"reference": "VCB-1"}, headers=admin)
+    assert r.status_code == 200 and r.json()["data"]["status"] == "refunded", r.text
