@@ -16,8 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
+from fastapi import FastAPI, Request, Response
 from sqlalchemy import text
 
 from api.app import create_app
@@ -45,8 +47,8 @@ class Shopper:
     """Creates one order with an Idempotency-Key, retrying 503s with the same key as a client
     should; writes down every answer."""
 
-    def __init__(self, stack: Any, variant_id: str, gateway: str) -> None:
-        self.stack, self.variant_id, self.gateway = stack, variant_id, gateway
+    def __init__(self, stack: Any, variant_id: str, gateway: str, order_type: str = "outage") -> None:
+        self.stack, self.variant_id, self.gateway, self.order_type = stack, variant_id, gateway, order_type
         self.headers = {
             **stack.auth(f"outage-{uuid.uuid4().hex[:6]}"),
             "Idempotency-Key": f"k-{uuid.uuid4()}",
@@ -58,12 +60,13 @@ class Shopper:
         give_up = time.monotonic() + patience_s
         while time.monotonic() < give_up:
             r = await self.stack.order(
-                self.headers, self.variant_id, 1, gateway=self.gateway, orderType="outage"
+                self.headers, self.variant_id, 1, gateway=self.gateway, orderType=self.order_type
             )
             self.answers.append((r.status_code, r.json().get("error")))
             if r.status_code in (200, 201):
                 self.order = r.json()["data"]
-                return
+            if r.status_code != 503:
+                return  # an order, or an answer that retrying would not change
             await asyncio.sleep(0.3)
 
 
@@ -165,6 +168,139 @@ async def test_an_api_that_cannot_reach_temporal_answers_503_and_the_retry_gets_
         retried = await stack.http.post("/orders", json=body, headers=again)  # Temporal answers again
         assert retried.status_code == 201, retried.text
         assert await stack.stock(vid) == 1
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_links_are_made_once_while_every_connection_is_killed_again_and_again(own_postgres, dev_env):
+    """Every connection to the order database is terminated every 50 ms for 3 s while creates
+    (reservation, link, stored link) run: each shopper retrying with its key gets one order with one
+    link, the API never answers 500, and every unit is accounted for."""
+    async with own_stack(own_postgres.url, dev_env) as s:
+        product = await s.product(stock=STOCK, price=40_000)
+        vid = product["variants"][0]["id"]
+        database = s.settings.database_url.partition("?")[0].rsplit("/", 1)[1]
+        stop = asyncio.Event()
+        killed = 0
+
+        async def killer() -> None:
+            nonlocal killed
+            conn = await asyncpg.connect(own_postgres.url)
+            try:
+                while not stop.is_set():
+                    killed += await conn.fetchval(
+                        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = $1 AND pid <> pg_backend_pid()) t",
+                        database,
+                    )
+                    await asyncio.sleep(0.05)
+            finally:
+                await conn.close()
+
+        shoppers = [Shopper(s, vid, gateway, "normal") for gateway in ("momo", "vnpay", "payos") * 3]
+        killing = asyncio.create_task(killer())
+        try:
+            arriving = asyncio.gather(*(shopper.run() for shopper in shoppers))
+            await asyncio.sleep(3)
+        finally:
+            stop.set()
+            await killing
+        await arriving
+
+        assert killed > 0
+        answers = Counter(a for shopper in shoppers for a in shopper.answers)
+        assert set(answers) <= {(201, None), (200, None), (503, "DATABASE_UNAVAILABLE")}, answers
+        ids = []
+        for shopper in shoppers:
+            assert shopper.order is not None, shopper.answers
+            assert shopper.order["attempts"][0]["paymentUrl"].startswith("http")
+            ids.append(shopper.order["orderId"])
+        async with s.engine.connect() as conn:
+            links = (
+                await conn.execute(
+                    text(
+                        "SELECT order_id::text, count(*) FROM payment WHERE order_id = ANY(:ids) GROUP BY order_id"
+                    ),
+                    {"ids": ids},
+                )
+            ).all()
+            orders = (await conn.execute(text('SELECT count(*) FROM "order"'))).scalar_one()
+        assert dict(links) == dict.fromkeys(ids, 1)  # one link each, however often its step was retried
+        assert orders == len(shoppers)
+        assert await s.stock(vid) == STOCK - len(shoppers)
+        for shopper in shoppers:
+            r = await s.http.post(f"/orders/{shopper.order['orderId']}/cancel", headers=shopper.headers)  # type: ignore[index]
+            assert r.status_code == 200, r.text
+        assert await s.stock(vid) == STOCK
+
+
+class SlowMomo:
+    """A proxy in front of the sandbox's MoMo that can hold a request until released: the moment a
+    link is being made at the gateway, chosen by the test."""
+
+    def __init__(self) -> None:
+        self.target = ""
+        self.hold = False
+        self.entered, self.released = asyncio.Event(), asyncio.Event()
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/{path:path}")
+        async def forward(path: str, request: Request) -> Response:
+            body = await request.body()
+            if self.hold and path.endswith("/create"):
+                self.entered.set()
+                await self.released.wait()
+            async with httpx.AsyncClient(timeout=30) as http:
+                r = await http.post(
+                    f"{self.target}/{path}", content=body, headers={"content-type": "application/json"}
+                )
+            return Response(r.content, status_code=r.status_code, media_type="application/json")
+
+        return app
+
+
+async def test_a_link_being_made_when_postgres_goes_down_is_stored_once_it_is_back(own_postgres, dev_env):
+    """The stock is reserved and MoMo is making the link when Postgres crashes; MoMo answers while it
+    is down. Storing the link waits out the restart (not spending the gateway's tries): the shopper
+    gets the order with its one link, never a 502 or a failed order."""
+    momo = SlowMomo()
+    port = free_port()
+    server, task = await serve(momo.app(), port)
+    try:
+        async with own_stack(
+            own_postgres.url, dev_env, momo_endpoint=f"http://127.0.0.1:{port}/sandbox/momo"
+        ) as s:
+            momo.target = s.base
+            product = await s.product(stock=STOCK, price=40_000)
+            vid = product["variants"][0]["id"]
+            momo.hold = True
+            shopper = Shopper(s, vid, "momo", "normal")
+            creating = asyncio.create_task(shopper.run())
+            try:
+                await asyncio.wait_for(momo.entered.wait(), 20)  # reserved; the link is being made
+                await asyncio.to_thread(own_postgres.stop, "immediate")
+                momo.released.set()  # MoMo answers while Postgres is down
+                await asyncio.sleep(DOWN_S)
+            finally:
+                momo.released.set()
+                await asyncio.to_thread(own_postgres.start)
+                await creating
+            assert shopper.order is not None, shopper.answers
+            assert shopper.answers[-1][0] == 201 and shopper.order["status"] == "pending_payment", (
+                shopper.answers
+            )
+            async with s.engine.connect() as conn:
+                links = (
+                    await conn.execute(
+                        text("SELECT count(*) FROM payment WHERE order_id = :id"),
+                        {"id": shopper.order["orderId"]},
+                    )
+                ).scalar_one()
+            assert links == 1
+            assert await s.stock(vid) == STOCK - 1
     finally:
         server.should_exit = True
         await task
