@@ -245,6 +245,8 @@ async def test_momo_ipn_pays_the_order_and_duplicates_change_nothing(stack):
     assert detail["paymentStatus"] == "success" and detail["session"]["status"] == "completed"
     late_fail = momo_ipn(momo, attempt["gatewayOrderId"], attempt["requestId"], 120_000, 1006)
     assert (await stack.http.post("/webhooks/momo", json=late_fail)).status_code == 204
+    # Negative check: a bounded observation window (0.5 s, ten times what the workflow takes to
+    # apply a signal here) in which the late failure must not reopen or downgrade the paid order.
     await asyncio.sleep(0.5)
     detail = (await stack.http.get(f"/orders/{order['orderId']}", headers=headers)).json()["data"]
     assert detail["status"] == "paid"

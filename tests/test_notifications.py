@@ -132,7 +132,7 @@ async def test_reminder_goes_out_once_per_channel_before_the_deadline(notifying)
     mail = next(m for m in mails.messages if email in m.rcpt_tos)
     assert str(order["orderCode"]) in mail.content.decode()
     await wait_for_status(s, order["orderId"], headers, "expired", timeout=20)
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # negative check: a bounded window in which no second reminder may come
     assert len(order_hits(inbox, order["orderId"], "payment.reminder")) == 1
     assert sum(email in m.rcpt_tos for m in mails.messages) == 1
     async with s.engine.connect() as conn:
@@ -149,7 +149,9 @@ async def test_no_reminder_once_the_order_has_ended(notifying):
     headers = s.auth("no-reminder")
     order = (await s.order(headers, product["variants"][0]["id"], gateway="vnpay", orderType="flash")).json()["data"]
     assert (await s.http.post(f"/orders/{order['orderId']}/cancel", headers=headers)).status_code == 200
-    await asyncio.sleep(6)  # past where the reminder would have been due
+    # Negative check: a bounded observation window, 6 s, past where the reminder would have been
+    # due (1.8 s after the start) and past the window's own end.
+    await asyncio.sleep(6)
     assert order_hits(inbox, order["orderId"], "payment.reminder") == []
 
 

@@ -116,12 +116,17 @@ async def test_tampered_and_replayed_notifications_change_nothing(stack):
     attempt = order["attempts"][0]
     momo = MomoGateway(stack.settings)
     failed = momo_ipn(momo, attempt["gatewayOrderId"], attempt["requestId"], 90_000, 1001)
+    other_order = {**failed, "orderId": f"{uuid.uuid4().int % 10**9:09d}-0"}
+    watched = [attempt["gatewayOrderId"], other_order["orderId"]]
+    assert await inbox_rows(stack, watched) == 0
     tampered = {**failed, "resultCode": 0}  # flip the verdict, keep the old signature
     assert (await stack.http.post("/webhooks/momo", json=tampered)).status_code == 400
-    other_order = {**failed, "orderId": "123456789-0"}
     assert (await stack.http.post("/webhooks/momo", json=other_order)).status_code == 400
     assert (await stack.http.post("/webhooks/momo", json={**failed, "signature": ""})).status_code == 400
     assert (await stack.http.post("/webhooks/momo", content=b"not json")).status_code == 400
+    forged = momo_ipn(momo, attempt["gatewayOrderId"], attempt["requestId"], 90_000, 0, secret="f" * 32)
+    assert (await stack.http.post("/webhooks/momo", json=forged)).status_code == 400
+    assert await inbox_rows(stack, watched) == 0  # nothing stored: the inbox counts none
     detail = (await stack.http.get(f"/orders/{order['orderId']}", headers=headers)).json()["data"]
     assert detail["status"] == "pending_payment" and detail["attempts"][0]["status"] == "pending"
     paid = momo_ipn(momo, attempt["gatewayOrderId"], attempt["requestId"], 90_000, 0)
@@ -133,6 +138,18 @@ async def test_tampered_and_replayed_notifications_change_nothing(stack):
     detail = (await stack.http.get(f"/orders/{order['orderId']}", headers=headers)).json()["data"]
     assert detail["status"] == "paid" and detail["attempts"][0]["status"] == "success"
     assert await stack.stock(product["variants"][0]["id"]) == 1
+    assert await inbox_rows(stack, watched) == 2  # the signed failure and the signed success, once each
+
+
+async def inbox_rows(stack: Any, gateway_order_ids: list[str]) -> int:
+    """Rows of the notification inbox (matched to an order or not) for these gateway order ids."""
+    async with stack.engine.connect() as conn:
+        return (
+            await conn.execute(
+                text("SELECT count(*) FROM payment_notification WHERE gateway_order_id = ANY(:g)"),
+                {"g": gateway_order_ids},
+            )
+        ).scalar_one()
 
 
 async def test_secrets_never_reach_the_logs(stack, caplog):
@@ -227,10 +244,10 @@ async def test_an_unsigned_payos_return_never_speaks_for_the_gateway(stack):
                 text("SELECT outcome FROM payment_notification WHERE order_id = :id"), {"id": order["orderId"]}
             )
         ).scalars().all()
-    assert "success" not in outcomes and len(outcomes) <= 1  # at most PayOS's own "pending", once
+    assert outcomes == ["pending"]  # PayOS's own answer, once; never the forged "PAID"
     detail = (await stack.http.get(f"/orders/{order['orderId']}", headers=headers)).json()["data"]
     assert detail["status"] == "pending_payment"
-    assert await signals(stack, order["orderId"]) <= 1
+    assert await signals(stack, order["orderId"]) == 1  # that answer, handed on once
 
 
 async def test_gateway_queries_for_returns_are_shared_not_repeated() -> None:

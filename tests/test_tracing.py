@@ -19,6 +19,7 @@ from opentelemetry.trace import SpanKind
 
 from api.app import create_app
 from domain.messages import PaymentResult
+from gateways.http import close_gateway_clients
 from gateways.momo import MomoGateway
 from infra import tracing
 from infra.temporal import connect
@@ -35,6 +36,9 @@ async def traced(pg_url: str, stack: Any) -> AsyncIterator[tuple[Stack, InMemory
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    # Gateway clients are shared per event loop: one an earlier test made is untraced. Closed here,
+    # they are made again, traced (and again untraced after), whatever ran before this module.
+    await close_gateway_clients()
     tracing.use_provider(provider)  # before the app and the client are made: both pick it up
     try:
         port = free_port()
@@ -52,6 +56,7 @@ async def traced(pg_url: str, stack: Any) -> AsyncIterator[tuple[Stack, InMemory
         await task
     finally:
         tracing.use_provider(None)
+        await close_gateway_clients()
 
 
 async def spans_until(exporter: InMemorySpanExporter, done: Callable[[list[ReadableSpan]], bool]) -> list[ReadableSpan]:

@@ -1,5 +1,7 @@
-"""Telling "a dependency is down, retry" (503) apart from a bug (500), and waiting out a
-Postgres restart inside an activity without spending the gateway's tries."""
+"""The pieces, in isolation: telling "a dependency is down, retry" (503) apart from a bug (500), and
+`while_unavailable`'s bounded wait. The claim itself (a real Postgres crash and restart on the real
+stack: 503 DATABASE_UNAVAILABLE, links made once it is back, windows closed right) is proven by
+tests/test_outage.py."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ on its way back, so the desk refuses `mark-refunded` (REFUND_OUTCOME_UNKNOWN): o
 asked again under the payment's one refund key, can say how it ended.
 
 Revision ID: 0008
-Revises: 0005 (other branches add 0006/0007 beside it: the lead rechains at merge)
+Revises: 0007
 """
 
 from alembic import op
