@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateways.sandbox.control import control_routes
-from gateways.sandbox.momo import MomoSim, momo_routes
-from gateways.sandbox.pages import pages_routes
-from gateways.sandbox.payos import PayOSSim, payos_routes
-from gateways.sandbox.state import GatewaySim, Sandbox, SandboxStore
-from gateways.sandbox.vnpay import VnpaySim, vnpay_routes
+from devstack.sandbox.control import control_routes
+from devstack.sandbox.momo import MomoSim, momo_routes
+from devstack.sandbox.pages import pages_routes
+from devstack.sandbox.payos import PayOSSim, payos_routes
+from devstack.sandbox.state import GatewaySim, Sandbox, SandboxStore
+from devstack.sandbox.vnpay import VnpaySim, vnpay_routes
 from infra.settings import Settings
 
 SANDBOX_PREFIX = "/sandbox"
