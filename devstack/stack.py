@@ -100,7 +100,7 @@ class Stack:
 
     @property
     def gateway_url(self) -> str:
-        """Where the shoppers' pay pages are: the gateways' own process, or the API's /sandbox."""
+        """Where the shoppers' pay pages are: the gateways' own process, or the dev app's /sandbox."""
         return f"http://127.0.0.1:{self.gateway_port}" if self.gateway_port else self.api_url
 
     def gateway_env(self) -> dict[str, str]:

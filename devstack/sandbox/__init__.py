@@ -1,4 +1,5 @@
-"""A local fake of MoMo, VNPay and PayOS, served under /sandbox by the main app.
+"""A local fake of MoMo, VNPay and PayOS (dev tooling), served under /sandbox beside the API by
+the dev app (devstack/app.py), or as a process of its own (app.py).
 
 Same paths, fields and signatures as the real gateways, so the adapters run unchanged;
 the payment URLs lead to a hosted pay page with Pay / Fail / Decline / Cancel buttons.
