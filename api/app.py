@@ -155,13 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(demo.build_router(settings))
     app.include_router(ops.build_router(settings))
     app.include_router(sdk.build_router())
-    app.state.sandbox_store = None
-    if settings.sandbox_enabled:
-        from gateways.sandbox import build_sandbox_router
-
-        sandbox = build_sandbox_router(settings)
-        app.state.sandbox_store = sandbox.sandbox_store  # for tests and debugging
-        app.include_router(sandbox, prefix="/sandbox")
+    # The gateway sandbox is dev tooling: devstack/app.py mounts it (`make dev`, the tests), never this.
     provider = active_provider()
     if provider is not None:  # a server span per request, around every middleware; probes left out
         FastAPIInstrumentor.instrument_app(

@@ -8,6 +8,6 @@ phases.py           the phases in order, each bounded in time: creates, idle, on
 load.py             HTTP load: concurrency 1 and 32, open-loop arrivals, sandbox payments
 measure.py          what is read back: orders and stock from Postgres, pg_stat_statements, CPU and RSS
 breakdown.py        where the time goes: workflow histories, direct timings, py-spy buckets
-cron_comparator.py  the seeds' once-a-minute expiry job, on its own schema in the same Postgres
+cron_comparator.py  expiry by a once-a-minute polling job (cron), on its own schema in the same Postgres
 report.py           bench/results/*.json, the generated block of docs/BENCHMARKS.md, the lag plot
 """

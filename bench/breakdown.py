@@ -236,7 +236,7 @@ WORKER_BUCKETS: tuple[Bucket, ...] = (
 API_BUCKETS: tuple[Bucket, ...] = (
     ("SQL (SQLAlchemy + asyncpg)", ("sqlalchemy/", "asyncpg/"), "near"),
     ("Temporal client (update-with-start RPC)", ("temporalio/",), "near"),
-    ("gateway sandbox handlers", ("gateways/sandbox",), "near"),
+    ("gateway sandbox handlers", ("devstack/sandbox",), "near"),
     ("JWT auth", ("jwt/",), "near"),
     ("pydantic validation / serialisation", ("pydantic", "json/"), "near"),
     ("FastAPI / Starlette routing, middleware", ("fastapi/", "starlette/", "api/"), "near"),

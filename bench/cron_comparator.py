@@ -1,10 +1,10 @@
-"""The comparator: the seeds' expiry design, run in the same bench on the same Postgres.
+"""The comparator: expiry by a job that polls Postgres every minute (the usual cron design), run in
+the same bench on the same Postgres.
 
-Seed order-session-management.md schedules a job every minute (`cron.schedule('* * * * *')`):
-find `active` sessions with `expiresAt <= now` (Prisma `findMany` with `include: {order: true}`,
-i.e. two queries), then for each one, one statement at a time: mark the session `expired`, and if
-the order is still pending mark it `expired` too. Seed order-module-overview.md's
-`ExpiredPaymentScheduler` also restores the stock (`OrderInventoryService.restoreStock`: read the
+The job runs every minute (`cron.schedule('* * * * *')`): find `active` sessions with
+`expiresAt <= now` (Prisma `findMany` with `include: {order: true}`, i.e. two queries), then for
+each one, one statement at a time: mark the session `expired`, and if the order is still pending
+mark it `expired` too and restore the stock (`OrderInventoryService.restoreStock`: read the
 order's items, give each variant its quantity back). That is what `tick()` does, faithfully: no
 batching, no transaction around an order's statements, the pending check on the order as read
 by the find.
@@ -155,7 +155,7 @@ class CronJob:
         await self.c.execute('ANALYZE cron_bench.order_session; ANALYZE cron_bench."order"')
         return {"orders": total, "initial_stock": variants * stock}
 
-    # ---- the job, as the seeds write it ------------------------------------------------------------
+    # ---- the job, as a cron design writes it --------------------------------------------------------
 
     async def tick(self) -> TickLog:
         started = time.time()

@@ -561,7 +561,7 @@ def write_plot(
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
     for values, label, colour in (
         (ours_ms, "Paywindow (timer per order)", "tab:blue"),
-        (cron_ms, "seeds' cron job (poll every 60 s)", "tab:orange"),
+        (cron_ms, "cron job (poll every 60 s)", "tab:orange"),
     ):
         if not values:
             continue

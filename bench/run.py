@@ -15,7 +15,7 @@ Phases, in order (bench/phases.py; each bounded in time so `full` fits 18 minute
 Each ratio to the floor is the median over the rounds, with its spread (max - min) as `<key>_spread`;
 targets: bench/targets.py. The comparator (bench/cron_comparator.py) runs beside them as its own process on its own schema; the
 ratios to the floor and to the comparator are computed at the end. The gateways are a process of
-their own (gateways/sandbox/app.py), reported apart. `--workers N --api-procs N` scale ours and the
+their own (devstack/sandbox/app.py), reported apart. `--workers N --api-procs N` scale ours and the
 floor alike. Everything started here is stopped on the way out, also on Ctrl-C, SIGTERM and errors.
 """
 
@@ -106,7 +106,7 @@ def bench_stack(
         log_dir=data_dir,
         pg_settings={"shared_preload_libraries": "pg_stat_statements"},
         bytecode_cache=bytecode_cache,
-        gateways_app="gateways.sandbox.app:app_factory",
+        gateways_app="devstack.sandbox.app:app_factory",
         workers=workers,
         api_procs=api_procs,
     )

@@ -1,5 +1,5 @@
 """The payment gateways as a process of their own for the chaos run: the sandbox's own process
-(gateways/sandbox/app.py), so that killing or restarting our API does not make "the gateways" forget
+(devstack/sandbox/app.py), so that killing or restarting our API does not make "the gateways" forget
 a payment, as real MoMo / VNPay / PayOS would not.
 
 Three additions for the chaos run, outside the sandbox's own code:
@@ -14,7 +14,7 @@ Three additions for the chaos run, outside the sandbox's own code:
   JSON). `paths` narrows it (e.g. MoMo's query only); `mode: "none"` ends it early.
 
 Run with `uvicorn chaos.gateway_app:app_factory --factory`, with the settings of
-gateways/sandbox/app.py.
+devstack/sandbox/app.py.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request, Response
 
-from gateways.sandbox.app import create_sandbox_app, merchant_url
-from gateways.sandbox.state import SandboxStore, utcnow
+from devstack.sandbox.app import create_sandbox_app, merchant_url
+from devstack.sandbox.state import SandboxStore, utcnow
 from infra.settings import Settings
 
 log = logging.getLogger("chaos.gateway")

@@ -32,7 +32,8 @@ def check(settings: Settings) -> tuple[list[str], list[str]]:
         errors.append("the DATABASE_URL password (POSTGRES_PASSWORD) is still a placeholder")
     # Settings itself refuses the sandbox in production, and beside a real gateway host.
     if settings.sandbox_enabled:
-        warnings.append("SANDBOX_ENABLED=true: anyone can mark orders paid via /sandbox (try-out only)")
+        # The image has no sandbox (dev tooling): the gateway URLs would point at a /sandbox that 404s.
+        warnings.append("SANDBOX_ENABLED=true: this image serves no /sandbox (use `make dev`); /demo mints tokens")
     else:
         for name in GATEWAY_SECRETS:
             value = getattr(settings, name)

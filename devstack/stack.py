@@ -1,7 +1,8 @@
 """The one launcher of the whole stack: `make dev` (devstack/run.py), the bench and the chaos runs.
 
 The embedded PostgreSQL and the Temporal dev server, both persisted under a data directory,
-Alembic migrations, then `python worker.py` and uvicorn serving `api.app:app_factory` as child
+Alembic migrations, then `python worker.py` and uvicorn serving `devstack.app:app_factory` (the API with
+the sandbox under /sandbox; `api.app:app_factory` when the gateways run apart) as child
 processes; optionally the gateway sandbox as a process of its own (`gateways_app`), and any other
 process by name (chaos's receiver). Every child runs in its own session, so a Ctrl-C in the terminal reaches only the process that owns the `Stack`, and
 `stop` ends them in order: the API, the workers (they drain their tasks), the rest, Temporal,
@@ -41,7 +42,7 @@ class Stack:
     `isolated` keeps the caller's Paywindow settings out (development mode, sandbox on, this API as
     the public URL). `log_dir`: one `<name>.log` per child; None lets them write to this terminal.
     `database_url` / `temporal_address`: existing services, used instead of the embedded ones.
-    `gateways_app`: an app factory (gateways/sandbox/app.py or chaos's) to serve the gateways on a
+    `gateways_app`: an app factory (devstack/sandbox/app.py or chaos's) to serve the gateways on a
     port of their own; the API and the workers then reach them as remote gateways, sandbox off.
     `workers` / `api_procs`: how many worker processes `start_app` starts, and how many processes
     serve the API (uvicorn --workers: one port, the kernel spreads the connections).
@@ -99,7 +100,7 @@ class Stack:
 
     @property
     def gateway_url(self) -> str:
-        """Where the shoppers' pay pages are: the gateways' own process, or the API's /sandbox."""
+        """Where the shoppers' pay pages are: the gateways' own process, or the dev app's /sandbox."""
         return f"http://127.0.0.1:{self.gateway_port}" if self.gateway_port else self.api_url
 
     def gateway_env(self) -> dict[str, str]:
@@ -268,7 +269,10 @@ class Stack:
         self.workers.add(name)
 
     def start_api(self) -> None:
-        self.start_uvicorn("api", "api.app:app_factory", self.api_port, self.child_env(), self.api_procs)
+        # The gateways in a process of their own: the product's app alone; else the dev app, which
+        # serves them under /sandbox.
+        app = "api.app:app_factory" if self.gateways_app else "devstack.app:app_factory"
+        self.start_uvicorn("api", app, self.api_port, self.child_env(), self.api_procs)
 
     def start_gateways(self) -> None:
         """The gateways' process: its pay pages on its own address, its notifications to our API."""

@@ -44,5 +44,5 @@ def order_id_for(customer_id: str, idempotency_key: str | None) -> str:
 
 
 def new_order_code() -> int:
-    """9 random digits (seed 004): not guessable from the previous order's."""
+    """9 random digits, so no order code can be guessed from the previous one."""
     return 100_000_000 + secrets.randbelow(900_000_000)

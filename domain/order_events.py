@@ -1,5 +1,5 @@
-"""The order events other systems receive (seed 004's hooks for payments, inventory and
-fulfilment), each written with the change it reports and delivered by the relay. An operator's
+"""The order events other systems receive (the hooks payments, inventory rollback and
+fulfilment hang on), each written with the change it reports and delivered by the relay. An operator's
 action on an order is published too (its event carries `actor`, `auditId` and `note`)."""
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ class PaymentOutcome(StrEnum):
         return self in (PaymentOutcome.SUCCESS, PaymentOutcome.UNDERPAID)
 
 
-# The session mirrors the order's terminal state (seed 000's OrderSessionStatus).
+# The session (the countdown's own status) mirrors the order's terminal state.
 SESSION_FOR_ORDER: dict[OrderStatus, SessionStatus] = {
     OrderStatus.PENDING_PAYMENT: SessionStatus.ACTIVE,
     OrderStatus.PAID: SessionStatus.COMPLETED,

@@ -1,7 +1,7 @@
 """Temporal Schedules Paywindow relies on, created or updated when the worker starts.
 
-`paywindow-archive` runs ArchiveWorkflow (workflows/archive.py) daily at 02:00 Asia/Ho_Chi_Minh (seed 002's clean-up, as a
-Temporal Schedule rather than a cron). Every worker replica calls `ensure_archive_schedule` at start:
+`paywindow-archive` runs ArchiveWorkflow (workflows/archive.py) daily at 02:00 Asia/Ho_Chi_Minh (ended orders
+leave the hot tables once they are old; a Temporal Schedule rather than a cron). Every worker replica calls `ensure_archive_schedule` at start:
 creating is idempotent by schedule id, and an existing schedule is brought up to date (new
 ARCHIVE_AFTER_DAYS, task queue...) while its state is kept, so an operator's pause survives deploys.
 """

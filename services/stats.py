@@ -1,5 +1,5 @@
-"""Order analytics over a range of creation times (`GET /admin/stats`: seed 002's "Monitoring and
-Analytics"), and the store's monitoring snapshot for `/metrics`.
+"""Order analytics over a range of creation times (`GET /admin/stats`: expiration
+rates by gateway and by hour of day, what to alert on), and the store's monitoring snapshot for `/metrics`.
 
 Hours of day are in Asia/Ho_Chi_Minh, where the shops and shoppers are; a `from`/`to` without an
 offset is read in that zone too, so `from=2026-11-22&to=2026-11-23` is one Vietnamese calendar day.

@@ -176,7 +176,8 @@ class Order(SQLModel, table=True):
 
 
 class OrderItem(SQLModel, table=True):
-    """A frozen line of the checkout (seed 004): Postgres refuses any UPDATE (a trigger)."""
+    """A frozen line of the checkout: Postgres refuses any UPDATE (a trigger); an adjustment is a
+    new record."""
 
     __tablename__ = "order_item"
     __table_args__ = (

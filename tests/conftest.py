@@ -24,8 +24,8 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from api.app import create_app
 from api.auth import issue_token
+from devstack.app import create_dev_app
 from devstack.migrate import upgrade
 from devstack.postgres import EmbeddedPostgres
 from devstack.processes import free_port
@@ -163,7 +163,7 @@ async def stack(pg_url: str, dev_env: WorkflowEnvironment) -> AsyncIterator[Stac
         rate_limit_per_minute=0,  # the suite is one client hammering; test_security checks the limits
         return_rate_limit_per_minute=0,
     )
-    app = create_app(settings)
+    app = create_dev_app(settings)
     server, task = await serve(app, port)
     engine = make_engine(settings)
     async with running_worker(settings, client=dev_env.client):
@@ -193,7 +193,7 @@ async def own_stack(pg_url: str, dev_env: WorkflowEnvironment, **overrides: Any)
         "rate_limit_per_minute": 0,
     }
     settings = make_settings(url, port, **(values | overrides))
-    app = create_app(settings)
+    app = create_dev_app(settings)
     server, task = await serve(app, port)
     engine = make_engine(settings)
     try:

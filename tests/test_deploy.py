@@ -266,6 +266,17 @@ def test_the_image_runs_without_the_dev_tooling() -> None:
     assert not offenders, f"the image has no devstack/, yet these import it: {offenders}"
 
 
+def test_the_image_carries_no_gateway_sandbox() -> None:
+    """The fake gateways are dev tooling (devstack/sandbox/, kept out by .dockerignore): nothing the
+    Dockerfile copies holds a sandbox module."""
+    assert (ROOT / "devstack" / "sandbox" / "__init__.py").is_file()
+    _, *stages = dockerfile_stages()
+    copies = [line for stage in stages for line in stage if line.startswith("COPY ") and "--from" not in line]
+    copied = {ROOT / src for line in copies for src in line.split()[1:-1]}
+    files = [f for path in copied for f in (path.rglob("*") if path.is_dir() else [path])]
+    assert not [str(f.relative_to(ROOT)) for f in files if "sandbox" in f.name.lower()]
+
+
 def test_entrypoint_roles() -> None:
     script = (ROOT / "deploy/docker-entrypoint.sh").read_text()
     assert "uvicorn api.app:app_factory --factory --host 0.0.0.0" in script

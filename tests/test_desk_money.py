@@ -22,10 +22,10 @@ from sqlalchemy import text
 from temporalio import workflow
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from devstack.sandbox.state import TxnState
 from domain.ids import late_workflow_id, refund_key, refund_workflow_id, surplus_refund_key
 from domain.messages import LatePayment, RefundOutcome, RefundRequest, ReviewInput
 from gateways.momo import NOTIFY_SIGNED, MomoGateway, momo_signature
-from gateways.sandbox.state import TxnState
 from services import money_desk
 from store import payments
 from tests.conftest import Stack, own_stack

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from api.app import create_app
+from devstack.app import create_dev_app
 from domain.ids import late_workflow_id
 from domain.messages import LatePayment
 from gateways.payos import payos_signature
@@ -232,7 +232,7 @@ async def test_ipn_that_cannot_reach_temporal_is_answered_send_again(stack):
     again" (MoMo 503, VNPay 99). For a late payment only that retry settles the money."""
     port = free_port()
     cut_off = stack.settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}", "api_port": port})
-    server, task = await serve(create_app(cut_off), port)
+    server, task = await serve(create_dev_app(cut_off), port)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=30) as cut_off_api:
             # MoMo, paid after the window closed (MoMo links outlive it).
@@ -286,7 +286,7 @@ async def test_gateway_down_at_create_fails_the_order_with_502_and_gives_the_sto
             "momo_endpoint": f"http://127.0.0.1:{free_port()}/momo",
         }
     )
-    server, task = await serve(create_app(down), port)
+    server, task = await serve(create_dev_app(down), port)
     try:
         async with running_worker(down, client=stack.client), httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}/api/v1", timeout=60

@@ -3,21 +3,25 @@
     api             ->  services  ->  store, gateways  ->  infra  ->  domain
     worker.py       ->  activities  ->  store, gateways  ->  infra  ->  domain
     workflows       ->  domain (and workflows/steps.py, the steps' declarations)
+    devstack, bench, chaos, tests  ->  anything (the tooling; the product never imports it)
 
 `domain/` is the pure core: no I/O library, nothing of ours but itself. `workflows/` never
 imports an I/O library, an adapter, the store or an activity. `services/` (the application
 services) never import the web framework or `api/`; `api/` never imports the store, a workflow
-or an activity: it reaches them through a service. Only `store/` speaks SQL. Read from the source
-(ast), so a lazy import inside a function counts.
+or an activity: it reaches them through a service. Only `store/` speaks SQL. The gateway sandbox
+is dev tooling (devstack/sandbox/): `make dev` and the tests mount it (devstack/app.py), the product
+cannot reach it. Read from the source (ast), so a lazy import inside a function counts.
 """
 
 from __future__ import annotations
 
 import ast
+import asyncio
 import inspect
 import typing
 from pathlib import Path
 
+import httpx
 import pytest
 
 from workflows import steps
@@ -34,7 +38,13 @@ OURS = {
     "workflows",
     "worker",
     "devstack",
+    "bench",
+    "chaos",
+    "tests",
 }
+# The product: what the image carries and runs. Everything else of ours is tooling.
+PRODUCT = ("api", "services", "activities", "gateways", "infra", "store", "domain", "workflows", "worker.py")
+TOOLING = {"devstack", "bench", "chaos", "tests"}
 IO = {
     "sqlalchemy",
     "sqlmodel",
@@ -101,6 +111,38 @@ def test_each_layer_imports_only_the_layers_below_it(layer: str) -> None:
             if any(name == lib or name.startswith(f"{lib}.") for lib in FORBIDDEN_LIBRARIES.get(layer, ())):
                 wrong.append(f"{path.relative_to(ROOT)} imports the I/O library {name}")
     assert not wrong, "\n".join(sorted(set(wrong)))
+
+
+def product_modules() -> list[Path]:
+    return [p for part in PRODUCT for p in ([ROOT / part] if part.endswith(".py") else modules(part))]
+
+
+def test_the_product_never_imports_the_tooling() -> None:
+    """The image has no devstack/ (the sandbox included), bench/, chaos/ or tests/."""
+    wrong = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in product_modules()
+        for name in imports(path)
+        if name.split(".")[0] in TOOLING
+    ]
+    assert not wrong, "\n".join(sorted(set(wrong)))
+
+
+def test_the_sandbox_lives_in_the_dev_tooling_and_only_the_dev_app_serves_it() -> None:
+    from api.app import create_app
+    from devstack.app import create_dev_app
+    from infra.settings import Settings
+
+    assert (ROOT / "devstack" / "sandbox" / "__init__.py").is_file()
+    assert not [p for part in PRODUCT[:-1] for p in (ROOT / part).rglob("sandbox*")], "a sandbox in the product"
+    settings = Settings(_env_file=None, sandbox_enabled=True, public_base_url="http://127.0.0.1:8123")
+
+    async def ledger(app: typing.Any) -> int:  # the sandbox's own record: in memory, no lifespan needed
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            return (await http.get("/sandbox/ledger")).status_code
+
+    assert asyncio.run(ledger(create_app(settings))) == 404  # SANDBOX_ENABLED=true all the same
+    assert asyncio.run(ledger(create_dev_app(settings))) == 200
 
 
 def test_only_the_store_speaks_sql() -> None:

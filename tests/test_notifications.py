@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request, Response
 from sqlalchemy import text
 
 from activities.notify import verify_signature
-from api.app import create_app
+from devstack.app import create_dev_app
 from tests.conftest import Stack, free_port, make_settings, serve
 from tests.helpers import wait_for_status
 from worker import running_worker
@@ -88,7 +88,7 @@ async def notifying(pg_url: str, stack: Any) -> AsyncIterator[tuple[Stack, Inbox
         rate_limit_per_minute=0,
         order_events_retry_cap_seconds=2,  # production: 60 s
     )
-    server, task = await serve(create_app(settings), api_port)
+    server, task = await serve(create_dev_app(settings), api_port)
     async with running_worker(settings, client=stack.client):
         s = Stack(settings, stack.client, stack.engine)
         yield s, inbox, mails

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from api.app import create_app
+from devstack.app import create_dev_app
 from domain.messages import PaymentResult
 from gateways.http import close_gateway_clients
 from gateways.momo import MomoGateway
@@ -46,7 +46,7 @@ async def traced(pg_url: str, stack: Any) -> AsyncIterator[tuple[Stack, InMemory
             pg_url, port, temporal_address=stack.settings.temporal_address, temporal_task_queue="orders-traced",
             rate_limit_per_minute=0,
         )  # fmt: skip
-        server, task = await serve(create_app(settings), port)
+        server, task = await serve(create_dev_app(settings), port)
         client = await connect(settings)
         async with running_worker(settings, client=client):
             s = Stack(settings, client, stack.engine)

@@ -1,4 +1,4 @@
-"""ArchiveWorkflow: seed 002's daily clean-up. Started by the Temporal Schedule `paywindow-archive`
+"""ArchiveWorkflow: the daily clean-up that moves old ended orders out of the hot tables. Started by the Temporal Schedule `paywindow-archive`
 (infra/schedules.py), not a cron: Temporal keeps the calendar, skips a run while one is still
 going, and shows every run in the Web UI. Deterministic only: the work is one activity, which loops
 over batches itself so the history stays a handful of events however big the backlog."""

@@ -242,7 +242,8 @@ class OrderWorkflow:
         self._check_can_retry(req)
 
     def _check_can_retry(self, req: RetryRequest) -> None:
-        # Seed 000's checks, in its order; an ended window reads as expired, not merely inactive.
+        # In this order: the session is active, its window still open (an ended window reads as
+        # expired, not merely inactive), a retry is left; then the gateway and the amount.
         if self.order is None:
             raise ApplicationError("Order is still being created", type="SESSION_NOT_ACTIVE")
         if self.status is OrderStatus.EXPIRED:
@@ -339,7 +340,7 @@ class OrderWorkflow:
         return await workflow.execute_local_activity(step, arg, start_to_close_timeout=timeout, retry_policy=retry)
 
     def _retries_used(self) -> int:
-        # Attempt 0 is the first link; each retry adds one (seed 000's paymentAttempts).
+        # Attempt 0 is the first link; each retry adds one, up to the order's maximum of retries.
         return max(0, len(self.attempts) - 1)
 
     async def _open_attempt(self, gateway: str) -> None:

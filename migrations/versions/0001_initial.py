@@ -95,7 +95,7 @@ def upgrade() -> None:
             UNIQUE (order_id, variant_id)
         );
 
-        -- Seed 004: order items are a frozen checkout snapshot. Adjustments are new records.
+        -- Order items are a frozen checkout snapshot. Adjustments are new records.
         CREATE FUNCTION order_item_is_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             RAISE EXCEPTION 'order_item rows are immutable (order %)', OLD.order_id

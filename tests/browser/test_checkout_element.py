@@ -24,7 +24,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 import tests.test_contract as contract
-from api.app import create_app
+from devstack.app import create_dev_app
 from devstack.processes import free_port
 from tests.browser.support import new_page, screenshot
 from tests.conftest import make_settings, serve
@@ -72,7 +72,7 @@ class Shop:
         self.api_server: Any = None
 
     async def start_api(self) -> None:
-        self.api_server = await serve(create_app(self.settings), self.api_port)
+        self.api_server = await serve(create_dev_app(self.settings), self.api_port)
 
     async def stop_api(self) -> None:
         """Stop the API as a crash or a deploy would: its open event streams are cut."""

@@ -15,8 +15,8 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from gateways.sandbox import build_sandbox_router
-from gateways.sandbox.state import SandboxStore
+from devstack.sandbox import build_sandbox_router
+from devstack.sandbox.state import SandboxStore
 from infra.settings import Settings
 from tests.gateways.harness import SandboxEnv, make_settings
 

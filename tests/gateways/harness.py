@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from devstack.sandbox.state import SandboxStore
 from gateways.base import LinkRequest, PaymentGateway
-from gateways.sandbox.state import SandboxStore
 from infra.settings import Settings
 
 # Explicit values keep the tests independent of any .env or PAYOS_*/MOMO_* variables.

@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
+from devstack.sandbox.delivery import DeliveryKnobs
 from gateways.base import PaymentOutcome
 from gateways.momo import MomoGateway
 from gateways.payos import PayOSGateway
-from gateways.sandbox.delivery import DeliveryKnobs
 from gateways.vnpay import VnpayGateway
 from tests.gateways.harness import SandboxEnv
 

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from devstack.sandbox import vnpay as vnpay_sim
 from gateways.momo import CREATE_SIGNED, QUERY_SIGNED, REFUND_SIGNED, momo_signature
 from gateways.payos import PayOSGateway
-from gateways.sandbox import vnpay as vnpay_sim
 from gateways.vnpay import VnpayGateway
 from tests.gateways.harness import SandboxEnv
 

@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 import gateways.vnpay
+from devstack.sandbox import vnpay as vnpay_sim
 from gateways.base import GatewayError, InvalidSignature, PaymentOutcome, RefundState
-from gateways.sandbox import vnpay as vnpay_sim
 from gateways.vnpay import VnpayGateway
 from gateways.vnpay_wire import (
     QUERYDR_SIGNED,

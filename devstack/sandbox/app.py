@@ -7,7 +7,7 @@ The API and the worker reach it through their ordinary settings (`MOMO_ENDPOINT`
 notifications go to the merchant's webhooks at `SANDBOX_MERCHANT_URL`. `PUBLIC_BASE_URL` is this
 process's own address (the pay pages it hands out).
 
-Run with `uvicorn gateways.sandbox.app:app_factory --factory`.
+Run with `uvicorn devstack.sandbox.app:app_factory --factory`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from gateways.sandbox import PAYOS_WEBHOOK_PATH, SANDBOX_PREFIX, VNPAY_IPN_PATH, build_sandbox_router
-from gateways.sandbox.state import SandboxStore
+from devstack.sandbox import PAYOS_WEBHOOK_PATH, SANDBOX_PREFIX, VNPAY_IPN_PATH, build_sandbox_router
+from devstack.sandbox.state import SandboxStore
 from infra.settings import Settings
 
 

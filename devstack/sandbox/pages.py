@@ -19,8 +19,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from gateways.sandbox.delivery import DeliveryKnobs, schedule
-from gateways.sandbox.state import (
+from devstack.sandbox.delivery import DeliveryKnobs, schedule
+from devstack.sandbox.state import (
     ACTIONABLE,
     ACTIONS,
     OPEN,
@@ -31,7 +31,7 @@ from gateways.sandbox.state import (
     TxnState,
     utcnow,
 )
-from gateways.sandbox.web import json_body, wants_json
+from devstack.sandbox.web import json_body, wants_json
 from gateways.vnpay_wire import VNPAY_TZ
 
 STYLE = """

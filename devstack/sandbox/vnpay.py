@@ -14,9 +14,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from gateways.sandbox.faults import answer_with_faults
-from gateways.sandbox.state import Outbound, Sandbox, SandboxTransaction, TxnState, utcnow
-from gateways.sandbox.web import json_body, wants_json, with_query
+from devstack.sandbox.faults import answer_with_faults
+from devstack.sandbox.state import Outbound, Sandbox, SandboxTransaction, TxnState, utcnow
+from devstack.sandbox.web import json_body, wants_json, with_query
 from gateways.vnpay_wire import (
     QUERYDR_ANSWER_SIGNED,
     QUERYDR_SIGNED,

@@ -15,8 +15,8 @@ from enum import StrEnum
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from gateways.sandbox.faults import FaultPlan
-from gateways.sandbox.ledger import Ledger
+from devstack.sandbox.faults import FaultPlan
+from devstack.sandbox.ledger import Ledger
 from infra.settings import Settings
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from gateways.sandbox.state import Outbound, SandboxStore, SandboxTransaction, utcnow
+from devstack.sandbox.state import Outbound, SandboxStore, SandboxTransaction, utcnow
 
 DELIVERY_TIMEOUT_SECONDS = 15.0  # MoMo waits 15 s for the merchant's answer
 MAX_DUPLICATES = 10

@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 
-from gateways.sandbox.state import SandboxStore
-from gateways.sandbox.web import json_body
+from devstack.sandbox.state import SandboxStore
+from devstack.sandbox.web import json_body
 
 
 def control_routes(store: SandboxStore) -> APIRouter:

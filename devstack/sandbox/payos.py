@@ -13,10 +13,10 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from devstack.sandbox.faults import answer_with_faults
+from devstack.sandbox.state import Outbound, Sandbox, SandboxTransaction, TxnState, utcnow
+from devstack.sandbox.web import json_body, with_query
 from gateways.payos import payos_payment_request_signature, payos_signature
-from gateways.sandbox.faults import answer_with_faults
-from gateways.sandbox.state import Outbound, Sandbox, SandboxTransaction, TxnState, utcnow
-from gateways.sandbox.web import json_body, with_query
 from gateways.vnpay_wire import VNPAY_TZ
 
 PAYOS_LINK_MINUTES = 24 * 60  # when the merchant sends no expiredAt

@@ -1,4 +1,5 @@
-"""A local fake of MoMo, VNPay and PayOS, served under /sandbox by the main app.
+"""A local fake of MoMo, VNPay and PayOS (dev tooling), served under /sandbox beside the API by
+the dev app (devstack/app.py), or as a process of its own (app.py).
 
 Same paths, fields and signatures as the real gateways, so the adapters run unchanged;
 the payment URLs lead to a hosted pay page with Pay / Fail / Decline / Cancel buttons.
@@ -9,12 +10,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateways.sandbox.control import control_routes
-from gateways.sandbox.momo import MomoSim, momo_routes
-from gateways.sandbox.pages import pages_routes
-from gateways.sandbox.payos import PayOSSim, payos_routes
-from gateways.sandbox.state import GatewaySim, Sandbox, SandboxStore
-from gateways.sandbox.vnpay import VnpaySim, vnpay_routes
+from devstack.sandbox.control import control_routes
+from devstack.sandbox.momo import MomoSim, momo_routes
+from devstack.sandbox.pages import pages_routes
+from devstack.sandbox.payos import PayOSSim, payos_routes
+from devstack.sandbox.state import GatewaySim, Sandbox, SandboxStore
+from devstack.sandbox.vnpay import VnpaySim, vnpay_routes
 from infra.settings import Settings
 
 SANDBOX_PREFIX = "/sandbox"

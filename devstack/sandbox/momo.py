@@ -9,6 +9,9 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 
+from devstack.sandbox.faults import answer_with_faults
+from devstack.sandbox.state import Outbound, Sandbox, SandboxTransaction, TxnState, utcnow
+from devstack.sandbox.web import json_body, with_query
 from gateways.base import InvalidSignature
 from gateways.fields import str_field
 from gateways.momo import (
@@ -19,9 +22,6 @@ from gateways.momo import (
     REFUND_SIGNED,
     momo_signature,
 )
-from gateways.sandbox.faults import answer_with_faults
-from gateways.sandbox.state import Outbound, Sandbox, SandboxTransaction, TxnState, utcnow
-from gateways.sandbox.web import json_body, with_query
 
 # Unconfirmed for real one-time payUrls; long enough to rehearse a payment after our window.
 MOMO_LINK_MINUTES = 100
