@@ -33,7 +33,7 @@ from domain.messages import (
     ReviewInput,
 )
 from domain.money import money_problem
-from domain.statuses import AttemptStatus, OrderStatus, PaymentOutcome
+from domain.statuses import MAY_TAKE_MONEY, MONEY_AT_REST, AttemptStatus, OrderStatus, PaymentOutcome
 from domain.verdicts import is_transfer
 from gateways.base import GatewayError, GatewayResult, LinkItem, LinkRequest, PaymentGateway, RefundState
 from infra.db import while_unavailable
@@ -43,11 +43,6 @@ from store import inventory, payments
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-# A link whose money is the order's or on its way back: never cancelled.
-SETTLED = (AttemptStatus.SUCCESS.value, AttemptStatus.REFUNDED.value)
-# Attempts the reconciliation asks their gateway about: still open, or holding money that may yet
-# become a full payment (a PayOS transfer that was short).
-RECONCILED_STATUSES = (AttemptStatus.PENDING.value, AttemptStatus.NEEDS_REVIEW.value)
 # A refund whose outcome the gateway did not make known: the activity fails with this (retryable)
 # type and its workflow asks again on a durable backoff, for as long as it takes (docs/GATEWAYS.md).
 REFUND_UNKNOWN = "REFUND_UNKNOWN"
@@ -121,7 +116,7 @@ class PaymentActivities:
         attempt and the activity fails, so Temporal tries again on the workflow's schedule."""
         cancelled, failures = 0, []
         for attempt in inp.attempts:
-            if attempt.status in SETTLED:
+            if attempt.status in MONEY_AT_REST:  # its money paid the order or went back
                 continue
             try:
                 cancelled += await self._gateway(attempt.gateway).cancel(attempt.gateway_order_id, inp.reason)
@@ -145,7 +140,7 @@ class PaymentActivities:
         been lost while Temporal was unreachable), then each open attempt as the gateway sees it."""
         async with self.engine.begin() as conn:
             results = await payments.take_inbox(conn, inp.order_id)
-        open_attempts = [a for a in inp.attempts if a.status in RECONCILED_STATUSES]
+        open_attempts = [a for a in inp.attempts if a.status in MAY_TAKE_MONEY]
         answers = await asyncio.gather(*(self._ask(a) for a in open_attempts))
         # Unknown is not "unpaid": the window waits for a silent gateway (bounded by the grace).
         silent = [
@@ -244,7 +239,7 @@ class PaymentActivities:
                 )  # fmt: skip
                 await payments.flag(conn, review)
                 return LateOutcome("needs_review", reason)
-            if row.status in SETTLED:
+            if row.status in MONEY_AT_REST:
                 return LateOutcome("already_settled", row.status)
             if row.status == AttemptStatus.REFUND_REQUIRED.value:
                 return LateOutcome("refund_required", "recorded earlier")

@@ -58,12 +58,11 @@ from chaos.ledger import (
 )
 from chaos.load import TERMINAL, OrderRecord
 from domain.ids import late_workflow_id, workflow_id
-from domain.statuses import SESSION_FOR_ORDER, OrderStatus
+from domain.statuses import HOLDS_MONEY, OPERATOR_SETTLED, SESSION_FOR_ORDER, SETTLED_MONEY, OrderStatus
 
 MARGIN_S = 1.0  # clock and scheduling slack when comparing a click with a deadline
 LATE_CLOSE_S = 30.0  # an order ends by deadline + grace + this, whatever its optional effects do
 HISTORY_BOUND = 200  # events in one order's history: a paid order has ~40, a retried one ~80
-SETTLED_MONEY = ("success", "refund_required", "needs_review", "refunded")
 TERMINAL_EVENTS = ("order.paid", "order.cancelled", "order.expired", "order.failed")
 
 
@@ -180,9 +179,7 @@ async def gather_facts(
     late: dict[str, str] = {}
     for p in payments:
         txn = index.get((p["gateway"], p["gateway_order_id"]))
-        if p["status"] in ("refund_required", "refunded") or (
-            txn and txn["state"] == "paid" and p["status"] != "success"
-        ):
+        if p["status"] in OPERATOR_SETTLED or (txn and txn["state"] == "paid" and p["status"] != "success"):
             wid = late_workflow_id(p["gateway"], p["gateway_order_id"])
             try:
                 desc = await client.get_workflow_handle(wid).describe()
@@ -470,7 +467,7 @@ def check_money(facts: Facts, report: Report, faults: Sequence[Fault] = ()) -> d
             assert txn is not None  # took_money says so
             counts["verified_payments"] += 1
             counts[f"attempt_{p['status']}"] += 1
-            if p["status"] not in SETTLED_MONEY or (p["status"] == "success" and row["status"] != "paid"):
+            if p["status"] not in HOLDS_MONEY or (p["status"] == "success" and row["status"] != "paid"):
                 report.add(
                     "money_unaccounted",
                     **where,
@@ -521,7 +518,7 @@ def check_money(facts: Facts, report: Report, faults: Sequence[Fault] = ()) -> d
         (p["gateway"], p["gateway_order_id"])
         for ps in facts.payments.values()
         for p in ps
-        if p["status"] in ("success", "refund_required", "refunded")
+        if p["status"] in SETTLED_MONEY
     }
     loose = [
         r

@@ -33,10 +33,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from domain.statuses import NEEDS_PERSON
+
 # PayOS has no refund API: its late money waits for an operator's bank transfer (then mark-refunded).
 NO_REFUND_API = ("payos",)
 PAYOS_ATTEMPTS_PER_ORDER = 100  # gateways/payos.py: orderCode = order_code * 100 + attempt_no (+ moves)
-NEEDS_PERSON = ("refund_required", "needs_review")
 
 Key = tuple[str, str]  # (gateway, gatewayOrderId)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from domain.money import money_problem
-from domain.statuses import AttemptStatus, OrderStatus, PaymentOutcome
+from domain.statuses import SETTLED_MONEY, AttemptStatus, OrderStatus, PaymentOutcome
 
 # Gateways whose notifications each report one transfer, not the payment's state.
 PER_TRANSFER = frozenset({"payos"})
@@ -21,8 +21,6 @@ TRANSFER_CODE = (
 )
 # Attempt verdicts that end an attempt without ending the order (while retries remain).
 ATTEMPT_FAILURES = frozenset({PaymentOutcome.FAILED, PaymentOutcome.SYSTEM_ERROR})
-# Money an operator decided about: nothing the workflow learns may pay the order with it again.
-OPERATOR_SETTLED = frozenset({AttemptStatus.REFUND_REQUIRED.value, AttemptStatus.REFUNDED.value})
 # Answers that decide nothing: the attempt keeps its status (UNKNOWN is treated like no answer).
 UNDECIDED = frozenset(
     {PaymentOutcome.PENDING, PaymentOutcome.PROCESSING, PaymentOutcome.NOT_FOUND, PaymentOutcome.UNKNOWN}
@@ -134,7 +132,7 @@ def _money(
 ) -> Verdict:  # fmt: skip
     if attempt_status is None:
         return Verdict(Act.REVIEW, reason=money_problem(outcome, received, None) or "")
-    if attempt_status == AttemptStatus.SUCCESS.value or attempt_status in OPERATOR_SETTLED:
+    if attempt_status in SETTLED_MONEY:
         # The order's own money is counted (or an operator decided about it): anything new is the
         # shopper's, kept apart for a person, and never pays the order.
         if new_money <= 0:

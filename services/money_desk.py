@@ -32,7 +32,7 @@ from domain.gateways import REFUND_API
 from domain.ids import late_workflow_id, refund_workflow_id
 from domain.messages import RefundOutcome, RefundRequest
 from domain.operator_actions import OperatorAction
-from domain.statuses import AttemptStatus, OrderStatus, PaymentOutcome
+from domain.statuses import NEEDS_PERSON, AttemptStatus, OrderStatus, PaymentOutcome, values_of
 from gateways.base import GatewayResult
 from infra.settings import Settings
 from services.audit import audit_entry
@@ -66,14 +66,14 @@ def _reason(row: Any) -> str | None:
 
 def _gateway_asked(row: Any) -> bool:
     """A gateway refund of this money was asked and not definitively refused: it may have happened."""
-    return row.refund_asked_at is not None and row.status in payments.NEEDS_PERSON
+    return row.refund_asked_at is not None and row.status in NEEDS_PERSON
 
 
 async def payments_page(
     conn: AsyncConnection, page: int, size: int, status: str | None, gateway: str | None,
     date_from: datetime | None, date_to: datetime | None,
 ) -> Page[DeskPaymentOut]:  # fmt: skip
-    statuses = (status,) if status else payments.NEEDS_PERSON
+    statuses = (status,) if status else values_of(NEEDS_PERSON)
     where = payments.DeskFilter(statuses, gateway, date_from, date_to)
     total, rows = await payments.desk(conn, where, size, (page - 1) * size)
     return Page(items=[desk_payment(r) for r in rows], page=page, size=size, total=total)
@@ -90,7 +90,7 @@ async def _locked(conn: AsyncConnection, payment_id: uuid.UUID) -> Any:
     row = await payments.lock_payment(conn, payment_id)
     if row is None:
         raise AppError(ErrorCode.PAYMENT_NOT_FOUND, f"Payment {payment_id} not found")
-    if row.status not in payments.NEEDS_PERSON:
+    if row.status not in NEEDS_PERSON:
         raise AppError(
             ErrorCode.NOT_REFUNDABLE,
             f"Payment {payment_id} is {row.status}: only refund_required or needs_review money",
@@ -211,7 +211,7 @@ async def mark_refunded(
         )
         await payments.mark_refunded(
             conn, row.id, str(row.order_id), row.gateway_order_id, note=f"refunded by hand: {reference}"[:300],
-            from_statuses=payments.NEEDS_PERSON, publish=False,
+            from_statuses=values_of(NEEDS_PERSON), publish=False,
         )  # fmt: skip
     return await read_payment(conn, payment_id)
 

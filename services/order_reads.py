@@ -176,7 +176,8 @@ def order_from_creation(inp: OrderInput, creation: Creation) -> OrderOut:
     )
 
 
-# The attempt whose status the order's payment status shows: where the money is, else the latest.
+# The attempt whose status the order's payment status shows: where the money is, else the latest
+# (domain.statuses.HOLDS_MONEY, ranked: the order's own money first).
 MONEY_FIRST = tuple(
     s.value
     for s in (

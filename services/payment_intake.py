@@ -25,7 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from domain.ids import workflow_id
 from domain.messages import AuditEntry, LatePayment, PaymentResult, ReviewInput
 from domain.money import money_problem
-from domain.statuses import AttemptStatus, OrderStatus
+from domain.statuses import SETTLED_MONEY, AttemptStatus, OrderStatus
 from domain.verdicts import is_transfer
 from gateways.base import GatewayError, GatewayResult, PaymentGateway
 from infra.settings import Settings
@@ -91,7 +91,7 @@ async def take(engine: AsyncEngine, client: Client | None, settings: Settings, r
                 result.result_code, result.transaction_id,
             )  # fmt: skip
             await payments.flag(conn, review)
-    if matched.attempt_status in payments.SETTLED_MONEY:
+    if matched.attempt_status in SETTLED_MONEY:
         outcome = Verdict.ALREADY_CONFIRMED
     elif problem:
         outcome = Verdict.AMOUNT_MISMATCH

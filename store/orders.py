@@ -15,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from domain.checkout import ReservedLine
 from domain.ids import new_order_code
 from domain.messages import AttemptUpdate, CreatedOrder, CreateOrderInput, FrozenItem
-from domain.statuses import OPEN_ATTEMPTS_BECOME, SESSION_FOR_ORDER, OrderStatus
+from domain.statuses import OPEN_ATTEMPTS_BECOME, OPERATOR_SETTLED, SESSION_FOR_ORDER, OrderStatus
 from store.outbox import WAKE_RELAY, event_params, insert_event
 from store.pages import page_of
+from store.status_sql import sql_in
 from store.tables import Order, OrderItem, OrderSession, Payment
 
 order, session, item, payment = Order.__table__, OrderSession.__table__, OrderItem.__table__, Payment.__table__
@@ -143,7 +144,7 @@ TRANSITION_SQL = text(
         UPDATE "order" SET status = :to, end_reason = :reason, updated_at = now(), ended_at = now()
         WHERE id = :id AND status = 'pending_payment'
             AND NOT (CAST(:to AS text) = 'paid'
-                AND EXISTS (SELECT 1 FROM settled WHERE status IN ('refund_required', 'refunded')))
+                AND EXISTS (SELECT 1 FROM settled WHERE status IN {sql_in(OPERATOR_SETTLED)}))
         RETURNING id, order_code, customer_id, status, grand_total, currency_code, end_reason
     ), event AS ({insert_event("moved o")}
     ), wake AS ({WAKE_RELAY}
@@ -159,7 +160,7 @@ TRANSITION_SQL = text(
             transaction_id = coalesce(:transaction_id, p.transaction_id),
             received_amount = coalesce(:received, p.received_amount), updated_at = now()
         FROM moved WHERE p.order_id = moved.id AND p.attempt_no = :attempt_no AND p.surplus_of IS NULL
-            AND p.status NOT IN ('refund_required', 'refunded')
+            AND p.status NOT IN {sql_in(OPERATOR_SETTLED)}
         RETURNING p.status
     ), open_attempts AS (
         UPDATE payment p SET status = :open_status, updated_at = now()

@@ -16,16 +16,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.ids import refund_key, surplus_refund_key
 from domain.messages import Attempt, AttemptUpdate, LinkInput, PaymentResult, ReviewInput
-from domain.statuses import AttemptStatus, OrderStatus, SessionStatus
+from domain.statuses import (
+    HOLDS_MONEY,
+    NEEDS_PERSON,
+    SETTLED_MONEY,
+    AttemptStatus,
+    OrderStatus,
+    SessionStatus,
+    values_of,
+)
 from domain.verdicts import TRANSFER_CODE
 from store.outbox import record_event
 from store.pages import page_of
+from store.status_sql import sql_in
 from store.tables import Order, OrderSession, Payment, PaymentNotification
 
 payment, inbox, order = Payment.__table__, PaymentNotification.__table__, Order.__table__
 session = OrderSession.__table__
-# Money review never overrides: the order's own success, or a refund under way or done.
-SETTLED_MONEY = (AttemptStatus.SUCCESS.value, AttemptStatus.REFUND_REQUIRED.value, AttemptStatus.REFUNDED.value)
 
 
 def attempt_from_row(row: Any) -> Attempt:
@@ -151,12 +158,12 @@ async def record_cancel_failure(conn: AsyncConnection, gateway: str, gateway_ord
 # ---- money that needs a person --------------------------------------------------------------------------
 
 FLAG_SQL = text(
-    """
+    f"""
     WITH p AS (
         UPDATE payment SET status = 'needs_review', review_reason = :reason, received_amount = :amount,
             result_code = :rc, transaction_id = coalesce(:tx, transaction_id), updated_at = now()
         WHERE gateway = :gateway AND gateway_order_id = :gid AND surplus_of IS NULL
-            AND status NOT IN ('success', 'refund_required', 'refunded')
+            AND status NOT IN {sql_in(SETTLED_MONEY)}
             AND (status <> 'needs_review' OR review_reason IS DISTINCT FROM :reason)
         RETURNING order_id
     )
@@ -362,7 +369,7 @@ async def lock_link(conn: AsyncConnection, gateway: str, gateway_order_id: str) 
 async def link_accounted(conn: AsyncConnection, gateway: str, gateway_order_id: str) -> int:
     """The money our rows hold for a link: its attempt's (what paid the order, or is under review or
     going back) and its surplus rows'."""
-    holding = [s.value for s in AttemptStatus if s.holds_money]
+    holding = values_of(HOLDS_MONEY)
     held = func.coalesce(payment.c.received_amount, payment.c.amount)
     query = select(func.coalesce(func.sum(held), 0)).where(
         payment.c.gateway == gateway, payment.c.gateway_order_id == gateway_order_id, payment.c.status.in_(holding)
@@ -493,9 +500,6 @@ async def refund_refused(conn: AsyncConnection, payment_id: Any, note: str) -> N
 
 # ---- the money desk: payments that need a person ----------------------------------------------------------
 
-NEEDS_PERSON = (AttemptStatus.REFUND_REQUIRED.value, AttemptStatus.NEEDS_REVIEW.value)
-
-
 async def lock_payment(conn: AsyncConnection, payment_id: Any) -> Any:
     """An attempt with its order's code and status, locked while an operator acts on its money
     (None: no such attempt)."""
@@ -517,7 +521,7 @@ async def ask_refund(conn: AsyncConnection, payment_id: Any) -> int:
     amount: int = (
         await conn.execute(
             update(payment)
-            .where(payment.c.id == payment_id, payment.c.status.in_(NEEDS_PERSON))
+            .where(payment.c.id == payment_id, payment.c.status.in_(values_of(NEEDS_PERSON)))
             .values(status=AttemptStatus.REFUND_REQUIRED.value, received_amount=received,
                     refund_asked_at=func.coalesce(payment.c.refund_asked_at, func.now()), updated_at=func.now())
             .returning(payment.c.received_amount)
@@ -528,7 +532,7 @@ async def ask_refund(conn: AsyncConnection, payment_id: Any) -> int:
 
 @dataclass(frozen=True)
 class DeskFilter:
-    statuses: tuple[str, ...] = NEEDS_PERSON
+    statuses: tuple[str, ...] = values_of(NEEDS_PERSON)
     gateway: str | None = None
     date_from: datetime | None = None  # on the attempt's last change
     date_to: datetime | None = None

@@ -65,13 +65,15 @@ with workflow.unsafe.imports_passed_through():
         PAYMENT_DEADLINE,
     )
     from domain.statuses import (
+        MAY_TAKE_MONEY,
         OPEN_ATTEMPTS_BECOME,
+        OPERATOR_SETTLED,
         SESSION_FOR_ORDER,
         AttemptStatus,
         OrderStatus,
         PaymentOutcome,
     )
-    from domain.verdicts import OPERATOR_SETTLED, Act, Received, decide
+    from domain.verdicts import Act, Received, decide
     from workflows import steps
 
 ArgT = TypeVar("ArgT")  # a step's one argument and its result, checked against workflows/steps.py
@@ -95,7 +97,6 @@ BESIDE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interv
 CANCEL_LINKS_BUDGET = timedelta(seconds=60)
 # A window that closed while a gateway gave no answer: that gateway is asked again for this long.
 CONFIRM_BUDGET = timedelta(minutes=10)
-OPEN_LINK = (AttemptStatus.PENDING.value, AttemptStatus.NEEDS_REVIEW.value)  # a link that may still take money
 # Every change to this workflow's commands is made under a workflow.patched id of its own and
 # recorded as a new release history (tests/test_replay.py says how); nothing is patched yet
 # since release 1.0.
@@ -570,7 +571,7 @@ class OrderWorkflow:
         closing = [
             replace(a)
             for a in self.attempts
-            if a.status in OPEN_LINK
+            if a.status in MAY_TAKE_MONEY
             and a.gateway in CANCELLABLE_LINKS
             and (update is None or a.attempt_no != update.attempt_no)
         ]

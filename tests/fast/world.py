@@ -54,11 +54,10 @@ from domain.messages import (
     TransitionInput,
     TransitionResult,
 )
-from domain.statuses import PaymentOutcome
+from domain.statuses import MAY_TAKE_MONEY, PaymentOutcome
 from workflows.order import OrderWorkflow
 
 VARIANT = "v-1"
-ASKED = ("pending", "needs_review")  # attempts the real reconcile asks their gateway about
 
 
 @dataclass
@@ -197,7 +196,7 @@ class World:
     @activity.defn
     async def reconcile(self, inp: ReconcileInput) -> Reconciled:
         await self._record(inp)
-        asked = [a for a in inp.attempts if a.status in ASKED]
+        asked = [a for a in inp.attempts if a.status in MAY_TAKE_MONEY]
         results = [r for r in map(self._answer, asked) if r is not None]
         silent = [a.gateway_order_id for a in asked if self.answers.get(a.attempt_no) == "silent"]
         in_flight = bool(silent) or any(r.outcome == "processing" for r in results)
