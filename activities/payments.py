@@ -241,7 +241,7 @@ class PaymentActivities:
                 return LateOutcome("needs_review", reason)
             if row.status in MONEY_AT_REST:
                 return LateOutcome("already_settled", row.status)
-            if row.status == AttemptStatus.REFUND_REQUIRED.value:
+            if row.status == AttemptStatus.REFUND_REQUIRED:
                 return LateOutcome("refund_required", "recorded earlier")
             problem = money_problem(late.outcome, late.amount, row.amount)
             if problem:
@@ -253,7 +253,7 @@ class PaymentActivities:
                 return LateOutcome("needs_review", problem)
             if (
                 late.policy == "accept_if_available"
-                and row.order_status == OrderStatus.EXPIRED.value
+                and row.order_status == OrderStatus.EXPIRED
                 and await inventory.reserve_again(conn, late.order_id)
             ):
                 await payments.accept_late(
@@ -275,7 +275,7 @@ class PaymentActivities:
             return 0
         link = Attempt(
             attempt_no=-1, gateway=late.gateway, gateway_order_id=late.gateway_order_id, request_id="", amount=0,
-            status=AttemptStatus.PENDING.value, payment_url="", created_at=created_at,
+            status=AttemptStatus.PENDING, payment_url="", created_at=created_at,
         )  # fmt: skip
         answer = await self._ask(link)
         if answer is None:
@@ -294,9 +294,9 @@ class PaymentActivities:
         While its outcome is unknown the activity fails (REFUND_UNKNOWN) and is asked again."""
         async with self.engine.begin() as conn:
             row = await payments.by_gateway_id(conn, late.gateway, late.gateway_order_id, lock=True)
-            if row.status == AttemptStatus.REFUNDED.value:
+            if row.status == AttemptStatus.REFUNDED:
                 return LateOutcome("refunded", "refunded earlier")
-            if row.status != AttemptStatus.REFUND_REQUIRED.value:
+            if row.status != AttemptStatus.REFUND_REQUIRED:
                 return LateOutcome("already_settled", row.status)
             await payments.refund_asked(conn, row.id)  # committed before the request leaves
         state, detail = await self._refund(
@@ -314,9 +314,9 @@ class PaymentActivities:
             row = await payments.lock_payment(conn, uuid.UUID(req.payment_id))
             if row is None:
                 return RefundOutcome("not_refundable", "no such payment")
-            if row.status == AttemptStatus.REFUNDED.value:
+            if row.status == AttemptStatus.REFUNDED:
                 return RefundOutcome("refunded", "refunded earlier")
-            if row.status != AttemptStatus.REFUND_REQUIRED.value:
+            if row.status != AttemptStatus.REFUND_REQUIRED:
                 return RefundOutcome("not_refundable", f"the payment is {row.status}")
             await payments.refund_asked(conn, row.id)  # committed before the request leaves
         state, detail = await self._refund(
@@ -408,7 +408,7 @@ def verdicts(answers: list[GatewayResult]) -> list[PaymentResult]:
     """Gateway answers as the workflow's verdicts; "not found" (nobody reached the gateway) says nothing."""
     return [
         PaymentResult(
-            a.gateway, a.gateway_order_id, a.outcome.value, a.result_code, a.amount, a.transaction_id
+            a.gateway, a.gateway_order_id, a.outcome, a.result_code, a.amount, a.transaction_id
         )
         for a in answers
         if a.outcome not in (PaymentOutcome.NOT_FOUND, PaymentOutcome.UNKNOWN)

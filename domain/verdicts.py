@@ -95,7 +95,7 @@ class Verdict:
 def decide(
     outcome: PaymentOutcome | str,
     *,
-    attempt_status: str | None,
+    attempt_status: AttemptStatus | None,
     order_status: OrderStatus,
     expected: int | None,
     received: int | None,
@@ -114,7 +114,7 @@ def decide(
         return Verdict(Act.IGNORE)  # an ended order is never reopened or downgraded
     if outcome in UNDECIDED:
         return Verdict(Act.NOTE)
-    if attempt_status != AttemptStatus.PENDING.value:
+    if attempt_status != AttemptStatus.PENDING:
         return Verdict(Act.IGNORE)  # an attempt that holds money or ended already is not downgraded
     if outcome is PaymentOutcome.CANCELLED:
         return Verdict(Act.CANCEL, AttemptStatus.CANCELLED, OrderStatus.CANCELLED)
@@ -127,7 +127,7 @@ def decide(
 
 
 def _money(
-    outcome: PaymentOutcome, attempt_status: str | None, order_status: OrderStatus, expected: int | None,
+    outcome: PaymentOutcome, attempt_status: AttemptStatus | None, order_status: OrderStatus, expected: int | None,
     received: int | None, new_money: int,
 ) -> Verdict:  # fmt: skip
     if attempt_status is None:
@@ -137,7 +137,7 @@ def _money(
         # shopper's, kept apart for a person, and never pays the order.
         if new_money <= 0:
             return Verdict(Act.IGNORE)
-        if attempt_status == AttemptStatus.SUCCESS.value:
+        if attempt_status == AttemptStatus.SUCCESS:
             return Verdict(Act.SURPLUS, reason=f"surplus: received {new_money} VND beyond the price")
         return Verdict(Act.SURPLUS, reason=f"received {new_money} VND after the payment was {attempt_status}")
     if order_status.is_terminal:

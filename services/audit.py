@@ -22,7 +22,7 @@ def audit_entry(user: User, action: OperatorAction, note: str = "", **subject: A
     return AuditEntry(
         id=str(uuid.uuid4()),
         actor=user.id,
-        action=action.value,
+        action=action,
         note=note,
         detail=subject.get("detail", {}),
         **ids,

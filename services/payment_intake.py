@@ -107,7 +107,7 @@ def as_verdict(result: GatewayResult) -> PaymentResult:
     return PaymentResult(
         gateway=result.gateway,
         gateway_order_id=result.gateway_order_id,
-        outcome=result.outcome.value,
+        outcome=result.outcome,
         result_code=result.result_code,
         amount=result.amount,
         transaction_id=result.transaction_id,
@@ -166,7 +166,7 @@ async def settle_late(client: Client, settings: Settings, order_id: str, result:
         result_code=result.result_code,
         transaction_id=result.transaction_id,
         policy=settings.late_payment_policy,
-        outcome=result.outcome.value,
+        outcome=result.outcome,
     )
     await start_late_settlement(client, settings.temporal_task_queue, late)
 

@@ -15,7 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from domain.checkout import ReservedLine
 from domain.ids import new_order_code
 from domain.messages import AttemptUpdate, CreatedOrder, CreateOrderInput, FrozenItem
-from domain.statuses import OPEN_ATTEMPTS_BECOME, OPERATOR_SETTLED, SESSION_FOR_ORDER, OrderStatus
+from domain.statuses import (
+    OPEN_ATTEMPTS_BECOME,
+    OPERATOR_SETTLED,
+    SESSION_FOR_ORDER,
+    AttemptStatus,
+    OrderStatus,
+)
 from store.outbox import WAKE_RELAY, event_params, insert_event
 from store.pages import page_of
 from store.status_sql import sql_in
@@ -179,8 +185,8 @@ TRANSITION_SQL = text(
 @dataclass(frozen=True)
 class Transition:
     moved: bool  # False: the order had already left pending_payment, or an operator settled the attempt
-    status: str  # the order's status after the call
-    attempt_status: str | None = None  # the verdict's attempt after the call (None: no attempt given)
+    status: OrderStatus  # the order's status after the call
+    attempt_status: AttemptStatus | None = None  # the verdict's attempt after the call (None: no attempt given)
 
 
 async def transition(
@@ -209,7 +215,10 @@ async def transition(
             },
         )
     ).one()
-    return Transition(bool(row.moved), to.value if row.moved else row.status, row.attempt_status)
+    attempt_status = AttemptStatus(row.attempt_status) if row.attempt_status else None
+    return Transition(
+        moved=bool(row.moved), status=to if row.moved else OrderStatus(row.status), attempt_status=attempt_status
+    )
 
 
 async def set_deadline(conn: AsyncConnection, order_id: str, expires_at: datetime) -> None:

@@ -185,7 +185,7 @@ class OrderWorkflow:
             async with self.lock:
                 await self._drain_inbox()
             await workflow.wait_condition(workflow.all_handlers_finished)
-        return OrderOutcome(inp.order_id, self.status.value, self.end_reason or "")
+        return OrderOutcome(inp.order_id, self.status, self.end_reason or "")
 
     async def _sleep_until_next_event(self) -> None:
         now = workflow.now()
@@ -279,7 +279,7 @@ class OrderWorkflow:
         if self.status is OrderStatus.PAID:
             raise ApplicationError("Payment already processed", type="PAYMENT_ALREADY_PROCESSED")
         if self.status.is_terminal or self.order is None:
-            raise ApplicationError(f"Order is {self.status.value}", type="ORDER_NOT_PENDING")
+            raise ApplicationError(f"Order is {self.status}", type="ORDER_NOT_PENDING")
 
     @workflow.update
     async def extend(self, req: ExtendRequest) -> SessionView:
@@ -296,7 +296,7 @@ class OrderWorkflow:
 
     def _check_pending_for_extend(self, req: ExtendRequest) -> None:
         if self.status.is_terminal or self.order is None:
-            raise ApplicationError(f"Order is {self.status.value}", type="ORDER_NOT_PENDING")
+            raise ApplicationError(f"Order is {self.status}", type="ORDER_NOT_PENDING")
         if req.minutes == 0 or abs(req.minutes) > 7 * 24 * 60:
             raise ApplicationError("minutes must be non-zero and within a week", type="VALIDATION_ERROR")
 
@@ -305,7 +305,7 @@ class OrderWorkflow:
         """Admin lever: close the window now (reconciling first, like the timer would)."""
         async with self.lock:
             if self.status.is_terminal or self.order is None:
-                raise ApplicationError(f"Order is {self.status.value}", type="ORDER_NOT_PENDING")
+                raise ApplicationError(f"Order is {self.status}", type="ORDER_NOT_PENDING")
             await self._move_deadline(workflow.now(), req.audit if req else None)
             await self._drain_inbox()
         await self._close_window(grace=False)
@@ -317,8 +317,8 @@ class OrderWorkflow:
             order_id=self.inp.order_id,
             order_code=self.order.order_code if self.order else None,
             session_id=self.order.session_id if self.order else None,
-            status=SESSION_FOR_ORDER[self.status].value,
-            order_status=self.status.value,
+            status=SESSION_FOR_ORDER[self.status],
+            order_status=self.status,
             started_at=self.started_at,
             expires_at=self.deadline,
             duration_minutes=self.inp.duration_minutes,
@@ -387,7 +387,7 @@ class OrderWorkflow:
         await self._decide(result, attempt, money, received)
 
     async def _decide(self, result: PaymentResult, attempt: Attempt | None, money: Received, received: int | None) -> None:
-        paid_by_it = attempt is not None and attempt.status == AttemptStatus.SUCCESS.value
+        paid_by_it = attempt is not None and attempt.status == AttemptStatus.SUCCESS
         new_money = money.new_money(result.gateway, paid_by_it)
         verdict = decide(
             result.outcome,
@@ -445,7 +445,7 @@ class OrderWorkflow:
 
     def _update(self, result: PaymentResult, attempt: Attempt, status: AttemptStatus, received: int | None = None) -> AttemptUpdate:
         return AttemptUpdate(
-            self.inp.order_id, attempt.attempt_no, status.value, result.result_code, result.transaction_id, received
+            self.inp.order_id, attempt.attempt_no, status, result.result_code, result.transaction_id, received
         )
 
     async def _adopt(self, result: PaymentResult) -> Attempt | None:
@@ -482,7 +482,7 @@ class OrderWorkflow:
         )  # fmt: skip
         await self._effect(steps.flag_for_review, review, DB_TIMEOUT, DB_RETRY)
         if attempt is not None:
-            attempt.status = AttemptStatus.NEEDS_REVIEW.value
+            attempt.status = AttemptStatus.NEEDS_REVIEW
             attempt.result_code = result.result_code
 
     def _is_last_chance(self, attempt: Attempt) -> bool:
@@ -557,7 +557,7 @@ class OrderWorkflow:
     ) -> TransitionResult:
         """The one terminal transition; an operator's action that causes it (`audit`) is recorded with it."""
         result: TransitionResult = await self._effect(
-            steps.transition_order, TransitionInput(self.inp.order_id, to.value, reason, update, audit), DB_TIMEOUT,
+            steps.transition_order, TransitionInput(self.inp.order_id, to, reason, update, audit), DB_TIMEOUT,
             DB_RETRY,
         )  # fmt: skip
         self.status = OrderStatus(result.status)
@@ -576,8 +576,8 @@ class OrderWorkflow:
             and (update is None or a.attempt_no != update.attempt_no)
         ]
         for a in self.attempts:
-            if a.status == AttemptStatus.PENDING.value:
-                a.status = OPEN_ATTEMPTS_BECOME[self.status].value
+            if a.status == AttemptStatus.PENDING:
+                a.status = OPEN_ATTEMPTS_BECOME[self.status]
         workflow.upsert_search_attributes([ORDER_STATUS.value_set(self.status.value)])
         if closing:
             self._beside("cancel links", self._cancel_links_beside(closing, reason))
