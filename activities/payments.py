@@ -233,10 +233,9 @@ class PaymentActivities:
                 if new_money <= 0:
                     return LateOutcome("already_settled", f"counted already: {accounted} VND of {received}")
                 reason = f"transfer of {new_money} VND after the order was {row.order_status}"
-                review = ReviewInput(
-                    late.order_id, late.gateway, late.gateway_order_id, reason, new_money, late.result_code,
-                    late.transaction_id, surplus=True,
-                )  # fmt: skip
+                review = ReviewInput.for_result(
+                    late, order_id=late.order_id, reason=reason, amount=new_money, surplus=True
+                )
                 await payments.flag(conn, review)
                 return LateOutcome("needs_review", reason)
             if row.status in MONEY_AT_REST:
@@ -245,10 +244,9 @@ class PaymentActivities:
                 return LateOutcome("refund_required", "recorded earlier")
             problem = money_problem(late.outcome, late.amount, row.amount)
             if problem:
-                review = ReviewInput(
-                    late.order_id, late.gateway, late.gateway_order_id, problem, late.amount, late.result_code,
-                    late.transaction_id,
-                )  # fmt: skip
+                review = ReviewInput.for_result(
+                    late, order_id=late.order_id, reason=problem, amount=late.amount
+                )
                 await payments.flag(conn, review)
                 return LateOutcome("needs_review", problem)
             if (
@@ -261,9 +259,14 @@ class PaymentActivities:
                 )
                 return LateOutcome("accepted", "every item could be reserved again")
             await payments.require_refund(
-                conn, late.order_id, row.attempt_no, late.result_code, late.transaction_id, late.gateway_order_id,
+                conn,
+                late.order_id,
+                row.attempt_no,
+                late.result_code,
+                late.transaction_id,
+                late.gateway_order_id,
                 late.amount,
-            )  # fmt: skip
+            )
         log.error("late payment on order %s via %s %s: refund required", late.order_id, late.gateway, late.gateway_order_id)
         return LateOutcome("refund_required", f"order was {row.order_status}")
 
@@ -274,9 +277,15 @@ class PaymentActivities:
         if created_at is None:
             return 0
         link = Attempt(
-            attempt_no=-1, gateway=late.gateway, gateway_order_id=late.gateway_order_id, request_id="", amount=0,
-            status=AttemptStatus.PENDING, payment_url="", created_at=created_at,
-        )  # fmt: skip
+            attempt_no=-1,
+            gateway=late.gateway,
+            gateway_order_id=late.gateway_order_id,
+            request_id="",
+            amount=0,
+            status=AttemptStatus.PENDING,
+            payment_url="",
+            created_at=created_at,
+        )
         answer = await self._ask(link)
         if answer is None:
             raise ApplicationError("the gateway gives no running total for the link", type="GATEWAY_SILENT")
@@ -320,9 +329,12 @@ class PaymentActivities:
                 return RefundOutcome("not_refundable", f"the payment is {row.status}")
             await payments.refund_asked(conn, row.id)  # committed before the request leaves
         state, detail = await self._refund(
-            row, row.transaction_id or "", f"Refund {row.gateway_order_id}",
-            requestedBy=req.requested_by, auditId=req.audit_id,
-        )  # fmt: skip
+            row,
+            row.transaction_id or "",
+            f"Refund {row.gateway_order_id}",
+            requestedBy=req.requested_by,
+            auditId=req.audit_id,
+        )
         return RefundOutcome("refunded" if state is RefundState.REFUNDED else "refused", detail)
 
     async def _refund(
@@ -353,9 +365,13 @@ class PaymentActivities:
         if result.state is RefundState.REFUNDED:
             async with self.engine.begin() as conn:
                 await payments.mark_refunded(
-                    conn, row.id, str(row.order_id), row.gateway_order_id,
-                    note=f"refunded through {row.gateway} (refund {result.refund_id or '?'})", **event,
-                )  # fmt: skip
+                    conn,
+                    row.id,
+                    str(row.order_id),
+                    row.gateway_order_id,
+                    note=f"refunded through {row.gateway} (refund {result.refund_id or '?'})",
+                    **event,
+                )
             return RefundState.REFUNDED, result.refund_id or ""
         if result.state is RefundState.REFUSED:
             reason = (
@@ -407,9 +423,7 @@ async def _heartbeating(call: Awaitable[T]) -> T:
 def verdicts(answers: list[GatewayResult]) -> list[PaymentResult]:
     """Gateway answers as the workflow's verdicts; "not found" (nobody reached the gateway) says nothing."""
     return [
-        PaymentResult(
-            a.gateway, a.gateway_order_id, a.outcome, a.result_code, a.amount, a.transaction_id
-        )
+        PaymentResult(a.gateway, a.gateway_order_id, a.outcome, a.result_code, a.amount, a.transaction_id)
         for a in answers
         if a.outcome not in (PaymentOutcome.NOT_FOUND, PaymentOutcome.UNKNOWN)
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from domain.operator_actions import OperatorAction
 from domain.statuses import AttemptStatus, OrderStatus, PaymentOutcome, SessionStatus
@@ -297,6 +297,35 @@ class ReviewInput:
     # Money beside the attempt (a transfer beyond a paid price, or after an operator settled the
     # attempt): a review row of its own for `amount`, the attempt left as it is.
     surplus: bool = False
+
+    @classmethod
+    def for_result(
+        cls, result: GatewayAnswer, *, order_id: str, reason: str, amount: int | None, surplus: bool = False
+    ) -> ReviewInput:
+        """The review of the money a gateway's answer reports (a verdict, a late payment)."""
+        return cls(
+            order_id=order_id,
+            gateway=result.gateway,
+            gateway_order_id=result.gateway_order_id,
+            reason=reason,
+            amount=amount,
+            result_code=result.result_code,
+            transaction_id=result.transaction_id,
+            surplus=surplus,
+        )
+
+
+class GatewayAnswer(Protocol):
+    """What names one gateway answer: PaymentResult, LatePayment, gateways' GatewayResult."""
+
+    @property
+    def gateway(self) -> str: ...
+    @property
+    def gateway_order_id(self) -> str: ...
+    @property
+    def result_code(self) -> str: ...
+    @property
+    def transaction_id(self) -> str | None: ...
 
 
 @dataclass

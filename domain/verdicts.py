@@ -127,9 +127,13 @@ def decide(
 
 
 def _money(
-    outcome: PaymentOutcome, attempt_status: AttemptStatus | None, order_status: OrderStatus, expected: int | None,
-    received: int | None, new_money: int,
-) -> Verdict:  # fmt: skip
+    outcome: PaymentOutcome,
+    attempt_status: AttemptStatus | None,
+    order_status: OrderStatus,
+    expected: int | None,
+    received: int | None,
+    new_money: int,
+) -> Verdict:
     if attempt_status is None:
         return Verdict(Act.REVIEW, reason=money_problem(outcome, received, None) or "")
     if attempt_status in SETTLED_MONEY:

@@ -138,11 +138,16 @@ class PayOSGateway:
     async def _call(self, action: Callable[[payos.AsyncPayOS], Awaitable[T]]) -> T:
         try:
             sdk = payos.AsyncPayOS(
-                self._client_id, self._api_key, self._checksum_key,
-                base_url=self._base_url, timeout=self._timeout,
+                self._client_id,
+                self._api_key,
+                self._checksum_key,
+                base_url=self._base_url,
+                timeout=self._timeout,
                 max_retries=0,  # retries belong to the caller (Temporal activities)
-                http_client=gateway_client("payos"),  # kept alive; the SDK does not close a client it was given
-            )  # fmt: skip
+                http_client=gateway_client(
+                    "payos"
+                ),  # kept alive; the SDK does not close a client it was given
+            )
             return await action(sdk)
         except payos.APIError as exc:
             if exc.status_code is not None and exc.status_code >= 500:

@@ -49,10 +49,17 @@ async def list_products(conn: AsyncConnection) -> list[ProductOut]:
 
 def variant_stock(row: Any) -> VariantStockOut:
     return VariantStockOut(
-        variant_id=row.id, product_id=row.product_id, product_name=row.product_name, sku=row.sku, name=row.name,
-        price=row.price, active=row.active, on_hand=row.stock_quantity, reserved=row.reserved,
+        variant_id=row.id,
+        product_id=row.product_id,
+        product_name=row.product_name,
+        sku=row.sku,
+        name=row.name,
+        price=row.price,
+        active=row.active,
+        on_hand=row.stock_quantity,
+        reserved=row.reserved,
         updated_at=row.updated_at,
-    )  # fmt: skip
+    )
 
 
 async def variants_page(

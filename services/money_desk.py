@@ -48,11 +48,21 @@ REFUND_WAIT_S = 10.0  # then 202: the refund goes on in the worker, the desk sho
 
 def desk_payment(row: Any) -> DeskPaymentOut:
     return DeskPaymentOut(
-        payment_id=row.id, order_id=row.order_id, order_code=row.order_code, order_status=row.order_status,
-        attempt_no=row.attempt_no, gateway=row.gateway, gateway_order_id=row.gateway_order_id,
-        transaction_id=row.transaction_id, amount=row.amount, received_amount=row.received_amount,
-        status=row.status, reason=_reason(row), refund_asked=_gateway_asked(row), updated_at=row.updated_at,
-    )  # fmt: skip
+        payment_id=row.id,
+        order_id=row.order_id,
+        order_code=row.order_code,
+        order_status=row.order_status,
+        attempt_no=row.attempt_no,
+        gateway=row.gateway,
+        gateway_order_id=row.gateway_order_id,
+        transaction_id=row.transaction_id,
+        amount=row.amount,
+        received_amount=row.received_amount,
+        status=row.status,
+        reason=_reason(row),
+        refund_asked=_gateway_asked(row),
+        updated_at=row.updated_at,
+    )
 
 
 def _reason(row: Any) -> str | None:
@@ -70,9 +80,14 @@ def _gateway_asked(row: Any) -> bool:
 
 
 async def payments_page(
-    conn: AsyncConnection, page: int, size: int, status: str | None, gateway: str | None,
-    date_from: datetime | None, date_to: datetime | None,
-) -> Page[DeskPaymentOut]:  # fmt: skip
+    conn: AsyncConnection,
+    page: int,
+    size: int,
+    status: str | None,
+    gateway: str | None,
+    date_from: datetime | None,
+    date_to: datetime | None,
+) -> Page[DeskPaymentOut]:
     statuses = (status,) if status else values_of(NEEDS_PERSON)
     where = payments.DeskFilter(statuses, gateway, date_from, date_to)
     total, rows = await payments.desk(conn, where, size, (page - 1) * size)
@@ -118,10 +133,18 @@ async def request_refund(
             )
         amount = payments.refund_amount(row)  # what the gateway took, however often asked
         entry = audit_entry(
-            user, OperatorAction.PAYMENT_REFUND, note, order_id=row.order_id, payment_id=row.id,
-            detail={"gateway": row.gateway, "gatewayOrderId": row.gateway_order_id, "amount": amount,
-                    "status": row.status},
-        )  # fmt: skip
+            user,
+            OperatorAction.PAYMENT_REFUND,
+            note,
+            order_id=row.order_id,
+            payment_id=row.id,
+            detail={
+                "gateway": row.gateway,
+                "gatewayOrderId": row.gateway_order_id,
+                "amount": amount,
+                "status": row.status,
+            },
+        )
         await audit.record(
             conn, entry, "payment.refund_requested", gatewayOrderId=row.gateway_order_id, amount=amount
         )
@@ -198,9 +221,13 @@ async def mark_refunded(
                 "go twice) until the gateway answers",
             )
         entry = audit_entry(
-            user, OperatorAction.PAYMENT_MARK_REFUNDED, note, order_id=row.order_id, payment_id=row.id,
+            user,
+            OperatorAction.PAYMENT_MARK_REFUNDED,
+            note,
+            order_id=row.order_id,
+            payment_id=row.id,
             detail={"reference": reference, "amount": payments.refund_amount(row), "status": row.status},
-        )  # fmt: skip
+        )
         await audit.record(
             conn,
             entry,
@@ -210,9 +237,14 @@ async def mark_refunded(
             reference=reference,
         )
         await payments.mark_refunded(
-            conn, row.id, str(row.order_id), row.gateway_order_id, note=f"refunded by hand: {reference}"[:300],
-            from_statuses=values_of(NEEDS_PERSON), publish=False,
-        )  # fmt: skip
+            conn,
+            row.id,
+            str(row.order_id),
+            row.gateway_order_id,
+            note=f"refunded by hand: {reference}"[:300],
+            from_statuses=values_of(NEEDS_PERSON),
+            publish=False,
+        )
     return await read_payment(conn, payment_id)
 
 
@@ -221,10 +253,18 @@ async def mark_refunded(
 
 def notification_out(row: Any) -> NotificationOut:
     return NotificationOut(
-        notification_id=row.id, order_id=row.order_id, order_code=row.order_code, gateway=row.gateway,
-        gateway_order_id=row.gateway_order_id, outcome=row.outcome, result_code=row.result_code, amount=row.amount,
-        transaction_id=row.transaction_id, received_at=row.received_at, delivered_at=row.delivered_at,
-    )  # fmt: skip
+        notification_id=row.id,
+        order_id=row.order_id,
+        order_code=row.order_code,
+        gateway=row.gateway,
+        gateway_order_id=row.gateway_order_id,
+        outcome=row.outcome,
+        result_code=row.result_code,
+        amount=row.amount,
+        transaction_id=row.transaction_id,
+        received_at=row.received_at,
+        delivered_at=row.delivered_at,
+    )
 
 
 async def notifications_page(
@@ -235,9 +275,14 @@ async def notifications_page(
 
 
 async def redeliver(
-    engine: AsyncEngine, conn: AsyncConnection, client: Client, settings: Settings, user: User,
-    notification_id: uuid.UUID, note: str,
-) -> NotificationOut:  # fmt: skip
+    engine: AsyncEngine,
+    conn: AsyncConnection,
+    client: Client,
+    settings: Settings,
+    user: User,
+    notification_id: uuid.UUID,
+    note: str,
+) -> NotificationOut:
     """Hand a stored verdict to its order's workflow, or to the late-payment settlement once that
     has finished, as the webhook would have (services/payment_intake.deliver): the workflow applies a
     verdict once, a settlement runs once per attempt, so handing one on again is safe."""
@@ -252,15 +297,28 @@ async def redeliver(
     attempt = await payments.by_gateway_id(conn, row.gateway, row.gateway_order_id)
     await conn.rollback()  # no pooled transaction held while Temporal is asked
     result = GatewayResult(
-        gateway=row.gateway, gateway_order_id=row.gateway_order_id, outcome=PaymentOutcome(row.outcome),
-        result_code=row.result_code, amount=row.amount, transaction_id=row.transaction_id, raw=row.payload,
-    )  # fmt: skip
+        gateway=row.gateway,
+        gateway_order_id=row.gateway_order_id,
+        outcome=PaymentOutcome(row.outcome),
+        result_code=row.result_code,
+        amount=row.amount,
+        transaction_id=row.transaction_id,
+        raw=row.payload,
+    )
     entry = audit_entry(
-        user, OperatorAction.NOTIFICATION_REDELIVER, note, order_id=row.order_id, notification_id=row.id,
+        user,
+        OperatorAction.NOTIFICATION_REDELIVER,
+        note,
+        order_id=row.order_id,
+        notification_id=row.id,
         payment_id=attempt.id if attempt is not None else None,
-        detail={"gateway": row.gateway, "gatewayOrderId": row.gateway_order_id, "outcome": row.outcome,
-                "deliveredBefore": row.delivered_at is not None},
-    )  # fmt: skip
+        detail={
+            "gateway": row.gateway,
+            "gatewayOrderId": row.gateway_order_id,
+            "outcome": row.outcome,
+            "deliveredBefore": row.delivered_at is not None,
+        },
+    )
     if not await deliver(engine, client, settings, str(row.order_id), result, entry):
         # Not an RPCError reaching the handler: deliver() caught it and kept the verdict in the inbox.
         raise AppError(

@@ -122,11 +122,16 @@ def order_from_creation(inp: OrderInput, creation: Creation) -> OrderOut:
     order, view = creation.order, creation.session
     assert order is not None and view is not None
     session = SimpleNamespace(
-        id=uuid.UUID(order.order_id), session_id=uuid.UUID(order.session_id), session_status=view.status,
-        expires_at=view.expires_at, started_at=view.started_at, session_duration_minutes=view.duration_minutes,
-        payment_attempts=view.payment_attempts, max_payment_attempts=view.max_payment_attempts,
+        id=uuid.UUID(order.order_id),
+        session_id=uuid.UUID(order.session_id),
+        session_status=view.status,
+        expires_at=view.expires_at,
+        started_at=view.started_at,
+        session_duration_minutes=view.duration_minutes,
+        payment_attempts=view.payment_attempts,
+        max_payment_attempts=view.max_payment_attempts,
         last_payment_attempt=view.last_payment_attempt,
-    )  # fmt: skip
+    )
     attempts = [
         AttemptOut(
             attempt_no=a.attempt_no,

@@ -86,10 +86,9 @@ async def take(engine: AsyncEngine, client: Client | None, settings: Settings, r
         )
         if problem and inserted and not beside:
             # Flagged here too, in the inbox's transaction: kept even if the order never hears of it.
-            review = ReviewInput(
-                matched.order_id, result.gateway, result.gateway_order_id, problem, received,
-                result.result_code, result.transaction_id,
-            )  # fmt: skip
+            review = ReviewInput.for_result(
+                result, order_id=matched.order_id, reason=problem, amount=received
+            )
             await payments.flag(conn, review)
     if matched.attempt_status in SETTLED_MONEY:
         outcome = Verdict.ALREADY_CONFIRMED
@@ -116,15 +115,23 @@ def as_verdict(result: GatewayResult) -> PaymentResult:
 
 def dedupe_key(result: GatewayResult) -> str:
     return payments.dedupe_key(
-        result.gateway, result.gateway_order_id, result.outcome.value, result.transaction_id, result.result_code,
+        result.gateway,
+        result.gateway_order_id,
+        result.outcome.value,
+        result.transaction_id,
+        result.result_code,
         result.amount,
-    )  # fmt: skip
+    )
 
 
 async def deliver(
-    engine: AsyncEngine, client: Client, settings: Settings, order_id: str, result: GatewayResult,
+    engine: AsyncEngine,
+    client: Client,
+    settings: Settings,
+    order_id: str,
+    result: GatewayResult,
     entry: AuditEntry | None = None,
-) -> bool:  # fmt: skip
+) -> bool:
     """Signal the workflow (or, once it has ended, start the late payment's settlement); mark the
     inbox row delivered. False leaves the row for the workflow's own inbox read at the deadline and
     for the gateway's retry of this notification. An operator's redelivery (`entry`) is audited in
@@ -146,9 +153,12 @@ async def deliver(
     async with engine.begin() as conn:
         if entry is not None:
             await audit.record(
-                conn, entry, "payment.verdict_redelivered", gatewayOrderId=result.gateway_order_id,
+                conn,
+                entry,
+                "payment.verdict_redelivered",
+                gatewayOrderId=result.gateway_order_id,
                 outcome=result.outcome.value,
-            )  # fmt: skip
+            )
         await payments.mark_delivered(conn, dedupe_key(result))
     return True
 

@@ -69,16 +69,32 @@ async def create(conn: AsyncConnection, inp: CreateOrderInput, lines: list[Reser
     discount, shipping = 0, 0
     session_id = uuid.uuid4()
     params = {
-        "id": inp.order_id, "customer": inp.customer_id, "order_type": inp.order_type, "subtotal": subtotal,
-        "discount": discount, "shipping": shipping, "total": subtotal - discount + shipping,
-        "rname": inp.receiver.name, "rphone": inp.receiver.phone, "raddr": inp.receiver.address,
-        "remail": inp.receiver.email, "hash": inp.request_hash, "at": inp.started_at, "sid": session_id,
-        "minutes": inp.duration_minutes, "expires": inp.expires_at, "max": inp.max_attempts,
-        "pids": [uuid.UUID(line.product_id) for line in lines], "vids": [uuid.UUID(line.variant_id) for line in lines],
-        "pnames": [line.product_name for line in lines], "skus": [line.variant_sku for line in lines],
-        "vnames": [line.variant_name for line in lines], "qtys": [line.quantity for line in lines],
-        "prices": [line.unit_price for line in lines], **event_params("order.created"),
-    }  # fmt: skip
+        "id": inp.order_id,
+        "customer": inp.customer_id,
+        "order_type": inp.order_type,
+        "subtotal": subtotal,
+        "discount": discount,
+        "shipping": shipping,
+        "total": subtotal - discount + shipping,
+        "rname": inp.receiver.name,
+        "rphone": inp.receiver.phone,
+        "raddr": inp.receiver.address,
+        "remail": inp.receiver.email,
+        "hash": inp.request_hash,
+        "at": inp.started_at,
+        "sid": session_id,
+        "minutes": inp.duration_minutes,
+        "expires": inp.expires_at,
+        "max": inp.max_attempts,
+        "pids": [uuid.UUID(line.product_id) for line in lines],
+        "vids": [uuid.UUID(line.variant_id) for line in lines],
+        "pnames": [line.product_name for line in lines],
+        "skus": [line.variant_sku for line in lines],
+        "vnames": [line.variant_name for line in lines],
+        "qtys": [line.quantity for line in lines],
+        "prices": [line.unit_price for line in lines],
+        **event_params("order.created"),
+    }
     for _ in range(CODE_TRIES):
         params["code"] = new_order_code()
         if (await conn.execute(SNAPSHOT_SQL, params)).one().made:
@@ -86,18 +102,29 @@ async def create(conn: AsyncConnection, inp: CreateOrderInput, lines: list[Reser
     else:
         raise RuntimeError("could not allocate a unique order code")
     return CreatedOrder(
-        order_id=inp.order_id, order_code=params["code"], session_id=str(session_id), customer_id=inp.customer_id,
-        subtotal_amount=subtotal, discount_amount=discount, shipping_fee=shipping, grand_total=params["total"],
+        order_id=inp.order_id,
+        order_code=params["code"],
+        session_id=str(session_id),
+        customer_id=inp.customer_id,
+        subtotal_amount=subtotal,
+        discount_amount=discount,
+        shipping_fee=shipping,
+        grand_total=params["total"],
         currency_code="VND",
         items=[
             FrozenItem(
-                product_id=line.product_id, variant_id=line.variant_id, product_name=line.product_name,
-                variant_sku=line.variant_sku, variant_name=line.variant_name, quantity=line.quantity,
-                unit_price=line.unit_price, sub_total_amount=line.unit_price * line.quantity,
+                product_id=line.product_id,
+                variant_id=line.variant_id,
+                product_name=line.product_name,
+                variant_sku=line.variant_sku,
+                variant_name=line.variant_name,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                sub_total_amount=line.unit_price * line.quantity,
             )
             for line in lines
         ],
-    )  # fmt: skip
+    )
 
 
 async def load_created(conn: AsyncConnection, order_id: str) -> CreatedOrder | None:
@@ -186,13 +213,19 @@ TRANSITION_SQL = text(
 class Transition:
     moved: bool  # False: the order had already left pending_payment, or an operator settled the attempt
     status: OrderStatus  # the order's status after the call
-    attempt_status: AttemptStatus | None = None  # the verdict's attempt after the call (None: no attempt given)
+    attempt_status: AttemptStatus | None = (
+        None  # the verdict's attempt after the call (None: no attempt given)
+    )
 
 
 async def transition(
-    conn: AsyncConnection, order_id: str, to: OrderStatus, reason: str, attempt: AttemptUpdate | None,
+    conn: AsyncConnection,
+    order_id: str,
+    to: OrderStatus,
+    reason: str,
+    attempt: AttemptUpdate | None,
     event: dict[str, Any] | None = None,
-) -> Transition:  # fmt: skip
+) -> Transition:
     """Out of pending_payment, exactly once; the attempt whose verdict caused it records it, other
     open attempts follow the order, stock comes back unless paid, and `order.<status>` is published
     (with `event`'s fields: who acted, when an operator did)."""
@@ -217,7 +250,9 @@ async def transition(
     ).one()
     attempt_status = AttemptStatus(row.attempt_status) if row.attempt_status else None
     return Transition(
-        moved=bool(row.moved), status=to if row.moved else OrderStatus(row.status), attempt_status=attempt_status
+        moved=bool(row.moved),
+        status=to if row.moved else OrderStatus(row.status),
+        attempt_status=attempt_status,
     )
 
 

@@ -200,16 +200,25 @@ async def flag(conn: AsyncConnection, review: ReviewInput) -> bool:
     flagged for this reason before, a surplus row this transfer has already)."""
     if review.surplus:
         params = {
-            "pid": uuid.uuid4(), "amount": review.amount or 0, "rc": review.result_code, "reason": review.reason[:300],
-            "tx": review.transaction_id or f"{review.result_code}:{review.amount}", "gateway": review.gateway,
+            "pid": uuid.uuid4(),
+            "amount": review.amount or 0,
+            "rc": review.result_code,
+            "reason": review.reason[:300],
+            "tx": review.transaction_id or f"{review.result_code}:{review.amount}",
+            "gateway": review.gateway,
             "gid": review.gateway_order_id,
-        }  # fmt: skip
+        }
         row = (await conn.execute(SURPLUS_SQL, params)).first()
         if row is not None:
             await record_event(
-                conn, str(row.order_id), "payment.needs_review", gatewayOrderId=review.gateway_order_id,
-                reviewReason=review.reason, receivedAmount=review.amount, surplus=True,
-            )  # fmt: skip
+                conn,
+                str(row.order_id),
+                "payment.needs_review",
+                gatewayOrderId=review.gateway_order_id,
+                reviewReason=review.reason,
+                receivedAmount=review.amount,
+                surplus=True,
+            )
         return row is not None
     row = (
         await conn.execute(
@@ -240,8 +249,14 @@ async def flag(conn: AsyncConnection, review: ReviewInput) -> bool:
 # ---- the inbox ----------------------------------------------------------------------------------------------
 
 
-def dedupe_key(gateway: str, gateway_order_id: str, outcome: str, transaction_id: str | None, result_code: str,
-               amount: int | None) -> str:  # fmt: skip
+def dedupe_key(
+    gateway: str,
+    gateway_order_id: str,
+    outcome: str,
+    transaction_id: str | None,
+    result_code: str,
+    amount: int | None,
+) -> str:
     """One row per (attempt, verdict, gateway transaction, amount): retries of the same message
     collapse, while a signed claim of another amount is kept apart (it goes to review)."""
     return f"{gateway}:{gateway_order_id}:{outcome}:{transaction_id or result_code}:{amount}"
@@ -307,12 +322,14 @@ async def transfers_received(conn: AsyncConnection, gateway: str, gateway_order_
     by_transfer = (
         select(func.max(inbox.c.amount).label("amount"))
         .where(
-            inbox.c.gateway == gateway, inbox.c.gateway_order_id == gateway_order_id,
-            inbox.c.outcome == "success", inbox.c.result_code == TRANSFER_CODE,
+            inbox.c.gateway == gateway,
+            inbox.c.gateway_order_id == gateway_order_id,
+            inbox.c.outcome == "success",
+            inbox.c.result_code == TRANSFER_CODE,
         )
         .group_by(func.coalesce(inbox.c.transaction_id, inbox.c.dedupe_key))
         .subquery()
-    )  # fmt: skip
+    )
     return int((await conn.execute(select(func.coalesce(func.sum(by_transfer.c.amount), 0)))).scalar_one())
 
 
@@ -329,9 +346,15 @@ async def take_inbox(conn: AsyncConnection, order_id: str) -> list[PaymentResult
         update(inbox)
         .where(inbox.c.order_id == order_id)
         .values(delivered_at=func.coalesce(inbox.c.delivered_at, func.now()))
-        .returning(inbox.c.gateway, inbox.c.gateway_order_id, inbox.c.outcome, inbox.c.result_code,
-                   inbox.c.amount, inbox.c.transaction_id)
-    )  # fmt: skip
+        .returning(
+            inbox.c.gateway,
+            inbox.c.gateway_order_id,
+            inbox.c.outcome,
+            inbox.c.result_code,
+            inbox.c.amount,
+            inbox.c.transaction_id,
+        )
+    )
     return [
         PaymentResult(r.gateway, r.gateway_order_id, r.outcome, r.result_code, r.amount, r.transaction_id)
         for r in rows
@@ -412,17 +435,28 @@ async def require_refund(
 
 
 async def _settle_attempt(
-    conn: AsyncConnection, order_id: str, attempt_no: int, status: AttemptStatus, result_code: str, tx: str | None,
+    conn: AsyncConnection,
+    order_id: str,
+    attempt_no: int,
+    status: AttemptStatus,
+    result_code: str,
+    tx: str | None,
     received: int | None = None,
-) -> None:  # fmt: skip
+) -> None:
     """The late money's decision on its attempt, with what the gateway reported receiving."""
     await conn.execute(
         update(payment)
-        .where(payment.c.order_id == order_id, payment.c.attempt_no == attempt_no, payment.c.surplus_of.is_(None))
-        .values(status=status.value, result_code=result_code,
-                transaction_id=func.coalesce(tx, payment.c.transaction_id),
-                received_amount=func.coalesce(received, payment.c.received_amount), updated_at=func.now())
-    )  # fmt: skip
+        .where(
+            payment.c.order_id == order_id, payment.c.attempt_no == attempt_no, payment.c.surplus_of.is_(None)
+        )
+        .values(
+            status=status.value,
+            result_code=result_code,
+            transaction_id=func.coalesce(tx, payment.c.transaction_id),
+            received_amount=func.coalesce(received, payment.c.received_amount),
+            updated_at=func.now(),
+        )
+    )
 
 
 async def by_gateway_id(conn: AsyncConnection, gateway: str, gateway_order_id: str, *, lock: bool = False) -> Any:
@@ -433,9 +467,16 @@ async def by_gateway_id(conn: AsyncConnection, gateway: str, gateway_order_id: s
 
 
 async def mark_refunded(
-    conn: AsyncConnection, payment_id: Any, order_id: str, gateway_order_id: str, *, note: str | None = None,
-    from_statuses: tuple[str, ...] = (AttemptStatus.REFUND_REQUIRED.value,), publish: bool = True, **event: Any,
-) -> bool:  # fmt: skip
+    conn: AsyncConnection,
+    payment_id: Any,
+    order_id: str,
+    gateway_order_id: str,
+    *,
+    note: str | None = None,
+    from_statuses: tuple[str, ...] = (AttemptStatus.REFUND_REQUIRED.value,),
+    publish: bool = True,
+    **event: Any,
+) -> bool:
     """The money went back: refund_required (or, by an operator, needs_review) -> refunded, once, with
     how (`note`) and `payment.refunded` (unless the caller publishes it). False when it was not in
     `from_statuses` any more."""
@@ -443,11 +484,14 @@ async def mark_refunded(
         await conn.execute(
             update(payment)
             .where(payment.c.id == payment_id, payment.c.status.in_(from_statuses))
-            .values(status=AttemptStatus.REFUNDED.value, refund_note=func.coalesce(note, payment.c.refund_note),
-                    updated_at=func.now())
+            .values(
+                status=AttemptStatus.REFUNDED.value,
+                refund_note=func.coalesce(note, payment.c.refund_note),
+                updated_at=func.now(),
+            )
             .returning(payment.c.id)
         )
-    ).first()  # fmt: skip
+    ).first()
     if done is not None and publish:
         await record_event(conn, order_id, "payment.refunded", gatewayOrderId=gateway_order_id, **event)
     return done is not None
@@ -522,11 +566,15 @@ async def ask_refund(conn: AsyncConnection, payment_id: Any) -> int:
         await conn.execute(
             update(payment)
             .where(payment.c.id == payment_id, payment.c.status.in_(values_of(NEEDS_PERSON)))
-            .values(status=AttemptStatus.REFUND_REQUIRED.value, received_amount=received,
-                    refund_asked_at=func.coalesce(payment.c.refund_asked_at, func.now()), updated_at=func.now())
+            .values(
+                status=AttemptStatus.REFUND_REQUIRED.value,
+                received_amount=received,
+                refund_asked_at=func.coalesce(payment.c.refund_asked_at, func.now()),
+                updated_at=func.now(),
+            )
             .returning(payment.c.received_amount)
         )
-    ).scalar_one()  # fmt: skip
+    ).scalar_one()
     return amount
 
 

@@ -476,10 +476,9 @@ class OrderWorkflow:
     ) -> None:
         """Money that cannot pay: its attempt becomes `needs_review` with what it received, or
         (`surplus`) the money gets a review row of its own beside the attempt."""
-        review = ReviewInput(
-            self.inp.order_id, result.gateway, result.gateway_order_id, reason, amount, result.result_code,
-            result.transaction_id, surplus,
-        )  # fmt: skip
+        review = ReviewInput.for_result(
+            result, order_id=self.inp.order_id, reason=reason, amount=amount, surplus=surplus
+        )
         await self._effect(steps.flag_for_review, review, DB_TIMEOUT, DB_RETRY)
         if attempt is not None:
             attempt.status = AttemptStatus.NEEDS_REVIEW
@@ -556,10 +555,10 @@ class OrderWorkflow:
         self, to: OrderStatus, reason: str, update: AttemptUpdate | None = None, audit: AuditEntry | None = None
     ) -> TransitionResult:
         """The one terminal transition; an operator's action that causes it (`audit`) is recorded with it."""
-        result: TransitionResult = await self._effect(
-            steps.transition_order, TransitionInput(self.inp.order_id, to, reason, update, audit), DB_TIMEOUT,
-            DB_RETRY,
-        )  # fmt: skip
+        move = TransitionInput(
+            order_id=self.inp.order_id, to_status=to, reason=reason, attempt=update, audit=audit
+        )
+        result: TransitionResult = await self._effect(steps.transition_order, move, DB_TIMEOUT, DB_RETRY)
         self.status = OrderStatus(result.status)
         if self.status is not to:  # Postgres shows the order ended otherwise, or still open
             return result
