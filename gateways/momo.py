@@ -46,11 +46,11 @@ MOMO_EXPIRE_FIELD: str | None = None
 CREATE_SIGNED = (
     "accessKey", "amount", "extraData", "ipnUrl", "orderId", "orderInfo",
     "partnerCode", "redirectUrl", "requestId", "requestType",
-)  # fmt: skip
+)  # fmt: skip  # a table: the signed fields, in the order the gateway signs them
 NOTIFY_SIGNED = (
     "accessKey", "amount", "extraData", "message", "orderId", "orderInfo", "orderType",
     "partnerCode", "payType", "requestId", "responseTime", "resultCode", "transId",
-)  # fmt: skip
+)  # fmt: skip  # a table: the signed fields, in the order the gateway signs them
 QUERY_SIGNED = ("accessKey", "orderId", "partnerCode", "requestId")
 # Unconfirmed field list (GATEWAYS.md): change here only.
 REFUND_SIGNED = ("accessKey", "amount", "description", "orderId", "partnerCode", "requestId", "transId")
