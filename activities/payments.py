@@ -88,7 +88,9 @@ class PaymentActivities:
                 return_url=f"{base}/api/v1/payments/{inp.gateway}/return",
                 ipn_url=f"{base}/api/v1/webhooks/{inp.gateway}",
                 client_ip=inp.client_ip,
-                items=tuple(LinkItem(i.product_name, i.quantity, i.unit_price) for i in inp.items),
+                items=tuple(
+                    LinkItem(name=i.product_name, quantity=i.quantity, price=i.unit_price) for i in inp.items
+                ),
             )
         )
 
@@ -423,7 +425,14 @@ async def _heartbeating(call: Awaitable[T]) -> T:
 def verdicts(answers: list[GatewayResult]) -> list[PaymentResult]:
     """Gateway answers as the workflow's verdicts; "not found" (nobody reached the gateway) says nothing."""
     return [
-        PaymentResult(a.gateway, a.gateway_order_id, a.outcome, a.result_code, a.amount, a.transaction_id)
+        PaymentResult(
+            gateway=a.gateway,
+            gateway_order_id=a.gateway_order_id,
+            outcome=a.outcome,
+            result_code=a.result_code,
+            amount=a.amount,
+            transaction_id=a.transaction_id,
+        )
         for a in answers
         if a.outcome not in (PaymentOutcome.NOT_FOUND, PaymentOutcome.UNKNOWN)
     ]

@@ -89,7 +89,7 @@ async def payments_page(
     date_to: datetime | None,
 ) -> Page[DeskPaymentOut]:
     statuses = (status,) if status else values_of(NEEDS_PERSON)
-    where = payments.DeskFilter(statuses, gateway, date_from, date_to)
+    where = payments.DeskFilter(statuses=statuses, gateway=gateway, date_from=date_from, date_to=date_to)
     total, rows = await payments.desk(conn, where, size, (page - 1) * size)
     return Page(items=[desk_payment(r) for r in rows], page=page, size=size, total=total)
 

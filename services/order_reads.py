@@ -217,7 +217,14 @@ async def list_orders(
 ) -> Page[OrderSummary]:
     if not user.is_admin:
         customer_id = user.id  # customers only ever see their own orders
-    where = orders.OrderFilter(customer_id, status, date_from, date_to, late_payment, payment_status)
+    where = orders.OrderFilter(
+        customer_id=customer_id,
+        status=status,
+        date_from=date_from,
+        date_to=date_to,
+        late_payment=late_payment,
+        payment_status=payment_status,
+    )
     total, rows = await orders.listing(conn, where, MONEY_FIRST, limit=size, offset=(page - 1) * size)
     items = [
         OrderSummary(

@@ -99,7 +99,13 @@ async def take(engine: AsyncEngine, client: Client | None, settings: Settings, r
     delivered = not waiting or (
         client is not None and await deliver(engine, client, settings, matched.order_id, result)
     )
-    return Intake(outcome, matched.order_id, matched.order_code, matched.order_status, delivered)
+    return Intake(
+        verdict=outcome,
+        order_id=matched.order_id,
+        order_code=matched.order_code,
+        order_status=matched.order_status,
+        delivered=delivered,
+    )
 
 
 def as_verdict(result: GatewayResult) -> PaymentResult:

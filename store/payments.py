@@ -284,7 +284,13 @@ async def match(conn: AsyncConnection, gateway: str, gateway_order_id: str) -> M
     ).first()
     if row is None:
         return None
-    return Matched(str(row.order_id), row.order_code, row.status, row.amount, row.attempt_status)
+    return Matched(
+        order_id=str(row.order_id),
+        order_code=row.order_code,
+        order_status=row.status,
+        amount=row.amount,
+        attempt_status=row.attempt_status,
+    )
 
 
 async def store_verdict(
@@ -356,7 +362,14 @@ async def take_inbox(conn: AsyncConnection, order_id: str) -> list[PaymentResult
         )
     )
     return [
-        PaymentResult(r.gateway, r.gateway_order_id, r.outcome, r.result_code, r.amount, r.transaction_id)
+        PaymentResult(
+            gateway=r.gateway,
+            gateway_order_id=r.gateway_order_id,
+            outcome=r.outcome,
+            result_code=r.result_code,
+            amount=r.amount,
+            transaction_id=r.transaction_id,
+        )
         for r in rows
     ]
 

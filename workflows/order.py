@@ -152,7 +152,7 @@ class OrderWorkflow:
             # Nothing was written: OUT_OF_STOCK / VARIANT_NOT_FOUND leave no trace but this answer.
             self.creation = Creation(error=created.error, message=created.message, request_hash=inp.request_hash)
             await workflow.wait_condition(workflow.all_handlers_finished)
-            return OrderOutcome(inp.order_id, "rejected", created.error or "")
+            return OrderOutcome(order_id=inp.order_id, status="rejected", reason=created.error or "")
         self.order = created.order
         self._upsert_search_attributes()
 
@@ -185,7 +185,7 @@ class OrderWorkflow:
             async with self.lock:
                 await self._drain_inbox()
             await workflow.wait_condition(workflow.all_handlers_finished)
-        return OrderOutcome(inp.order_id, self.status, self.end_reason or "")
+        return OrderOutcome(order_id=inp.order_id, status=self.status, reason=self.end_reason or "")
 
     async def _sleep_until_next_event(self) -> None:
         now = workflow.now()
@@ -445,7 +445,12 @@ class OrderWorkflow:
 
     def _update(self, result: PaymentResult, attempt: Attempt, status: AttemptStatus, received: int | None = None) -> AttemptUpdate:
         return AttemptUpdate(
-            self.inp.order_id, attempt.attempt_no, status, result.result_code, result.transaction_id, received
+            order_id=self.inp.order_id,
+            attempt_no=attempt.attempt_no,
+            status=status,
+            result_code=result.result_code,
+            transaction_id=result.transaction_id,
+            received_amount=received,
         )
 
     async def _adopt(self, result: PaymentResult) -> Attempt | None:
@@ -455,7 +460,9 @@ class OrderWorkflow:
         attempt is taken back into the order, and its money judged like any other's."""
         found = await self._effect(
             steps.find_attempt,
-            AttemptRef(self.inp.order_id, result.gateway, result.gateway_order_id),
+            AttemptRef(
+                order_id=self.inp.order_id, gateway=result.gateway, gateway_order_id=result.gateway_order_id
+            ),
             DB_TIMEOUT,
             DB_RETRY,
         )
@@ -507,7 +514,10 @@ class OrderWorkflow:
             if self.status.is_terminal:
                 return
             reconciled = await self._effect(
-                steps.reconcile, ReconcileInput(self.inp.order_id, self.attempts), RECONCILE_TIMEOUT, DB_RETRY
+                steps.reconcile,
+                ReconcileInput(order_id=self.inp.order_id, attempts=self.attempts),
+                RECONCILE_TIMEOUT,
+                DB_RETRY,
             )
             async with self.lock:
                 await self._conclude(reconciled, grace)
@@ -584,7 +594,12 @@ class OrderWorkflow:
 
     async def _move_deadline(self, deadline: datetime, audit: AuditEntry | None = None) -> None:
         """The operator's action that moves it (`audit`) is recorded with the new deadline."""
-        await self._effect(steps.set_deadline, DeadlineInput(self.inp.order_id, deadline, audit), DB_TIMEOUT, DB_RETRY)
+        await self._effect(
+            steps.set_deadline,
+            DeadlineInput(order_id=self.inp.order_id, expires_at=deadline, audit=audit),
+            DB_TIMEOUT,
+            DB_RETRY,
+        )
         self.deadline = deadline
         self.recheck_at = None
         self.wake = True
@@ -594,7 +609,12 @@ class OrderWorkflow:
         """Beside the loop, retried until the window closes; abandoned (not awaited) when the order ends."""
         assert self.order is not None
         self.reminded = True
-        reminder = ReminderInput(self.inp.order_id, self.order.order_code, self.inp.customer_id, self.deadline)
+        reminder = ReminderInput(
+            order_id=self.inp.order_id,
+            order_code=self.order.order_code,
+            customer_id=self.inp.customer_id,
+            expires_at=self.deadline,
+        )
         self.reminder = workflow.start_activity(
             steps.send_reminder,
             reminder,
@@ -627,7 +647,7 @@ class OrderWorkflow:
     async def _cancel_links_beside(self, attempts: list[Attempt], reason: str) -> None:
         await workflow.execute_activity(
             steps.cancel_open_links,
-            CancelLinksInput(self.inp.order_id, attempts, reason[:100]),
+            CancelLinksInput(order_id=self.inp.order_id, attempts=attempts, reason=reason[:100]),
             start_to_close_timeout=LINK_TIMEOUT,
             schedule_to_close_timeout=CANCEL_LINKS_BUDGET,
             retry_policy=BESIDE_RETRY,
@@ -636,7 +656,7 @@ class OrderWorkflow:
     async def _confirm_after_close(self, attempts: list[Attempt]) -> None:
         results = await workflow.execute_activity(
             steps.confirm_attempts,
-            ReconcileInput(self.inp.order_id, attempts),
+            ReconcileInput(order_id=self.inp.order_id, attempts=attempts),
             start_to_close_timeout=RECONCILE_TIMEOUT,
             schedule_to_close_timeout=CONFIRM_BUDGET,
             retry_policy=BESIDE_RETRY,
