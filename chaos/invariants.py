@@ -683,8 +683,10 @@ async def gather_ledger(
             FROM payment p JOIN "order" o ON o.id = p.order_id
             WHERE {scope} OR (p.gateway, p.gateway_order_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))
             """,
-            customers, gateways, gids,
-        )  # fmt: skip
+            customers,
+            gateways,
+            gids,
+        )
         rows = [r for r in rows if r["ours"]]  # another scenario's payment is judged in its own walk
         hand = await conn.fetch(
             "SELECT p.gateway, p.gateway_order_id, a.at, coalesce(p.received_amount, p.amount) AS amount "
@@ -700,8 +702,9 @@ async def gather_ledger(
         named = await conn.fetch(
             "SELECT DISTINCT gateway, gateway_order_id FROM payment "
             "WHERE (gateway, gateway_order_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-            gateways, gids,
-        )  # fmt: skip
+            gateways,
+            gids,
+        )
     finally:
         await conn.close()
     keys = {(r["gateway"], r["gateway_order_id"]) for r in rows}
@@ -720,16 +723,29 @@ async def gather_ledger(
         "queries": [e for e in recent.get("queries", []) if mine(e)],
     }
     payments = [
-        OurPayment(r["gateway"], r["gateway_order_id"], r["status"], r["amount"], r["received_amount"],
-                   r["order_status"], r["order_id"])
+        OurPayment(
+            gateway=r["gateway"],
+            gateway_order_id=r["gateway_order_id"],
+            status=r["status"],
+            amount=r["amount"],
+            received_amount=r["received_amount"],
+            order_status=r["order_status"],
+            order_id=r["order_id"],
+        )
         for r in rows
-    ]  # fmt: skip
+    ]
     listed = [
-        OurPayment(d["gateway"], d["gatewayOrderId"], d["status"], d["amount"], d.get("receivedAmount"),
-                   d.get("orderStatus", ""))
+        OurPayment(
+            gateway=d["gateway"],
+            gateway_order_id=d["gatewayOrderId"],
+            status=d["status"],
+            amount=d["amount"],
+            received_amount=d.get("receivedAmount"),
+            order_status=d.get("orderStatus", ""),
+        )
         for d in desk
         if (d["gateway"], d["gatewayOrderId"]) in keys
-    ]  # fmt: skip
+    ]
     return walk(
         scoped,
         payments,

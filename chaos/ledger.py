@@ -167,11 +167,25 @@ def walk(
         for at, how, event in sorted(events, key=lambda e: e[0]):
             if taken > 0 and back >= returnable:
                 report.double_refunds.append(
-                    {"gateway": key[0], "gateway_order_id": key[1], "how": how, "at": at.isoformat(),
-                     "taken": taken, "kept": kept, "returned_before": back,
-                     **({"accepted": event.get("accepted"), "code": event.get("code"),
-                         "duplicate": event.get("duplicate")} if how == "gateway" else {})}
-                )  # fmt: skip
+                    {
+                        "gateway": key[0],
+                        "gateway_order_id": key[1],
+                        "how": how,
+                        "at": at.isoformat(),
+                        "taken": taken,
+                        "kept": kept,
+                        "returned_before": back,
+                        **(
+                            {
+                                "accepted": event.get("accepted"),
+                                "code": event.get("code"),
+                                "duplicate": event.get("duplicate"),
+                            }
+                            if how == "gateway"
+                            else {}
+                        ),
+                    }
+                )
             if how == "gateway" and event.get("accepted"):
                 back += int(event.get("amount") or 0)
             elif how == "hand":
@@ -184,10 +198,17 @@ def walk(
         totals["returned_vnd"] += back
         if accounted != taken:
             report.ledger_mismatches.append(
-                {"gateway": key[0], "gateway_order_id": key[1], "taken": taken, "kept": kept, "held": held,
-                 "returned": back, "difference": taken - accounted,
-                 "ours": [(p.status, p.amount, p.received_amount, p.order_status) for p in ours]}
-            )  # fmt: skip
+                {
+                    "gateway": key[0],
+                    "gateway_order_id": key[1],
+                    "taken": taken,
+                    "kept": kept,
+                    "held": held,
+                    "returned": back,
+                    "difference": taken - accounted,
+                    "ours": [(p.status, p.amount, p.received_amount, p.order_status) for p in ours],
+                }
+            )
             totals["mismatch_vnd"] += abs(taken - accounted)
 
     for p in desk:
@@ -195,9 +216,14 @@ def walk(
         back, returnable = returned.get(key, 0), taken_of.get(key, 0) - kept_of.get(key, 0)
         if p.status in NEEDS_PERSON and back > 0 and back >= returnable:
             report.manual_refund_invitations_for_returned_money.append(
-                {"gateway": key[0], "gateway_order_id": key[1], "desk_status": p.status,
-                 "returned": back, "taken": taken_of.get(key, 0)}
-            )  # fmt: skip
+                {
+                    "gateway": key[0],
+                    "gateway_order_id": key[1],
+                    "desk_status": p.status,
+                    "returned": back,
+                    "taken": taken_of.get(key, 0),
+                }
+            )
 
     made = {
         order_code_of(c["gateway"], str(c["gatewayOrderId"]))
