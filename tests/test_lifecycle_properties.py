@@ -48,7 +48,14 @@ async def run_actions(ts: Any, handle: Any, steps: list[tuple]) -> bool:
             if kind == "result" and step[1] < len(view.attempts):
                 attempt = view.attempts[step[1]]
                 amount = PRICE * QTY if step[3] else 1_000
-                result = PaymentResult(attempt.gateway, attempt.gateway_order_id, step[2], "x", amount, str(4_100_000_000 + step[1]))
+                result = PaymentResult(
+                    gateway=attempt.gateway,
+                    gateway_order_id=attempt.gateway_order_id,
+                    outcome=step[2],
+                    result_code="x",
+                    amount=amount,
+                    transaction_id=str(4_100_000_000 + step[1]),
+                )
                 for _ in range(2):  # every notification may come twice
                     await handle.signal(OrderWorkflow.payment_result, result)
             elif kind == "retry":
@@ -91,11 +98,13 @@ async def test_any_interleaving_keeps_the_invariants(ts, stack, steps):
     async with stack.engine.connect() as conn:
         order = (
             await conn.execute(
-                text('SELECT o.status, s.status AS session FROM "order" o JOIN order_session s '
-                     "ON s.order_id = o.id WHERE o.id = :id"),
+                text(
+                    'SELECT o.status, s.status AS session FROM "order" o JOIN order_session s '
+                    "ON s.order_id = o.id WHERE o.id = :id"
+                ),
                 {"id": oid},
             )
-        ).one()  # fmt: skip
+        ).one()
         attempts = (
             await conn.execute(text("SELECT status FROM payment WHERE order_id = :id"), {"id": oid})
         ).scalars().all()
