@@ -33,6 +33,7 @@ import httpx
 
 from api.auth import Role, issue_token
 from domain.ids import order_id_for
+from domain.statuses import OrderStatus
 
 RECEIVER = {
     "name": "Nguyễn Văn Chaos",
@@ -41,7 +42,7 @@ RECEIVER = {
     "email": "shopper@chaos.example",  # reminders go out by e-mail too
 }
 RETRYABLE = {429, 500, 502, 503, 504}
-TERMINAL = {"paid", "cancelled", "expired", "failed"}
+TERMINAL = frozenset(s.value for s in OrderStatus if s.is_terminal)
 TRANSFER_KINDS = ("split_pay", "overpay", "late_topup")  # PayOS links paid by bank transfers
 
 
