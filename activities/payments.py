@@ -33,7 +33,14 @@ from domain.messages import (
     ReviewInput,
 )
 from domain.money import money_problem
-from domain.statuses import MAY_TAKE_MONEY, MONEY_AT_REST, AttemptStatus, OrderStatus, PaymentOutcome
+from domain.statuses import (
+    HOLDS_MONEY,
+    MAY_TAKE_MONEY,
+    MONEY_AT_REST,
+    AttemptStatus,
+    OrderStatus,
+    PaymentOutcome,
+)
 from domain.verdicts import is_transfer
 from gateways.base import GatewayError, GatewayResult, LinkItem, LinkRequest, PaymentGateway, RefundState
 from infra.db import while_unavailable
@@ -402,7 +409,7 @@ def another_transfer(late: LatePayment, row: Any) -> bool:
     """Late money that is one more transfer to a link whose attempt already holds other money."""
     return (
         is_transfer(late.gateway, late.result_code)
-        and AttemptStatus(row.status).holds_money
+        and row.status in HOLDS_MONEY
         and (row.transaction_id or "") != (late.transaction_id or "")
     )
 

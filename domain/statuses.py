@@ -40,16 +40,6 @@ class AttemptStatus(StrEnum):
     REFUNDED = "refunded"
     NEEDS_REVIEW = "needs_review"  # verified money that cannot pay the order (wrong amount, unknown attempt)
 
-    @property
-    def holds_money(self) -> bool:
-        """Money the gateway took sits in this attempt: it is the order's, or on its way back."""
-        return self in HOLDS_MONEY
-
-    @property
-    def may_take_money(self) -> bool:
-        """The attempt's link may still be paid: it is asked about, and cancelled when the order ends."""
-        return self in MAY_TAKE_MONEY
-
 
 # The attempt-status sets, named once: the workflow, the store (its SQL lists too) and chaos use these.
 # Money the gateway took sits in the attempt: the order's, a person's to decide, or on its way back.

@@ -25,7 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from domain.ids import workflow_id
 from domain.messages import AuditEntry, LatePayment, PaymentResult, ReviewInput
 from domain.money import money_problem
-from domain.statuses import SETTLED_MONEY, AttemptStatus, OrderStatus
+from domain.statuses import HOLDS_MONEY, SETTLED_MONEY, OrderStatus
 from domain.verdicts import is_transfer
 from gateways.base import GatewayError, GatewayResult, PaymentGateway
 from infra.settings import Settings
@@ -82,7 +82,7 @@ async def take(engine: AsyncEngine, client: Client | None, settings: Settings, r
         beside = (
             is_transfer(result.gateway, result.result_code)
             and OrderStatus(matched.order_status).is_terminal
-            and AttemptStatus(matched.attempt_status).holds_money
+            and matched.attempt_status in HOLDS_MONEY
         )
         if problem and inserted and not beside:
             # Flagged here too, in the inbox's transaction: kept even if the order never hears of it.

@@ -11,7 +11,6 @@ from domain.statuses import (
     NEEDS_PERSON,
     OPERATOR_SETTLED,
     SETTLED_MONEY,
-    AttemptStatus,
 )
 from store.status_sql import sql_in
 from store.tables import Payment
@@ -25,7 +24,6 @@ def test_the_sets_nest_as_their_names_say() -> None:
     assert NEEDS_PERSON < HOLDS_MONEY
     assert SETTLED_MONEY | NEEDS_PERSON == HOLDS_MONEY
     assert not MAY_TAKE_MONEY & SETTLED_MONEY  # a link whose money has a home is never asked or cancelled
-    assert [s for s in AttemptStatus if s.holds_money] == [s for s in AttemptStatus if s in HOLDS_MONEY]
 
 
 def test_sql_lists_are_stable_and_match_the_migrated_index() -> None:
