@@ -53,9 +53,13 @@ class OrderActivities:
         entry = dataclasses.replace(inp.audit, order_id=inp.order_id) if inp.audit else None
         async with self.engine.begin() as conn:
             moved = await orders.transition(
-                conn, inp.order_id, OrderStatus(inp.to_status), inp.reason, inp.attempt,
-                audit.event_fields(entry) if entry else None,
-            )  # fmt: skip
+                conn,
+                order_id=inp.order_id,
+                to=OrderStatus(inp.to_status),
+                reason=inp.reason,
+                attempt=inp.attempt,
+                event=audit.event_fields(entry) if entry else None,
+            )
             if moved.moved and entry is not None:
                 await audit.record(conn, entry)
         # The chaos run's double-transition check reads these lines (chaos/invariants.py).

@@ -33,7 +33,14 @@ from domain.messages import (
     ReviewInput,
 )
 from domain.money import money_problem
-from domain.statuses import AttemptStatus, OrderStatus, PaymentOutcome
+from domain.statuses import (
+    HOLDS_MONEY,
+    MAY_TAKE_MONEY,
+    MONEY_AT_REST,
+    AttemptStatus,
+    OrderStatus,
+    PaymentOutcome,
+)
 from domain.verdicts import is_transfer
 from gateways.base import GatewayError, GatewayResult, LinkItem, LinkRequest, PaymentGateway, RefundState
 from infra.db import while_unavailable
@@ -43,11 +50,6 @@ from store import inventory, payments
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-# A link whose money is the order's or on its way back: never cancelled.
-SETTLED = (AttemptStatus.SUCCESS.value, AttemptStatus.REFUNDED.value)
-# Attempts the reconciliation asks their gateway about: still open, or holding money that may yet
-# become a full payment (a PayOS transfer that was short).
-RECONCILED_STATUSES = (AttemptStatus.PENDING.value, AttemptStatus.NEEDS_REVIEW.value)
 # A refund whose outcome the gateway did not make known: the activity fails with this (retryable)
 # type and its workflow asks again on a durable backoff, for as long as it takes (docs/GATEWAYS.md).
 REFUND_UNKNOWN = "REFUND_UNKNOWN"
@@ -93,7 +95,9 @@ class PaymentActivities:
                 return_url=f"{base}/api/v1/payments/{inp.gateway}/return",
                 ipn_url=f"{base}/api/v1/webhooks/{inp.gateway}",
                 client_ip=inp.client_ip,
-                items=tuple(LinkItem(i.product_name, i.quantity, i.unit_price) for i in inp.items),
+                items=tuple(
+                    LinkItem(name=i.product_name, quantity=i.quantity, price=i.unit_price) for i in inp.items
+                ),
             )
         )
 
@@ -121,7 +125,7 @@ class PaymentActivities:
         attempt and the activity fails, so Temporal tries again on the workflow's schedule."""
         cancelled, failures = 0, []
         for attempt in inp.attempts:
-            if attempt.status in SETTLED:
+            if attempt.status in MONEY_AT_REST:  # its money paid the order or went back
                 continue
             try:
                 cancelled += await self._gateway(attempt.gateway).cancel(attempt.gateway_order_id, inp.reason)
@@ -145,7 +149,7 @@ class PaymentActivities:
         been lost while Temporal was unreachable), then each open attempt as the gateway sees it."""
         async with self.engine.begin() as conn:
             results = await payments.take_inbox(conn, inp.order_id)
-        open_attempts = [a for a in inp.attempts if a.status in RECONCILED_STATUSES]
+        open_attempts = [a for a in inp.attempts if a.status in MAY_TAKE_MONEY]
         answers = await asyncio.gather(*(self._ask(a) for a in open_attempts))
         # Unknown is not "unpaid": the window waits for a silent gateway (bounded by the grace).
         silent = [
@@ -238,27 +242,25 @@ class PaymentActivities:
                 if new_money <= 0:
                     return LateOutcome("already_settled", f"counted already: {accounted} VND of {received}")
                 reason = f"transfer of {new_money} VND after the order was {row.order_status}"
-                review = ReviewInput(
-                    late.order_id, late.gateway, late.gateway_order_id, reason, new_money, late.result_code,
-                    late.transaction_id, surplus=True,
-                )  # fmt: skip
+                review = ReviewInput.for_result(
+                    late, order_id=late.order_id, reason=reason, amount=new_money, surplus=True
+                )
                 await payments.flag(conn, review)
                 return LateOutcome("needs_review", reason)
-            if row.status in SETTLED:
+            if row.status in MONEY_AT_REST:
                 return LateOutcome("already_settled", row.status)
-            if row.status == AttemptStatus.REFUND_REQUIRED.value:
+            if row.status == AttemptStatus.REFUND_REQUIRED:
                 return LateOutcome("refund_required", "recorded earlier")
             problem = money_problem(late.outcome, late.amount, row.amount)
             if problem:
-                review = ReviewInput(
-                    late.order_id, late.gateway, late.gateway_order_id, problem, late.amount, late.result_code,
-                    late.transaction_id,
-                )  # fmt: skip
+                review = ReviewInput.for_result(
+                    late, order_id=late.order_id, reason=problem, amount=late.amount
+                )
                 await payments.flag(conn, review)
                 return LateOutcome("needs_review", problem)
             if (
                 late.policy == "accept_if_available"
-                and row.order_status == OrderStatus.EXPIRED.value
+                and row.order_status == OrderStatus.EXPIRED
                 and await inventory.reserve_again(conn, late.order_id)
             ):
                 await payments.accept_late(
@@ -266,9 +268,14 @@ class PaymentActivities:
                 )
                 return LateOutcome("accepted", "every item could be reserved again")
             await payments.require_refund(
-                conn, late.order_id, row.attempt_no, late.result_code, late.transaction_id, late.gateway_order_id,
+                conn,
+                late.order_id,
+                row.attempt_no,
+                late.result_code,
+                late.transaction_id,
+                late.gateway_order_id,
                 late.amount,
-            )  # fmt: skip
+            )
         log.error("late payment on order %s via %s %s: refund required", late.order_id, late.gateway, late.gateway_order_id)
         return LateOutcome("refund_required", f"order was {row.order_status}")
 
@@ -279,9 +286,15 @@ class PaymentActivities:
         if created_at is None:
             return 0
         link = Attempt(
-            attempt_no=-1, gateway=late.gateway, gateway_order_id=late.gateway_order_id, request_id="", amount=0,
-            status=AttemptStatus.PENDING.value, payment_url="", created_at=created_at,
-        )  # fmt: skip
+            attempt_no=-1,
+            gateway=late.gateway,
+            gateway_order_id=late.gateway_order_id,
+            request_id="",
+            amount=0,
+            status=AttemptStatus.PENDING,
+            payment_url="",
+            created_at=created_at,
+        )
         answer = await self._ask(link)
         if answer is None:
             raise ApplicationError("the gateway gives no running total for the link", type="GATEWAY_SILENT")
@@ -299,9 +312,9 @@ class PaymentActivities:
         While its outcome is unknown the activity fails (REFUND_UNKNOWN) and is asked again."""
         async with self.engine.begin() as conn:
             row = await payments.by_gateway_id(conn, late.gateway, late.gateway_order_id, lock=True)
-            if row.status == AttemptStatus.REFUNDED.value:
+            if row.status == AttemptStatus.REFUNDED:
                 return LateOutcome("refunded", "refunded earlier")
-            if row.status != AttemptStatus.REFUND_REQUIRED.value:
+            if row.status != AttemptStatus.REFUND_REQUIRED:
                 return LateOutcome("already_settled", row.status)
             await payments.refund_asked(conn, row.id)  # committed before the request leaves
         state, detail = await self._refund(
@@ -319,15 +332,18 @@ class PaymentActivities:
             row = await payments.lock_payment(conn, uuid.UUID(req.payment_id))
             if row is None:
                 return RefundOutcome("not_refundable", "no such payment")
-            if row.status == AttemptStatus.REFUNDED.value:
+            if row.status == AttemptStatus.REFUNDED:
                 return RefundOutcome("refunded", "refunded earlier")
-            if row.status != AttemptStatus.REFUND_REQUIRED.value:
+            if row.status != AttemptStatus.REFUND_REQUIRED:
                 return RefundOutcome("not_refundable", f"the payment is {row.status}")
             await payments.refund_asked(conn, row.id)  # committed before the request leaves
         state, detail = await self._refund(
-            row, row.transaction_id or "", f"Refund {row.gateway_order_id}",
-            requestedBy=req.requested_by, auditId=req.audit_id,
-        )  # fmt: skip
+            row,
+            row.transaction_id or "",
+            f"Refund {row.gateway_order_id}",
+            requestedBy=req.requested_by,
+            auditId=req.audit_id,
+        )
         return RefundOutcome("refunded" if state is RefundState.REFUNDED else "refused", detail)
 
     async def _refund(
@@ -358,9 +374,13 @@ class PaymentActivities:
         if result.state is RefundState.REFUNDED:
             async with self.engine.begin() as conn:
                 await payments.mark_refunded(
-                    conn, row.id, str(row.order_id), row.gateway_order_id,
-                    note=f"refunded through {row.gateway} (refund {result.refund_id or '?'})", **event,
-                )  # fmt: skip
+                    conn,
+                    row.id,
+                    str(row.order_id),
+                    row.gateway_order_id,
+                    note=f"refunded through {row.gateway} (refund {result.refund_id or '?'})",
+                    **event,
+                )
             return RefundState.REFUNDED, result.refund_id or ""
         if result.state is RefundState.REFUSED:
             reason = (
@@ -389,7 +409,7 @@ def another_transfer(late: LatePayment, row: Any) -> bool:
     """Late money that is one more transfer to a link whose attempt already holds other money."""
     return (
         is_transfer(late.gateway, late.result_code)
-        and AttemptStatus(row.status).holds_money
+        and row.status in HOLDS_MONEY
         and (row.transaction_id or "") != (late.transaction_id or "")
     )
 
@@ -413,7 +433,12 @@ def verdicts(answers: list[GatewayResult]) -> list[PaymentResult]:
     """Gateway answers as the workflow's verdicts; "not found" (nobody reached the gateway) says nothing."""
     return [
         PaymentResult(
-            a.gateway, a.gateway_order_id, a.outcome.value, a.result_code, a.amount, a.transaction_id
+            gateway=a.gateway,
+            gateway_order_id=a.gateway_order_id,
+            outcome=a.outcome,
+            result_code=a.result_code,
+            amount=a.amount,
+            transaction_id=a.transaction_id,
         )
         for a in answers
         if a.outcome not in (PaymentOutcome.NOT_FOUND, PaymentOutcome.UNKNOWN)

@@ -50,8 +50,13 @@ def _stream_key(secret: str) -> bytes:
 def issue_stream_token(secret: str, user: User, order_id: str, ttl_seconds: int = STREAM_TTL_SECONDS) -> str:
     now = int(time.time())
     claims = {
-        "sub": user.id, "role": user.role, "ord": order_id, "scope": STREAM_SCOPE, "iat": now, "exp": now + ttl_seconds,
-    }  # fmt: skip
+        "sub": user.id,
+        "role": user.role,
+        "ord": order_id,
+        "scope": STREAM_SCOPE,
+        "iat": now,
+        "exp": now + ttl_seconds,
+    }
     return jwt.encode(claims, _stream_key(secret), algorithm="HS256")
 
 

@@ -80,9 +80,15 @@ class Desk:
         except httpx.HTTPError as err:
             answer = type(err).__name__
         done = DeskAction(
-            phase, action, p["paymentId"], p["gateway"], p["gatewayOrderId"], p["status"], answer,
-            await self.order_status(p["orderId"]),
-        )  # fmt: skip
+            phase=phase,
+            action=action,
+            payment_id=p["paymentId"],
+            gateway=p["gateway"],
+            gateway_order_id=p["gatewayOrderId"],
+            desk_status=p["status"],
+            answer=answer,
+            order_status_after=await self.order_status(p["orderId"]),
+        )
         self.actions.append(done)
         return done
 
@@ -127,8 +133,14 @@ class Desk:
         out: dict[str, list[dict[str, Any]]] = {}
         for a in self.actions:
             ok = a.answer.startswith(("200", "202"))
-            where = {"payment_id": a.payment_id, "gateway_order_id": a.gateway_order_id, "action": a.action,
-                     "desk_status": a.desk_status, "answer": a.answer, "order_after": a.order_status_after}  # fmt: skip
+            where = {
+                "payment_id": a.payment_id,
+                "gateway_order_id": a.gateway_order_id,
+                "action": a.action,
+                "desk_status": a.desk_status,
+                "answer": a.answer,
+                "order_after": a.order_status_after,
+            }
             # Still open after the answer, so open when it was given. (Listed open, ended by the time
             # the operator acted: the desk may then act, and the ledger walk judges the money.)
             still_open = a.phase == "open" and a.order_status_after == "pending_payment"

@@ -58,12 +58,11 @@ from chaos.ledger import (
 )
 from chaos.load import TERMINAL, OrderRecord
 from domain.ids import late_workflow_id, workflow_id
-from domain.statuses import SESSION_FOR_ORDER, OrderStatus
+from domain.statuses import HOLDS_MONEY, OPERATOR_SETTLED, SESSION_FOR_ORDER, SETTLED_MONEY, OrderStatus
 
 MARGIN_S = 1.0  # clock and scheduling slack when comparing a click with a deadline
 LATE_CLOSE_S = 30.0  # an order ends by deadline + grace + this, whatever its optional effects do
 HISTORY_BOUND = 200  # events in one order's history: a paid order has ~40, a retried one ~80
-SETTLED_MONEY = ("success", "refund_required", "needs_review", "refunded")
 TERMINAL_EVENTS = ("order.paid", "order.cancelled", "order.expired", "order.failed")
 
 
@@ -180,9 +179,7 @@ async def gather_facts(
     late: dict[str, str] = {}
     for p in payments:
         txn = index.get((p["gateway"], p["gateway_order_id"]))
-        if p["status"] in ("refund_required", "refunded") or (
-            txn and txn["state"] == "paid" and p["status"] != "success"
-        ):
+        if p["status"] in OPERATOR_SETTLED or (txn and txn["state"] == "paid" and p["status"] != "success"):
             wid = late_workflow_id(p["gateway"], p["gateway_order_id"])
             try:
                 desc = await client.get_workflow_handle(wid).describe()
@@ -470,7 +467,7 @@ def check_money(facts: Facts, report: Report, faults: Sequence[Fault] = ()) -> d
             assert txn is not None  # took_money says so
             counts["verified_payments"] += 1
             counts[f"attempt_{p['status']}"] += 1
-            if p["status"] not in SETTLED_MONEY or (p["status"] == "success" and row["status"] != "paid"):
+            if p["status"] not in HOLDS_MONEY or (p["status"] == "success" and row["status"] != "paid"):
                 report.add(
                     "money_unaccounted",
                     **where,
@@ -521,7 +518,7 @@ def check_money(facts: Facts, report: Report, faults: Sequence[Fault] = ()) -> d
         (p["gateway"], p["gateway_order_id"])
         for ps in facts.payments.values()
         for p in ps
-        if p["status"] in ("success", "refund_required", "refunded")
+        if p["status"] in SETTLED_MONEY
     }
     loose = [
         r
@@ -686,8 +683,10 @@ async def gather_ledger(
             FROM payment p JOIN "order" o ON o.id = p.order_id
             WHERE {scope} OR (p.gateway, p.gateway_order_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))
             """,
-            customers, gateways, gids,
-        )  # fmt: skip
+            customers,
+            gateways,
+            gids,
+        )
         rows = [r for r in rows if r["ours"]]  # another scenario's payment is judged in its own walk
         hand = await conn.fetch(
             "SELECT p.gateway, p.gateway_order_id, a.at, coalesce(p.received_amount, p.amount) AS amount "
@@ -703,8 +702,9 @@ async def gather_ledger(
         named = await conn.fetch(
             "SELECT DISTINCT gateway, gateway_order_id FROM payment "
             "WHERE (gateway, gateway_order_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-            gateways, gids,
-        )  # fmt: skip
+            gateways,
+            gids,
+        )
     finally:
         await conn.close()
     keys = {(r["gateway"], r["gateway_order_id"]) for r in rows}
@@ -723,16 +723,29 @@ async def gather_ledger(
         "queries": [e for e in recent.get("queries", []) if mine(e)],
     }
     payments = [
-        OurPayment(r["gateway"], r["gateway_order_id"], r["status"], r["amount"], r["received_amount"],
-                   r["order_status"], r["order_id"])
+        OurPayment(
+            gateway=r["gateway"],
+            gateway_order_id=r["gateway_order_id"],
+            status=r["status"],
+            amount=r["amount"],
+            received_amount=r["received_amount"],
+            order_status=r["order_status"],
+            order_id=r["order_id"],
+        )
         for r in rows
-    ]  # fmt: skip
+    ]
     listed = [
-        OurPayment(d["gateway"], d["gatewayOrderId"], d["status"], d["amount"], d.get("receivedAmount"),
-                   d.get("orderStatus", ""))
+        OurPayment(
+            gateway=d["gateway"],
+            gateway_order_id=d["gatewayOrderId"],
+            status=d["status"],
+            amount=d["amount"],
+            received_amount=d.get("receivedAmount"),
+            order_status=d.get("orderStatus", ""),
+        )
         for d in desk
         if (d["gateway"], d["gatewayOrderId"]) in keys
-    ]  # fmt: skip
+    ]
     return walk(
         scoped,
         payments,

@@ -33,10 +33,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from domain.statuses import NEEDS_PERSON
+
 # PayOS has no refund API: its late money waits for an operator's bank transfer (then mark-refunded).
 NO_REFUND_API = ("payos",)
 PAYOS_ATTEMPTS_PER_ORDER = 100  # gateways/payos.py: orderCode = order_code * 100 + attempt_no (+ moves)
-NEEDS_PERSON = ("refund_required", "needs_review")
 
 Key = tuple[str, str]  # (gateway, gatewayOrderId)
 
@@ -166,11 +167,25 @@ def walk(
         for at, how, event in sorted(events, key=lambda e: e[0]):
             if taken > 0 and back >= returnable:
                 report.double_refunds.append(
-                    {"gateway": key[0], "gateway_order_id": key[1], "how": how, "at": at.isoformat(),
-                     "taken": taken, "kept": kept, "returned_before": back,
-                     **({"accepted": event.get("accepted"), "code": event.get("code"),
-                         "duplicate": event.get("duplicate")} if how == "gateway" else {})}
-                )  # fmt: skip
+                    {
+                        "gateway": key[0],
+                        "gateway_order_id": key[1],
+                        "how": how,
+                        "at": at.isoformat(),
+                        "taken": taken,
+                        "kept": kept,
+                        "returned_before": back,
+                        **(
+                            {
+                                "accepted": event.get("accepted"),
+                                "code": event.get("code"),
+                                "duplicate": event.get("duplicate"),
+                            }
+                            if how == "gateway"
+                            else {}
+                        ),
+                    }
+                )
             if how == "gateway" and event.get("accepted"):
                 back += int(event.get("amount") or 0)
             elif how == "hand":
@@ -183,10 +198,17 @@ def walk(
         totals["returned_vnd"] += back
         if accounted != taken:
             report.ledger_mismatches.append(
-                {"gateway": key[0], "gateway_order_id": key[1], "taken": taken, "kept": kept, "held": held,
-                 "returned": back, "difference": taken - accounted,
-                 "ours": [(p.status, p.amount, p.received_amount, p.order_status) for p in ours]}
-            )  # fmt: skip
+                {
+                    "gateway": key[0],
+                    "gateway_order_id": key[1],
+                    "taken": taken,
+                    "kept": kept,
+                    "held": held,
+                    "returned": back,
+                    "difference": taken - accounted,
+                    "ours": [(p.status, p.amount, p.received_amount, p.order_status) for p in ours],
+                }
+            )
             totals["mismatch_vnd"] += abs(taken - accounted)
 
     for p in desk:
@@ -194,9 +216,14 @@ def walk(
         back, returnable = returned.get(key, 0), taken_of.get(key, 0) - kept_of.get(key, 0)
         if p.status in NEEDS_PERSON and back > 0 and back >= returnable:
             report.manual_refund_invitations_for_returned_money.append(
-                {"gateway": key[0], "gateway_order_id": key[1], "desk_status": p.status,
-                 "returned": back, "taken": taken_of.get(key, 0)}
-            )  # fmt: skip
+                {
+                    "gateway": key[0],
+                    "gateway_order_id": key[1],
+                    "desk_status": p.status,
+                    "returned": back,
+                    "taken": taken_of.get(key, 0),
+                }
+            )
 
     made = {
         order_code_of(c["gateway"], str(c["gatewayOrderId"]))

@@ -33,13 +33,16 @@ import httpx
 
 from api.auth import Role, issue_token
 from domain.ids import order_id_for
+from domain.statuses import OrderStatus
 
 RECEIVER = {
-    "name": "Nguyễn Văn Chaos", "phone": "0901234567", "address": "1 Lê Lợi, Quận 1, TP.HCM",
+    "name": "Nguyễn Văn Chaos",
+    "phone": "0901234567",
+    "address": "1 Lê Lợi, Quận 1, TP.HCM",
     "email": "shopper@chaos.example",  # reminders go out by e-mail too
-}  # fmt: skip
+}
 RETRYABLE = {429, 500, 502, 503, 504}
-TERMINAL = {"paid", "cancelled", "expired", "failed"}
+TERMINAL = frozenset(s.value for s in OrderStatus if s.is_terminal)
 TRANSFER_KINDS = ("split_pay", "overpay", "late_topup")  # PayOS links paid by bank transfers
 
 
@@ -314,9 +317,17 @@ class Shoppers:
             )
             answer = r.json()
             click = Click(
-                n, attempt["gateway"], action, knobs, t0, time.time(), r.status_code, answer.get("state"),
-                answer.get("notification"), answer.get("return_url"),
-            )  # fmt: skip
+                attempt_no=n,
+                gateway=attempt["gateway"],
+                action=action,
+                knobs=knobs,
+                t0=t0,
+                t1=time.time(),
+                status=r.status_code,
+                state=answer.get("state"),
+                notification=answer.get("notification"),
+                return_url=answer.get("return_url"),
+            )
         except (httpx.HTTPError, ValueError, KeyError):
             click = Click(n, attempt["gateway"], action, knobs, t0, time.time(), None)
             answer = {}

@@ -47,6 +47,7 @@ from chaos.load import OrderRecord, Plan, Shoppers
 from chaos.scenarios import STACK_ENV, WINDOW
 from chaos.stack import ChaosStack
 from domain.ids import late_workflow_id, workflow_id
+from domain.statuses import SETTLED_MONEY
 
 REPRODUCED = "REPRODUCED: the gateway holds the money, nothing will refund it"
 
@@ -172,7 +173,7 @@ class Repro:
             say("[1]   afterwards: " + json.dumps(proof, default=str))
             lost = (
                 proof["gateway_state"] == "paid"
-                and proof["attempt_0"]["status"] not in ("success", "refund_required", "refunded")
+                and proof["attempt_0"]["status"] not in SETTLED_MONEY
                 and proof["late_payment_workflow"] == "none"
             )
             say(f"[1]   {REPRODUCED if lost else 'settled'}")
@@ -201,7 +202,7 @@ class Repro:
         say("[2]   afterwards: " + json.dumps(proof, default=str))
         lost = (
             proof["gateway_state"] == "paid"
-            and proof["attempt_0"]["status"] not in ("success", "refund_required", "refunded")
+            and proof["attempt_0"]["status"] not in SETTLED_MONEY
             and proof["late_payment_workflow"] == "none"
         )
         say(f"[2]   {REPRODUCED if lost else 'settled'}")

@@ -403,9 +403,13 @@ class Context:
         return {"waited_s": round(time.monotonic() - t0, 1), "left": state}
 
     async def check(
-        self, records: list[OrderRecord], customer: str, variants: list[str], initial: dict[str, int],
+        self,
+        records: list[OrderRecord],
+        customer: str,
+        variants: list[str],
+        initial: dict[str, int],
         started: datetime,
-    ) -> Report:  # fmt: skip
+    ) -> Report:
         ledger = (await self.gateways.get("/chaos/ledger")).json()
         received = set((await self.receiver.get("/chaos/receiver")).json()["event_ids"])
         client = await self.temporal()
@@ -650,8 +654,12 @@ async def replay_flood(ctx: Context, arrivals: Arrivals, _: Callable[..., OrderR
     async def forge(rec: OrderRecord) -> None:
         attempt = rec.attempts.get(0, {})
         params = {
-            "code": "00", "id": "forged", "cancel": "false", "status": "PAID", "orderCode": attempt["gatewayOrderId"],
-        }  # fmt: skip
+            "code": "00",
+            "id": "forged",
+            "cancel": "false",
+            "status": "PAID",
+            "orderCode": attempt["gatewayOrderId"],
+        }
         for _ in range(ctx.mode.replays):
             try:
                 r = await api.get("/payments/payos/return", params=params, headers=flooder)

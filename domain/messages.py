@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
+
+from domain.operator_actions import OperatorAction
+from domain.statuses import AttemptStatus, OrderStatus, PaymentOutcome, SessionStatus
 
 
 @dataclass
@@ -108,7 +111,7 @@ class Attempt:
     gateway_order_id: str
     request_id: str
     amount: int
-    status: str
+    status: AttemptStatus
     payment_url: str
     created_at: datetime
     result_code: str | None = None
@@ -121,7 +124,7 @@ class PaymentResult:
 
     gateway: str
     gateway_order_id: str
-    outcome: str  # domain.statuses.PaymentOutcome value
+    outcome: PaymentOutcome
     result_code: str
     amount: int | None
     transaction_id: str | None = None
@@ -131,7 +134,7 @@ class PaymentResult:
 class AttemptUpdate:
     order_id: str
     attempt_no: int
-    status: str
+    status: AttemptStatus
     result_code: str | None
     transaction_id: str | None = None
     received_amount: int | None = None  # the money the attempt received (a success: what paid the order)
@@ -145,7 +148,7 @@ class AuditEntry:
 
     id: str
     actor: str  # the admin token's `sub`
-    action: str  # domain.operator_actions.OperatorAction value
+    action: OperatorAction
     note: str = ""
     order_id: str | None = None
     payment_id: str | None = None
@@ -157,7 +160,7 @@ class AuditEntry:
 @dataclass
 class TransitionInput:
     order_id: str
-    to_status: str
+    to_status: OrderStatus
     reason: str
     attempt: AttemptUpdate | None = None  # the attempt whose verdict caused it, if any
     audit: AuditEntry | None = None  # an operator's cancel: recorded with the transition
@@ -165,9 +168,9 @@ class TransitionInput:
 
 @dataclass
 class TransitionResult:
-    status: str  # the order's status after the call
+    status: OrderStatus  # the order's status after the call
     transitioned: bool  # False when it had already left pending_payment, or an operator settled the attempt
-    attempt_status: str | None = None  # the verdict's attempt as Postgres holds it after the call
+    attempt_status: AttemptStatus | None = None  # the verdict's attempt as Postgres holds it after the call
 
 
 @dataclass
@@ -226,8 +229,8 @@ class SessionView:
     order_id: str
     order_code: int | None
     session_id: str | None
-    status: str  # session status
-    order_status: str
+    status: SessionStatus
+    order_status: OrderStatus
     started_at: datetime
     expires_at: datetime
     duration_minutes: float
@@ -254,7 +257,7 @@ class Creation:
 @dataclass
 class OrderOutcome:
     order_id: str
-    status: str
+    status: str  # an OrderStatus, or `rejected`: the order was never made
     reason: str
 
 
@@ -295,6 +298,35 @@ class ReviewInput:
     # attempt): a review row of its own for `amount`, the attempt left as it is.
     surplus: bool = False
 
+    @classmethod
+    def for_result(
+        cls, result: GatewayAnswer, *, order_id: str, reason: str, amount: int | None, surplus: bool = False
+    ) -> ReviewInput:
+        """The review of the money a gateway's answer reports (a verdict, a late payment)."""
+        return cls(
+            order_id=order_id,
+            gateway=result.gateway,
+            gateway_order_id=result.gateway_order_id,
+            reason=reason,
+            amount=amount,
+            result_code=result.result_code,
+            transaction_id=result.transaction_id,
+            surplus=surplus,
+        )
+
+
+class GatewayAnswer(Protocol):
+    """What names one gateway answer: PaymentResult, LatePayment, gateways' GatewayResult."""
+
+    @property
+    def gateway(self) -> str: ...
+    @property
+    def gateway_order_id(self) -> str: ...
+    @property
+    def result_code(self) -> str: ...
+    @property
+    def transaction_id(self) -> str | None: ...
+
 
 @dataclass
 class CancelLinksInput:
@@ -314,7 +346,7 @@ class LatePayment:
     result_code: str
     transaction_id: str | None
     policy: str = "refund"  # refund | accept_if_available
-    outcome: str = "success"  # or "underpaid": money that arrived, whatever its amount
+    outcome: PaymentOutcome = PaymentOutcome.SUCCESS  # or UNDERPAID: money that arrived, whatever its amount
 
 
 @dataclass

@@ -40,15 +40,28 @@ class AttemptStatus(StrEnum):
     REFUNDED = "refunded"
     NEEDS_REVIEW = "needs_review"  # verified money that cannot pay the order (wrong amount, unknown attempt)
 
-    @property
-    def holds_money(self) -> bool:
-        """Money the gateway took sits in this attempt: it is the order's, or on its way back."""
-        return self in (
-            AttemptStatus.SUCCESS,
-            AttemptStatus.REFUND_REQUIRED,
-            AttemptStatus.REFUNDED,
-            AttemptStatus.NEEDS_REVIEW,
-        )
+
+# The attempt-status sets, named once: the workflow, the store (its SQL lists too) and chaos use these.
+# Money the gateway took sits in the attempt: the order's, a person's to decide, or on its way back.
+HOLDS_MONEY = frozenset(
+    {AttemptStatus.SUCCESS, AttemptStatus.REFUND_REQUIRED, AttemptStatus.REFUNDED, AttemptStatus.NEEDS_REVIEW}
+)
+# Money with a decided home (the order's own success, a refund under way or done): no review overrides it.
+SETTLED_MONEY = frozenset({AttemptStatus.SUCCESS, AttemptStatus.REFUND_REQUIRED, AttemptStatus.REFUNDED})
+# Money whose story is over (it paid the order, or went back): the link is never cancelled, and late
+# money on it is already settled. Unlike SETTLED_MONEY, a refund still owed is not at rest.
+MONEY_AT_REST = frozenset({AttemptStatus.SUCCESS, AttemptStatus.REFUNDED})
+# Money an operator decided about: nothing the workflow learns may pay the order with it again.
+OPERATOR_SETTLED = frozenset({AttemptStatus.REFUND_REQUIRED, AttemptStatus.REFUNDED})
+# A link that may still take money: open, or holding a short transfer that may yet become a full payment.
+MAY_TAKE_MONEY = frozenset({AttemptStatus.PENDING, AttemptStatus.NEEDS_REVIEW})
+# Money that waits for a person at the money desk.
+NEEDS_PERSON = frozenset({AttemptStatus.REFUND_REQUIRED, AttemptStatus.NEEDS_REVIEW})
+
+
+def values_of(statuses: frozenset[AttemptStatus]) -> tuple[str, ...]:
+    """A set's values in the enum's order (a set's own order varies between runs): for SQL and listings."""
+    return tuple(s.value for s in AttemptStatus if s in statuses)
 
 
 class PaymentOutcome(StrEnum):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from domain.money import money_problem
-from domain.statuses import AttemptStatus, OrderStatus, PaymentOutcome
+from domain.statuses import SETTLED_MONEY, AttemptStatus, OrderStatus, PaymentOutcome
 
 # Gateways whose notifications each report one transfer, not the payment's state.
 PER_TRANSFER = frozenset({"payos"})
@@ -21,8 +21,6 @@ TRANSFER_CODE = (
 )
 # Attempt verdicts that end an attempt without ending the order (while retries remain).
 ATTEMPT_FAILURES = frozenset({PaymentOutcome.FAILED, PaymentOutcome.SYSTEM_ERROR})
-# Money an operator decided about: nothing the workflow learns may pay the order with it again.
-OPERATOR_SETTLED = frozenset({AttemptStatus.REFUND_REQUIRED.value, AttemptStatus.REFUNDED.value})
 # Answers that decide nothing: the attempt keeps its status (UNKNOWN is treated like no answer).
 UNDECIDED = frozenset(
     {PaymentOutcome.PENDING, PaymentOutcome.PROCESSING, PaymentOutcome.NOT_FOUND, PaymentOutcome.UNKNOWN}
@@ -97,7 +95,7 @@ class Verdict:
 def decide(
     outcome: PaymentOutcome | str,
     *,
-    attempt_status: str | None,
+    attempt_status: AttemptStatus | None,
     order_status: OrderStatus,
     expected: int | None,
     received: int | None,
@@ -116,7 +114,7 @@ def decide(
         return Verdict(Act.IGNORE)  # an ended order is never reopened or downgraded
     if outcome in UNDECIDED:
         return Verdict(Act.NOTE)
-    if attempt_status != AttemptStatus.PENDING.value:
+    if attempt_status != AttemptStatus.PENDING:
         return Verdict(Act.IGNORE)  # an attempt that holds money or ended already is not downgraded
     if outcome is PaymentOutcome.CANCELLED:
         return Verdict(Act.CANCEL, AttemptStatus.CANCELLED, OrderStatus.CANCELLED)
@@ -129,17 +127,21 @@ def decide(
 
 
 def _money(
-    outcome: PaymentOutcome, attempt_status: str | None, order_status: OrderStatus, expected: int | None,
-    received: int | None, new_money: int,
-) -> Verdict:  # fmt: skip
+    outcome: PaymentOutcome,
+    attempt_status: AttemptStatus | None,
+    order_status: OrderStatus,
+    expected: int | None,
+    received: int | None,
+    new_money: int,
+) -> Verdict:
     if attempt_status is None:
         return Verdict(Act.REVIEW, reason=money_problem(outcome, received, None) or "")
-    if attempt_status == AttemptStatus.SUCCESS.value or attempt_status in OPERATOR_SETTLED:
+    if attempt_status in SETTLED_MONEY:
         # The order's own money is counted (or an operator decided about it): anything new is the
         # shopper's, kept apart for a person, and never pays the order.
         if new_money <= 0:
             return Verdict(Act.IGNORE)
-        if attempt_status == AttemptStatus.SUCCESS.value:
+        if attempt_status == AttemptStatus.SUCCESS:
             return Verdict(Act.SURPLUS, reason=f"surplus: received {new_money} VND beyond the price")
         return Verdict(Act.SURPLUS, reason=f"received {new_money} VND after the payment was {attempt_status}")
     if order_status.is_terminal:

@@ -46,11 +46,11 @@ MOMO_EXPIRE_FIELD: str | None = None
 CREATE_SIGNED = (
     "accessKey", "amount", "extraData", "ipnUrl", "orderId", "orderInfo",
     "partnerCode", "redirectUrl", "requestId", "requestType",
-)  # fmt: skip
+)  # fmt: skip  # a table: the signed fields, in the order the gateway signs them
 NOTIFY_SIGNED = (
     "accessKey", "amount", "extraData", "message", "orderId", "orderInfo", "orderType",
     "partnerCode", "payType", "requestId", "responseTime", "resultCode", "transId",
-)  # fmt: skip
+)  # fmt: skip  # a table: the signed fields, in the order the gateway signs them
 QUERY_SIGNED = ("accessKey", "orderId", "partnerCode", "requestId")
 # Unconfirmed field list (GATEWAYS.md): change here only.
 REFUND_SIGNED = ("accessKey", "amount", "description", "orderId", "partnerCode", "requestId", "transId")
@@ -176,7 +176,9 @@ class MomoGateway:
                 f"resultCode={answer.get('resultCode')} {answer.get('message', '')}",
             )
             if code == 0 and isinstance(answer.get("payUrl"), str):
-                return PaymentLink(order_id, request_id, answer["payUrl"], raw=answer)
+                return PaymentLink(
+                    gateway_order_id=order_id, request_id=request_id, payment_url=answer["payUrl"], raw=answer
+                )
             if code not in NOT_A_VERDICT and code in _OUTCOMES:
                 raise GatewayError(f"MoMo create refused: {why}")
         # No answer, or not a verdict (41: that orderId is taken, by our own earlier send): look it up.
@@ -294,22 +296,32 @@ class MomoGateway:
                     answer, code = {"error": repr(lost)}, None
                 if code == 0:
                     return RefundResult(
-                        RefundState.REFUNDED,
-                        str(answer.get("transId")),
-                        "0",
-                        str(answer.get("message", "")),
-                        answer,
+                        state=RefundState.REFUNDED,
+                        refund_id=str(answer.get("transId")),
+                        result_code="0",
+                        message=str(answer.get("message", "")),
+                        raw=answer,
                     )
                 after = await self.find_refund(gateway_order_id, refund_id)  # ask before concluding
         except GatewayError as err:
-            return RefundResult(RefundState.UNKNOWN, None, "no answer", str(err))
+            return RefundResult(
+                state=RefundState.UNKNOWN, refund_id=None, result_code="no answer", message=str(err)
+            )
         if after.state is RefundState.REFUNDED:
             return after
         said = str(code) if code is not None else "no answer"
         message = str(answer.get("message") or answer.get("error") or "")
         if code in REFUND_REFUSALS and after.state is RefundState.NONE:
-            return RefundResult(RefundState.REFUSED, None, said, message, answer)
-        return RefundResult(RefundState.UNKNOWN, None, said, f"{message} ({after.message})".strip(), answer)
+            return RefundResult(
+                state=RefundState.REFUSED, refund_id=None, result_code=said, message=message, raw=answer
+            )
+        return RefundResult(
+            state=RefundState.UNKNOWN,
+            refund_id=None,
+            result_code=said,
+            message=f"{message} ({after.message})".strip(),
+            raw=answer,
+        )
 
     async def find_refund(self, gateway_order_id: str, refund_id: str) -> RefundResult:
         """The payment's refunds as MoMo lists them (query's `refundTrans`): ours (`refund_id`) done,
@@ -318,27 +330,55 @@ class MomoGateway:
             answer = await self._query_answer(gateway_order_id)
             code = _result_code(answer)
         except GatewayError as err:
-            return RefundResult(RefundState.UNKNOWN, None, "no answer", f"query: {err}")
+            return RefundResult(
+                state=RefundState.UNKNOWN, refund_id=None, result_code="no answer", message=f"query: {err}"
+            )
         if code in QUERY_REQUEST_ERRORS or (
             code != QUERY_NOT_FOUND and momo_outcome(code) is PaymentOutcome.UNKNOWN
         ):
-            return RefundResult(RefundState.UNKNOWN, None, str(code), f"query answered {code}", answer)
+            return RefundResult(
+                state=RefundState.UNKNOWN,
+                refund_id=None,
+                result_code=str(code),
+                message=f"query answered {code}",
+                raw=answer,
+            )
         listed = [t for t in answer.get("refundTrans") or [] if isinstance(t, dict)]
         mine = [t for t in listed if t.get("orderId") == refund_id]
         if any(t.get("resultCode") == 0 for t in mine):
             done = next(t for t in mine if t.get("resultCode") == 0)
             return RefundResult(
-                RefundState.REFUNDED, str(done.get("transId")), "0", "refund listed by MoMo", answer
+                state=RefundState.REFUNDED,
+                refund_id=str(done.get("transId")),
+                result_code="0",
+                message="refund listed by MoMo",
+                raw=answer,
             )
         if mine:  # listed, not done: MoMo is still on it
             return RefundResult(
-                RefundState.UNKNOWN, None, str(mine[-1].get("resultCode")), "refund listed, not done", answer
+                state=RefundState.UNKNOWN,
+                refund_id=None,
+                result_code=str(mine[-1].get("resultCode")),
+                message="refund listed, not done",
+                raw=answer,
             )
         returned = sum(t.get("amount") or 0 for t in listed if t.get("resultCode") == 0)
         paid = answer.get("amount")
         if returned and isinstance(paid, int) and returned >= paid:
-            return RefundResult(RefundState.REFUNDED, None, "0", "refunded in full under other ids", answer)
-        return RefundResult(RefundState.NONE, None, str(code), "no refund listed", answer)
+            return RefundResult(
+                state=RefundState.REFUNDED,
+                refund_id=None,
+                result_code="0",
+                message="refunded in full under other ids",
+                raw=answer,
+            )
+        return RefundResult(
+            state=RefundState.NONE,
+            refund_id=None,
+            result_code=str(code),
+            message="no refund listed",
+            raw=answer,
+        )
 
     async def _post(self, path: str, body: dict[str, Any], *, send_once: bool = False) -> dict[str, Any]:
         try:

@@ -138,11 +138,16 @@ class PayOSGateway:
     async def _call(self, action: Callable[[payos.AsyncPayOS], Awaitable[T]]) -> T:
         try:
             sdk = payos.AsyncPayOS(
-                self._client_id, self._api_key, self._checksum_key,
-                base_url=self._base_url, timeout=self._timeout,
+                self._client_id,
+                self._api_key,
+                self._checksum_key,
+                base_url=self._base_url,
+                timeout=self._timeout,
                 max_retries=0,  # retries belong to the caller (Temporal activities)
-                http_client=gateway_client("payos"),  # kept alive; the SDK does not close a client it was given
-            )  # fmt: skip
+                http_client=gateway_client(
+                    "payos"
+                ),  # kept alive; the SDK does not close a client it was given
+            )
             return await action(sdk)
         except payos.APIError as exc:
             if exc.status_code is not None and exc.status_code >= 500:
@@ -171,9 +176,9 @@ class PayOSGateway:
             found = await self._existing(order_code)
             if found is not None and found.status in ADOPTABLE and found.amount == req.amount:
                 return PaymentLink(
-                    str(order_code),
-                    req.request_id,
-                    self._checkout_url(found.id),
+                    gateway_order_id=str(order_code),
+                    request_id=req.request_id,
+                    payment_url=self._checkout_url(found.id),
                     raw=found.model_dump(by_alias=True),
                 )
             if found is None:
@@ -216,7 +221,12 @@ class PayOSGateway:
         )
         created = await self._call(lambda sdk: sdk.payment_requests.create(request))
         raw = created.model_dump(by_alias=True)
-        return PaymentLink(str(order_code), req.request_id, created.checkout_url, raw=raw)
+        return PaymentLink(
+            gateway_order_id=str(order_code),
+            request_id=req.request_id,
+            payment_url=created.checkout_url,
+            raw=raw,
+        )
 
     def verify_notification(self, payload: Mapping[str, Any]) -> GatewayResult:
         data, signature = payload.get("data"), payload.get("signature")
@@ -263,7 +273,13 @@ class PayOSGateway:
                 link = await self._call(lambda sdk: sdk.payment_requests.get(int(gateway_order_id)))
         except PayOSRefused as exc:
             if exc.code in PAYOS_NOT_FOUND_CODES or exc.status_code == 404:
-                return GatewayResult(self.name, gateway_order_id, PaymentOutcome.NOT_FOUND, exc.code, None)
+                return GatewayResult(
+                    gateway=self.name,
+                    gateway_order_id=gateway_order_id,
+                    outcome=PaymentOutcome.NOT_FOUND,
+                    result_code=exc.code,
+                    amount=None,
+                )
             raise
         paid = link.status in ("PAID", "UNDERPAID")
         return GatewayResult(

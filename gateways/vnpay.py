@@ -99,7 +99,9 @@ class VnpayGateway:
         }
         query = vnpay_hash_data(params)
         url = f"{self._payment_url}?{query}&vnp_SecureHash={hmac512(self._secret, query)}"
-        return PaymentLink(req.gateway_order_id, req.request_id, url, raw=params)
+        return PaymentLink(
+            gateway_order_id=req.gateway_order_id, request_id=req.request_id, payment_url=url, raw=params
+        )
 
     def verify_notification(self, payload: Mapping[str, Any]) -> GatewayResult:
         return self._verify(payload)
@@ -136,7 +138,12 @@ class VnpayGateway:
         code = str(answer.get("vnp_ResponseCode", ""))
         if code == "91":
             return GatewayResult(
-                self.name, gateway_order_id, PaymentOutcome.NOT_FOUND, code, None, raw=answer
+                gateway=self.name,
+                gateway_order_id=gateway_order_id,
+                outcome=PaymentOutcome.NOT_FOUND,
+                result_code=code,
+                amount=None,
+                raw=answer,
             )
         if code != "00":
             raise GatewayError(f"VNPay querydr refused: {code} {answer.get('vnp_Message', '')}")
@@ -202,15 +209,21 @@ class VnpayGateway:
                     answer, code = {"error": repr(lost)}, None
                 after = await self.find_refund(gateway_order_id, transaction_date)  # ask before concluding
         except GatewayError as err:
-            return RefundResult(RefundState.UNKNOWN, None, "no answer", str(err))
+            return RefundResult(
+                state=RefundState.UNKNOWN, refund_id=None, result_code="no answer", message=str(err)
+            )
         if after.state is not RefundState.NONE:
             return after
         said = code if code is not None else "no answer"
         message = signed_text(answer.get("vnp_Message")) or str(answer.get("error") or "")
         if code in REFUND_REFUSALS:
-            return RefundResult(RefundState.REFUSED, None, said, message, answer)
+            return RefundResult(
+                state=RefundState.REFUSED, refund_id=None, result_code=said, message=message, raw=answer
+            )
         # 00 that querydr does not show yet, 94, 99, an unknown code, no answer: ask again later.
-        return RefundResult(RefundState.UNKNOWN, None, said, message, answer)
+        return RefundResult(
+            state=RefundState.UNKNOWN, refund_id=None, result_code=said, message=message, raw=answer
+        )
 
     async def find_refund(self, gateway_order_id: str, created_at: datetime) -> RefundResult:
         """The payment's refund as querydr shows it: type 02/03 REFUNDED, status 05/06 UNKNOWN (in
@@ -218,23 +231,57 @@ class VnpayGateway:
         try:
             answer = await self._querydr(gateway_order_id, created_at)
         except GatewayError as err:
-            return RefundResult(RefundState.UNKNOWN, None, "no answer", f"querydr: {err}")
+            return RefundResult(
+                state=RefundState.UNKNOWN, refund_id=None, result_code="no answer", message=f"querydr: {err}"
+            )
         code = str(answer.get("vnp_ResponseCode", ""))
         if code == "91":  # no such payment: nothing was refunded (the refund request says why)
-            return RefundResult(RefundState.NONE, None, code, "querydr: no such payment", answer)
+            return RefundResult(
+                state=RefundState.NONE,
+                refund_id=None,
+                result_code=code,
+                message="querydr: no such payment",
+                raw=answer,
+            )
         if code != "00":
-            return RefundResult(RefundState.UNKNOWN, None, code, f"querydr answered {code}", answer)
+            return RefundResult(
+                state=RefundState.UNKNOWN,
+                refund_id=None,
+                result_code=code,
+                message=f"querydr answered {code}",
+                raw=answer,
+            )
         kind = signed_text(answer.get("vnp_TransactionType"))
         status = signed_text(answer.get("vnp_TransactionStatus"))
         said = f"{code}/{kind}/{status}"
         if kind in REFUND_TYPES:
             refund_no = signed_text(answer.get("vnp_TransactionNo")) or None
-            return RefundResult(RefundState.REFUNDED, refund_no, said, "refund shown by querydr", answer)
+            return RefundResult(
+                state=RefundState.REFUNDED,
+                refund_id=refund_no,
+                result_code=said,
+                message="refund shown by querydr",
+                raw=answer,
+            )
         if status in REFUND_IN_PROGRESS:
-            return RefundResult(RefundState.UNKNOWN, None, said, "refund in progress at VNPay", answer)
+            return RefundResult(
+                state=RefundState.UNKNOWN,
+                refund_id=None,
+                result_code=said,
+                message="refund in progress at VNPay",
+                raw=answer,
+            )
         if status == REFUND_REJECTED:
-            return RefundResult(RefundState.REFUSED, None, said, "refund rejected by VNPay", answer)
-        return RefundResult(RefundState.NONE, None, said, "no refund shown", answer)
+            return RefundResult(
+                state=RefundState.REFUSED,
+                refund_id=None,
+                result_code=said,
+                message="refund rejected by VNPay",
+                raw=answer,
+            )
+        return RefundResult(
+            state=RefundState.NONE, refund_id=None, result_code=said, message="no refund shown", raw=answer
+        )
 
     def _api_body(
         self, command: str, txn_ref: str, transaction_date: datetime, order_info: str = ""

@@ -30,18 +30,18 @@ HASH_KEYS = frozenset({"vnp_SecureHash", "vnp_SecureHashType"})
 QUERYDR_SIGNED = (
     "vnp_RequestId", "vnp_Version", "vnp_Command", "vnp_TmnCode", "vnp_TxnRef",
     "vnp_TransactionDate", "vnp_CreateDate", "vnp_IpAddr", "vnp_OrderInfo",
-)  # fmt: skip
+)  # fmt: skip  # a table: the signed fields, in the order the gateway signs them
 QUERYDR_ANSWER_SIGNED = (
     "vnp_ResponseId", "vnp_Command", "vnp_ResponseCode", "vnp_Message", "vnp_TmnCode",
     "vnp_TxnRef", "vnp_Amount", "vnp_BankCode", "vnp_PayDate", "vnp_TransactionNo",
     "vnp_TransactionType", "vnp_TransactionStatus", "vnp_OrderInfo", "vnp_PromotionCode",
     "vnp_PromotionAmount",
-)  # fmt: skip
+)  # fmt: skip  # a table: the signed fields, in the order the gateway signs them
 REFUND_SIGNED = (
     "vnp_RequestId", "vnp_Version", "vnp_Command", "vnp_TmnCode", "vnp_TransactionType",
     "vnp_TxnRef", "vnp_Amount", "vnp_TransactionNo", "vnp_TransactionDate", "vnp_CreateBy",
     "vnp_CreateDate", "vnp_IpAddr", "vnp_OrderInfo",
-)  # fmt: skip
+)  # fmt: skip  # a table: the signed fields, in the order the gateway signs them
 REFUND_ANSWER_SIGNED = QUERYDR_ANSWER_SIGNED[:13]
 
 _RESPONSE_OUTCOMES: dict[str, PaymentOutcome] = {

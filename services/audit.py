@@ -22,7 +22,7 @@ def audit_entry(user: User, action: OperatorAction, note: str = "", **subject: A
     return AuditEntry(
         id=str(uuid.uuid4()),
         actor=user.id,
-        action=action.value,
+        action=action,
         note=note,
         detail=subject.get("detail", {}),
         **ids,
@@ -30,17 +30,29 @@ def audit_entry(user: User, action: OperatorAction, note: str = "", **subject: A
 
 
 async def audit_page(
-    conn: AsyncConnection, page: int, size: int, order_id: uuid.UUID | None, payment_id: uuid.UUID | None,
+    conn: AsyncConnection,
+    page: int,
+    size: int,
+    order_id: uuid.UUID | None,
+    payment_id: uuid.UUID | None,
     variant_id: uuid.UUID | None,
-) -> Page[AuditOut]:  # fmt: skip
+) -> Page[AuditOut]:
     where = audit.AuditFilter(order_id=order_id, payment_id=payment_id, variant_id=variant_id)
     total, rows = await audit.entries(conn, where, size, (page - 1) * size)
     items = [
         AuditOut(
-            audit_id=r.id, at=r.at, actor=r.actor, action=r.action, order_id=r.order_id, order_code=r.order_code,
-            payment_id=r.payment_id, variant_id=r.variant_id, notification_id=r.notification_id, note=r.note,
+            audit_id=r.id,
+            at=r.at,
+            actor=r.actor,
+            action=r.action,
+            order_id=r.order_id,
+            order_code=r.order_code,
+            payment_id=r.payment_id,
+            variant_id=r.variant_id,
+            notification_id=r.notification_id,
+            note=r.note,
             detail=r.detail,
         )
         for r in rows
-    ]  # fmt: skip
+    ]
     return Page(items=items, page=page, size=size, total=total)

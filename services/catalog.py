@@ -27,7 +27,10 @@ from store import audit, catalog
 async def create_product(conn: AsyncConnection, body: ProductCreate) -> ProductOut:
     product_id = uuid.uuid4()
     variants = [VariantOut(id=uuid.uuid4(), **v.model_dump()) for v in body.variants]
-    new = [catalog.NewVariant(v.id, v.sku, v.name, v.price, v.stock_quantity) for v in variants]
+    new = [
+        catalog.NewVariant(id=v.id, sku=v.sku, name=v.name, price=v.price, stock_quantity=v.stock_quantity)
+        for v in variants
+    ]
     try:
         await catalog.create_product(conn, product_id, body.name, body.description, new)
     except catalog.SkuExists:
@@ -49,10 +52,17 @@ async def list_products(conn: AsyncConnection) -> list[ProductOut]:
 
 def variant_stock(row: Any) -> VariantStockOut:
     return VariantStockOut(
-        variant_id=row.id, product_id=row.product_id, product_name=row.product_name, sku=row.sku, name=row.name,
-        price=row.price, active=row.active, on_hand=row.stock_quantity, reserved=row.reserved,
+        variant_id=row.id,
+        product_id=row.product_id,
+        product_name=row.product_name,
+        sku=row.sku,
+        name=row.name,
+        price=row.price,
+        active=row.active,
+        on_hand=row.stock_quantity,
+        reserved=row.reserved,
         updated_at=row.updated_at,
-    )  # fmt: skip
+    )
 
 
 async def variants_page(

@@ -70,9 +70,14 @@ def refused(code: ErrorCode, message: str | None = None) -> AppError:
 
 def issue(jwt_secret: str, *, secret_id: uuid.UUID, row: Any, expires_at: datetime) -> str:
     claims = {
-        "jti": str(secret_id), "ord": str(row.id), "code": f"{row.order_code:09d}", "sub": row.customer_id,
-        "scope": SCOPE, "iat": int(datetime.now(UTC).timestamp()), "exp": int(expires_at.timestamp()),
-    }  # fmt: skip
+        "jti": str(secret_id),
+        "ord": str(row.id),
+        "code": f"{row.order_code:09d}",
+        "sub": row.customer_id,
+        "scope": SCOPE,
+        "iat": int(datetime.now(UTC).timestamp()),
+        "exp": int(expires_at.timestamp()),
+    }
     return PREFIX + jwt.encode(claims, _key(jwt_secret), algorithm="HS256")
 
 
@@ -94,9 +99,11 @@ def read(jwt_secret: str, token: str) -> Grant:
         raise refused(ErrorCode.INVALID_CLIENT_SECRET, "Not a client secret")
     try:
         return Grant(
-            secret_id=uuid.UUID(claims["jti"]), order_id=uuid.UUID(claims["ord"]),
-            order_code=str(claims["code"]), customer_id=str(claims["sub"]),
-        )  # fmt: skip
+            secret_id=uuid.UUID(claims["jti"]),
+            order_id=uuid.UUID(claims["ord"]),
+            order_code=str(claims["code"]),
+            customer_id=str(claims["sub"]),
+        )
     except (ValueError, TypeError):
         raise refused(ErrorCode.INVALID_CLIENT_SECRET, "Invalid client secret claims") from None
 

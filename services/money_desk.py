@@ -32,7 +32,7 @@ from domain.gateways import REFUND_API
 from domain.ids import late_workflow_id, refund_workflow_id
 from domain.messages import RefundOutcome, RefundRequest
 from domain.operator_actions import OperatorAction
-from domain.statuses import AttemptStatus, OrderStatus, PaymentOutcome
+from domain.statuses import NEEDS_PERSON, AttemptStatus, OrderStatus, PaymentOutcome, values_of
 from gateways.base import GatewayResult
 from infra.settings import Settings
 from services.audit import audit_entry
@@ -48,11 +48,21 @@ REFUND_WAIT_S = 10.0  # then 202: the refund goes on in the worker, the desk sho
 
 def desk_payment(row: Any) -> DeskPaymentOut:
     return DeskPaymentOut(
-        payment_id=row.id, order_id=row.order_id, order_code=row.order_code, order_status=row.order_status,
-        attempt_no=row.attempt_no, gateway=row.gateway, gateway_order_id=row.gateway_order_id,
-        transaction_id=row.transaction_id, amount=row.amount, received_amount=row.received_amount,
-        status=row.status, reason=_reason(row), refund_asked=_gateway_asked(row), updated_at=row.updated_at,
-    )  # fmt: skip
+        payment_id=row.id,
+        order_id=row.order_id,
+        order_code=row.order_code,
+        order_status=row.order_status,
+        attempt_no=row.attempt_no,
+        gateway=row.gateway,
+        gateway_order_id=row.gateway_order_id,
+        transaction_id=row.transaction_id,
+        amount=row.amount,
+        received_amount=row.received_amount,
+        status=row.status,
+        reason=_reason(row),
+        refund_asked=_gateway_asked(row),
+        updated_at=row.updated_at,
+    )
 
 
 def _reason(row: Any) -> str | None:
@@ -66,15 +76,20 @@ def _reason(row: Any) -> str | None:
 
 def _gateway_asked(row: Any) -> bool:
     """A gateway refund of this money was asked and not definitively refused: it may have happened."""
-    return row.refund_asked_at is not None and row.status in payments.NEEDS_PERSON
+    return row.refund_asked_at is not None and row.status in NEEDS_PERSON
 
 
 async def payments_page(
-    conn: AsyncConnection, page: int, size: int, status: str | None, gateway: str | None,
-    date_from: datetime | None, date_to: datetime | None,
-) -> Page[DeskPaymentOut]:  # fmt: skip
-    statuses = (status,) if status else payments.NEEDS_PERSON
-    where = payments.DeskFilter(statuses, gateway, date_from, date_to)
+    conn: AsyncConnection,
+    page: int,
+    size: int,
+    status: str | None,
+    gateway: str | None,
+    date_from: datetime | None,
+    date_to: datetime | None,
+) -> Page[DeskPaymentOut]:
+    statuses = (status,) if status else values_of(NEEDS_PERSON)
+    where = payments.DeskFilter(statuses=statuses, gateway=gateway, date_from=date_from, date_to=date_to)
     total, rows = await payments.desk(conn, where, size, (page - 1) * size)
     return Page(items=[desk_payment(r) for r in rows], page=page, size=size, total=total)
 
@@ -90,7 +105,7 @@ async def _locked(conn: AsyncConnection, payment_id: uuid.UUID) -> Any:
     row = await payments.lock_payment(conn, payment_id)
     if row is None:
         raise AppError(ErrorCode.PAYMENT_NOT_FOUND, f"Payment {payment_id} not found")
-    if row.status not in payments.NEEDS_PERSON:
+    if row.status not in NEEDS_PERSON:
         raise AppError(
             ErrorCode.NOT_REFUNDABLE,
             f"Payment {payment_id} is {row.status}: only refund_required or needs_review money",
@@ -118,10 +133,18 @@ async def request_refund(
             )
         amount = payments.refund_amount(row)  # what the gateway took, however often asked
         entry = audit_entry(
-            user, OperatorAction.PAYMENT_REFUND, note, order_id=row.order_id, payment_id=row.id,
-            detail={"gateway": row.gateway, "gatewayOrderId": row.gateway_order_id, "amount": amount,
-                    "status": row.status},
-        )  # fmt: skip
+            user,
+            OperatorAction.PAYMENT_REFUND,
+            note,
+            order_id=row.order_id,
+            payment_id=row.id,
+            detail={
+                "gateway": row.gateway,
+                "gatewayOrderId": row.gateway_order_id,
+                "amount": amount,
+                "status": row.status,
+            },
+        )
         await audit.record(
             conn, entry, "payment.refund_requested", gatewayOrderId=row.gateway_order_id, amount=amount
         )
@@ -198,9 +221,13 @@ async def mark_refunded(
                 "go twice) until the gateway answers",
             )
         entry = audit_entry(
-            user, OperatorAction.PAYMENT_MARK_REFUNDED, note, order_id=row.order_id, payment_id=row.id,
+            user,
+            OperatorAction.PAYMENT_MARK_REFUNDED,
+            note,
+            order_id=row.order_id,
+            payment_id=row.id,
             detail={"reference": reference, "amount": payments.refund_amount(row), "status": row.status},
-        )  # fmt: skip
+        )
         await audit.record(
             conn,
             entry,
@@ -210,9 +237,14 @@ async def mark_refunded(
             reference=reference,
         )
         await payments.mark_refunded(
-            conn, row.id, str(row.order_id), row.gateway_order_id, note=f"refunded by hand: {reference}"[:300],
-            from_statuses=payments.NEEDS_PERSON, publish=False,
-        )  # fmt: skip
+            conn,
+            row.id,
+            str(row.order_id),
+            row.gateway_order_id,
+            note=f"refunded by hand: {reference}"[:300],
+            from_statuses=values_of(NEEDS_PERSON),
+            publish=False,
+        )
     return await read_payment(conn, payment_id)
 
 
@@ -221,10 +253,18 @@ async def mark_refunded(
 
 def notification_out(row: Any) -> NotificationOut:
     return NotificationOut(
-        notification_id=row.id, order_id=row.order_id, order_code=row.order_code, gateway=row.gateway,
-        gateway_order_id=row.gateway_order_id, outcome=row.outcome, result_code=row.result_code, amount=row.amount,
-        transaction_id=row.transaction_id, received_at=row.received_at, delivered_at=row.delivered_at,
-    )  # fmt: skip
+        notification_id=row.id,
+        order_id=row.order_id,
+        order_code=row.order_code,
+        gateway=row.gateway,
+        gateway_order_id=row.gateway_order_id,
+        outcome=row.outcome,
+        result_code=row.result_code,
+        amount=row.amount,
+        transaction_id=row.transaction_id,
+        received_at=row.received_at,
+        delivered_at=row.delivered_at,
+    )
 
 
 async def notifications_page(
@@ -235,9 +275,14 @@ async def notifications_page(
 
 
 async def redeliver(
-    engine: AsyncEngine, conn: AsyncConnection, client: Client, settings: Settings, user: User,
-    notification_id: uuid.UUID, note: str,
-) -> NotificationOut:  # fmt: skip
+    engine: AsyncEngine,
+    conn: AsyncConnection,
+    client: Client,
+    settings: Settings,
+    user: User,
+    notification_id: uuid.UUID,
+    note: str,
+) -> NotificationOut:
     """Hand a stored verdict to its order's workflow, or to the late-payment settlement once that
     has finished, as the webhook would have (services/payment_intake.deliver): the workflow applies a
     verdict once, a settlement runs once per attempt, so handing one on again is safe."""
@@ -252,15 +297,28 @@ async def redeliver(
     attempt = await payments.by_gateway_id(conn, row.gateway, row.gateway_order_id)
     await conn.rollback()  # no pooled transaction held while Temporal is asked
     result = GatewayResult(
-        gateway=row.gateway, gateway_order_id=row.gateway_order_id, outcome=PaymentOutcome(row.outcome),
-        result_code=row.result_code, amount=row.amount, transaction_id=row.transaction_id, raw=row.payload,
-    )  # fmt: skip
+        gateway=row.gateway,
+        gateway_order_id=row.gateway_order_id,
+        outcome=PaymentOutcome(row.outcome),
+        result_code=row.result_code,
+        amount=row.amount,
+        transaction_id=row.transaction_id,
+        raw=row.payload,
+    )
     entry = audit_entry(
-        user, OperatorAction.NOTIFICATION_REDELIVER, note, order_id=row.order_id, notification_id=row.id,
+        user,
+        OperatorAction.NOTIFICATION_REDELIVER,
+        note,
+        order_id=row.order_id,
+        notification_id=row.id,
         payment_id=attempt.id if attempt is not None else None,
-        detail={"gateway": row.gateway, "gatewayOrderId": row.gateway_order_id, "outcome": row.outcome,
-                "deliveredBefore": row.delivered_at is not None},
-    )  # fmt: skip
+        detail={
+            "gateway": row.gateway,
+            "gatewayOrderId": row.gateway_order_id,
+            "outcome": row.outcome,
+            "deliveredBefore": row.delivered_at is not None,
+        },
+    )
     if not await deliver(engine, client, settings, str(row.order_id), result, entry):
         # Not an RPCError reaching the handler: deliver() caught it and kept the verdict in the inbox.
         raise AppError(

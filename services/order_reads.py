@@ -122,11 +122,16 @@ def order_from_creation(inp: OrderInput, creation: Creation) -> OrderOut:
     order, view = creation.order, creation.session
     assert order is not None and view is not None
     session = SimpleNamespace(
-        id=uuid.UUID(order.order_id), session_id=uuid.UUID(order.session_id), session_status=view.status,
-        expires_at=view.expires_at, started_at=view.started_at, session_duration_minutes=view.duration_minutes,
-        payment_attempts=view.payment_attempts, max_payment_attempts=view.max_payment_attempts,
+        id=uuid.UUID(order.order_id),
+        session_id=uuid.UUID(order.session_id),
+        session_status=view.status,
+        expires_at=view.expires_at,
+        started_at=view.started_at,
+        session_duration_minutes=view.duration_minutes,
+        payment_attempts=view.payment_attempts,
+        max_payment_attempts=view.max_payment_attempts,
         last_payment_attempt=view.last_payment_attempt,
-    )  # fmt: skip
+    )
     attempts = [
         AttemptOut(
             attempt_no=a.attempt_no,
@@ -176,7 +181,8 @@ def order_from_creation(inp: OrderInput, creation: Creation) -> OrderOut:
     )
 
 
-# The attempt whose status the order's payment status shows: where the money is, else the latest.
+# The attempt whose status the order's payment status shows: where the money is, else the latest
+# (domain.statuses.HOLDS_MONEY, ranked: the order's own money first).
 MONEY_FIRST = tuple(
     s.value
     for s in (
@@ -211,7 +217,14 @@ async def list_orders(
 ) -> Page[OrderSummary]:
     if not user.is_admin:
         customer_id = user.id  # customers only ever see their own orders
-    where = orders.OrderFilter(customer_id, status, date_from, date_to, late_payment, payment_status)
+    where = orders.OrderFilter(
+        customer_id=customer_id,
+        status=status,
+        date_from=date_from,
+        date_to=date_to,
+        late_payment=late_payment,
+        payment_status=payment_status,
+    )
     total, rows = await orders.listing(conn, where, MONEY_FIRST, limit=size, offset=(page - 1) * size)
     items = [
         OrderSummary(

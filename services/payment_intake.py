@@ -25,7 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from domain.ids import workflow_id
 from domain.messages import AuditEntry, LatePayment, PaymentResult, ReviewInput
 from domain.money import money_problem
-from domain.statuses import AttemptStatus, OrderStatus
+from domain.statuses import HOLDS_MONEY, SETTLED_MONEY, OrderStatus
 from domain.verdicts import is_transfer
 from gateways.base import GatewayError, GatewayResult, PaymentGateway
 from infra.settings import Settings
@@ -82,16 +82,15 @@ async def take(engine: AsyncEngine, client: Client | None, settings: Settings, r
         beside = (
             is_transfer(result.gateway, result.result_code)
             and OrderStatus(matched.order_status).is_terminal
-            and AttemptStatus(matched.attempt_status).holds_money
+            and matched.attempt_status in HOLDS_MONEY
         )
         if problem and inserted and not beside:
             # Flagged here too, in the inbox's transaction: kept even if the order never hears of it.
-            review = ReviewInput(
-                matched.order_id, result.gateway, result.gateway_order_id, problem, received,
-                result.result_code, result.transaction_id,
-            )  # fmt: skip
+            review = ReviewInput.for_result(
+                result, order_id=matched.order_id, reason=problem, amount=received
+            )
             await payments.flag(conn, review)
-    if matched.attempt_status in payments.SETTLED_MONEY:
+    if matched.attempt_status in SETTLED_MONEY:
         outcome = Verdict.ALREADY_CONFIRMED
     elif problem:
         outcome = Verdict.AMOUNT_MISMATCH
@@ -100,14 +99,20 @@ async def take(engine: AsyncEngine, client: Client | None, settings: Settings, r
     delivered = not waiting or (
         client is not None and await deliver(engine, client, settings, matched.order_id, result)
     )
-    return Intake(outcome, matched.order_id, matched.order_code, matched.order_status, delivered)
+    return Intake(
+        verdict=outcome,
+        order_id=matched.order_id,
+        order_code=matched.order_code,
+        order_status=matched.order_status,
+        delivered=delivered,
+    )
 
 
 def as_verdict(result: GatewayResult) -> PaymentResult:
     return PaymentResult(
         gateway=result.gateway,
         gateway_order_id=result.gateway_order_id,
-        outcome=result.outcome.value,
+        outcome=result.outcome,
         result_code=result.result_code,
         amount=result.amount,
         transaction_id=result.transaction_id,
@@ -116,15 +121,23 @@ def as_verdict(result: GatewayResult) -> PaymentResult:
 
 def dedupe_key(result: GatewayResult) -> str:
     return payments.dedupe_key(
-        result.gateway, result.gateway_order_id, result.outcome.value, result.transaction_id, result.result_code,
+        result.gateway,
+        result.gateway_order_id,
+        result.outcome.value,
+        result.transaction_id,
+        result.result_code,
         result.amount,
-    )  # fmt: skip
+    )
 
 
 async def deliver(
-    engine: AsyncEngine, client: Client, settings: Settings, order_id: str, result: GatewayResult,
+    engine: AsyncEngine,
+    client: Client,
+    settings: Settings,
+    order_id: str,
+    result: GatewayResult,
     entry: AuditEntry | None = None,
-) -> bool:  # fmt: skip
+) -> bool:
     """Signal the workflow (or, once it has ended, start the late payment's settlement); mark the
     inbox row delivered. False leaves the row for the workflow's own inbox read at the deadline and
     for the gateway's retry of this notification. An operator's redelivery (`entry`) is audited in
@@ -146,9 +159,12 @@ async def deliver(
     async with engine.begin() as conn:
         if entry is not None:
             await audit.record(
-                conn, entry, "payment.verdict_redelivered", gatewayOrderId=result.gateway_order_id,
+                conn,
+                entry,
+                "payment.verdict_redelivered",
+                gatewayOrderId=result.gateway_order_id,
                 outcome=result.outcome.value,
-            )  # fmt: skip
+            )
         await payments.mark_delivered(conn, dedupe_key(result))
     return True
 
@@ -166,7 +182,7 @@ async def settle_late(client: Client, settings: Settings, order_id: str, result:
         result_code=result.result_code,
         transaction_id=result.transaction_id,
         policy=settings.late_payment_policy,
-        outcome=result.outcome.value,
+        outcome=result.outcome,
     )
     await start_late_settlement(client, settings.temporal_task_queue, late)
 

@@ -34,15 +34,20 @@ async def record(conn: AsyncConnection, entry: AuditEntry, event: str | None = N
         await conn.execute(
             insert(audit)
             .values(
-                id=uuid.UUID(entry.id), actor=entry.actor, action=entry.action, note=entry.note,
-                order_id=_uuid(entry.order_id), payment_id=_uuid(entry.payment_id),
-                variant_id=_uuid(entry.variant_id), notification_id=_uuid(entry.notification_id),
+                id=uuid.UUID(entry.id),
+                actor=entry.actor,
+                action=entry.action,
+                note=entry.note,
+                order_id=_uuid(entry.order_id),
+                payment_id=_uuid(entry.payment_id),
+                variant_id=_uuid(entry.variant_id),
+                notification_id=_uuid(entry.notification_id),
                 detail=entry.detail,
             )
             .on_conflict_do_nothing(index_elements=["id"])
             .returning(audit.c.id)
         )
-    ).first()  # fmt: skip
+    ).first()
     if written is not None and event is not None and entry.order_id is not None:
         await record_event(conn, entry.order_id, event, **event_fields(entry), **extra)
     return written is not None

@@ -52,12 +52,20 @@ async def products_with_variants(conn: AsyncConnection) -> list[Any]:
     """Every variant with its product's id, name and description, products in creation order.
     The catalog page reads all of it on purpose (a shop's catalog, not its orders)."""
     rows = await conn.execute(
-        select(product.c.id.label("pid"), product.c.name.label("pname"), product.c.description, variant.c.id,
-               variant.c.sku, variant.c.name, variant.c.price, variant.c.stock_quantity)
+        select(
+            product.c.id.label("pid"),
+            product.c.name.label("pname"),
+            product.c.description,
+            variant.c.id,
+            variant.c.sku,
+            variant.c.name,
+            variant.c.price,
+            variant.c.stock_quantity,
+        )
         .join(variant, variant.c.product_id == product.c.id)
         .where(variant.c.active)
         .order_by(product.c.created_at, product.c.name, variant.c.sku)
-    )  # fmt: skip
+    )
     return list(rows.all())
 
 
@@ -65,9 +73,14 @@ async def products_with_variants(conn: AsyncConnection) -> list[Any]:
 
 
 async def variants_with_stock(
-    conn: AsyncConnection, limit: int, offset: int, *, variant_id: uuid.UUID | None = None,
-    product_id: uuid.UUID | None = None, active: bool | None = None,
-) -> tuple[int, list[Any]]:  # fmt: skip
+    conn: AsyncConnection,
+    limit: int,
+    offset: int,
+    *,
+    variant_id: uuid.UUID | None = None,
+    product_id: uuid.UUID | None = None,
+    active: bool | None = None,
+) -> tuple[int, list[Any]]:
     """Variants with their product, stock on hand (free for new orders) and `reserved` (units held
     by orders still pending payment), in catalog order, and how many match. The reserved sums start
     from the pending orders (ix_order_status_created), so their cost is that of the open windows."""

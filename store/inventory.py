@@ -28,14 +28,22 @@ async def reserve(
     ids = sorted(wanted)
     made = exists().where(order.c.id == unless_made) if unless_made else literal(False)
     locked = (
-        select(variant.c.id, variant.c.product_id, variant.c.sku, variant.c.name, variant.c.price,
-               variant.c.stock_quantity, variant.c.active, product.c.name.label("product_name"),
-               made.label("made"))
+        select(
+            variant.c.id,
+            variant.c.product_id,
+            variant.c.sku,
+            variant.c.name,
+            variant.c.price,
+            variant.c.stock_quantity,
+            variant.c.active,
+            product.c.name.label("product_name"),
+            made.label("made"),
+        )
         .join(product, product.c.id == variant.c.product_id)
         .where(variant.c.id.in_(ids))
         .order_by(variant.c.id)
         .with_for_update(of=variant)
-    )  # fmt: skip
+    )
     rows = (await conn.execute(locked)).all()
     if rows and rows[0].made:
         return None

@@ -59,7 +59,14 @@ async def claim_reminder(conn: AsyncConnection, order_id: str, channel: str) -> 
             .where(order.c.id == order_id)
         )
     ).one()
-    return Reminder(claim.id, row.order_code, row.customer_id, row.receiver_email, row.expires_at, row.payment_url)
+    return Reminder(
+        id=claim.id,
+        order_code=row.order_code,
+        customer_id=row.customer_id,
+        email=row.receiver_email,
+        expires_at=row.expires_at,
+        payment_url=row.payment_url,
+    )
 
 
 async def mark_reminder(conn: AsyncConnection, order_id: str, channel: str, status: str, detail: str | None) -> None:

@@ -15,9 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from domain.checkout import ReservedLine
 from domain.ids import new_order_code
 from domain.messages import AttemptUpdate, CreatedOrder, CreateOrderInput, FrozenItem
-from domain.statuses import OPEN_ATTEMPTS_BECOME, SESSION_FOR_ORDER, OrderStatus
+from domain.statuses import (
+    OPEN_ATTEMPTS_BECOME,
+    OPERATOR_SETTLED,
+    SESSION_FOR_ORDER,
+    AttemptStatus,
+    OrderStatus,
+)
 from store.outbox import WAKE_RELAY, event_params, insert_event
 from store.pages import page_of
+from store.status_sql import sql_in
 from store.tables import Order, OrderItem, OrderSession, Payment
 
 order, session, item, payment = Order.__table__, OrderSession.__table__, OrderItem.__table__, Payment.__table__
@@ -62,16 +69,32 @@ async def create(conn: AsyncConnection, inp: CreateOrderInput, lines: list[Reser
     discount, shipping = 0, 0
     session_id = uuid.uuid4()
     params = {
-        "id": inp.order_id, "customer": inp.customer_id, "order_type": inp.order_type, "subtotal": subtotal,
-        "discount": discount, "shipping": shipping, "total": subtotal - discount + shipping,
-        "rname": inp.receiver.name, "rphone": inp.receiver.phone, "raddr": inp.receiver.address,
-        "remail": inp.receiver.email, "hash": inp.request_hash, "at": inp.started_at, "sid": session_id,
-        "minutes": inp.duration_minutes, "expires": inp.expires_at, "max": inp.max_attempts,
-        "pids": [uuid.UUID(line.product_id) for line in lines], "vids": [uuid.UUID(line.variant_id) for line in lines],
-        "pnames": [line.product_name for line in lines], "skus": [line.variant_sku for line in lines],
-        "vnames": [line.variant_name for line in lines], "qtys": [line.quantity for line in lines],
-        "prices": [line.unit_price for line in lines], **event_params("order.created"),
-    }  # fmt: skip
+        "id": inp.order_id,
+        "customer": inp.customer_id,
+        "order_type": inp.order_type,
+        "subtotal": subtotal,
+        "discount": discount,
+        "shipping": shipping,
+        "total": subtotal - discount + shipping,
+        "rname": inp.receiver.name,
+        "rphone": inp.receiver.phone,
+        "raddr": inp.receiver.address,
+        "remail": inp.receiver.email,
+        "hash": inp.request_hash,
+        "at": inp.started_at,
+        "sid": session_id,
+        "minutes": inp.duration_minutes,
+        "expires": inp.expires_at,
+        "max": inp.max_attempts,
+        "pids": [uuid.UUID(line.product_id) for line in lines],
+        "vids": [uuid.UUID(line.variant_id) for line in lines],
+        "pnames": [line.product_name for line in lines],
+        "skus": [line.variant_sku for line in lines],
+        "vnames": [line.variant_name for line in lines],
+        "qtys": [line.quantity for line in lines],
+        "prices": [line.unit_price for line in lines],
+        **event_params("order.created"),
+    }
     for _ in range(CODE_TRIES):
         params["code"] = new_order_code()
         if (await conn.execute(SNAPSHOT_SQL, params)).one().made:
@@ -79,18 +102,29 @@ async def create(conn: AsyncConnection, inp: CreateOrderInput, lines: list[Reser
     else:
         raise RuntimeError("could not allocate a unique order code")
     return CreatedOrder(
-        order_id=inp.order_id, order_code=params["code"], session_id=str(session_id), customer_id=inp.customer_id,
-        subtotal_amount=subtotal, discount_amount=discount, shipping_fee=shipping, grand_total=params["total"],
+        order_id=inp.order_id,
+        order_code=params["code"],
+        session_id=str(session_id),
+        customer_id=inp.customer_id,
+        subtotal_amount=subtotal,
+        discount_amount=discount,
+        shipping_fee=shipping,
+        grand_total=params["total"],
         currency_code="VND",
         items=[
             FrozenItem(
-                product_id=line.product_id, variant_id=line.variant_id, product_name=line.product_name,
-                variant_sku=line.variant_sku, variant_name=line.variant_name, quantity=line.quantity,
-                unit_price=line.unit_price, sub_total_amount=line.unit_price * line.quantity,
+                product_id=line.product_id,
+                variant_id=line.variant_id,
+                product_name=line.product_name,
+                variant_sku=line.variant_sku,
+                variant_name=line.variant_name,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                sub_total_amount=line.unit_price * line.quantity,
             )
             for line in lines
         ],
-    )  # fmt: skip
+    )
 
 
 async def load_created(conn: AsyncConnection, order_id: str) -> CreatedOrder | None:
@@ -143,7 +177,7 @@ TRANSITION_SQL = text(
         UPDATE "order" SET status = :to, end_reason = :reason, updated_at = now(), ended_at = now()
         WHERE id = :id AND status = 'pending_payment'
             AND NOT (CAST(:to AS text) = 'paid'
-                AND EXISTS (SELECT 1 FROM settled WHERE status IN ('refund_required', 'refunded')))
+                AND EXISTS (SELECT 1 FROM settled WHERE status IN {sql_in(OPERATOR_SETTLED)}))
         RETURNING id, order_code, customer_id, status, grand_total, currency_code, end_reason
     ), event AS ({insert_event("moved o")}
     ), wake AS ({WAKE_RELAY}
@@ -159,7 +193,7 @@ TRANSITION_SQL = text(
             transaction_id = coalesce(:transaction_id, p.transaction_id),
             received_amount = coalesce(:received, p.received_amount), updated_at = now()
         FROM moved WHERE p.order_id = moved.id AND p.attempt_no = :attempt_no AND p.surplus_of IS NULL
-            AND p.status NOT IN ('refund_required', 'refunded')
+            AND p.status NOT IN {sql_in(OPERATOR_SETTLED)}
         RETURNING p.status
     ), open_attempts AS (
         UPDATE payment p SET status = :open_status, updated_at = now()
@@ -178,14 +212,20 @@ TRANSITION_SQL = text(
 @dataclass(frozen=True)
 class Transition:
     moved: bool  # False: the order had already left pending_payment, or an operator settled the attempt
-    status: str  # the order's status after the call
-    attempt_status: str | None = None  # the verdict's attempt after the call (None: no attempt given)
+    status: OrderStatus  # the order's status after the call
+    attempt_status: AttemptStatus | None = (
+        None  # the verdict's attempt after the call (None: no attempt given)
+    )
 
 
 async def transition(
-    conn: AsyncConnection, order_id: str, to: OrderStatus, reason: str, attempt: AttemptUpdate | None,
+    conn: AsyncConnection,
+    order_id: str,
+    to: OrderStatus,
+    reason: str,
+    attempt: AttemptUpdate | None,
     event: dict[str, Any] | None = None,
-) -> Transition:  # fmt: skip
+) -> Transition:
     """Out of pending_payment, exactly once; the attempt whose verdict caused it records it, other
     open attempts follow the order, stock comes back unless paid, and `order.<status>` is published
     (with `event`'s fields: who acted, when an operator did)."""
@@ -208,7 +248,12 @@ async def transition(
             },
         )
     ).one()
-    return Transition(bool(row.moved), to.value if row.moved else row.status, row.attempt_status)
+    attempt_status = AttemptStatus(row.attempt_status) if row.attempt_status else None
+    return Transition(
+        moved=bool(row.moved),
+        status=to if row.moved else OrderStatus(row.status),
+        attempt_status=attempt_status,
+    )
 
 
 async def set_deadline(conn: AsyncConnection, order_id: str, expires_at: datetime) -> None:

@@ -10,9 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 async def page_of(
-    conn: AsyncConnection, query: Select[Any], counted: FromClause, conditions: Sequence[ColumnElement[bool]],
-    order_by: tuple[Any, ...], limit: int, offset: int,
-) -> tuple[int, list[Any]]:  # fmt: skip
+    conn: AsyncConnection,
+    query: Select[Any],
+    counted: FromClause,
+    conditions: Sequence[ColumnElement[bool]],
+    order_by: tuple[Any, ...],
+    limit: int,
+    offset: int,
+) -> tuple[int, list[Any]]:
     """`query` under `conditions`, ordered, one page of it, and how many rows of `counted` (the
     listing's own table, without the joins that only add columns) match the conditions."""
     total = (await conn.execute(select(func.count()).select_from(counted).where(*conditions))).scalar_one()

@@ -16,16 +16,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.ids import refund_key, surplus_refund_key
 from domain.messages import Attempt, AttemptUpdate, LinkInput, PaymentResult, ReviewInput
-from domain.statuses import AttemptStatus, OrderStatus, SessionStatus
+from domain.statuses import (
+    HOLDS_MONEY,
+    NEEDS_PERSON,
+    SETTLED_MONEY,
+    AttemptStatus,
+    OrderStatus,
+    SessionStatus,
+    values_of,
+)
 from domain.verdicts import TRANSFER_CODE
 from store.outbox import record_event
 from store.pages import page_of
+from store.status_sql import sql_in
 from store.tables import Order, OrderSession, Payment, PaymentNotification
 
 payment, inbox, order = Payment.__table__, PaymentNotification.__table__, Order.__table__
 session = OrderSession.__table__
-# Money review never overrides: the order's own success, or a refund under way or done.
-SETTLED_MONEY = (AttemptStatus.SUCCESS.value, AttemptStatus.REFUND_REQUIRED.value, AttemptStatus.REFUNDED.value)
 
 
 def attempt_from_row(row: Any) -> Attempt:
@@ -151,12 +158,12 @@ async def record_cancel_failure(conn: AsyncConnection, gateway: str, gateway_ord
 # ---- money that needs a person --------------------------------------------------------------------------
 
 FLAG_SQL = text(
-    """
+    f"""
     WITH p AS (
         UPDATE payment SET status = 'needs_review', review_reason = :reason, received_amount = :amount,
             result_code = :rc, transaction_id = coalesce(:tx, transaction_id), updated_at = now()
         WHERE gateway = :gateway AND gateway_order_id = :gid AND surplus_of IS NULL
-            AND status NOT IN ('success', 'refund_required', 'refunded')
+            AND status NOT IN {sql_in(SETTLED_MONEY)}
             AND (status <> 'needs_review' OR review_reason IS DISTINCT FROM :reason)
         RETURNING order_id
     )
@@ -193,16 +200,25 @@ async def flag(conn: AsyncConnection, review: ReviewInput) -> bool:
     flagged for this reason before, a surplus row this transfer has already)."""
     if review.surplus:
         params = {
-            "pid": uuid.uuid4(), "amount": review.amount or 0, "rc": review.result_code, "reason": review.reason[:300],
-            "tx": review.transaction_id or f"{review.result_code}:{review.amount}", "gateway": review.gateway,
+            "pid": uuid.uuid4(),
+            "amount": review.amount or 0,
+            "rc": review.result_code,
+            "reason": review.reason[:300],
+            "tx": review.transaction_id or f"{review.result_code}:{review.amount}",
+            "gateway": review.gateway,
             "gid": review.gateway_order_id,
-        }  # fmt: skip
+        }
         row = (await conn.execute(SURPLUS_SQL, params)).first()
         if row is not None:
             await record_event(
-                conn, str(row.order_id), "payment.needs_review", gatewayOrderId=review.gateway_order_id,
-                reviewReason=review.reason, receivedAmount=review.amount, surplus=True,
-            )  # fmt: skip
+                conn,
+                str(row.order_id),
+                "payment.needs_review",
+                gatewayOrderId=review.gateway_order_id,
+                reviewReason=review.reason,
+                receivedAmount=review.amount,
+                surplus=True,
+            )
         return row is not None
     row = (
         await conn.execute(
@@ -233,8 +249,14 @@ async def flag(conn: AsyncConnection, review: ReviewInput) -> bool:
 # ---- the inbox ----------------------------------------------------------------------------------------------
 
 
-def dedupe_key(gateway: str, gateway_order_id: str, outcome: str, transaction_id: str | None, result_code: str,
-               amount: int | None) -> str:  # fmt: skip
+def dedupe_key(
+    gateway: str,
+    gateway_order_id: str,
+    outcome: str,
+    transaction_id: str | None,
+    result_code: str,
+    amount: int | None,
+) -> str:
     """One row per (attempt, verdict, gateway transaction, amount): retries of the same message
     collapse, while a signed claim of another amount is kept apart (it goes to review)."""
     return f"{gateway}:{gateway_order_id}:{outcome}:{transaction_id or result_code}:{amount}"
@@ -262,7 +284,13 @@ async def match(conn: AsyncConnection, gateway: str, gateway_order_id: str) -> M
     ).first()
     if row is None:
         return None
-    return Matched(str(row.order_id), row.order_code, row.status, row.amount, row.attempt_status)
+    return Matched(
+        order_id=str(row.order_id),
+        order_code=row.order_code,
+        order_status=row.status,
+        amount=row.amount,
+        attempt_status=row.attempt_status,
+    )
 
 
 async def store_verdict(
@@ -300,12 +328,14 @@ async def transfers_received(conn: AsyncConnection, gateway: str, gateway_order_
     by_transfer = (
         select(func.max(inbox.c.amount).label("amount"))
         .where(
-            inbox.c.gateway == gateway, inbox.c.gateway_order_id == gateway_order_id,
-            inbox.c.outcome == "success", inbox.c.result_code == TRANSFER_CODE,
+            inbox.c.gateway == gateway,
+            inbox.c.gateway_order_id == gateway_order_id,
+            inbox.c.outcome == "success",
+            inbox.c.result_code == TRANSFER_CODE,
         )
         .group_by(func.coalesce(inbox.c.transaction_id, inbox.c.dedupe_key))
         .subquery()
-    )  # fmt: skip
+    )
     return int((await conn.execute(select(func.coalesce(func.sum(by_transfer.c.amount), 0)))).scalar_one())
 
 
@@ -322,11 +352,24 @@ async def take_inbox(conn: AsyncConnection, order_id: str) -> list[PaymentResult
         update(inbox)
         .where(inbox.c.order_id == order_id)
         .values(delivered_at=func.coalesce(inbox.c.delivered_at, func.now()))
-        .returning(inbox.c.gateway, inbox.c.gateway_order_id, inbox.c.outcome, inbox.c.result_code,
-                   inbox.c.amount, inbox.c.transaction_id)
-    )  # fmt: skip
+        .returning(
+            inbox.c.gateway,
+            inbox.c.gateway_order_id,
+            inbox.c.outcome,
+            inbox.c.result_code,
+            inbox.c.amount,
+            inbox.c.transaction_id,
+        )
+    )
     return [
-        PaymentResult(r.gateway, r.gateway_order_id, r.outcome, r.result_code, r.amount, r.transaction_id)
+        PaymentResult(
+            gateway=r.gateway,
+            gateway_order_id=r.gateway_order_id,
+            outcome=r.outcome,
+            result_code=r.result_code,
+            amount=r.amount,
+            transaction_id=r.transaction_id,
+        )
         for r in rows
     ]
 
@@ -362,7 +405,7 @@ async def lock_link(conn: AsyncConnection, gateway: str, gateway_order_id: str) 
 async def link_accounted(conn: AsyncConnection, gateway: str, gateway_order_id: str) -> int:
     """The money our rows hold for a link: its attempt's (what paid the order, or is under review or
     going back) and its surplus rows'."""
-    holding = [s.value for s in AttemptStatus if s.holds_money]
+    holding = values_of(HOLDS_MONEY)
     held = func.coalesce(payment.c.received_amount, payment.c.amount)
     query = select(func.coalesce(func.sum(held), 0)).where(
         payment.c.gateway == gateway, payment.c.gateway_order_id == gateway_order_id, payment.c.status.in_(holding)
@@ -405,17 +448,28 @@ async def require_refund(
 
 
 async def _settle_attempt(
-    conn: AsyncConnection, order_id: str, attempt_no: int, status: AttemptStatus, result_code: str, tx: str | None,
+    conn: AsyncConnection,
+    order_id: str,
+    attempt_no: int,
+    status: AttemptStatus,
+    result_code: str,
+    tx: str | None,
     received: int | None = None,
-) -> None:  # fmt: skip
+) -> None:
     """The late money's decision on its attempt, with what the gateway reported receiving."""
     await conn.execute(
         update(payment)
-        .where(payment.c.order_id == order_id, payment.c.attempt_no == attempt_no, payment.c.surplus_of.is_(None))
-        .values(status=status.value, result_code=result_code,
-                transaction_id=func.coalesce(tx, payment.c.transaction_id),
-                received_amount=func.coalesce(received, payment.c.received_amount), updated_at=func.now())
-    )  # fmt: skip
+        .where(
+            payment.c.order_id == order_id, payment.c.attempt_no == attempt_no, payment.c.surplus_of.is_(None)
+        )
+        .values(
+            status=status.value,
+            result_code=result_code,
+            transaction_id=func.coalesce(tx, payment.c.transaction_id),
+            received_amount=func.coalesce(received, payment.c.received_amount),
+            updated_at=func.now(),
+        )
+    )
 
 
 async def by_gateway_id(conn: AsyncConnection, gateway: str, gateway_order_id: str, *, lock: bool = False) -> Any:
@@ -426,9 +480,16 @@ async def by_gateway_id(conn: AsyncConnection, gateway: str, gateway_order_id: s
 
 
 async def mark_refunded(
-    conn: AsyncConnection, payment_id: Any, order_id: str, gateway_order_id: str, *, note: str | None = None,
-    from_statuses: tuple[str, ...] = (AttemptStatus.REFUND_REQUIRED.value,), publish: bool = True, **event: Any,
-) -> bool:  # fmt: skip
+    conn: AsyncConnection,
+    payment_id: Any,
+    order_id: str,
+    gateway_order_id: str,
+    *,
+    note: str | None = None,
+    from_statuses: tuple[str, ...] = (AttemptStatus.REFUND_REQUIRED.value,),
+    publish: bool = True,
+    **event: Any,
+) -> bool:
     """The money went back: refund_required (or, by an operator, needs_review) -> refunded, once, with
     how (`note`) and `payment.refunded` (unless the caller publishes it). False when it was not in
     `from_statuses` any more."""
@@ -436,11 +497,14 @@ async def mark_refunded(
         await conn.execute(
             update(payment)
             .where(payment.c.id == payment_id, payment.c.status.in_(from_statuses))
-            .values(status=AttemptStatus.REFUNDED.value, refund_note=func.coalesce(note, payment.c.refund_note),
-                    updated_at=func.now())
+            .values(
+                status=AttemptStatus.REFUNDED.value,
+                refund_note=func.coalesce(note, payment.c.refund_note),
+                updated_at=func.now(),
+            )
             .returning(payment.c.id)
         )
-    ).first()  # fmt: skip
+    ).first()
     if done is not None and publish:
         await record_event(conn, order_id, "payment.refunded", gatewayOrderId=gateway_order_id, **event)
     return done is not None
@@ -493,9 +557,6 @@ async def refund_refused(conn: AsyncConnection, payment_id: Any, note: str) -> N
 
 # ---- the money desk: payments that need a person ----------------------------------------------------------
 
-NEEDS_PERSON = (AttemptStatus.REFUND_REQUIRED.value, AttemptStatus.NEEDS_REVIEW.value)
-
-
 async def lock_payment(conn: AsyncConnection, payment_id: Any) -> Any:
     """An attempt with its order's code and status, locked while an operator acts on its money
     (None: no such attempt)."""
@@ -517,18 +578,22 @@ async def ask_refund(conn: AsyncConnection, payment_id: Any) -> int:
     amount: int = (
         await conn.execute(
             update(payment)
-            .where(payment.c.id == payment_id, payment.c.status.in_(NEEDS_PERSON))
-            .values(status=AttemptStatus.REFUND_REQUIRED.value, received_amount=received,
-                    refund_asked_at=func.coalesce(payment.c.refund_asked_at, func.now()), updated_at=func.now())
+            .where(payment.c.id == payment_id, payment.c.status.in_(values_of(NEEDS_PERSON)))
+            .values(
+                status=AttemptStatus.REFUND_REQUIRED.value,
+                received_amount=received,
+                refund_asked_at=func.coalesce(payment.c.refund_asked_at, func.now()),
+                updated_at=func.now(),
+            )
             .returning(payment.c.received_amount)
         )
-    ).scalar_one()  # fmt: skip
+    ).scalar_one()
     return amount
 
 
 @dataclass(frozen=True)
 class DeskFilter:
-    statuses: tuple[str, ...] = NEEDS_PERSON
+    statuses: tuple[str, ...] = values_of(NEEDS_PERSON)
     gateway: str | None = None
     date_from: datetime | None = None  # on the attempt's last change
     date_to: datetime | None = None

@@ -39,7 +39,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field
 from sqlmodel import SQLModel as _SQLModel
 
-from domain.statuses import AttemptStatus, OrderStatus, SessionStatus
+from domain.statuses import NEEDS_PERSON, AttemptStatus, OrderStatus, SessionStatus
+from store.status_sql import sql_in
 
 if TYPE_CHECKING:
     # SQLModel gives every `table=True` class its `__table__` at run time but does not declare it, and the
@@ -265,7 +266,7 @@ class Payment(SQLModel, table=True):
         Index(
             "ix_payment_needs_person",
             "status",
-            postgresql_where=text("status IN ('refund_required', 'needs_review')"),
+            postgresql_where=text(f"status IN {sql_in(NEEDS_PERSON)}"),
         ),
     )
 

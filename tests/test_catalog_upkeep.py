@@ -48,8 +48,11 @@ async def test_restock_and_corrections_are_atomic_and_never_below_zero(stack: St
     assert (await stack.order(shopper, vid, 2)).status_code == 201
     variant = await listed(stack, product["id"])
     assert (variant["onHand"], variant["reserved"], variant["active"], variant["sku"]) == (
-        6, 2, True, product["variants"][0]["sku"],
-    )  # fmt: skip
+        6,
+        2,
+        True,
+        product["variants"][0]["sku"],
+    )
 
     r = await patch(stack, vid, {"stockDelta": -7})
     assert r.status_code == 409 and r.json()["error"] == "STOCK_WOULD_GO_NEGATIVE", r.text
@@ -106,8 +109,17 @@ async def test_a_withdrawn_variant_takes_no_new_orders_and_placed_ones_go_on(sta
 async def test_bad_corrections_get_clear_errors(stack: Stack) -> None:
     product = await stack.product(stock=5)
     vid = product["variants"][0]["id"]
-    for body in ({}, {"stockDelta": 0}, {"note": "nothing"}, {"price": -1}, {"price": "100"}, {"price": 1.5},
-                 {"active": "yes"}, {"stock": 1}, {"stockDelta": 10**10}):  # fmt: skip
+    for body in (
+        {},
+        {"stockDelta": 0},
+        {"note": "nothing"},
+        {"price": -1},
+        {"price": "100"},
+        {"price": 1.5},
+        {"active": "yes"},
+        {"stock": 1},
+        {"stockDelta": 10**10},
+    ):
         r = await patch(stack, vid, body)
         assert r.status_code == 422 and r.json()["error"] == "VALIDATION_ERROR" and r.json()["message"], (body, r.text)
     r = await patch(stack, vid, {"stockDelta": 10**9})  # valid alone, but more than a variant may hold
@@ -128,13 +140,17 @@ async def test_a_correction_that_fails_leaves_no_audit_entry(stack: Stack) -> No
     name = f"refuse_{vid.hex[:12]}"
     async with stack.engine.begin() as conn:
         await conn.execute(
-            text(f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
-                 "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$")
-        )  # fmt: skip
+            text(
+                f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$"
+            )
+        )
         await conn.execute(
-            text(f"CREATE TRIGGER {name} BEFORE UPDATE ON product_variant FOR EACH ROW "
-                 f"WHEN (OLD.id = '{vid}') EXECUTE FUNCTION {name}()")
-        )  # fmt: skip
+            text(
+                f"CREATE TRIGGER {name} BEFORE UPDATE ON product_variant FOR EACH ROW "
+                f"WHEN (OLD.id = '{vid}') EXECUTE FUNCTION {name}()"
+            )
+        )
     try:
         r = await patch(stack, str(vid), {"stockDelta": 3, "note": "will fail"})
         assert r.status_code == 500 and r.json()["error"] == "INTERNAL_ERROR", r.text

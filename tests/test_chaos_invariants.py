@@ -24,14 +24,27 @@ def transfer(
 
 
 def refund(
-    gid: str, *, accepted: bool = True, code: str = "0", duplicate: bool = False, amount: int = PRICE,
-    gateway: str = "momo", at: str = "2026-01-01T10:05:00+00:00",
-) -> dict[str, Any]:  # fmt: skip
+    gid: str,
+    *,
+    accepted: bool = True,
+    code: str = "0",
+    duplicate: bool = False,
+    amount: int = PRICE,
+    gateway: str = "momo",
+    at: str = "2026-01-01T10:05:00+00:00",
+) -> dict[str, Any]:
     return {
-        "gateway": gateway, "gatewayOrderId": gid, "transactionId": f"t-{gid}", "requestId": f"r-{at}",
-        "refundOrderId": f"rf-{gid}", "amount": amount, "accepted": accepted, "code": code,
-        "duplicate": duplicate, "at": at,
-    }  # fmt: skip
+        "gateway": gateway,
+        "gatewayOrderId": gid,
+        "transactionId": f"t-{gid}",
+        "requestId": f"r-{at}",
+        "refundOrderId": f"rf-{gid}",
+        "amount": amount,
+        "accepted": accepted,
+        "code": code,
+        "duplicate": duplicate,
+        "at": at,
+    }
 
 
 def create(
@@ -43,7 +56,14 @@ def create(
 def row(
     gid: str, status: str, order_status: str, *, gateway: str = "momo", received: int | None = None
 ) -> OurPayment:
-    return OurPayment(gateway, gid, status, PRICE, received, order_status)
+    return OurPayment(
+        gateway=gateway,
+        gateway_order_id=gid,
+        status=status,
+        amount=PRICE,
+        received_amount=received,
+        order_status=order_status,
+    )
 
 
 def ledger(**lists: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -69,9 +89,11 @@ def test_a_clean_record_breaks_nothing() -> None:
     ]
     report = walk(record, rows, desk=[rows[2], rows[3]], link_failures=[LinkFailure("o3", 3)])
     assert report.counts() == {
-        "ledger_mismatches": 0, "double_refunds": 0, "manual_refund_invitations_for_returned_money": 0,
+        "ledger_mismatches": 0,
+        "double_refunds": 0,
+        "manual_refund_invitations_for_returned_money": 0,
         "unconfirmed_link_failures": 0,
-    }  # fmt: skip
+    }
     assert report.figures["taken_vnd"] == 3 * PRICE + 50_000
     assert report.figures["returned_vnd"] == PRICE
     assert report.figures["payments_taken"] == 4
@@ -134,14 +156,14 @@ def test_a_refused_refund_then_one_accepted_is_not_a_double() -> None:
 
 def test_a_hand_refund_after_the_gateway_refund_is_a_double() -> None:
     record = ledger(transfers=[transfer("1-0")], refunds=[refund("1-0")])
-    hand = [HandRefund("momo", "1-0", "2026-01-01T11:00:00+00:00", PRICE)]
+    hand = [HandRefund(gateway="momo", gateway_order_id="1-0", at="2026-01-01T11:00:00+00:00", amount=PRICE)]
     report = walk(record, [row("1-0", "refunded", "expired")], hand_refunds=hand)
     assert [d["how"] for d in report.double_refunds] == ["hand"]
 
 
 def test_a_hand_refund_alone_returns_the_money() -> None:
     record = ledger(transfers=[transfer("7", gateway="payos")])
-    hand = [HandRefund("payos", "7", "2026-01-01T11:00:00+00:00", PRICE)]
+    hand = [HandRefund(gateway="payos", gateway_order_id="7", at="2026-01-01T11:00:00+00:00", amount=PRICE)]
     report = walk(record, [row("7", "refunded", "expired", gateway="payos")], hand_refunds=hand)
     assert report.counts()["ledger_mismatches"] == 0
     assert report.double_refunds == []
@@ -194,7 +216,14 @@ def test_since_keeps_one_scenarios_part() -> None:
 
 def surplus(gid: str, amount: int, status: str = "needs_review") -> OurPayment:
     """A PayOS surplus row: beside the attempt, same gateway order id, the extra money."""
-    return OurPayment("payos", gid, status, amount, amount, "paid")
+    return OurPayment(
+        gateway="payos",
+        gateway_order_id=gid,
+        status=status,
+        amount=amount,
+        received_amount=amount,
+        order_status="paid",
+    )
 
 
 def test_an_over_paid_link_kept_and_reviewed_balances() -> None:
@@ -208,10 +237,13 @@ def test_an_over_paid_link_kept_and_reviewed_balances() -> None:
 def test_the_surplus_returned_by_hand_once_balances_and_twice_is_a_double() -> None:
     record = ledger(transfers=[transfer("8", gateway="payos"), transfer("8", 20_000, "payos")])
     rows = [row("8", "success", "paid", gateway="payos"), surplus("8", 20_000, "refunded")]
-    once = [HandRefund("payos", "8", "2026-01-01T11:00:00+00:00", 20_000)]
+    once = [HandRefund(gateway="payos", gateway_order_id="8", at="2026-01-01T11:00:00+00:00", amount=20_000)]
     assert walk(record, rows, hand_refunds=once).counts()["ledger_mismatches"] == 0
     assert walk(record, rows, hand_refunds=once).double_refunds == []
-    twice = [*once, HandRefund("payos", "8", "2026-01-01T11:01:00+00:00", 20_000)]
+    twice = [
+        *once,
+        HandRefund(gateway="payos", gateway_order_id="8", at="2026-01-01T11:01:00+00:00", amount=20_000),
+    ]
     report = walk(record, rows, hand_refunds=twice)
     assert [d["how"] for d in report.double_refunds] == ["hand"]
     assert [m["difference"] for m in report.ledger_mismatches] == [-20_000]
@@ -226,7 +258,18 @@ def test_a_refund_of_a_paid_orders_price_is_a_double() -> None:
 def desk_with(*actions: tuple[str, str, str, str, str | None]) -> Desk:
     desk = Desk(api=None, headers={})  # type: ignore[arg-type] - violations() reads only the actions
     for phase, action, desk_status, answer, after in actions:
-        desk.actions.append(DeskAction(phase, action, "p-1", "payos", "8", desk_status, answer, after))
+        desk.actions.append(
+            DeskAction(
+                phase=phase,
+                action=action,
+                payment_id="p-1",
+                gateway="payos",
+                gateway_order_id="8",
+                desk_status=desk_status,
+                answer=answer,
+                order_status_after=after,
+            )
+        )
     return desk
 
 

@@ -90,9 +90,10 @@ async def test_every_scoped_route_serves_its_order_by_id_and_code(stack):
         for route in ("detail", "session", "events"):
             assert await call(stack, route, ref, secret) == (200, None), (route, ref)
     retry = await stack.http.post(
-        f"/orders/{order['orderId']}/retry-payment", json={"gateway": "vnpay"},
+        f"/orders/{order['orderId']}/retry-payment",
+        json={"gateway": "vnpay"},
         headers={"Authorization": f"Bearer {secret}"},
-    )  # fmt: skip
+    )
     assert retry.status_code == 200 and retry.json()["data"]["gateway"] == "vnpay", retry.text
     assert await call(stack, "cancel", order["orderId"], secret) == (200, None)
     detail = await stack.http.get(
@@ -158,15 +159,21 @@ async def test_routes_outside_the_scope_refuse_a_valid_secret(stack):
     product = await stack.product()
     outside = [
         ("GET", "/orders", None),  # the customer's listing
-        ("POST", "/orders", {"items": [{"variantId": product["variants"][0]["id"], "quantity": 1}],
-                             "receiver": {"name": "A", "phone": "0901234567", "address": "HCMC"}}),
+        (
+            "POST",
+            "/orders",
+            {
+                "items": [{"variantId": product["variants"][0]["id"], "quantity": 1}],
+                "receiver": {"name": "A", "phone": "0901234567", "address": "HCMC"},
+            },
+        ),
         ("POST", f"/orders/{ref}/client-secret", None),  # a secret cannot mint more secrets
         ("DELETE", f"/orders/{ref}/client-secret", None),
         ("POST", f"/orders/{ref}/events/token", None),
         ("POST", f"/admin/orders/{ref}/extend", {"minutes": 5}),
         ("POST", f"/admin/orders/{ref}/expire", None),
         ("GET", "/admin/payments", None),
-    ]  # fmt: skip
+    ]
     for method, path, body in outside:
         r = await stack.http.request(method, path, json=body, headers=as_bearer)
         assert r.status_code == 401 and r.json()["error"] == "INVALID_TOKEN", (method, path, r.text)
@@ -184,8 +191,13 @@ async def test_client_secrets_never_reach_the_access_log(stack):
     headers, order, _ = await two_orders(stack)
     secret = await mint(stack, order["orderId"], headers)
     record = logging.LogRecord(
-        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
-        ("127.0.0.1:5000", "GET", f"/api/v1/orders/x/events?clientSecret={secret}&y=1", "1.1", 200), None,
-    )  # fmt: skip
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", f"/api/v1/orders/x/events?clientSecret={secret}&y=1", "1.1", 200),
+        None,
+    )
     RedactTokens().filter(record)
     assert secret not in record.getMessage() and "clientSecret=[redacted]&y=1" in record.getMessage()

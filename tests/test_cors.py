@@ -24,9 +24,12 @@ async def cors_api(stack) -> AsyncIterator[httpx.AsyncClient]:
     """A second API process on the suite's database with ALLOWED_ORIGINS set."""
     port = free_port()
     settings = make_settings(
-        stack.settings.database_url, port, temporal_address=stack.settings.temporal_address,
-        allowed_origins=f" {SHOP}/ , https://other-shop.vn", rate_limit_per_minute=0,
-    )  # fmt: skip
+        stack.settings.database_url,
+        port,
+        temporal_address=stack.settings.temporal_address,
+        allowed_origins=f" {SHOP}/ , https://other-shop.vn",
+        rate_limit_per_minute=0,
+    )
     server, task = await serve(create_app(settings), port)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
         yield http
@@ -61,10 +64,12 @@ async def test_allowed_origins_parse_as_a_comma_separated_list():
 async def test_the_elements_routes_answer_the_listed_origins(stack, cors_api):
     ref, secret = await an_order(stack)
     for method, path in (
-        ("GET", f"/api/v1/orders/{ref}"), ("GET", f"/api/v1/orders/{ref}/session"),
-        ("GET", f"/api/v1/orders/{ref}/events"), ("POST", f"/api/v1/orders/{ref}/retry-payment"),
+        ("GET", f"/api/v1/orders/{ref}"),
+        ("GET", f"/api/v1/orders/{ref}/session"),
+        ("GET", f"/api/v1/orders/{ref}/events"),
+        ("POST", f"/api/v1/orders/{ref}/retry-payment"),
         ("POST", f"/api/v1/orders/{ref}/cancel"),
-    ):  # fmt: skip
+    ):
         r = await cors_api.options(path, headers=preflight(SHOP, method))
         assert r.status_code == 200, (path, r.text)
         assert r.headers["access-control-allow-origin"] == SHOP
@@ -88,13 +93,20 @@ async def test_the_elements_routes_answer_the_listed_origins(stack, cors_api):
 async def test_webhooks_admin_and_the_rest_never_answer_cross_origin(stack, cors_api):
     ref, _ = await an_order(stack)
     never = [
-        ("POST", "/api/v1/webhooks/momo"), ("GET", "/api/v1/webhooks/vnpay"), ("POST", "/api/v1/webhooks/payos"),
+        ("POST", "/api/v1/webhooks/momo"),
+        ("GET", "/api/v1/webhooks/vnpay"),
+        ("POST", "/api/v1/webhooks/payos"),
         ("GET", "/api/v1/payments/momo/return"),
-        ("POST", f"/api/v1/admin/orders/{ref}/extend"), ("POST", f"/api/v1/admin/orders/{ref}/expire"),
-        ("GET", "/api/v1/admin/payments"), ("GET", "/api/v1/admin/stats"), ("POST", "/api/v1/admin/products"),
-        ("GET", "/api/v1/orders"), ("POST", "/api/v1/orders"),  # listing and creation: the shop's backend
-        ("POST", f"/api/v1/orders/{ref}/client-secret"), ("POST", f"/api/v1/orders/{ref}/events/token"),
-    ]  # fmt: skip
+        ("POST", f"/api/v1/admin/orders/{ref}/extend"),
+        ("POST", f"/api/v1/admin/orders/{ref}/expire"),
+        ("GET", "/api/v1/admin/payments"),
+        ("GET", "/api/v1/admin/stats"),
+        ("POST", "/api/v1/admin/products"),
+        ("GET", "/api/v1/orders"),
+        ("POST", "/api/v1/orders"),  # listing and creation: the shop's backend
+        ("POST", f"/api/v1/orders/{ref}/client-secret"),
+        ("POST", f"/api/v1/orders/{ref}/events/token"),
+    ]
     for method, path in never:
         r = await cors_api.options(path, headers=preflight(SHOP, method))
         assert r.status_code != 200 and "access-control-allow-origin" not in r.headers, (path, r.status_code)

@@ -75,11 +75,18 @@ async def start(
 ) -> tuple[WorkflowHandle, str]:
     product = await stack.product(stock=3, price=30_000)
     values: dict[str, Any] = {
-        "order_id": str(uuid.uuid4()), "customer_id": "critical", "gateway": gateway, "order_type": "normal",
+        "order_id": str(uuid.uuid4()),
+        "customer_id": "critical",
+        "gateway": gateway,
+        "order_type": "normal",
         "lines": [OrderLine(variant_id=product["variants"][0]["id"], quantity=1)],
-        "receiver": Receiver(name="A", phone="0901234567", address="HCMC"), "duration_minutes": 15,
-        "max_attempts": 3, "reminder_minutes": 3, "grace_minutes": 1, "request_hash": "test",
-    }  # fmt: skip
+        "receiver": Receiver(name="A", phone="0901234567", address="HCMC"),
+        "duration_minutes": 15,
+        "max_attempts": 3,
+        "reminder_minutes": 3,
+        "grace_minutes": 1,
+        "request_hash": "test",
+    }
     values.update(overrides)
     inp = OrderInput(**values)
     handle = await env.client.start_workflow(OrderWorkflow.run, inp, id=f"order-{inp.order_id}", task_queue=queue)
@@ -221,9 +228,10 @@ async def test_money_paid_in_time_is_found_after_a_close_the_gateway_was_silent_
         attempt = (await handle.query(OrderWorkflow.session)).attempts[0]
         async with httpx.AsyncClient(base_url=stack.base) as http:  # paid in time, notification lost
             r = await http.post(
-                f"/sandbox/pay/momo/{attempt.gateway_order_id}/pay", json={"drop": True},
+                f"/sandbox/pay/momo/{attempt.gateway_order_id}/pay",
+                json={"drop": True},
                 headers={"Accept": "application/json"},
-            )  # fmt: skip
+            )
             assert r.status_code == 200, r.text
         await ts.sleep(timedelta(minutes=16, seconds=10))  # deadline + grace: closed, MoMo silent
         assert (await handle.query(OrderWorkflow.session)).order_status == "expired"

@@ -103,12 +103,27 @@ async def test_the_queue_lists_money_that_needs_a_person_longest_waiting_first(d
     assert page["total"] == len(page["items"]) and (page["page"], page["size"]) == (1, 100)
     item = next(p for p in page["items"] if p["orderId"] == review["orderId"])
     assert set(item) == {
-        "paymentId", "orderId", "orderCode", "orderStatus", "attemptNo", "gateway", "gatewayOrderId",
-        "transactionId", "amount", "receivedAmount", "status", "reason", "refundAsked", "updatedAt",
-    }  # fmt: skip
+        "paymentId",
+        "orderId",
+        "orderCode",
+        "orderStatus",
+        "attemptNo",
+        "gateway",
+        "gatewayOrderId",
+        "transactionId",
+        "amount",
+        "receivedAmount",
+        "status",
+        "reason",
+        "refundAsked",
+        "updatedAt",
+    }
     assert (item["status"], item["gateway"], item["amount"], item["receivedAmount"]) == (
-        "needs_review", "momo", 64_000, 60_000,
-    )  # fmt: skip
+        "needs_review",
+        "momo",
+        64_000,
+        60_000,
+    )
     assert item["orderCode"] == review["orderCode"] and item["reason"] == "underpaid: received 60000 of 64000 VND"
     assert item["refundAsked"] is False
     assert item["gatewayOrderId"] == review["attempts"][0]["gatewayOrderId"]
@@ -128,8 +143,13 @@ async def test_the_queue_lists_money_that_needs_a_person_longest_waiting_first(d
 async def test_the_queue_is_for_admins_and_refuses_bad_filters(desk: Stack) -> None:
     refused(await desk.http.get("/admin/payments", headers=desk.auth("shopper")), 403, "FORBIDDEN")
     refused(await desk.http.get("/admin/payments"), 401, "UNAUTHORIZED")
-    for params in ({"status": "lost"}, {"gateway": "paypal"}, {"size": 0}, {"from": "yesterday"},
-                   {"from": "2026-12-02T00:00:00Z", "to": "2026-12-01T00:00:00Z"}):  # fmt: skip
+    for params in (
+        {"status": "lost"},
+        {"gateway": "paypal"},
+        {"size": 0},
+        {"from": "yesterday"},
+        {"from": "2026-12-02T00:00:00Z", "to": "2026-12-01T00:00:00Z"},
+    ):
         refused(await desk.http.get("/admin/payments", params=params, headers=admin(desk)), 422, "VALIDATION_ERROR")
 
 
@@ -212,10 +232,12 @@ async def test_mark_refunded_records_money_sent_back_outside_the_gateway(desk: S
         refused(await desk.http.post(url, json=body, headers=admin(desk)), 422, "VALIDATION_ERROR")
     refused(await desk.http.post(url, json={"reference": "VCB-1"}, headers=desk.auth("shopper")), 403, "FORBIDDEN")
     refused(
-        await desk.http.post(f"/admin/payments/{uuid.uuid4()}/mark-refunded", json={"reference": "VCB-1"},
-                             headers=admin(desk)),
-        404, "PAYMENT_NOT_FOUND",
-    )  # fmt: skip
+        await desk.http.post(
+            f"/admin/payments/{uuid.uuid4()}/mark-refunded", json={"reference": "VCB-1"}, headers=admin(desk)
+        ),
+        404,
+        "PAYMENT_NOT_FOUND",
+    )
 
     r = await desk.http.post(url, json={"reference": "VCB-20261201-77", "note": "bank transfer"}, headers=admin(desk))
     assert r.status_code == 200, r.text
@@ -236,9 +258,11 @@ async def test_mark_refunded_waits_while_a_gateway_refund_may_still_happen(desk:
     pid = await payment_id(desk, order["orderId"])
     # A refund workflow still trying (on a queue no worker polls, so it stays running).
     handle = await desk.client.start_workflow(
-        "RefundWorkflow", RefundRequest(pid, 64_000, ADMIN, str(uuid.uuid4())), id=refund_workflow_id(pid),
+        "RefundWorkflow",
+        RefundRequest(payment_id=pid, amount=64_000, requested_by=ADMIN, audit_id=str(uuid.uuid4())),
+        id=refund_workflow_id(pid),
         task_queue=f"nobody-{uuid.uuid4().hex[:6]}",
-    )  # fmt: skip
+    )
     url = f"/admin/payments/{pid}/mark-refunded"
     try:
         refused(await desk.http.post(url, json={"reference": "VCB-2"}, headers=admin(desk)), 409, "REFUND_IN_PROGRESS")
@@ -255,13 +279,17 @@ async def test_a_change_that_fails_leaves_no_audit_entry(desk: Stack) -> None:
     pid = uuid.UUID(await payment_id(desk, order["orderId"]))  # a UUID: safe to write into the DDL
     async with desk.engine.begin() as conn:
         await conn.execute(
-            text("CREATE FUNCTION desk_test_refuse() RETURNS trigger LANGUAGE plpgsql AS "
-                 "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$")
-        )  # fmt: skip
+            text(
+                "CREATE FUNCTION desk_test_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$"
+            )
+        )
         await conn.execute(
-            text(f"CREATE TRIGGER desk_test_refuse BEFORE UPDATE ON payment FOR EACH ROW "
-                 f"WHEN (OLD.id = '{pid}') EXECUTE FUNCTION desk_test_refuse()")
-        )  # fmt: skip
+            text(
+                f"CREATE TRIGGER desk_test_refuse BEFORE UPDATE ON payment FOR EACH ROW "
+                f"WHEN (OLD.id = '{pid}') EXECUTE FUNCTION desk_test_refuse()"
+            )
+        )
     url = f"/admin/payments/{pid}/mark-refunded"
     try:
         refused(await desk.http.post(url, json={"reference": "VCB-3"}, headers=admin(desk)), 500, "INTERNAL_ERROR")
@@ -297,8 +325,9 @@ async def test_redeliver_hands_a_stored_verdict_to_its_order(desk: Stack) -> Non
     unmatched = next(n for n in waiting.values() if n["gatewayOrderId"] == nobodys["orderId"])
     assert unmatched["orderId"] is None and unmatched["orderCode"] is None and unmatched["amount"] == 5_000
 
-    r = await desk.http.post(f"/admin/notifications/{nid}/redeliver", json={"note": "Temporal was down"},
-                             headers=admin(desk))  # fmt: skip
+    r = await desk.http.post(
+        f"/admin/notifications/{nid}/redeliver", json={"note": "Temporal was down"}, headers=admin(desk)
+    )
     assert r.status_code == 200 and r.json()["data"]["deliveredAt"], r.text
     await wait_for_status(desk, order["orderId"], headers, "paid")
     assert nid not in await undelivered(desk)
@@ -309,14 +338,25 @@ async def test_redeliver_hands_a_stored_verdict_to_its_order(desk: Stack) -> Non
     assert entry["paymentId"] == await payment_id(desk, order["orderId"]) and entry["detail"]["deliveredBefore"] is False
     assert "payment.verdict_redelivered" in [e["type"] for e in await order_events(desk, order["orderId"])]
 
-    refused(await desk.http.post(f"/admin/notifications/{unmatched['notificationId']}/redeliver", headers=admin(desk)),
-            409, "NOTIFICATION_UNMATCHED")  # fmt: skip
-    refused(await desk.http.post(f"/admin/notifications/{uuid.uuid4()}/redeliver", headers=admin(desk)),
-            404, "NOTIFICATION_NOT_FOUND")  # fmt: skip
+    refused(
+        await desk.http.post(
+            f"/admin/notifications/{unmatched['notificationId']}/redeliver", headers=admin(desk)
+        ),
+        409,
+        "NOTIFICATION_UNMATCHED",
+    )
+    refused(
+        await desk.http.post(f"/admin/notifications/{uuid.uuid4()}/redeliver", headers=admin(desk)),
+        404,
+        "NOTIFICATION_NOT_FOUND",
+    )
     refused(await desk.http.post(f"/admin/notifications/{nid}/redeliver", headers=desk.auth("shopper")), 403, "FORBIDDEN")
     refused(await desk.http.get("/admin/notifications", headers=desk.auth("shopper")), 403, "FORBIDDEN")
-    refused(await desk.http.get("/admin/notifications", params={"undelivered": "maybe"}, headers=admin(desk)),
-            422, "VALIDATION_ERROR")  # fmt: skip
+    refused(
+        await desk.http.get("/admin/notifications", params={"undelivered": "maybe"}, headers=admin(desk)),
+        422,
+        "VALIDATION_ERROR",
+    )
 
 
 async def test_redeliver_to_an_ended_order_settles_the_money_as_a_late_payment(desk: Stack) -> None:
@@ -341,8 +381,9 @@ async def test_order_levers_are_audited_with_their_change(desk: Stack) -> None:
     order, headers = await desk_order(desk, "momo")
     oid = order["orderId"]
     refused(await desk.http.post(f"/admin/orders/{oid}/extend", json={"minutes": 5}, headers=headers), 403, "FORBIDDEN")
-    r = await desk.http.post(f"/admin/orders/{oid}/extend", json={"minutes": 5, "note": "customer called"},
-                             headers=admin(desk))  # fmt: skip
+    r = await desk.http.post(
+        f"/admin/orders/{oid}/extend", json={"minutes": 5, "note": "customer called"}, headers=admin(desk)
+    )
     assert r.status_code == 200, r.text
     [extended] = await trail(desk, orderId=oid)
     assert (extended["action"], extended["actor"], extended["note"]) == ("order.extend", ADMIN, "customer called")
@@ -354,8 +395,11 @@ async def test_order_levers_are_audited_with_their_change(desk: Stack) -> None:
     assert r.status_code == 200 and r.json()["data"]["status"] == "cancelled", r.text
     cancelled, _ = await trail(desk, orderId=oid)
     assert (cancelled["action"], cancelled["note"]) == ("order.cancel", "duplicate order")
-    refused(await desk.http.post(f"/admin/orders/{oid}/extend", json={"minutes": 5}, headers=admin(desk)),
-            409, "ORDER_NOT_PENDING")  # fmt: skip
+    refused(
+        await desk.http.post(f"/admin/orders/{oid}/extend", json={"minutes": 5}, headers=admin(desk)),
+        409,
+        "ORDER_NOT_PENDING",
+    )
     assert len(await trail(desk, orderId=oid)) == 2
 
     events = {e["type"]: e for e in await order_events(desk, oid)}
@@ -383,8 +427,11 @@ async def audited_actions(stack: Stack, count: int) -> str:
     """`count` operator actions of this test's own (extensions of a new order): its order id."""
     order, _ = await desk_order(stack, "momo")
     for n in range(count):
-        r = await stack.http.post(f"/admin/orders/{order['orderId']}/extend", json={"minutes": 1, "note": f"#{n}"},
-                                  headers=admin(stack))  # fmt: skip
+        r = await stack.http.post(
+            f"/admin/orders/{order['orderId']}/extend",
+            json={"minutes": 1, "note": f"#{n}"},
+            headers=admin(stack),
+        )
         assert r.status_code == 200, r.text
     return order["orderId"]
 

@@ -196,18 +196,23 @@ async def test_a_refund_whose_answer_was_lost_is_never_returned_by_hand(
     pid = await payment_id(desk, order["orderId"])
     # The desk's refund joins a workflow that will never hear back (no worker polls its queue).
     stuck = await desk.client.start_workflow(
-        "RefundWorkflow", RefundRequest(pid, PRICE, ADMIN, str(uuid.uuid4())), id=refund_workflow_id(pid),
+        "RefundWorkflow",
+        RefundRequest(payment_id=pid, amount=PRICE, requested_by=ADMIN, audit_id=str(uuid.uuid4())),
+        id=refund_workflow_id(pid),
         task_queue=f"nobody-{uuid.uuid4().hex[:6]}",
-    )  # fmt: skip
+    )
     monkeypatch.setattr(money_desk, "REFUND_WAIT_S", 0.3)
     r = await refund(desk, pid, "late money")
     assert r.status_code == 202 and r.json()["data"]["refundAsked"] is True, r.text
     # Its call reached MoMo, which refunded; the answer was lost and the workflow gave up.
     tx = (await desk_item(desk, order["orderId"]))["transactionId"]  # type: ignore[index]
     await MomoGateway(desk.settings).refund(
-        gateway_order_id=gid, transaction_id=tx, amount=PRICE, idempotency_key=refund_key(order["orderId"], 0),
+        gateway_order_id=gid,
+        transaction_id=tx,
+        amount=PRICE,
+        idempotency_key=refund_key(order["orderId"], 0),
         description="lost answer",
-    )  # fmt: skip
+    )
     await stuck.terminate("its answer was lost")
     assert len(refunds_at_gateway(desk, "momo", gid)) == 1
 
@@ -252,7 +257,14 @@ async def test_mark_refunded_is_refused_while_the_late_settlement_refunds(desk: 
     tx = (await desk_item(desk, order["orderId"]))["transactionId"]  # type: ignore[index]
     # The order's late settlement is running (its worker not there yet: a queue of its own).
     queue = f"late-{uuid.uuid4().hex[:6]}"
-    late = LatePayment(order["orderId"], "momo", gid, PRICE, "0", tx)
+    late = LatePayment(
+        order_id=order["orderId"],
+        gateway="momo",
+        gateway_order_id=gid,
+        amount=PRICE,
+        result_code="0",
+        transaction_id=tx,
+    )
     handle = await desk.client.start_workflow(
         "LatePaymentWorkflow", late, id=late_workflow_id("momo", gid), task_queue=queue, result_type=None
     )
@@ -293,9 +305,11 @@ async def test_a_refund_outcome_that_is_no_verdict_is_under_way_not_failed(desk:
         workflow_runner=UnsandboxedWorkflowRunner(),
     ):
         await desk.client.start_workflow(
-            UnansweredRefund.run, RefundRequest(pid, PRICE, ADMIN, str(uuid.uuid4())), id=refund_workflow_id(pid),
+            UnansweredRefund.run,
+            RefundRequest(payment_id=pid, amount=PRICE, requested_by=ADMIN, audit_id=str(uuid.uuid4())),
+            id=refund_workflow_id(pid),
             task_queue=queue,
-        )  # fmt: skip
+        )
         r = await refund(desk, pid, "late money")  # joins it, and hears "unknown"
     assert r.status_code == 202 and r.json()["data"]["refundAsked"] is True, r.text
     refused(await mark_refunded(desk, pid), 409, "REFUND_OUTCOME_UNKNOWN")
@@ -316,9 +330,15 @@ async def test_surplus_money_refunds_under_its_own_key_beside_its_attempt(desk: 
     async with desk.engine.begin() as conn:
         attempt = await payments.lock_payment(conn, uuid.UUID(pid))
         surplus = ReviewInput(
-            order["orderId"], "momo", gid, "surplus: received 20000 VND beyond the price", 20_000, "0",
-            attempt.transaction_id, surplus=True,
-        )  # fmt: skip
+            order_id=order["orderId"],
+            gateway="momo",
+            gateway_order_id=gid,
+            reason="surplus: received 20000 VND beyond the price",
+            amount=20_000,
+            result_code="0",
+            transaction_id=attempt.transaction_id,
+            surplus=True,
+        )
         assert await payments.flag(conn, surplus)
         spid = (
             await conn.execute(text("SELECT id FROM payment WHERE surplus_of = :p"), {"p": pid})

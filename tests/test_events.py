@@ -177,8 +177,10 @@ async def test_listener_reconnects_after_its_connection_is_killed(stack):
     async with stream(stack, order["orderId"], headers=headers) as es:
         assert (await es.next())[1]["status"] == "pending_payment"
         async with stack.engine.connect() as conn:
-            await conn.execute(text("SELECT pg_terminate_backend(pid) FROM unnest(CAST(:pids AS int[])) AS pid"),
-                               {"pids": list(killed)})  # fmt: skip
+            await conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM unnest(CAST(:pids AS int[])) AS pid"),
+                {"pids": list(killed)},
+            )
         deadline = time.monotonic() + 10
         while not (await listener_pids()) - killed:
             assert time.monotonic() < deadline, "the listener did not reconnect"
@@ -216,9 +218,14 @@ async def test_who_may_watch(stack):
     second_token = await stream_token(stack, second["orderId"], headers)
     # A bearer token never goes in a URL; a stream token opens only its own order's stream.
     full_jwt = headers["Authorization"].removeprefix("Bearer ")
-    for request in ({}, {"params": {"token": "not-a-jwt"}}, {"headers": {"Authorization": "Bearer not-a-jwt"}},
-                    {"params": {"token": token[:-4] + "AAAA"}}, {"params": {"token": full_jwt}},
-                    {"params": {"token": second_token}}):  # fmt: skip
+    for request in (
+        {},
+        {"params": {"token": "not-a-jwt"}},
+        {"headers": {"Authorization": "Bearer not-a-jwt"}},
+        {"params": {"token": token[:-4] + "AAAA"}},
+        {"params": {"token": full_jwt}},
+        {"params": {"token": second_token}},
+    ):
         r = await stack.http.get(url, **request)
         assert r.status_code == 401, (request, r.text)
         assert r.json()["success"] is False

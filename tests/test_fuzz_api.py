@@ -23,14 +23,26 @@ async def test_no_input_makes_the_api_fail(pg_url, dev_env, role, tmp_path):
 async def fuzz(stack, role, tmp_path):
     token = stack.token(f"fuzz-{role}", role)
     proc = await asyncio.create_subprocess_exec(
-        str(BIN / "schemathesis"), "run", f"{stack.base}/openapi.json",
-        "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
-        "--max-examples", "30", "--seed", "20261123", "--request-timeout", "20",
-        "--exclude-path-regex", "^/(sandbox|demo|payment-result)|/events$",
-        "-H", f"Authorization: Bearer {token}",
-        "--report-dir", str(tmp_path),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+        str(BIN / "schemathesis"),
+        "run",
+        f"{stack.base}/openapi.json",
+        "--checks",
+        "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+        "--max-examples",
+        "30",
+        "--seed",
+        "20261123",
+        "--request-timeout",
+        "20",
+        "--exclude-path-regex",
+        "^/(sandbox|demo|payment-result)|/events$",
+        "-H",
+        f"Authorization: Bearer {token}",
+        "--report-dir",
+        str(tmp_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await proc.communicate()
     text = out.decode(errors="replace")
     assert proc.returncode == 0, text[-6000:]

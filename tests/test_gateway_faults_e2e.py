@@ -303,7 +303,14 @@ async def test_a_late_refund_returns_the_amount_received(stack: Any) -> None:
                 {"p": pid},
             )
         ).scalar_one()
-    late = LatePayment(order["orderId"], "momo", gid, 64_000, "0", tx)
+    late = LatePayment(
+        order_id=order["orderId"],
+        gateway="momo",
+        gateway_order_id=gid,
+        amount=64_000,
+        result_code="0",
+        transaction_id=tx,
+    )
     outcome = await stack.client.execute_workflow(
         LatePaymentWorkflow.run, late, id=late_workflow_id("momo", gid), task_queue=stack.settings.temporal_task_queue
     )

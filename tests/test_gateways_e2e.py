@@ -149,11 +149,25 @@ async def test_vnpay_ipn_answers_in_its_own_codes(stack):
 
 async def test_forged_payos_webhook_is_refused(stack):
     order, headers, _ = await new_order(stack, "payos")
-    data = {"orderCode": int(order["attempts"][0]["gatewayOrderId"]), "amount": 64_000, "code": "00", "desc": "ok",
-            "reference": "FT1", "transactionDateTime": "2026-11-23 10:00:00", "currency": "VND",
-            "paymentLinkId": "x", "accountNumber": "1", "description": "x"}  # fmt: skip
-    forged = {"code": "00", "desc": "success", "success": True, "data": data,
-              "signature": payos_signature(data, "not-the-checksum-key")}  # fmt: skip
+    data = {
+        "orderCode": int(order["attempts"][0]["gatewayOrderId"]),
+        "amount": 64_000,
+        "code": "00",
+        "desc": "ok",
+        "reference": "FT1",
+        "transactionDateTime": "2026-11-23 10:00:00",
+        "currency": "VND",
+        "paymentLinkId": "x",
+        "accountNumber": "1",
+        "description": "x",
+    }
+    forged = {
+        "code": "00",
+        "desc": "success",
+        "success": True,
+        "data": data,
+        "signature": payos_signature(data, "not-the-checksum-key"),
+    }
     r = await stack.http.post("/webhooks/payos", json=forged)
     assert r.status_code == 400 and r.json()["error"] == "INVALID_SIGNATURE"
     await asyncio.sleep(0.3)
@@ -209,12 +223,21 @@ async def test_accept_if_available_policy(stack, stock_left, expected):
         assert (await stack.order(stack.auth(), vid, 1)).status_code == 201
     answer = await click(page, "pay", drop=True)
     gid = order["attempts"][0]["gatewayOrderId"]
-    late = LatePayment(order["orderId"], "momo", gid, 64_000, "0", str(answer["notification"]["transId"]),
-                       policy="accept_if_available")  # fmt: skip
+    late = LatePayment(
+        order_id=order["orderId"],
+        gateway="momo",
+        gateway_order_id=gid,
+        amount=64_000,
+        result_code="0",
+        transaction_id=str(answer["notification"]["transId"]),
+        policy="accept_if_available",
+    )
     outcome = await stack.client.execute_workflow(
-        LatePaymentWorkflow.run, late, id=f"{late_workflow_id('momo', gid)}-policy",
+        LatePaymentWorkflow.run,
+        late,
+        id=f"{late_workflow_id('momo', gid)}-policy",
         task_queue=stack.settings.temporal_task_queue,
-    )  # fmt: skip
+    )
     if expected == "accepted":
         assert outcome.state == "accepted"
         detail = (await stack.http.get(f"/orders/{order['orderId']}", headers=headers)).json()["data"]
@@ -294,8 +317,11 @@ async def test_gateway_down_at_create_fails_the_order_with_502_and_gives_the_sto
             product = await stack.product(stock=3, price=64_000)
             vid = product["variants"][0]["id"]
             headers = {**stack.auth(f"down-{uuid.uuid4().hex[:6]}"), "Idempotency-Key": uuid.uuid4().hex}
-            body = {"items": [{"variantId": vid, "quantity": 2}], "gateway": "momo",
-                    "receiver": {"name": "A", "phone": "0901234567", "address": "HCMC"}}  # fmt: skip
+            body = {
+                "items": [{"variantId": vid, "quantity": 2}],
+                "gateway": "momo",
+                "receiver": {"name": "A", "phone": "0901234567", "address": "HCMC"},
+            }
             for _ in range(2):  # the first request, then a replay of its key
                 r = await api.post("/orders", json=body, headers=headers)
                 assert r.status_code == 502 and r.json()["error"] == "PAYMENT_GATEWAY_ERROR", r.text

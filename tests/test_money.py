@@ -30,10 +30,18 @@ PRICE = 30_000
 async def start(ts: Any, stack: Any, gateway: str = "momo") -> tuple[WorkflowHandle, str, Any]:
     product = await stack.product(stock=3, price=PRICE)
     inp = OrderInput(
-        order_id=str(uuid.uuid4()), customer_id="money", lines=[OrderLine(product["variants"][0]["id"], 1)],
-        gateway=gateway, order_type="normal", receiver=Receiver(name="A", phone="0901234567", address="HCMC"),
-        duration_minutes=15, max_attempts=3, reminder_minutes=0, grace_minutes=1, request_hash="test",
-    )  # fmt: skip
+        order_id=str(uuid.uuid4()),
+        customer_id="money",
+        lines=[OrderLine(product["variants"][0]["id"], 1)],
+        gateway=gateway,
+        order_type="normal",
+        receiver=Receiver(name="A", phone="0901234567", address="HCMC"),
+        duration_minutes=15,
+        max_attempts=3,
+        reminder_minutes=0,
+        grace_minutes=1,
+        request_hash="test",
+    )
     handle = await ts.client.start_workflow(
         OrderWorkflow.run, inp, id=f"order-{inp.order_id}", task_queue=stack.settings.temporal_task_queue
     )
@@ -66,7 +74,14 @@ async def events(stack: Any, order_id: str, kind: str) -> list[dict[str, Any]]:
 
 async def test_a_success_of_another_amount_goes_to_review_and_the_right_one_still_pays(ts, stack):
     handle, oid, attempt = await start(ts, stack)
-    short = PaymentResult("momo", attempt.gateway_order_id, "success", "0", 1_000, "tx-short")
+    short = PaymentResult(
+        gateway="momo",
+        gateway_order_id=attempt.gateway_order_id,
+        outcome="success",
+        result_code="0",
+        amount=1_000,
+        transaction_id="tx-short",
+    )
     await handle.signal(OrderWorkflow.payment_result, short)
     for _ in range(50):
         view = await handle.query(OrderWorkflow.session)
@@ -80,7 +95,14 @@ async def test_a_success_of_another_amount_goes_to_review_and_the_right_one_stil
     [event] = await events(stack, oid, "payment.needs_review")
     assert event["receivedAmount"] == 1_000 and event["gatewayOrderId"] == attempt.gateway_order_id
 
-    full = PaymentResult("momo", attempt.gateway_order_id, "success", "0", PRICE, "tx-full")
+    full = PaymentResult(
+        gateway="momo",
+        gateway_order_id=attempt.gateway_order_id,
+        outcome="success",
+        result_code="0",
+        amount=PRICE,
+        transaction_id="tx-full",
+    )
     await handle.signal(OrderWorkflow.payment_result, full)
     assert (await handle.result()).status == "paid"
     assert (await attempt_row(stack, attempt.gateway_order_id)).status == "success"
@@ -93,7 +115,15 @@ async def test_a_success_of_another_amount_goes_to_review_and_the_right_one_stil
 async def test_a_success_without_an_amount_or_for_more_never_pays(ts, stack, amount, reason):
     handle, _, attempt = await start(ts, stack)
     await handle.signal(
-        OrderWorkflow.payment_result, PaymentResult("momo", attempt.gateway_order_id, "success", "0", amount, "tx-1")
+        OrderWorkflow.payment_result,
+        PaymentResult(
+            gateway="momo",
+            gateway_order_id=attempt.gateway_order_id,
+            outcome="success",
+            result_code="0",
+            amount=amount,
+            transaction_id="tx-1",
+        ),
     )
     await ts.sleep(timedelta(minutes=16))
     assert (await handle.result()).status == "expired"
@@ -119,7 +149,17 @@ async def test_a_success_for_a_stored_attempt_the_workflow_lost_pays_the_order(t
     handle, oid, attempt = await start(ts, stack)
     lost = f"{attempt.gateway_order_id}-lost"
     await stray_attempt(stack, oid, lost, 1, PRICE)
-    await handle.signal(OrderWorkflow.payment_result, PaymentResult("momo", lost, "success", "0", PRICE, "tx-lost"))
+    await handle.signal(
+        OrderWorkflow.payment_result,
+        PaymentResult(
+            gateway="momo",
+            gateway_order_id=lost,
+            outcome="success",
+            result_code="0",
+            amount=PRICE,
+            transaction_id="tx-lost",
+        ),
+    )
     assert (await handle.result()).status == "paid"  # the shopper paid this order's link in time
     assert (await attempt_row(stack, lost)).status == "success"
     assert (await attempt_row(stack, attempt.gateway_order_id)).status != "success"
@@ -131,7 +171,15 @@ async def test_a_success_for_an_attempt_the_order_does_not_know_goes_to_review(t
     stray = f"{attempt.gateway_order_id}-stray"
     await stray_attempt(stack, oid, stray, 7, PRICE - 1_000)
     await handle.signal(
-        OrderWorkflow.payment_result, PaymentResult("momo", stray, "success", "0", PRICE - 1_000, "tx-stray")
+        OrderWorkflow.payment_result,
+        PaymentResult(
+            gateway="momo",
+            gateway_order_id=stray,
+            outcome="success",
+            result_code="0",
+            amount=PRICE - 1_000,
+            transaction_id="tx-stray",
+        ),
     )
     await ts.sleep(timedelta(minutes=16))
     assert (await handle.result()).status == "expired"  # money for no attempt of this order's total never pays

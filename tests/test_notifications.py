@@ -107,9 +107,10 @@ async def until(predicate: Any, timeout: float = 15) -> None:
 
 def order_hits(inbox: Inbox, order_id: str, event_type: str | None = None) -> list[dict[str, Any]]:
     return [
-        h for h in inbox.hits
+        h
+        for h in inbox.hits
         if h["json"].get("orderId") == order_id and (event_type is None or h["json"]["type"] == event_type)
-    ]  # fmt: skip
+    ]
 
 
 async def test_reminder_goes_out_once_per_channel_before_the_deadline(notifying):
@@ -117,8 +118,13 @@ async def test_reminder_goes_out_once_per_channel_before_the_deadline(notifying)
     product = await s.product(stock=3)
     email = f"shopper-{uuid.uuid4().hex[:6]}@example.com"
     headers = s.auth("reminded")
-    r = await s.order(headers, product["variants"][0]["id"], gateway="vnpay", orderType="flash",
-                      receiver={"name": "A", "phone": "0901234567", "address": "x", "email": email})  # fmt: skip
+    r = await s.order(
+        headers,
+        product["variants"][0]["id"],
+        gateway="vnpay",
+        orderType="flash",
+        receiver={"name": "A", "phone": "0901234567", "address": "x", "email": email},
+    )
     assert r.status_code == 201, r.text
     order = r.json()["data"]
     assert order["receiver"]["email"] == email
@@ -137,9 +143,11 @@ async def test_reminder_goes_out_once_per_channel_before_the_deadline(notifying)
     assert sum(email in m.rcpt_tos for m in mails.messages) == 1
     async with s.engine.connect() as conn:
         rows = (
-            await conn.execute(text("SELECT channel, status FROM notification WHERE order_id = :id ORDER BY channel"),
-                               {"id": order["orderId"]})
-        ).all()  # fmt: skip
+            await conn.execute(
+                text("SELECT channel, status FROM notification WHERE order_id = :id ORDER BY channel"),
+                {"id": order["orderId"]},
+            )
+        ).all()
     assert [(r.channel, r.status) for r in rows] == [("email", "sent"), ("webhook", "sent")]
 
 
@@ -179,9 +187,11 @@ async def test_order_events_are_signed_retried_and_carry_an_id(notifying):
     assert hits[1]["json"]["status"] == "paid" and hits[1]["json"]["grandTotal"] == order["grandTotal"]
     async with s.engine.connect() as conn:
         undelivered = (
-            await conn.execute(text("SELECT count(*) FROM order_event WHERE order_id = :id AND delivered_at IS NULL"),
-                               {"id": order["orderId"]})
-        ).scalar_one()  # fmt: skip
+            await conn.execute(
+                text("SELECT count(*) FROM order_event WHERE order_id = :id AND delivered_at IS NULL"),
+                {"id": order["orderId"]},
+            )
+        ).scalar_one()
     assert undelivered == 0
 
 
@@ -190,11 +200,13 @@ async def ended_late(s: Stack, order_id: str) -> float:
     async with s.engine.connect() as conn:
         row = (
             await conn.execute(
-                text('SELECT o.ended_at, s.expires_at FROM "order" o JOIN order_session s ON s.order_id = o.id '
-                     "WHERE o.id = :id"),
+                text(
+                    'SELECT o.ended_at, s.expires_at FROM "order" o JOIN order_session s ON s.order_id = o.id '
+                    "WHERE o.id = :id"
+                ),
                 {"id": order_id},
             )
-        ).one()  # fmt: skip
+        ).one()
     return (row.ended_at - row.expires_at).total_seconds()
 
 
@@ -220,18 +232,22 @@ async def test_windows_close_on_time_while_every_receiver_fails_and_the_backlog_
         async with s.engine.connect() as conn:
             waiting = (
                 await conn.execute(
-                    text("SELECT count(*) AS n, max(attempts) AS tries FROM order_event "
-                         "WHERE order_id = ANY(:ids) AND delivered_at IS NULL"),
+                    text(
+                        "SELECT count(*) AS n, max(attempts) AS tries FROM order_event "
+                        "WHERE order_id = ANY(:ids) AND delivered_at IS NULL"
+                    ),
                     {"ids": [o["orderId"] for o in orders]},
                 )
-            ).one()  # fmt: skip
+            ).one()
             reminders = (
                 await conn.execute(
-                    text("SELECT count(*) FROM notification WHERE order_id = ANY(:ids) AND channel = 'webhook' "
-                         "AND status = 'failed' AND failures >= 1"),
+                    text(
+                        "SELECT count(*) FROM notification WHERE order_id = ANY(:ids) AND channel = 'webhook' "
+                        "AND status = 'failed' AND failures >= 1"
+                    ),
                     {"ids": [o["orderId"] for o in orders]},
                 )
-            ).scalar_one()  # fmt: skip
+            ).scalar_one()
         assert waiting.n == 6 and waiting.tries >= 1  # created + expired, for each order: waiting, and tried
         assert reminders == 3  # every webhook reminder failed, and is recorded
     finally:

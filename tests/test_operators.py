@@ -145,9 +145,12 @@ async def ops(pg_url: str, dev_env: Any) -> AsyncIterator[Stack]:
     hook_server, hook_task = await serve(hook_app, hook_port)
     hook = f"http://127.0.0.1:{hook_port}/hook"
     async with own_stack(
-        pg_url, dev_env, temporal_task_queue=f"ops-orders-{uuid.uuid4().hex[:6]}", reminder_webhook_url=hook,
+        pg_url,
+        dev_env,
+        temporal_task_queue=f"ops-orders-{uuid.uuid4().hex[:6]}",
+        reminder_webhook_url=hook,
         order_events_urls=hook,
-    ) as stack:  # fmt: skip
+    ) as stack:
         yield stack
     hook_server.should_exit = True
     await hook_task
@@ -293,9 +296,16 @@ async def test_metrics_count_exactly_what_happened(ops: Stack, afternoon: Aftern
     def delta(name: str, **labels: str) -> float:
         return after.value(name, **labels) - before.value(name, **labels)
 
-    assert {s: delta("paywindow_orders", status=s) for s in ("pending_payment", "paid", "cancelled", "expired", "failed")} == {
-        "pending_payment": 0, "paid": 1, "cancelled": 2, "expired": 2, "failed": 0,
-    }  # fmt: skip
+    assert {
+        s: delta("paywindow_orders", status=s)
+        for s in ("pending_payment", "paid", "cancelled", "expired", "failed")
+    } == {
+        "pending_payment": 0,
+        "paid": 1,
+        "cancelled": 2,
+        "expired": 2,
+        "failed": 0,
+    }
     assert after.value("paywindow_orders", status="failed") == 0  # every status is present, zeros included
     assert delta("paywindow_orders_ended_total", status="paid", reason="paid_via_momo") == 1
     assert delta("paywindow_orders_ended_total", status="cancelled", reason="cancelled_by_customer") == 2
@@ -314,9 +324,12 @@ async def test_metrics_count_exactly_what_happened(ops: Stack, afternoon: Aftern
         for k, v in after.series("paywindow_payment_attempts_total").items()
     }
     assert {k: v for k, v in attempts.items() if v} == {
-        ("momo", "success"): 1, ("momo", "failed"): 1, ("momo", "refunded"): 1,
-        ("vnpay", "cancelled"): 2, ("payos", "expired"): 1,
-    }  # fmt: skip
+        ("momo", "success"): 1,
+        ("momo", "failed"): 1,
+        ("momo", "refunded"): 1,
+        ("vnpay", "cancelled"): 2,
+        ("payos", "expired"): 1,
+    }
     assert delta("paywindow_retries_total") == 1
     async with ops.engine.connect() as conn:  # what the HELP promises: the sessions' own count
         sessions = (await conn.execute(text("SELECT sum(payment_attempts) FROM order_session"))).scalar_one()
@@ -396,9 +409,11 @@ async def test_metrics_survive_the_archive(ops: Stack, afternoon: Afternoon, arc
         )
     _, before = await scrape(ops)
     result = await ops.client.execute_workflow(
-        ArchiveWorkflow.run, ArchiveInput(older_than_days=30), id=f"ops-archive-{uuid.uuid4().hex[:6]}",
+        ArchiveWorkflow.run,
+        ArchiveInput(older_than_days=30),
+        id=f"ops-archive-{uuid.uuid4().hex[:6]}",
         task_queue=archive_queue,
-    )  # fmt: skip
+    )
     assert result.archived >= 1
     _, after = await scrape(ops)
     for name in ("paywindow_orders", "paywindow_orders_ended_total", "paywindow_payment_attempts_total"):
@@ -424,9 +439,10 @@ async def test_admin_stats_describe_the_afternoon(ops: Stack, afternoon: Afterno
     assert s["totalOrders"] == 5 and s["endedOrders"] == 5
     assert s["countsByStatus"] == {"pending_payment": 0, "paid": 1, "cancelled": 2, "expired": 2, "failed": 0}
     assert {(e["status"], e["reason"]): e["count"] for e in s["endReasons"]} == {
-        ("paid", "paid_via_momo"): 1, ("cancelled", "cancelled_by_customer"): 2,
+        ("paid", "paid_via_momo"): 1,
+        ("cancelled", "cancelled_by_customer"): 2,
         ("expired", "payment_window_closed"): 2,
-    }  # fmt: skip
+    }
     assert s["expirationRate"] == pytest.approx(2 / 5)
     assert s["paidVsExpired"] == {"paid": 1, "expired": 2, "ratio": 0.5, "paidShare": pytest.approx(1 / 3)}
     # The admin-expired PayOS order: its one link was still open. The late MoMo one was paid (late).
@@ -466,9 +482,10 @@ async def test_admin_stats_default_to_the_last_seven_days(ops: Stack, afternoon:
     # Times without an offset are Vietnamese wall-clock time; a day before the afternoon has nothing.
     day = afternoon.start.astimezone(HCMC).date() - timedelta(days=1)
     r = await ops.http.get(
-        "/admin/stats", params={"from": day.isoformat(), "to": (day + timedelta(days=1)).isoformat()},
+        "/admin/stats",
+        params={"from": day.isoformat(), "to": (day + timedelta(days=1)).isoformat()},
         headers=ops.auth(ADMIN, "admin"),
-    )  # fmt: skip
+    )
     assert r.status_code == 200, r.text
     assert r.json()["data"]["from"] == f"{day.isoformat()}T00:00:00+07:00"
     assert r.json()["data"]["totalOrders"] == 0
@@ -545,9 +562,11 @@ async def test_archive_hides_orders_that_ended_over_30_days_ago(ops: Stack, arch
     assert {o["orderId"] for o in (await listed()).json()["data"]["items"]} == set(ids.values())
 
     result = await ops.client.execute_workflow(
-        ArchiveWorkflow.run, ArchiveInput(older_than_days=30, batch_size=1), id=f"ops-archive-{uuid.uuid4().hex[:6]}",
+        ArchiveWorkflow.run,
+        ArchiveInput(older_than_days=30, batch_size=1),
+        id=f"ops-archive-{uuid.uuid4().hex[:6]}",
         task_queue=archive_queue,
-    )  # fmt: skip
+    )
     assert isinstance(result, ArchiveResult)
     assert (result.archived, result.batches, result.held_for_refund) == (2, 2, 1)
     assert abs(result.cutoff - (datetime.now(UTC) - timedelta(days=30))) < timedelta(minutes=1)
@@ -566,9 +585,11 @@ async def test_archive_hides_orders_that_ended_over_30_days_ago(ops: Stack, arch
     assert (await ops.http.get(f"/orders/{ids['old']}", headers=headers)).status_code == 200
 
     again = await ops.client.execute_workflow(
-        ArchiveWorkflow.run, ArchiveInput(older_than_days=30, batch_size=1), id=f"ops-archive-{uuid.uuid4().hex[:6]}",
+        ArchiveWorkflow.run,
+        ArchiveInput(older_than_days=30, batch_size=1),
+        id=f"ops-archive-{uuid.uuid4().hex[:6]}",
         task_queue=archive_queue,
-    )  # fmt: skip
+    )
     assert (again.archived, again.batches, again.held_for_refund) == (0, 0, 1)
 
 
@@ -586,8 +607,10 @@ async def test_archive_schedule_is_created_once_and_kept_current(
         assert schedule.spec.time_zone_name == "Asia/Ho_Chi_Minh"
         [calendar] = schedule.spec.calendars
         assert (tuple(calendar.hour), tuple(calendar.minute), tuple(calendar.second)) == (
-            (ScheduleRange(2),), (ScheduleRange(0),), (ScheduleRange(0),)
-        )  # fmt: skip
+            (ScheduleRange(2),),
+            (ScheduleRange(0),),
+            (ScheduleRange(0),),
+        )
         assert not schedule.spec.cron_expressions and not schedule.spec.intervals
         assert schedule.policy.overlap is ScheduleOverlapPolicy.SKIP
         assert schedule.policy.catchup_window == timedelta(days=1)

@@ -38,10 +38,17 @@ async def payos_order(stack: Any) -> tuple[dict[str, Any], dict[str, str], str]:
 async def webhook(stack: Any, gid: str, amount: int, reference: str) -> int:
     """PayOS's signed webhook for one transfer to the link."""
     data = {
-        "orderCode": int(gid), "amount": amount, "description": "x", "accountNumber": "1", "reference": reference,
-        "transactionDateTime": "2026-12-02 10:00:00", "currency": "VND", "paymentLinkId": "x", "code": "00",
+        "orderCode": int(gid),
+        "amount": amount,
+        "description": "x",
+        "accountNumber": "1",
+        "reference": reference,
+        "transactionDateTime": "2026-12-02 10:00:00",
+        "currency": "VND",
+        "paymentLinkId": "x",
+        "code": "00",
         "desc": "success",
-    }  # fmt: skip
+    }
     body = {"code": "00", "desc": "success", "success": True, "data": data}
     body["signature"] = payos_signature(data, stack.settings.payos_checksum_key)
     return (await stack.http.post("/webhooks/payos", json=body)).status_code
@@ -82,8 +89,11 @@ async def test_a_transfer_beyond_the_price_of_a_paid_link_is_kept_for_its_extra_
     attempt, extra = await until_rows(stack, gid, 2)
     assert (attempt.status, attempt.amount, attempt.received_amount) == ("success", PRICE, PRICE)
     assert (extra.status, extra.amount, extra.received_amount, extra.transaction_id) == (
-        "needs_review", 5_000, 5_000, "FT-extra",
-    )  # fmt: skip
+        "needs_review",
+        5_000,
+        5_000,
+        "FT-extra",
+    )
     assert extra.surplus_of == attempt.id
     await asyncio.sleep(0.5)  # bounded observation window: no second surplus row appears
     assert len(await rows(stack, gid)) == 2
@@ -104,8 +114,9 @@ async def test_every_transfer_after_the_order_ended_is_settled_for_its_own_amoun
         "FT-1",
     )
     assert [(r.status, r.amount, r.transaction_id) for r in late] == [
-        ("needs_review", 20_000, "FT-2"), ("needs_review", 4_000, "FT-3"),
-    ]  # fmt: skip
+        ("needs_review", 20_000, "FT-2"),
+        ("needs_review", 4_000, "FT-3"),
+    ]
     for ref in ("FT-2", "FT-3"):  # one settlement per transfer
         handle = stack.client.get_workflow_handle_for(
             LatePaymentWorkflow.run, late_workflow_id("payos", gid, ref)
@@ -118,10 +129,18 @@ async def test_an_operators_refund_stands_when_the_rest_of_the_price_arrives(ts,
     the rest. The workflow still holds the attempt as needs_review: it must not pay the order."""
     product = await stack.product(stock=2, price=PRICE)
     inp = OrderInput(
-        order_id=str(uuid.uuid4()), customer_id="transfers", lines=[OrderLine(product["variants"][0]["id"], 1)],
-        gateway="payos", order_type="normal", receiver=Receiver(name="A", phone="0901234567", address="HCMC"),
-        duration_minutes=15, max_attempts=3, reminder_minutes=0, grace_minutes=1, request_hash="test",
-    )  # fmt: skip
+        order_id=str(uuid.uuid4()),
+        customer_id="transfers",
+        lines=[OrderLine(product["variants"][0]["id"], 1)],
+        gateway="payos",
+        order_type="normal",
+        receiver=Receiver(name="A", phone="0901234567", address="HCMC"),
+        duration_minutes=15,
+        max_attempts=3,
+        reminder_minutes=0,
+        grace_minutes=1,
+        request_hash="test",
+    )
     handle = await ts.client.start_workflow(
         OrderWorkflow.run, inp, id=f"order-{inp.order_id}", task_queue=stack.settings.temporal_task_queue
     )
@@ -129,7 +148,15 @@ async def test_an_operators_refund_stands_when_the_rest_of_the_price_arrives(ts,
     assert creation.session is not None
     gid = creation.session.attempts[0].gateway_order_id
     await handle.signal(
-        OrderWorkflow.payment_result, PaymentResult("payos", gid, "success", "00", 10_000, "FT-1")
+        OrderWorkflow.payment_result,
+        PaymentResult(
+            gateway="payos",
+            gateway_order_id=gid,
+            outcome="success",
+            result_code="00",
+            amount=10_000,
+            transaction_id="FT-1",
+        ),
     )
     for _ in range(50):
         if (await handle.query(OrderWorkflow.session)).attempts[0].status == "needs_review":
@@ -143,7 +170,15 @@ async def test_an_operators_refund_stands_when_the_rest_of_the_price_arrives(ts,
             {"gid": gid},
         )
     await handle.signal(
-        OrderWorkflow.payment_result, PaymentResult("payos", gid, "success", "00", 20_000, "FT-2")
+        OrderWorkflow.payment_result,
+        PaymentResult(
+            gateway="payos",
+            gateway_order_id=gid,
+            outcome="success",
+            result_code="00",
+            amount=20_000,
+            transaction_id="FT-2",
+        ),
     )
     await ts.sleep(timedelta(minutes=16))
     assert (await handle.result()).status == "expired"
@@ -161,9 +196,10 @@ async def sandbox_transfer(stack: Any, gid: str, amount: int, *, drop: bool = Fa
     """One bank transfer to the sandbox's PayOS link; `drop`: its webhook is lost (returned here)."""
     async with httpx.AsyncClient(base_url=stack.base, timeout=10) as http:
         r = await http.post(
-            f"/sandbox/pay/payos/{gid}/transfer", json={"amount": amount, "drop": drop},
+            f"/sandbox/pay/payos/{gid}/transfer",
+            json={"amount": amount, "drop": drop},
             headers={"Accept": "application/json"},
-        )  # fmt: skip
+        )
     assert r.status_code == 200, r.text
     return r.json()["notification"]
 

@@ -67,11 +67,22 @@ def test_release_1_0_covers_every_branch_of_the_order() -> None:
 
 
 RELEASE_1_0_ORDER = {
-    "paid", "expired_after_reminder", "retried_three_times_then_expired", "last_attempt_failed", "cancel",
-    "extend", "expire_now", "in_flight_recheck_at_deadline", "needs_review_wrong_amount", "adopted_attempt",
-    "failed_first_link", "late_verdict_while_ending", "payos_paid_in_two_parts", "payos_overpaid_after_paid",
+    "paid",
+    "expired_after_reminder",
+    "retried_three_times_then_expired",
+    "last_attempt_failed",
+    "cancel",
+    "extend",
+    "expire_now",
+    "in_flight_recheck_at_deadline",
+    "needs_review_wrong_amount",
+    "adopted_attempt",
+    "failed_first_link",
+    "late_verdict_while_ending",
+    "payos_paid_in_two_parts",
+    "payos_overpaid_after_paid",
     "operator_refunded_then_paid",
-}  # fmt: skip
+}
 
 
 def recorded_type(rel: str) -> str:

@@ -164,8 +164,15 @@ async def test_secrets_never_reach_the_logs(stack, caplog):
     await stack.http.get("/orders", headers=bearer(token + "x"))
     await stack.http.post(f"/orders/{order['orderId']}/retry-payment", json={"gateway": "payos"}, headers=bearer(token))
     s = stack.settings
-    secrets = [s.auth_jwt_secret, s.momo_secret_key, s.momo_access_key, s.vnpay_hash_secret,
-               s.payos_api_key, s.payos_checksum_key, token]  # fmt: skip
+    secrets = [
+        s.auth_jwt_secret,
+        s.momo_secret_key,
+        s.momo_access_key,
+        s.vnpay_hash_secret,
+        s.payos_api_key,
+        s.payos_checksum_key,
+        token,
+    ]
     logged = caplog.text
     assert "momo" in logged.lower()  # the rejected notification was logged...
     for secret in secrets:
@@ -306,11 +313,16 @@ async def test_browser_returns_are_rate_limited_per_client(pg_url, stack):
 
 async def test_docs_are_off_in_production_unless_enabled(pg_url, stack):
     production = {
-        "environment": "production", "sandbox_enabled": False, "auth_jwt_secret": "p" * 40,
-        "momo_secret_key": "m" * 32, "vnpay_hash_secret": "v" * 32, "payos_api_key": "k" * 20,
-        "payos_checksum_key": "c" * 32, "vnpay_payment_url": "https://pay.example.vn/vpcpay.html",
+        "environment": "production",
+        "sandbox_enabled": False,
+        "auth_jwt_secret": "p" * 40,
+        "momo_secret_key": "m" * 32,
+        "vnpay_hash_secret": "v" * 32,
+        "payos_api_key": "k" * 20,
+        "payos_checksum_key": "c" * 32,
+        "vnpay_payment_url": "https://pay.example.vn/vpcpay.html",
         "vnpay_api_url": "https://pay.example.vn/merchant_webapi/api/transaction",
-    }  # fmt: skip
+    }
     for overrides, served in (({}, False), ({"docs_enabled": True}, True)):
         port = free_port()
         settings = make_settings(pg_url, port, temporal_address=stack.settings.temporal_address, **production, **overrides)
@@ -332,9 +344,14 @@ async def test_stream_tokens_never_reach_the_access_log(stack):
     assert any(isinstance(f, RedactTokens) for f in logging.getLogger("uvicorn.access").filters)
     token = stack.token("watcher")
     record = logging.LogRecord(
-        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
-        ("127.0.0.1:5000", "GET", f"/api/v1/orders/x/events?token={token}&y=1", "1.1", 200), None,
-    )  # fmt: skip
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", f"/api/v1/orders/x/events?token={token}&y=1", "1.1", 200),
+        None,
+    )
     RedactTokens().filter(record)
     assert token not in record.getMessage() and "token=[redacted]&y=1" in record.getMessage()
 
@@ -345,9 +362,10 @@ async def test_nul_characters_are_refused_with_a_clear_error(stack):
     vid = product["variants"][0]["id"]
     receiver = {"name": "A\u0000B", "phone": "0901234567", "address": "HCMC"}
     r = await stack.http.post(
-        "/orders", json={"items": [{"variantId": vid, "quantity": 1}], "gateway": "momo", "receiver": receiver},
+        "/orders",
+        json={"items": [{"variantId": vid, "quantity": 1}], "gateway": "momo", "receiver": receiver},
         headers=stack.auth(),
-    )  # fmt: skip
+    )
     assert r.status_code == 422 and r.json()["error"] == "VALIDATION_ERROR", r.text
     admin = stack.auth("ops", "admin")
     r = await stack.http.post(f"/admin/payments/{uuid.uuid4()}/mark-refunded", json={"reference": "\u0000"}, headers=admin)

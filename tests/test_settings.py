@@ -21,9 +21,11 @@ def test_bad_durations_are_refused(spec):
 
 
 REAL_KEYS = {
-    "momo_secret_key": "m" * 32, "vnpay_hash_secret": "v" * 32, "payos_api_key": "p" * 20,
+    "momo_secret_key": "m" * 32,
+    "vnpay_hash_secret": "v" * 32,
+    "payos_api_key": "p" * 20,
     "payos_checksum_key": "c" * 32,
-}  # fmt: skip
+}
 VNPAY_CONTRACT = {
     "vnpay_payment_url": "https://pay.example.vn/vpcpay.html",
     "vnpay_api_url": "https://pay.example.vn/merchant_webapi/api/transaction",

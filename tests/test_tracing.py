@@ -43,9 +43,12 @@ async def traced(pg_url: str, stack: Any) -> AsyncIterator[tuple[Stack, InMemory
     try:
         port = free_port()
         settings = make_settings(
-            pg_url, port, temporal_address=stack.settings.temporal_address, temporal_task_queue="orders-traced",
+            pg_url,
+            port,
+            temporal_address=stack.settings.temporal_address,
+            temporal_task_queue="orders-traced",
             rate_limit_per_minute=0,
-        )  # fmt: skip
+        )
         server, task = await serve(create_dev_app(settings), port)
         client = await connect(settings)
         async with running_worker(settings, client=client):
@@ -71,9 +74,11 @@ async def spans_until(exporter: InMemorySpanExporter, done: Callable[[list[Reada
 
 def named(spans: list[ReadableSpan], name: str, workflow_id: str | None = None) -> ReadableSpan:
     found = [
-        s for s in spans
-        if s.name == name and (workflow_id is None or (s.attributes or {}).get("temporalWorkflowID") == workflow_id)
-    ]  # fmt: skip
+        s
+        for s in spans
+        if s.name == name
+        and (workflow_id is None or (s.attributes or {}).get("temporalWorkflowID") == workflow_id)
+    ]
     assert len(found) == 1, (name, workflow_id, sorted(s.name for s in spans))
     return found[0]
 
@@ -92,9 +97,8 @@ def parent_of(span: ReadableSpan) -> int | None:
 
 def server_span(spans: list[ReadableSpan], method: str, route: str) -> ReadableSpan:
     found = [
-        s for s in spans
-        if s.kind is SpanKind.SERVER and s.name == f"{method} {route}" and s.parent is None
-    ]  # fmt: skip
+        s for s in spans if s.kind is SpanKind.SERVER and s.name == f"{method} {route}" and s.parent is None
+    ]
     assert found, (method, route, sorted(s.name for s in spans))
     return found[-1]
 
@@ -145,7 +149,13 @@ async def test_a_webhook_signal_is_handled_in_the_webhooks_trace(traced, stack):
 
     # A signal that carries no trace (the CLI's, a client without tracing) is handled in the run's.
     exporter.clear()
-    pending = PaymentResult("momo", attempt["gatewayOrderId"], "pending", "1000", 60_000)
+    pending = PaymentResult(
+        gateway="momo",
+        gateway_order_id=attempt["gatewayOrderId"],
+        outcome="pending",
+        result_code="1000",
+        amount=60_000,
+    )
     await stack.client.get_workflow_handle(wid).signal(OrderWorkflow.payment_result, pending)
     spans = await spans_until(exporter, lambda got: any(x.name == "HandleSignal:payment_result" for x in got))
     untraced = named(spans, "HandleSignal:payment_result", wid)

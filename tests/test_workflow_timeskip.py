@@ -77,7 +77,14 @@ async def reminders(stack: Any, order_id: str) -> int:
 
 
 def success(handle_attempt: Any, amount: int) -> PaymentResult:
-    return PaymentResult("momo", handle_attempt.gateway_order_id, "success", "0", amount, "tx-1")
+    return PaymentResult(
+        gateway="momo",
+        gateway_order_id=handle_attempt.gateway_order_id,
+        outcome="success",
+        result_code="0",
+        amount=amount,
+        transaction_id="tx-1",
+    )
 
 
 async def test_fifteen_minute_window_expires_with_one_reminder_and_stock_back(ts, stack):
@@ -117,13 +124,31 @@ async def test_retry_limit_and_its_error_codes(ts, stack):
 async def test_last_allowed_attempt_failing_fails_the_order(ts, stack):
     handle, oid, vid = await start(ts, stack, stock=3, qty=1, max_attempts=1)
     first = (await handle.query(OrderWorkflow.session)).attempts[0]
-    await handle.signal(OrderWorkflow.payment_result, PaymentResult("momo", first.gateway_order_id, "failed", "1001", 30_000))
+    await handle.signal(
+        OrderWorkflow.payment_result,
+        PaymentResult(
+            gateway="momo",
+            gateway_order_id=first.gateway_order_id,
+            outcome="failed",
+            result_code="1001",
+            amount=30_000,
+        ),
+    )
     view = await handle.query(OrderWorkflow.session)
     assert view.order_status == "pending_payment"  # a retry remains
     retry = await handle.execute_update(OrderWorkflow.retry_payment, RetryRequest())
     second = (await handle.query(OrderWorkflow.session)).attempts[1]
     assert retry.remaining_attempts == 0
-    await handle.signal(OrderWorkflow.payment_result, PaymentResult("momo", second.gateway_order_id, "failed", "1002", 30_000))
+    await handle.signal(
+        OrderWorkflow.payment_result,
+        PaymentResult(
+            gateway="momo",
+            gateway_order_id=second.gateway_order_id,
+            outcome="failed",
+            result_code="1002",
+            amount=30_000,
+        ),
+    )
     outcome = await handle.result()
     assert outcome.status == "failed" and outcome.reason == "max_attempts_failed"
     assert await stack.stock(vid) == 3
@@ -141,7 +166,16 @@ async def test_cancel_update_and_gateway_cancel_code(ts, stack):
 
     handle, _oid, vid = await start(ts, stack, stock=2, qty=1)
     first = (await handle.query(OrderWorkflow.session)).attempts[0]
-    await handle.signal(OrderWorkflow.payment_result, PaymentResult("momo", first.gateway_order_id, "cancelled", "1006", 30_000))
+    await handle.signal(
+        OrderWorkflow.payment_result,
+        PaymentResult(
+            gateway="momo",
+            gateway_order_id=first.gateway_order_id,
+            outcome="cancelled",
+            result_code="1006",
+            amount=30_000,
+        ),
+    )
     assert (await handle.result()).status == "cancelled"
     assert await stack.stock(vid) == 2
 
@@ -278,17 +312,32 @@ async def test_success_signalled_while_the_order_ends_is_refunded(ts, stack):
         product = await stack.product(stock=2, price=30_000)
         vid = product["variants"][0]["id"]
         inp = OrderInput(
-            order_id=str(uuid.uuid4()), customer_id="timeskip", lines=[OrderLine(variant_id=vid, quantity=1)],
-            gateway="payos", order_type="normal", receiver=Receiver(name="A", phone="0901234567", address="HCMC"),
-            duration_minutes=15, max_attempts=3, reminder_minutes=0, grace_minutes=5, request_hash="test",
-        )  # fmt: skip
+            order_id=str(uuid.uuid4()),
+            customer_id="timeskip",
+            lines=[OrderLine(variant_id=vid, quantity=1)],
+            gateway="payos",
+            order_type="normal",
+            receiver=Receiver(name="A", phone="0901234567", address="HCMC"),
+            duration_minutes=15,
+            max_attempts=3,
+            reminder_minutes=0,
+            grace_minutes=5,
+            request_hash="test",
+        )
         handle = await ts.client.start_workflow(OrderWorkflow.run, inp, id=f"order-{inp.order_id}", task_queue=queue)
         attempt = (await handle.execute_update(OrderWorkflow.created)).session.attempts[0]
         await ts.sleep(timedelta(minutes=15, seconds=1))
         await asyncio.wait_for(entered.wait(), 30)  # expired in Postgres, links being cancelled
         assert await stack.stock(vid) == 2
         tx = await pay_at_gateway(stack, attempt)
-        paid = PaymentResult("payos", attempt.gateway_order_id, "success", "00", 30_000, tx)
+        paid = PaymentResult(
+            gateway="payos",
+            gateway_order_id=attempt.gateway_order_id,
+            outcome="success",
+            result_code="00",
+            amount=30_000,
+            transaction_id=tx,
+        )
         await handle.signal(OrderWorkflow.payment_result, paid)
         release.set()
         assert (await handle.result()).status == "expired"
@@ -306,9 +355,21 @@ async def test_success_for_an_order_postgres_already_ended_is_refunded(ts, stack
     activity committed); the retried task sees the success first: the money is a late payment."""
     handle, oid, vid = await start(ts, stack, stock=2, qty=1)
     attempt = (await handle.query(OrderWorkflow.session)).attempts[0]
-    await OrderActivities(stack.engine).transition_order(TransitionInput(oid, "expired", "payment_window_closed"))
+    await OrderActivities(stack.engine).transition_order(
+        TransitionInput(order_id=oid, to_status="expired", reason="payment_window_closed")
+    )
     tx = await pay_at_gateway(stack, attempt)
-    await handle.signal(OrderWorkflow.payment_result, PaymentResult("momo", attempt.gateway_order_id, "success", "0", 30_000, tx))
+    await handle.signal(
+        OrderWorkflow.payment_result,
+        PaymentResult(
+            gateway="momo",
+            gateway_order_id=attempt.gateway_order_id,
+            outcome="success",
+            result_code="0",
+            amount=30_000,
+            transaction_id=tx,
+        ),
+    )
     assert (await handle.result()).status == "expired"
     await keep(handle, "order", "late_verdict_after_lost_transition")
     assert await late_settlement(ts.client, attempt) == "refunded"

@@ -65,13 +65,15 @@ with workflow.unsafe.imports_passed_through():
         PAYMENT_DEADLINE,
     )
     from domain.statuses import (
+        MAY_TAKE_MONEY,
         OPEN_ATTEMPTS_BECOME,
+        OPERATOR_SETTLED,
         SESSION_FOR_ORDER,
         AttemptStatus,
         OrderStatus,
         PaymentOutcome,
     )
-    from domain.verdicts import OPERATOR_SETTLED, Act, Received, decide
+    from domain.verdicts import Act, Received, decide
     from workflows import steps
 
 ArgT = TypeVar("ArgT")  # a step's one argument and its result, checked against workflows/steps.py
@@ -95,7 +97,6 @@ BESIDE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interv
 CANCEL_LINKS_BUDGET = timedelta(seconds=60)
 # A window that closed while a gateway gave no answer: that gateway is asked again for this long.
 CONFIRM_BUDGET = timedelta(minutes=10)
-OPEN_LINK = (AttemptStatus.PENDING.value, AttemptStatus.NEEDS_REVIEW.value)  # a link that may still take money
 # Every change to this workflow's commands is made under a workflow.patched id of its own and
 # recorded as a new release history (tests/test_replay.py says how); nothing is patched yet
 # since release 1.0.
@@ -151,7 +152,7 @@ class OrderWorkflow:
             # Nothing was written: OUT_OF_STOCK / VARIANT_NOT_FOUND leave no trace but this answer.
             self.creation = Creation(error=created.error, message=created.message, request_hash=inp.request_hash)
             await workflow.wait_condition(workflow.all_handlers_finished)
-            return OrderOutcome(inp.order_id, "rejected", created.error or "")
+            return OrderOutcome(order_id=inp.order_id, status="rejected", reason=created.error or "")
         self.order = created.order
         self._upsert_search_attributes()
 
@@ -184,7 +185,7 @@ class OrderWorkflow:
             async with self.lock:
                 await self._drain_inbox()
             await workflow.wait_condition(workflow.all_handlers_finished)
-        return OrderOutcome(inp.order_id, self.status.value, self.end_reason or "")
+        return OrderOutcome(order_id=inp.order_id, status=self.status, reason=self.end_reason or "")
 
     async def _sleep_until_next_event(self) -> None:
         now = workflow.now()
@@ -279,7 +280,7 @@ class OrderWorkflow:
         if self.status is OrderStatus.PAID:
             raise ApplicationError("Payment already processed", type="PAYMENT_ALREADY_PROCESSED")
         if self.status.is_terminal or self.order is None:
-            raise ApplicationError(f"Order is {self.status.value}", type="ORDER_NOT_PENDING")
+            raise ApplicationError(f"Order is {self.status}", type="ORDER_NOT_PENDING")
 
     @workflow.update
     async def extend(self, req: ExtendRequest) -> SessionView:
@@ -296,7 +297,7 @@ class OrderWorkflow:
 
     def _check_pending_for_extend(self, req: ExtendRequest) -> None:
         if self.status.is_terminal or self.order is None:
-            raise ApplicationError(f"Order is {self.status.value}", type="ORDER_NOT_PENDING")
+            raise ApplicationError(f"Order is {self.status}", type="ORDER_NOT_PENDING")
         if req.minutes == 0 or abs(req.minutes) > 7 * 24 * 60:
             raise ApplicationError("minutes must be non-zero and within a week", type="VALIDATION_ERROR")
 
@@ -305,7 +306,7 @@ class OrderWorkflow:
         """Admin lever: close the window now (reconciling first, like the timer would)."""
         async with self.lock:
             if self.status.is_terminal or self.order is None:
-                raise ApplicationError(f"Order is {self.status.value}", type="ORDER_NOT_PENDING")
+                raise ApplicationError(f"Order is {self.status}", type="ORDER_NOT_PENDING")
             await self._move_deadline(workflow.now(), req.audit if req else None)
             await self._drain_inbox()
         await self._close_window(grace=False)
@@ -317,8 +318,8 @@ class OrderWorkflow:
             order_id=self.inp.order_id,
             order_code=self.order.order_code if self.order else None,
             session_id=self.order.session_id if self.order else None,
-            status=SESSION_FOR_ORDER[self.status].value,
-            order_status=self.status.value,
+            status=SESSION_FOR_ORDER[self.status],
+            order_status=self.status,
             started_at=self.started_at,
             expires_at=self.deadline,
             duration_minutes=self.inp.duration_minutes,
@@ -387,7 +388,7 @@ class OrderWorkflow:
         await self._decide(result, attempt, money, received)
 
     async def _decide(self, result: PaymentResult, attempt: Attempt | None, money: Received, received: int | None) -> None:
-        paid_by_it = attempt is not None and attempt.status == AttemptStatus.SUCCESS.value
+        paid_by_it = attempt is not None and attempt.status == AttemptStatus.SUCCESS
         new_money = money.new_money(result.gateway, paid_by_it)
         verdict = decide(
             result.outcome,
@@ -445,7 +446,12 @@ class OrderWorkflow:
 
     def _update(self, result: PaymentResult, attempt: Attempt, status: AttemptStatus, received: int | None = None) -> AttemptUpdate:
         return AttemptUpdate(
-            self.inp.order_id, attempt.attempt_no, status.value, result.result_code, result.transaction_id, received
+            order_id=self.inp.order_id,
+            attempt_no=attempt.attempt_no,
+            status=status,
+            result_code=result.result_code,
+            transaction_id=result.transaction_id,
+            received_amount=received,
         )
 
     async def _adopt(self, result: PaymentResult) -> Attempt | None:
@@ -455,7 +461,9 @@ class OrderWorkflow:
         attempt is taken back into the order, and its money judged like any other's."""
         found = await self._effect(
             steps.find_attempt,
-            AttemptRef(self.inp.order_id, result.gateway, result.gateway_order_id),
+            AttemptRef(
+                order_id=self.inp.order_id, gateway=result.gateway, gateway_order_id=result.gateway_order_id
+            ),
             DB_TIMEOUT,
             DB_RETRY,
         )
@@ -476,13 +484,12 @@ class OrderWorkflow:
     ) -> None:
         """Money that cannot pay: its attempt becomes `needs_review` with what it received, or
         (`surplus`) the money gets a review row of its own beside the attempt."""
-        review = ReviewInput(
-            self.inp.order_id, result.gateway, result.gateway_order_id, reason, amount, result.result_code,
-            result.transaction_id, surplus,
-        )  # fmt: skip
+        review = ReviewInput.for_result(
+            result, order_id=self.inp.order_id, reason=reason, amount=amount, surplus=surplus
+        )
         await self._effect(steps.flag_for_review, review, DB_TIMEOUT, DB_RETRY)
         if attempt is not None:
-            attempt.status = AttemptStatus.NEEDS_REVIEW.value
+            attempt.status = AttemptStatus.NEEDS_REVIEW
             attempt.result_code = result.result_code
 
     def _is_last_chance(self, attempt: Attempt) -> bool:
@@ -508,7 +515,10 @@ class OrderWorkflow:
             if self.status.is_terminal:
                 return
             reconciled = await self._effect(
-                steps.reconcile, ReconcileInput(self.inp.order_id, self.attempts), RECONCILE_TIMEOUT, DB_RETRY
+                steps.reconcile,
+                ReconcileInput(order_id=self.inp.order_id, attempts=self.attempts),
+                RECONCILE_TIMEOUT,
+                DB_RETRY,
             )
             async with self.lock:
                 await self._conclude(reconciled, grace)
@@ -556,10 +566,10 @@ class OrderWorkflow:
         self, to: OrderStatus, reason: str, update: AttemptUpdate | None = None, audit: AuditEntry | None = None
     ) -> TransitionResult:
         """The one terminal transition; an operator's action that causes it (`audit`) is recorded with it."""
-        result: TransitionResult = await self._effect(
-            steps.transition_order, TransitionInput(self.inp.order_id, to.value, reason, update, audit), DB_TIMEOUT,
-            DB_RETRY,
-        )  # fmt: skip
+        move = TransitionInput(
+            order_id=self.inp.order_id, to_status=to, reason=reason, attempt=update, audit=audit
+        )
+        result: TransitionResult = await self._effect(steps.transition_order, move, DB_TIMEOUT, DB_RETRY)
         self.status = OrderStatus(result.status)
         if self.status is not to:  # Postgres shows the order ended otherwise, or still open
             return result
@@ -571,13 +581,13 @@ class OrderWorkflow:
         closing = [
             replace(a)
             for a in self.attempts
-            if a.status in OPEN_LINK
+            if a.status in MAY_TAKE_MONEY
             and a.gateway in CANCELLABLE_LINKS
             and (update is None or a.attempt_no != update.attempt_no)
         ]
         for a in self.attempts:
-            if a.status == AttemptStatus.PENDING.value:
-                a.status = OPEN_ATTEMPTS_BECOME[self.status].value
+            if a.status == AttemptStatus.PENDING:
+                a.status = OPEN_ATTEMPTS_BECOME[self.status]
         workflow.upsert_search_attributes([ORDER_STATUS.value_set(self.status.value)])
         if closing:
             self._beside("cancel links", self._cancel_links_beside(closing, reason))
@@ -585,7 +595,12 @@ class OrderWorkflow:
 
     async def _move_deadline(self, deadline: datetime, audit: AuditEntry | None = None) -> None:
         """The operator's action that moves it (`audit`) is recorded with the new deadline."""
-        await self._effect(steps.set_deadline, DeadlineInput(self.inp.order_id, deadline, audit), DB_TIMEOUT, DB_RETRY)
+        await self._effect(
+            steps.set_deadline,
+            DeadlineInput(order_id=self.inp.order_id, expires_at=deadline, audit=audit),
+            DB_TIMEOUT,
+            DB_RETRY,
+        )
         self.deadline = deadline
         self.recheck_at = None
         self.wake = True
@@ -595,7 +610,12 @@ class OrderWorkflow:
         """Beside the loop, retried until the window closes; abandoned (not awaited) when the order ends."""
         assert self.order is not None
         self.reminded = True
-        reminder = ReminderInput(self.inp.order_id, self.order.order_code, self.inp.customer_id, self.deadline)
+        reminder = ReminderInput(
+            order_id=self.inp.order_id,
+            order_code=self.order.order_code,
+            customer_id=self.inp.customer_id,
+            expires_at=self.deadline,
+        )
         self.reminder = workflow.start_activity(
             steps.send_reminder,
             reminder,
@@ -628,7 +648,7 @@ class OrderWorkflow:
     async def _cancel_links_beside(self, attempts: list[Attempt], reason: str) -> None:
         await workflow.execute_activity(
             steps.cancel_open_links,
-            CancelLinksInput(self.inp.order_id, attempts, reason[:100]),
+            CancelLinksInput(order_id=self.inp.order_id, attempts=attempts, reason=reason[:100]),
             start_to_close_timeout=LINK_TIMEOUT,
             schedule_to_close_timeout=CANCEL_LINKS_BUDGET,
             retry_policy=BESIDE_RETRY,
@@ -637,7 +657,7 @@ class OrderWorkflow:
     async def _confirm_after_close(self, attempts: list[Attempt]) -> None:
         results = await workflow.execute_activity(
             steps.confirm_attempts,
-            ReconcileInput(self.inp.order_id, attempts),
+            ReconcileInput(order_id=self.inp.order_id, attempts=attempts),
             start_to_close_timeout=RECONCILE_TIMEOUT,
             schedule_to_close_timeout=CONFIRM_BUDGET,
             retry_policy=BESIDE_RETRY,

@@ -42,10 +42,13 @@ def load(path: Path) -> Script:
 
 def answer(request: Request, script: Script, cache: str) -> Response:
     headers = {
-        "Cache-Control": cache, "ETag": script.etag, "Access-Control-Allow-Origin": "*",
-        "Cross-Origin-Resource-Policy": "cross-origin", "X-Content-Type-Options": "nosniff",
+        "Cache-Control": cache,
+        "ETag": script.etag,
+        "Access-Control-Allow-Origin": "*",
+        "Cross-Origin-Resource-Policy": "cross-origin",
+        "X-Content-Type-Options": "nosniff",
         "X-Paywindow-Sdk-Version": script.version,
-    }  # fmt: skip
+    }
     if script.etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
     return Response(script.body, media_type="text/javascript; charset=utf-8", headers=headers)

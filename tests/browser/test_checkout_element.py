@@ -66,9 +66,12 @@ class Shop:
         self.api = f"http://127.0.0.1:{self.api_port}"
         self.origin = f"http://localhost:{self.host_port}"
         self.settings = make_settings(
-            stack.settings.database_url, self.api_port, temporal_address=stack.settings.temporal_address,
-            allowed_origins=self.origin, rate_limit_per_minute=0,
-        )  # fmt: skip
+            stack.settings.database_url,
+            self.api_port,
+            temporal_address=stack.settings.temporal_address,
+            allowed_origins=self.origin,
+            rate_limit_per_minute=0,
+        )
         self.api_server: Any = None
 
     async def start_api(self) -> None:

@@ -15,7 +15,14 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def settle(world: World, scenario: str) -> LateOutcome:
-    late = LatePayment("o-1", "momo", "123-0", 30_000, "0", "tx-1")
+    late = LatePayment(
+        order_id="o-1",
+        gateway="momo",
+        gateway_order_id="123-0",
+        amount=30_000,
+        result_code="0",
+        transaction_id="tx-1",
+    )
     handle = await world.env.client.start_workflow(
         LatePaymentWorkflow.run, late, id=f"late-{world.queue}", task_queue=world.queue
     )

@@ -18,7 +18,15 @@ async def test_retry_opens_a_new_attempt_until_the_maximum(world: World) -> None
     order = await world.start(max_attempts=3)
     first = await order.retry("vnpay")
     gid = "123456789-1"
-    assert first == RetryResult(order.id, 1, 3, 2, f"https://pay.example/vnpay/{gid}", "vnpay", 1)
+    assert first == RetryResult(
+        order_id=order.id,
+        payment_attempts=1,
+        max_payment_attempts=3,
+        remaining_attempts=2,
+        payment_url=f"https://pay.example/vnpay/{gid}",
+        gateway="vnpay",
+        attempt_no=1,
+    )
     link = world.called("create_payment_link")[1]
     assert (link.attempt_no, link.gateway, link.amount) == (1, "vnpay", 30_000)
     assert link.expires_at == (await order.view()).expires_at

@@ -14,7 +14,14 @@ from tests.recorded import keep
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 STRANGER = Attempt(
-    7, "momo", "999-7", "r", 30_000, "pending", "u", datetime(2026, 1, 1, tzinfo=UTC)
+    attempt_no=7,
+    gateway="momo",
+    gateway_order_id="999-7",
+    request_id="r",
+    amount=30_000,
+    status="pending",
+    payment_url="u",
+    created_at=datetime(2026, 1, 1, tzinfo=UTC),
 )  # not ours
 
 
@@ -24,7 +31,14 @@ async def test_a_success_for_the_exact_amount_pays(world: World) -> None:
     assert await order.outcome() == ("paid", "paid_via_momo")
     [transition] = world.called("transition_order")
     gid = order.attempt.gateway_order_id
-    assert transition.attempt == AttemptUpdate(order.id, 0, "success", "0", f"tx-{gid}", 30_000)
+    assert transition.attempt == AttemptUpdate(
+        order_id=order.id,
+        attempt_no=0,
+        status="success",
+        result_code="0",
+        transaction_id=f"tx-{gid}",
+        received_amount=30_000,
+    )
     view = await order.view()
     assert (view.status, view.attempts[0].status) == ("completed", "success")
 
@@ -99,7 +113,13 @@ async def test_a_failed_attempt_with_retries_left_keeps_the_order_open(world: Wo
     view = await order.until(lambda v: v.attempts[0].status == "failed")
     assert view.order_status == "pending_payment"
     assert world.called("record_attempt") == [
-        AttemptUpdate(order.id, 0, "failed", "1001", f"tx-{order.attempt.gateway_order_id}")
+        AttemptUpdate(
+            order_id=order.id,
+            attempt_no=0,
+            status="failed",
+            result_code="1001",
+            transaction_id=f"tx-{order.attempt.gateway_order_id}",
+        )
     ]
     assert await order.outcome() == ("expired", "payment_window_closed")
 
@@ -144,7 +164,14 @@ async def test_a_success_for_an_order_postgres_already_ended_is_settled_late(wor
     assert status == "expired"
     gid = order.attempt.gateway_order_id
     assert world.called("request_late_settlement") == [
-        LatePayment(order.id, "momo", gid, 30_000, "0", f"tx-{gid}")
+        LatePayment(
+            order_id=order.id,
+            gateway="momo",
+            gateway_order_id=gid,
+            amount=30_000,
+            result_code="0",
+            transaction_id=f"tx-{gid}",
+        )
     ]
 
 

@@ -122,7 +122,14 @@ async def test_a_silent_gateway_holds_the_window_and_money_found_after_the_close
     assert await order.outcome() == ("expired", "payment_window_closed")
     gid = order.attempt.gateway_order_id
     assert world.called("request_late_settlement") == [
-        LatePayment(order.id, "momo", gid, 30_000, "0", f"tx-{gid}")
+        LatePayment(
+            order_id=order.id,
+            gateway="momo",
+            gateway_order_id=gid,
+            amount=30_000,
+            result_code="0",
+            transaction_id=f"tx-{gid}",
+        )
     ]
 
 

@@ -13,13 +13,22 @@ PRICE = 30_000
 
 
 def row(
-    outcome: str, attempt: str | None = "pending", order: O = OPEN, received: int | None = PRICE,
-    new_money: int = PRICE, retries_left: bool = True,
-) -> Verdict:  # fmt: skip
+    outcome: str,
+    attempt: str | None = "pending",
+    order: O = OPEN,
+    received: int | None = PRICE,
+    new_money: int = PRICE,
+    retries_left: bool = True,
+) -> Verdict:
     return decide(
-        outcome, attempt_status=attempt, order_status=order, expected=PRICE if attempt else None,
-        received=received, new_money=new_money, retries_left=retries_left,
-    )  # fmt: skip
+        outcome,
+        attempt_status=attempt,
+        order_status=order,
+        expected=PRICE if attempt else None,
+        received=received,
+        new_money=new_money,
+        retries_left=retries_left,
+    )
 
 
 @pytest.mark.parametrize(

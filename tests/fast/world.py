@@ -54,11 +54,10 @@ from domain.messages import (
     TransitionInput,
     TransitionResult,
 )
-from domain.statuses import PaymentOutcome
+from domain.statuses import MAY_TAKE_MONEY, PaymentOutcome
 from workflows.order import OrderWorkflow
 
 VARIANT = "v-1"
-ASKED = ("pending", "needs_review")  # attempts the real reconcile asks their gateway about
 
 
 @dataclass
@@ -124,11 +123,18 @@ class World:
 
     async def start(self, quantity: int = 1, **overrides: Any) -> Order:
         values: dict[str, Any] = {
-            "order_id": str(uuid.uuid4()), "customer_id": "fast", "lines": [OrderLine(VARIANT, quantity)],
-            "gateway": "momo", "order_type": "normal", "receiver": Receiver("A", "0901234567", "HCMC"),
-            "duration_minutes": 15, "max_attempts": 3, "reminder_minutes": 3, "grace_minutes": 1,
+            "order_id": str(uuid.uuid4()),
+            "customer_id": "fast",
+            "lines": [OrderLine(VARIANT, quantity)],
+            "gateway": "momo",
+            "order_type": "normal",
+            "receiver": Receiver(name="A", phone="0901234567", address="HCMC"),
+            "duration_minutes": 15,
+            "max_attempts": 3,
+            "reminder_minutes": 3,
+            "grace_minutes": 1,
             "request_hash": "h",
-        }  # fmt: skip
+        }
         values.update(overrides)
         inp = OrderInput(**values)
         handle = await self.env.client.start_workflow(
@@ -157,13 +163,31 @@ class World:
             self.stock[line.variant_id] -= line.quantity
         price = self.price
         items = [
-            FrozenItem("p-1", ln.variant_id, "Tea", "T-1", "Green", ln.quantity, price, price * ln.quantity)
+            FrozenItem(
+                product_id="p-1",
+                variant_id=ln.variant_id,
+                product_name="Tea",
+                variant_sku="T-1",
+                variant_name="Green",
+                quantity=ln.quantity,
+                unit_price=price,
+                sub_total_amount=price * ln.quantity,
+            )
             for ln in inp.lines
         ]
         total = sum(i.sub_total_amount for i in items)
         self.orders[inp.order_id] = "pending_payment"
         self.frozen[inp.order_id] = CreatedOrder(
-            inp.order_id, 123_456_789, f"s-{inp.order_id}", inp.customer_id, total, 0, 0, total, "VND", items
+            order_id=inp.order_id,
+            order_code=123_456_789,
+            session_id=f"s-{inp.order_id}",
+            customer_id=inp.customer_id,
+            subtotal_amount=total,
+            discount_amount=0,
+            shipping_fee=0,
+            grand_total=total,
+            currency_code="VND",
+            items=items,
         )
         return CreateOrderResult(order=self.frozen[inp.order_id])
 
@@ -175,7 +199,16 @@ class World:
         gid = f"{inp.order_code}-{inp.attempt_no}"
         url = f"https://pay.example/{inp.gateway}/{gid}"
         request_id = f"{inp.order_id}-{inp.attempt_no}"
-        attempt = Attempt(inp.attempt_no, inp.gateway, gid, request_id, inp.amount, "pending", url, inp.created_at)
+        attempt = Attempt(
+            attempt_no=inp.attempt_no,
+            gateway=inp.gateway,
+            gateway_order_id=gid,
+            request_id=request_id,
+            amount=inp.amount,
+            status="pending",
+            payment_url=url,
+            created_at=inp.created_at,
+        )
         self.links[gid] = (inp.order_id, attempt)
         return attempt
 
@@ -197,7 +230,7 @@ class World:
     @activity.defn
     async def reconcile(self, inp: ReconcileInput) -> Reconciled:
         await self._record(inp)
-        asked = [a for a in inp.attempts if a.status in ASKED]
+        asked = [a for a in inp.attempts if a.status in MAY_TAKE_MONEY]
         results = [r for r in map(self._answer, asked) if r is not None]
         silent = [a.gateway_order_id for a in asked if self.answers.get(a.attempt_no) == "silent"]
         in_flight = bool(silent) or any(r.outcome == "processing" for r in results)
@@ -210,7 +243,14 @@ class World:
             return None
         amount = a.amount - 1_000 if answer == "underpaid" else a.amount
         outcome = PaymentOutcome(answer).value
-        return PaymentResult(a.gateway, a.gateway_order_id, outcome, "0", amount, f"tx-{a.gateway_order_id}")
+        return PaymentResult(
+            gateway=a.gateway,
+            gateway_order_id=a.gateway_order_id,
+            outcome=outcome,
+            result_code="0",
+            amount=amount,
+            transaction_id=f"tx-{a.gateway_order_id}",
+        )
 
     @activity.defn
     async def transition_order(self, inp: TransitionInput) -> TransitionResult:
@@ -220,11 +260,15 @@ class World:
         mine = [gid for gid, (oid, a) in self.links.items() if oid == inp.order_id and a.attempt_no == no]
         settled = self.settled.get(mine[0]) if mine else None
         if current != "pending_payment":  # the guarded UPDATE: only a pending order moves
-            return TransitionResult(current, False, settled)
+            return TransitionResult(status=current, transitioned=False, attempt_status=settled)
         if settled is not None and inp.to_status == "paid":  # nor is it paid from money an operator settled
-            return TransitionResult(current, False, settled)
+            return TransitionResult(status=current, transitioned=False, attempt_status=settled)
         self.orders[inp.order_id] = inp.to_status
-        return TransitionResult(inp.to_status, True, inp.attempt.status if inp.attempt else None)
+        return TransitionResult(
+            status=inp.to_status,
+            transitioned=True,
+            attempt_status=inp.attempt.status if inp.attempt else None,
+        )
 
     @activity.defn
     async def set_deadline(self, inp: DeadlineInput) -> None:
@@ -330,7 +374,12 @@ class Order:
         """The gateway's verified verdict on an attempt (the first by default), as the intake signals it."""
         a = attempt or self.attempt
         result = PaymentResult(
-            a.gateway, a.gateway_order_id, outcome, code, amount, f"tx-{a.gateway_order_id}"
+            gateway=a.gateway,
+            gateway_order_id=a.gateway_order_id,
+            outcome=outcome,
+            result_code=code,
+            amount=amount,
+            transaction_id=f"tx-{a.gateway_order_id}",
         )
         await self.handle.signal(OrderWorkflow.payment_result, result)
 
@@ -338,7 +387,15 @@ class Order:
         """A PayOS webhook: one transfer of `amount` to the first link (code "00", its own reference)."""
         a = self.attempt
         await self.handle.signal(
-            OrderWorkflow.payment_result, PaymentResult(a.gateway, a.gateway_order_id, "success", "00", amount, reference)
+            OrderWorkflow.payment_result,
+            PaymentResult(
+                gateway=a.gateway,
+                gateway_order_id=a.gateway_order_id,
+                outcome="success",
+                result_code="00",
+                amount=amount,
+                transaction_id=reference,
+            ),
         )
 
     async def retry(self, gateway: str | None = None) -> RetryResult:

@@ -107,9 +107,13 @@ async def test_vnpay_refund_answers(sandbox_env: SandboxEnv, code: Any, state: R
     paid = await vnpay.query(req.gateway_order_id, created_at=req.created_at)
     switch(sandbox_env, "vnpay", "refund", code)
     result = await vnpay.refund(
-        gateway_order_id=req.gateway_order_id, transaction_id=paid.transaction_id or "", amount=50_000,
-        idempotency_key=f"rf-{req.gateway_order_id}", description="x", created_at=req.created_at,
-    )  # fmt: skip
+        gateway_order_id=req.gateway_order_id,
+        transaction_id=paid.transaction_id or "",
+        amount=50_000,
+        idempotency_key=f"rf-{req.gateway_order_id}",
+        description="x",
+        created_at=req.created_at,
+    )
     assert result.state is state, result
 
 

@@ -35,11 +35,19 @@ def hmac256(text: str) -> str:
 def ipn(**overrides: Any) -> dict[str, Any]:
     """A MoMo IPN body signed by hand with the documented string."""
     body: dict[str, Any] = {
-        "partnerCode": PARTNER, "orderId": "123456789-1", "requestId": "req-1", "amount": 50000,
-        "orderInfo": "Thanh toán đơn hàng", "orderType": "momo_wallet", "transId": 4088878653,
-        "resultCode": 0, "message": "Thành công.", "payType": "qr", "responseTime": 1721720663942,
+        "partnerCode": PARTNER,
+        "orderId": "123456789-1",
+        "requestId": "req-1",
+        "amount": 50000,
+        "orderInfo": "Thanh toán đơn hàng",
+        "orderType": "momo_wallet",
+        "transId": 4088878653,
+        "resultCode": 0,
+        "message": "Thành công.",
+        "payType": "qr",
+        "responseTime": 1721720663942,
         "extraData": "",
-    }  # fmt: skip
+    }
     body.update(overrides)
     raw = (
         f"accessKey={ACCESS}&amount={body['amount']}&extraData={body['extraData']}&message={body['message']}"
@@ -57,10 +65,17 @@ def momo() -> MomoGateway:
 
 def test_create_signature_matches_documented_string() -> None:
     values = {
-        "accessKey": ACCESS, "amount": 50000, "extraData": "", "ipnUrl": "https://m.example/ipn",
-        "orderId": "123456789-1", "orderInfo": "Thanh toán đơn hàng 123", "partnerCode": PARTNER,
-        "redirectUrl": "https://m.example/return?x=1", "requestId": "req-1", "requestType": "captureWallet",
-    }  # fmt: skip
+        "accessKey": ACCESS,
+        "amount": 50000,
+        "extraData": "",
+        "ipnUrl": "https://m.example/ipn",
+        "orderId": "123456789-1",
+        "orderInfo": "Thanh toán đơn hàng 123",
+        "partnerCode": PARTNER,
+        "redirectUrl": "https://m.example/return?x=1",
+        "requestId": "req-1",
+        "requestType": "captureWallet",
+    }
     raw = (
         f"accessKey={ACCESS}&amount=50000&extraData=&ipnUrl=https://m.example/ipn&orderId=123456789-1"
         f"&orderInfo=Thanh toán đơn hàng 123&partnerCode={PARTNER}&redirectUrl=https://m.example/return?x=1"
@@ -167,14 +182,17 @@ async def test_round_trip_pay(sandbox_env: SandboxEnv) -> None:
 
     queried = await momo.query(req.gateway_order_id, created_at=req.created_at)
     assert (queried.outcome, queried.amount, queried.transaction_id) == (
-        PaymentOutcome.SUCCESS, 75_000, result.transaction_id,
-    )  # fmt: skip
+        PaymentOutcome.SUCCESS,
+        75_000,
+        result.transaction_id,
+    )
 
     assert result.transaction_id is not None
     refund_kwargs: dict[str, Any] = {
-        "gateway_order_id": req.gateway_order_id, "transaction_id": result.transaction_id,
+        "gateway_order_id": req.gateway_order_id,
+        "transaction_id": result.transaction_id,
         "description": "Late payment & refund",
-    }  # fmt: skip
+    }
     too_much = await momo.refund(**refund_kwargs, amount=80_000, idempotency_key=f"refund0-{req.gateway_order_id}")
     assert (too_much.state, too_much.result_code) == (RefundState.REFUSED, "1081")  # a definite no
     key = f"refund-{req.gateway_order_id}"

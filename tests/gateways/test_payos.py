@@ -32,13 +32,23 @@ JSON = {"Accept": "application/json"}
 
 def webhook_data(**overrides: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "orderCode": 12345678901, "amount": 50000, "description": "CSV7E8K2 Don 123",
-        "accountNumber": "12345678", "reference": "FT24001ABCD", "transactionDateTime": "2024-01-01 07:00:00",
-        "currency": "VND", "paymentLinkId": "124c33293c43417ab7879e14c8d9eb18", "code": "00",
-        "desc": "success", "counterAccountBankId": "", "counterAccountBankName": "",
-        "counterAccountName": None, "counterAccountNumber": None, "virtualAccountName": "",
+        "orderCode": 12345678901,
+        "amount": 50000,
+        "description": "CSV7E8K2 Don 123",
+        "accountNumber": "12345678",
+        "reference": "FT24001ABCD",
+        "transactionDateTime": "2024-01-01 07:00:00",
+        "currency": "VND",
+        "paymentLinkId": "124c33293c43417ab7879e14c8d9eb18",
+        "code": "00",
+        "desc": "success",
+        "counterAccountBankId": "",
+        "counterAccountBankName": "",
+        "counterAccountName": None,
+        "counterAccountNumber": None,
+        "virtualAccountName": "",
         "virtualAccountNumber": "",
-    }  # fmt: skip
+    }
     data.update(overrides)
     return data
 
@@ -54,8 +64,15 @@ def gateway() -> PayOSGateway:
 
 
 def test_data_signature_matches_recipe_and_sdk() -> None:
-    data = {"b": 2, "a": "x y", "n": None, "s": "null", "u": "undefined", "t": True,
-            "items": [{"price": 1, "name": "Áo"}]}  # fmt: skip
+    data = {
+        "b": 2,
+        "a": "x y",
+        "n": None,
+        "s": "null",
+        "u": "undefined",
+        "t": True,
+        "items": [{"price": 1, "name": "Áo"}],
+    }
     raw = 'a=x y&b=2&items=[{"name":"Áo","price":1}]&n=&s=&t=true&u='
     assert payos_signed_string(data) == raw
     expected = hmac.new(KEY.encode(), raw.encode("utf-8"), hashlib.sha256).hexdigest()
@@ -66,8 +83,15 @@ def test_data_signature_matches_recipe_and_sdk() -> None:
 
 
 def test_payment_request_signature_matches_recipe_and_sdk() -> None:
-    body = {"orderCode": 12345678901, "amount": 50000, "description": "Don 123", "cancelUrl": "https://s/c",
-            "returnUrl": "https://s/r", "items": [], "expiredAt": 1700000000}  # fmt: skip
+    body = {
+        "orderCode": 12345678901,
+        "amount": 50000,
+        "description": "Don 123",
+        "cancelUrl": "https://s/c",
+        "returnUrl": "https://s/r",
+        "items": [],
+        "expiredAt": 1700000000,
+    }
     raw = "amount=50000&cancelUrl=https://s/c&description=Don 123&orderCode=12345678901&returnUrl=https://s/r"
     expected = hmac.new(KEY.encode(), raw.encode(), hashlib.sha256).hexdigest()
     assert payos_payment_request_signature(body, KEY) == expected
@@ -78,7 +102,7 @@ def test_payment_request_signature_matches_recipe_and_sdk() -> None:
     ("status", "outcome"),
     [("PAID", "success"), ("PENDING", "pending"), ("PROCESSING", "processing"), ("CANCELLED", "cancelled"),
      ("EXPIRED", "expired"), ("FAILED", "failed"), ("UNDERPAID", "underpaid"), ("WHAT", "unknown")],
-)  # fmt: skip
+)
 def test_status_table(status: str, outcome: str) -> None:
     assert payos_outcome(status) == PaymentOutcome(outcome)
 
@@ -167,8 +191,13 @@ async def test_round_trip_pay(sandbox_env: SandboxEnv) -> None:
         acted = (await http.post(f"{link.payment_url}/pay", json={}, headers=JSON)).json()
     assert acted["result_code"] == "PAID"
     returned = dict(parse_qsl(urlsplit(acted["return_url"]).query))
-    assert returned | {"id": ""} == {"code": "00", "id": "", "cancel": "false", "status": "PAID",
-                                      "orderCode": req.gateway_order_id}  # fmt: skip
+    assert returned | {"id": ""} == {
+        "code": "00",
+        "id": "",
+        "cancel": "false",
+        "status": "PAID",
+        "orderCode": req.gateway_order_id,
+    }
 
     [note] = await sandbox_env.wait_notifications("payos", req.gateway_order_id)
     result = gateway.verify_notification(note["json"])
@@ -179,14 +208,16 @@ async def test_round_trip_pay(sandbox_env: SandboxEnv) -> None:
 
     queried = await gateway.query(req.gateway_order_id, created_at=req.created_at)
     assert (queried.outcome, queried.amount, queried.transaction_id) == (
-        PaymentOutcome.SUCCESS, 120_000, result.transaction_id,
-    )  # fmt: skip
+        PaymentOutcome.SUCCESS,
+        120_000,
+        result.transaction_id,
+    )
     assert await gateway.cancel(req.gateway_order_id, "window closed") is False  # already paid
 
 
 @pytest.mark.parametrize(("action", "status", "outcome"), [("fail", "FAILED", "failed"),
                                                            ("decline", "CANCELLED", "cancelled"),
-                                                           ("cancel", "CANCELLED", "cancelled")])  # fmt: skip
+                                                           ("cancel", "CANCELLED", "cancelled")])
 async def test_round_trip_other_actions(sandbox_env: SandboxEnv, action: str, status: str, outcome: str) -> None:
     gateway = PayOSGateway(sandbox_env.settings)
     req = sandbox_env.link_request(gateway)
@@ -198,8 +229,11 @@ async def test_round_trip_other_actions(sandbox_env: SandboxEnv, action: str, st
         assert (params["status"], params["cancel"]) == (status, "true" if status == "CANCELLED" else "false")
         queried = await gateway.query(req.gateway_order_id, created_at=req.created_at)
         assert (queried.result_code, queried.outcome) == (status, PaymentOutcome(outcome))
-        deliveries = (await http.get(f"{sandbox_env.base}/sandbox/deliveries",
-                                     params={"transaction_id": req.gateway_order_id})).json()  # fmt: skip
+        deliveries = (
+            await http.get(
+                f"{sandbox_env.base}/sandbox/deliveries", params={"transaction_id": req.gateway_order_id}
+            )
+        ).json()
     assert deliveries == []  # a PayOS webhook reports a received transfer, nothing else
 
 

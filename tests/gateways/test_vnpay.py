@@ -47,11 +47,18 @@ def hmac512(text: str) -> str:
 
 def ipn(**overrides: str) -> dict[str, str]:
     params = {
-        "vnp_Amount": "5000000", "vnp_BankCode": "NCB", "vnp_BankTranNo": "VNP14226112",
-        "vnp_CardType": "ATM", "vnp_OrderInfo": "Thanh toan don hang 123", "vnp_PayDate": "20240101070000",
-        "vnp_ResponseCode": "00", "vnp_TmnCode": TMN, "vnp_TransactionNo": "14226112",
-        "vnp_TransactionStatus": "00", "vnp_TxnRef": "123456789-1",
-    }  # fmt: skip
+        "vnp_Amount": "5000000",
+        "vnp_BankCode": "NCB",
+        "vnp_BankTranNo": "VNP14226112",
+        "vnp_CardType": "ATM",
+        "vnp_OrderInfo": "Thanh toan don hang 123",
+        "vnp_PayDate": "20240101070000",
+        "vnp_ResponseCode": "00",
+        "vnp_TmnCode": TMN,
+        "vnp_TransactionNo": "14226112",
+        "vnp_TransactionStatus": "00",
+        "vnp_TxnRef": "123456789-1",
+    }
     params.update(overrides)
     # The documented recipe, by hand: sorted keys, PHP urlencode (space -> +), HMAC-SHA512.
     raw = "&".join(f"{k}={v.replace(' ', '+')}" for k, v in sorted(params.items()))
@@ -69,11 +76,18 @@ def test_php_urlencode_rules() -> None:
 
 def test_secure_hash_matches_documented_string() -> None:
     params = {
-        "vnp_Version": "2.1.0", "vnp_Command": "pay", "vnp_TmnCode": TMN, "vnp_Amount": "1000000",
-        "vnp_CurrCode": "VND", "vnp_TxnRef": "123-1", "vnp_OrderInfo": "Thanh toan don hang 123",
-        "vnp_ReturnUrl": "http://shop.example/return?a=1", "vnp_CreateDate": "20240101120000",
-        "vnp_SecureHashType": "HmacSHA512", "other": "ignored",
-    }  # fmt: skip
+        "vnp_Version": "2.1.0",
+        "vnp_Command": "pay",
+        "vnp_TmnCode": TMN,
+        "vnp_Amount": "1000000",
+        "vnp_CurrCode": "VND",
+        "vnp_TxnRef": "123-1",
+        "vnp_OrderInfo": "Thanh toan don hang 123",
+        "vnp_ReturnUrl": "http://shop.example/return?a=1",
+        "vnp_CreateDate": "20240101120000",
+        "vnp_SecureHashType": "HmacSHA512",
+        "other": "ignored",
+    }
     raw = (
         f"vnp_Amount=1000000&vnp_Command=pay&vnp_CreateDate=20240101120000&vnp_CurrCode=VND"
         f"&vnp_OrderInfo=Thanh+toan+don+hang+123&vnp_ReturnUrl=http%3A%2F%2Fshop.example%2Freturn%3Fa%3D1"
@@ -85,10 +99,16 @@ def test_secure_hash_matches_documented_string() -> None:
 
 def test_querydr_pipe_checksum() -> None:
     body = {
-        "vnp_RequestId": "r1", "vnp_Version": "2.1.0", "vnp_Command": "querydr", "vnp_TmnCode": TMN,
-        "vnp_TxnRef": "123-1", "vnp_TransactionDate": "20240101120000", "vnp_CreateDate": "20240101121500",
-        "vnp_IpAddr": "127.0.0.1", "vnp_OrderInfo": "querydr 1231",
-    }  # fmt: skip
+        "vnp_RequestId": "r1",
+        "vnp_Version": "2.1.0",
+        "vnp_Command": "querydr",
+        "vnp_TmnCode": TMN,
+        "vnp_TxnRef": "123-1",
+        "vnp_TransactionDate": "20240101120000",
+        "vnp_CreateDate": "20240101121500",
+        "vnp_IpAddr": "127.0.0.1",
+        "vnp_OrderInfo": "querydr 1231",
+    }
     raw = f"r1|2.1.0|querydr|{TMN}|123-1|20240101120000|20240101121500|127.0.0.1|querydr 1231"
     assert vnpay_pipe_hash(body, QUERYDR_SIGNED, SECRET) == hmac512(raw)
 
@@ -126,7 +146,7 @@ def test_order_info_is_plain_ascii() -> None:
      ("07", "07", "processing"), ("07", "00", "processing"), ("11", "02", "expired"), ("24", "02", "cancelled"),
      ("99", "02", "unknown"), ("42", "02", "unknown")]
     + [(c, "02", "failed") for c in ("09", "10", "12", "13", "51", "65", "75", "79")],
-)  # fmt: skip
+)
 def test_response_code_table(code: str, status: str, outcome: str) -> None:
     assert vnpay_outcome(code, status) == PaymentOutcome(outcome)
 
@@ -135,7 +155,7 @@ def test_response_code_table(code: str, status: str, outcome: str) -> None:
     ("status", "outcome"),
     [("00", "success"), ("01", "pending"), ("02", "failed"), ("04", "processing"), ("05", "success"),
      ("06", "success"), ("07", "processing"), ("09", "success"), ("xx", "unknown")],
-)  # fmt: skip
+)
 def test_querydr_status_table(status: str, outcome: str) -> None:
     assert vnpay_status_outcome(status) == PaymentOutcome(outcome)
 
@@ -233,8 +253,10 @@ async def test_round_trip_pay_query_refund(sandbox_env: SandboxEnv) -> None:
 
     queried = await vnpay.query(req.gateway_order_id, created_at=req.created_at)
     assert (queried.outcome, queried.amount, queried.transaction_id) == (
-        PaymentOutcome.SUCCESS, 250_000, result.transaction_id,
-    )  # fmt: skip
+        PaymentOutcome.SUCCESS,
+        250_000,
+        result.transaction_id,
+    )
     # VNPay finds the payment by its original vnp_CreateDate: another date finds nothing.
     elsewhere = await vnpay.query(req.gateway_order_id, created_at=req.created_at - timedelta(days=1))
     assert elsewhere.outcome is PaymentOutcome.NOT_FOUND
@@ -279,9 +301,13 @@ async def test_round_trip_other_actions(sandbox_env: SandboxEnv, action: str, co
     queried = await vnpay.query(req.gateway_order_id, created_at=req.created_at)
     assert (queried.result_code, queried.outcome) == ("00/02", PaymentOutcome.FAILED)
     refund = await vnpay.refund(
-        gateway_order_id=req.gateway_order_id, transaction_id="0", amount=50_000,
-        idempotency_key=f"r-unpaid-{req.gateway_order_id}", description="x", created_at=req.created_at,
-    )  # fmt: skip
+        gateway_order_id=req.gateway_order_id,
+        transaction_id="0",
+        amount=50_000,
+        idempotency_key=f"r-unpaid-{req.gateway_order_id}",
+        description="x",
+        created_at=req.created_at,
+    )
     assert not refund.ok and refund.result_code == "95"
 
 
@@ -311,8 +337,13 @@ async def test_refund_needs_the_original_date(vnpay: VnpayGateway) -> None:
 async def test_querydr_answer_with_a_bad_checksum_is_refused(
     vnpay: VnpayGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    answer = {"vnp_ResponseCode": "00", "vnp_TxnRef": "1-1", "vnp_Amount": "100000",
-              "vnp_TransactionStatus": "00", "vnp_SecureHash": "0" * 128}  # fmt: skip
+    answer = {
+        "vnp_ResponseCode": "00",
+        "vnp_TxnRef": "1-1",
+        "vnp_Amount": "100000",
+        "vnp_TransactionStatus": "00",
+        "vnp_SecureHash": "0" * 128,
+    }
     fake = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: httpx.Response(200, json=answer)))
     monkeypatch.setattr(gateways.vnpay, "gateway_client", lambda name: fake)
     with pytest.raises(GatewayError, match="checksum"):

@@ -45,7 +45,11 @@ async def engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
 
 async def variant(engine: AsyncEngine, stock: int, price: int = 40_000) -> str:
     vid = uuid.uuid4()
-    new = [catalog.NewVariant(vid, f"S-{uuid.uuid4().hex[:10]}", "V", price, stock)]
+    new = [
+        catalog.NewVariant(
+            id=vid, sku=f"S-{uuid.uuid4().hex[:10]}", name="V", price=price, stock_quantity=stock
+        )
+    ]
     async with engine.connect() as conn:
         await catalog.create_product(conn, uuid.uuid4(), "Store test", "", new)
     return str(vid)
@@ -59,10 +63,18 @@ async def stock(engine: AsyncEngine, vid: str) -> int:
 async def new_order(engine: AsyncEngine, vid: str, qty: int = 1) -> str:
     now = datetime.now(UTC)
     inp = CreateOrderInput(
-        order_id=str(uuid.uuid4()), customer_id="store", lines=[OrderLine(vid, qty)], order_type="normal",
-        receiver=Receiver("A", "0901234567", "HCMC"), started_at=now, expires_at=now + timedelta(minutes=15),
-        duration_minutes=15, max_attempts=3, request_hash="h", gateway="momo",
-    )  # fmt: skip
+        order_id=str(uuid.uuid4()),
+        customer_id="store",
+        lines=[OrderLine(vid, qty)],
+        order_type="normal",
+        receiver=Receiver(name="A", phone="0901234567", address="HCMC"),
+        started_at=now,
+        expires_at=now + timedelta(minutes=15),
+        duration_minutes=15,
+        max_attempts=3,
+        request_hash="h",
+        gateway="momo",
+    )
     async with engine.begin() as conn:
         lines = await inventory.reserve(conn, inp.lines)
         await orders.create(conn, inp, lines)
@@ -72,7 +84,17 @@ async def new_order(engine: AsyncEngine, vid: str, qty: int = 1) -> str:
 async def add_attempt(engine: AsyncEngine, order_id: str, n: int = 0, amount: int = 40_000) -> str:
     now = datetime.now(UTC)
     gid = f"{uuid.uuid4().hex[:9]}-{n}"
-    inp = LinkInput(order_id, 123456789, n, "momo", amount, "d", now, now + timedelta(minutes=15), [])
+    inp = LinkInput(
+        order_id=order_id,
+        order_code=123456789,
+        attempt_no=n,
+        gateway="momo",
+        amount=amount,
+        description="d",
+        created_at=now,
+        expires_at=now + timedelta(minutes=15),
+        items=[],
+    )
     async with engine.begin() as conn:
         await payments.store_link(conn, inp, gid, f"{order_id}-{n}", "https://pay.example/x")
     return gid
@@ -104,7 +126,9 @@ async def test_paid_keeps_the_stock_sold_and_records_the_verdict(engine: AsyncEn
     vid = await variant(engine, stock=2)
     oid = await new_order(engine, vid)
     gid = await add_attempt(engine, oid)
-    verdict = AttemptUpdate(oid, 0, "success", "0", "tx-1")
+    verdict = AttemptUpdate(
+        order_id=oid, attempt_no=0, status="success", result_code="0", transaction_id="tx-1"
+    )
     async with engine.begin() as conn:
         moved = await orders.transition(conn, oid, OrderStatus.PAID, "paid_via_momo", verdict)
     assert moved.moved and await stock(engine, vid) == 1
@@ -132,14 +156,43 @@ async def test_review_never_overrides_settled_money(engine: AsyncEngine) -> None
     vid = await variant(engine, stock=3)
     oid = await new_order(engine, vid)
     gid = await add_attempt(engine, oid)
-    review = ReviewInput(oid, "momo", gid, "underpaid: received 1000 of 40000 VND", 1_000, "0", "tx-short")
+    review = ReviewInput(
+        order_id=oid,
+        gateway="momo",
+        gateway_order_id=gid,
+        reason="underpaid: received 1000 of 40000 VND",
+        amount=1_000,
+        result_code="0",
+        transaction_id="tx-short",
+    )
     async with engine.begin() as conn:
         assert await payments.flag(conn, review) is True
         assert await payments.flag(conn, review) is False  # the same reason again: nothing new
     async with engine.begin() as conn:
-        await orders.transition(conn, oid, OrderStatus.PAID, "paid", AttemptUpdate(oid, 0, "success", "0", "tx-2"))
+        await orders.transition(
+            conn,
+            oid,
+            OrderStatus.PAID,
+            "paid",
+            AttemptUpdate(
+                order_id=oid, attempt_no=0, status="success", result_code="0", transaction_id="tx-2"
+            ),
+        )
     async with engine.begin() as conn:
-        assert await payments.flag(conn, ReviewInput(oid, "momo", gid, "overpaid", 90_000, "0")) is False
+        assert (
+            await payments.flag(
+                conn,
+                ReviewInput(
+                    order_id=oid,
+                    gateway="momo",
+                    gateway_order_id=gid,
+                    reason="overpaid",
+                    amount=90_000,
+                    result_code="0",
+                ),
+            )
+            is False
+        )
         row = await payments.by_gateway_id(conn, "momo", gid)
     assert row.status == "success"
     assert (await events_of(engine, oid)).count("payment.needs_review") == 1
@@ -149,7 +202,14 @@ async def test_the_inbox_keeps_a_verdict_once_and_knows_what_was_handed_on(engin
     vid = await variant(engine, stock=3)
     oid = await new_order(engine, vid)
     gid = await add_attempt(engine, oid)
-    verdict = PaymentResult("momo", gid, "success", "0", 40_000, "tx-9")
+    verdict = PaymentResult(
+        gateway="momo",
+        gateway_order_id=gid,
+        outcome="success",
+        result_code="0",
+        amount=40_000,
+        transaction_id="tx-9",
+    )
     key = payments.dedupe_key("momo", gid, "success", "tx-9", "0", 40_000)
     other_amount = payments.dedupe_key("momo", gid, "success", "tx-9", "0", 1_000)
     assert key != other_amount  # another amount is another claim, kept apart
@@ -200,7 +260,17 @@ async def test_listing_filters_by_payment_status(engine: AsyncEngine) -> None:
         ids.append(oid)
     gid = await add_attempt(engine, ids[1])
     async with engine.begin() as conn:
-        await payments.flag(conn, ReviewInput(ids[1], "momo", gid, "success without an amount", None, "0"))
+        await payments.flag(
+            conn,
+            ReviewInput(
+                order_id=ids[1],
+                gateway="momo",
+                gateway_order_id=gid,
+                reason="success without an amount",
+                amount=None,
+                result_code="0",
+            ),
+        )
         total, rows = await orders.listing(
             conn, orders.OrderFilter(customer_id=customer, payment_status="needs_review"), ("success",), 10, 0
         )
@@ -230,13 +300,29 @@ async def test_the_transition_never_pays_with_nor_overwrites_money_an_operator_s
     oid = await new_order(engine, vid)
     gid = await add_attempt(engine, oid)
     await set_status(engine, gid, settled)
-    paid = AttemptUpdate(oid, 0, "success", "00", "ref-2", 40_000)
+    paid = AttemptUpdate(
+        order_id=oid,
+        attempt_no=0,
+        status="success",
+        result_code="00",
+        transaction_id="ref-2",
+        received_amount=40_000,
+    )
     async with engine.begin() as conn:
         refused = await orders.transition(conn, oid, OrderStatus.PAID, "paid_via_payos", paid)
     assert (refused.moved, refused.status, refused.attempt_status) == (False, "pending_payment", settled)
     assert await stock(engine, vid) == 1  # still reserved: the order is open
-    rest = ReviewInput(oid, "momo", gid, "received after the payment was settled", 20_000, "00", "ref-2", True)
-    failed = AttemptUpdate(oid, 0, "failed", "1", None)
+    rest = ReviewInput(
+        order_id=oid,
+        gateway="momo",
+        gateway_order_id=gid,
+        reason="received after the payment was settled",
+        amount=20_000,
+        result_code="00",
+        transaction_id="ref-2",
+        surplus=True,
+    )
+    failed = AttemptUpdate(order_id=oid, attempt_no=0, status="failed", result_code="1", transaction_id=None)
     async with engine.begin() as conn:  # another ending moves the order, and leaves the attempt as it is
         assert await payments.flag(conn, rest) is True
         moved = await orders.transition(conn, oid, OrderStatus.FAILED, "max_attempts_failed", failed)
@@ -255,7 +341,18 @@ async def test_paid_records_what_was_received(engine: AsyncEngine) -> None:
     gid = await add_attempt(engine, oid)
     async with engine.begin() as conn:
         moved = await orders.transition(
-            conn, oid, OrderStatus.PAID, "paid", AttemptUpdate(oid, 0, "success", "00", "ref-2", 40_000)
+            conn,
+            oid,
+            OrderStatus.PAID,
+            "paid",
+            AttemptUpdate(
+                order_id=oid,
+                attempt_no=0,
+                status="success",
+                result_code="00",
+                transaction_id="ref-2",
+                received_amount=40_000,
+            ),
         )
         row = await payments.by_gateway_id(conn, "momo", gid)
     assert (moved.moved, moved.attempt_status) == (True, "success")
@@ -267,12 +364,49 @@ async def test_a_surplus_gets_its_own_review_row_once_per_transfer_and_the_attem
     oid = await new_order(engine, vid)
     gid = await add_attempt(engine, oid)
     async with engine.begin() as conn:
-        await orders.transition(conn, oid, OrderStatus.PAID, "paid", AttemptUpdate(oid, 0, "success", "00", "r1", 40_000))
-    extra = ReviewInput(oid, "momo", gid, "surplus: received 5000 VND beyond the price", 5_000, "00", "r2", True)
+        await orders.transition(
+            conn,
+            oid,
+            OrderStatus.PAID,
+            "paid",
+            AttemptUpdate(
+                order_id=oid,
+                attempt_no=0,
+                status="success",
+                result_code="00",
+                transaction_id="r1",
+                received_amount=40_000,
+            ),
+        )
+    extra = ReviewInput(
+        order_id=oid,
+        gateway="momo",
+        gateway_order_id=gid,
+        reason="surplus: received 5000 VND beyond the price",
+        amount=5_000,
+        result_code="00",
+        transaction_id="r2",
+        surplus=True,
+    )
     async with engine.begin() as conn:
         assert await payments.flag(conn, extra) is True
         assert await payments.flag(conn, extra) is False  # the same transfer again: one row
-        assert await payments.flag(conn, ReviewInput(oid, "momo", gid, "surplus", 7_000, "00", "r3", True)) is True
+        assert (
+            await payments.flag(
+                conn,
+                ReviewInput(
+                    order_id=oid,
+                    gateway="momo",
+                    gateway_order_id=gid,
+                    reason="surplus",
+                    amount=7_000,
+                    result_code="00",
+                    transaction_id="r3",
+                    surplus=True,
+                ),
+            )
+            is True
+        )
         row = await payments.by_gateway_id(conn, "momo", gid)
         rows = (
             await conn.execute(
