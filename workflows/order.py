@@ -86,6 +86,7 @@ LINK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts
 # MoMo asks clients to wait at least 30 s for a create: the call gets 3/4 of this (gateways/http.py,
 # call_budget), 33.75 s. A local activity's timeout is not among the replayed commands.
 LINK_TIMEOUT = timedelta(seconds=45)
+MIN_LINK_TIME = timedelta(seconds=1)  # a retry asked just before the deadline still gets this long
 # While a payment is in flight at the deadline, ask the gateway again this often (within the grace).
 RECHECK = timedelta(seconds=15)
 # The reconciliation asks every open attempt at once under one budget (RECONCILE_BUDGET_SECONDS,
@@ -333,12 +334,19 @@ class OrderWorkflow:
     # ---- effects -------------------------------------------------------------------------------
 
     async def _effect(
-        self, step: Callable[[ArgT], Awaitable[ResultT]], arg: ArgT, timeout: timedelta, retry: RetryPolicy
+        self,
+        step: Callable[[ArgT], Awaitable[ResultT]],
+        arg: ArgT,
+        timeout: timedelta,
+        retry: RetryPolicy,
+        within: timedelta | None = None,
     ) -> ResultT:
         """Run an effect on the order's critical path as a local activity: it runs inside the
         workflow task on this worker, saving a round trip through the server per step (creation,
-        attempts, the deadline's reconcile and transition)."""
-        return await workflow.execute_local_activity(step, arg, start_to_close_timeout=timeout, retry_policy=retry)
+        attempts, the deadline's reconcile and transition). `within` bounds it, retries included."""
+        return await workflow.execute_local_activity(
+            step, arg, start_to_close_timeout=timeout, retry_policy=retry, schedule_to_close_timeout=within
+        )
 
     def _retries_used(self) -> int:
         # Attempt 0 is the first link; each retry adds one, up to the order's maximum of retries.
@@ -363,6 +371,10 @@ class OrderWorkflow:
             ),
             LINK_TIMEOUT,
             LINK_RETRY,
+            # A retry's link is made under the lock the close needs: a gateway slower than the
+            # window (three tries of LINK_TIMEOUT) must not hold the window open. Cut at the deadline,
+            # the retry fails and the order closes on time; the unseen link can take no money.
+            within=max(self.deadline - workflow.now(), MIN_LINK_TIME) if attempt_no > 0 else None,
         )
         self.attempts.append(attempt)
         self.last_attempt_at = attempt.created_at

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from temporalio.client import WorkflowUpdateFailedError
 
 from domain.messages import RetryResult
 from tests.fast.world import World, near, refused
@@ -146,3 +147,16 @@ async def test_the_session_query_answers_from_the_workflow(world: World) -> None
     view = await order.view()
     assert (view.status, view.end_reason) == ("completed", "paid_via_momo")
     assert [a.status for a in view.attempts] == ["cancelled", "success"]
+
+
+async def test_a_retry_whose_gateway_is_slower_than_the_window_never_holds_it_open(world: World) -> None:
+    """Before: a retry's link was made under the lock the close needs, for up to three tries of
+    LINK_TIMEOUT (over two minutes): the window closed that late (chaos slow_answers). Real time: the
+    test server does not skip it while the link is being made."""
+    order = await world.start(duration_minutes=0.1, reminder_minutes=0)  # a 6-second window
+    world.link_delay_s = 30
+    with pytest.raises(WorkflowUpdateFailedError):
+        await order.retry("vnpay")  # cut at the deadline
+    assert await order.outcome() == ("expired", "payment_window_closed")
+    deadline = (await order.view()).expires_at
+    assert near(world.times("transition_order")[0], deadline, within_s=4)  # closed on time

@@ -80,6 +80,7 @@ class World:
         self.answers: dict[int, str] = {}
         self.reminder_fails = False
         self.cancel_fails = False
+        self.link_delay_s = 0.0  # a gateway this slow to make a link (real seconds)
         self.late_decision = "refund_required"  # what settle_late_payment decides
         # Attempts an operator settled in Postgres beside the workflow: gateway order id -> status.
         self.settled: dict[str, str] = {}
@@ -194,6 +195,8 @@ class World:
     @activity.defn
     async def create_payment_link(self, inp: LinkInput) -> Attempt:
         await self._record(inp)
+        if self.link_delay_s:
+            await asyncio.sleep(self.link_delay_s)
         if self.link_fails:  # non-retryable: the same answer without LINK_RETRY's real-time waits
             raise ApplicationError("gateway unavailable", type="GATEWAY_DOWN", non_retryable=True)
         gid = f"{inp.order_code}-{inp.attempt_no}"
