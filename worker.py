@@ -47,7 +47,9 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
         task_queue=settings.temporal_task_queue,
         workflows=[OrderWorkflow, LatePaymentWorkflow, RefundWorkflow, ArchiveWorkflow],
         activities=all_activities(engine, settings, client),
-        workflow_runner=SandboxedWorkflowRunner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner(),
+        workflow_runner=SandboxedWorkflowRunner()
+        if settings.workflow_sandbox
+        else UnsandboxedWorkflowRunner(),
         max_cached_workflows=settings.max_cached_workflows,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
@@ -98,7 +100,9 @@ def sdk_runtime(settings: Settings) -> Runtime | None:
     try:
         return Runtime(telemetry=TelemetryConfig(metrics=metrics))
     except ValueError:  # address taken or malformed: serve orders without metrics rather than not at all
-        logging.getLogger("worker").exception("SDK metrics off: cannot serve them on %r", settings.worker_metrics_address)
+        logging.getLogger("worker").exception(
+            "SDK metrics off: cannot serve them on %r", settings.worker_metrics_address
+        )
         return None
 
 
@@ -112,7 +116,9 @@ async def main() -> None:
     settings = get_settings()
     client = await connect(settings, runtime=sdk_runtime(settings))
     try:
-        await ensure_archive_schedule(client, settings)  # the daily clean-up is a Temporal Schedule, not a cron
+        await ensure_archive_schedule(
+            client, settings
+        )  # the daily clean-up is a Temporal Schedule, not a cron
     except Exception:  # orders matter more than the nightly archive: log it, keep polling
         logging.getLogger("worker").exception("could not create or update the paywindow-archive schedule")
     async with running_worker(settings, client):

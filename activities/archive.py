@@ -14,6 +14,7 @@ from store import archive
 
 log = logging.getLogger(__name__)
 
+
 class ArchiveActivities:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -23,7 +24,9 @@ class ArchiveActivities:
         """Idempotent: archived orders are not picked again, so a retried run carries on where the
         last one stopped (its progress comes back in the heartbeat details)."""
         if inp.batch_size < 1 or inp.older_than_days < 0:  # LIMIT 0 would loop forever
-            raise ApplicationError(f"bad archive input {inp}", type="INVALID_ARCHIVE_INPUT", non_retryable=True)
+            raise ApplicationError(
+                f"bad archive input {inp}", type="INVALID_ARCHIVE_INPUT", non_retryable=True
+            )
         details = activity.info().heartbeat_details
         archived, batches = (int(details[0]), int(details[1])) if len(details) >= 2 else (0, 0)
         async with self.engine.connect() as conn:

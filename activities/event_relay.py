@@ -118,7 +118,12 @@ class EventRelay:
                 return down[url]
             try:
                 await post_signed(
-                    url, self.settings.notification_secret, str(event.id), event.type, event.payload, client=http
+                    url,
+                    self.settings.notification_secret,
+                    str(event.id),
+                    event.type,
+                    event.payload,
+                    client=http,
                 )
             except (httpx.HTTPError, OSError) as err:
                 down[url] = f"{url}: {type(err).__name__}: {err}"[:300]

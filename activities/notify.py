@@ -122,7 +122,9 @@ class EmailChannel:
         msg = EmailMessage()
         msg["From"] = s.smtp_from
         msg["To"] = reminder["email"]
-        msg["Subject"] = f"Đơn hàng {reminder['orderCode']} sắp hết hạn thanh toán / Your payment window closes soon"
+        msg["Subject"] = (
+            f"Đơn hàng {reminder['orderCode']} sắp hết hạn thanh toán / Your payment window closes soon"
+        )
         msg["Message-ID"] = f"<{reminder['eventId']}@paywindow>"
         msg.set_content(
             f"Đơn hàng {reminder['orderCode']} sẽ hết hạn lúc {reminder['expiresAt']} (UTC).\n"
@@ -211,7 +213,9 @@ class NotifyActivities:
         for event in events:
             try:
                 for url in urls:
-                    await post_signed(url, self.settings.notification_secret, str(event.id), event.type, event.payload)
+                    await post_signed(
+                        url, self.settings.notification_secret, str(event.id), event.type, event.payload
+                    )
             finally:
                 async with self.engine.begin() as conn:
                     await outbox.count_try(conn, event.id)

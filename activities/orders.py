@@ -63,8 +63,12 @@ class OrderActivities:
             if moved.moved and entry is not None:
                 await audit.record(conn, entry)
         # The chaos run's double-transition check reads these lines (chaos/invariants.py).
-        log.info("order %s -> %s (%s)%s", inp.order_id, moved.status, inp.reason, "" if moved.moved else " [no-op]")
-        return TransitionResult(status=moved.status, transitioned=moved.moved, attempt_status=moved.attempt_status)
+        log.info(
+            "order %s -> %s (%s)%s", inp.order_id, moved.status, inp.reason, "" if moved.moved else " [no-op]"
+        )
+        return TransitionResult(
+            status=moved.status, transitioned=moved.moved, attempt_status=moved.attempt_status
+        )
 
     @activity.defn
     async def set_deadline(self, inp: DeadlineInput) -> None:

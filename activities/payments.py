@@ -276,7 +276,12 @@ class PaymentActivities:
                 late.gateway_order_id,
                 late.amount,
             )
-        log.error("late payment on order %s via %s %s: refund required", late.order_id, late.gateway, late.gateway_order_id)
+        log.error(
+            "late payment on order %s via %s %s: refund required",
+            late.order_id,
+            late.gateway,
+            late.gateway_order_id,
+        )
         return LateOutcome("refund_required", f"order was {row.order_status}")
 
     async def _link_total(self, conn: Any, late: LatePayment) -> int:

@@ -53,7 +53,9 @@ def _family(name: str, kind: str, help_text: str, samples: Iterable[str]) -> lis
 
 
 def _histogram(name: str, help_text: str, h: Histogram) -> list[str]:
-    buckets = [_sample(f"{name}_bucket", {"le": _number(b)}, n) for b, n in zip(h.bounds, h.cumulative, strict=True)]
+    buckets = [
+        _sample(f"{name}_bucket", {"le": _number(b)}, n) for b, n in zip(h.bounds, h.cumulative, strict=True)
+    ]
     buckets.append(_sample(f"{name}_bucket", {"le": "+Inf"}, h.count))
     return _family(
         name,
@@ -64,7 +66,9 @@ def _histogram(name: str, help_text: str, h: Histogram) -> list[str]:
 
 
 def render(snap: Snapshot) -> str:
-    window = f"orders that ended in the last {WINDOW_HOURS} h (a sliding window: use histogram_quantile, not rate)"
+    window = (
+        f"orders that ended in the last {WINDOW_HOURS} h (a sliding window: use histogram_quantile, not rate)"
+    )
     lines: list[str] = []
     lines += _family(
         "paywindow_orders",
@@ -105,7 +109,10 @@ def render(snap: Snapshot) -> str:
         "gauge",
         f"Verified notifications stored but still not handed to their order {UNDELIVERED_AFTER} later, "
         "by gateway: they wait for the gateway's retry. Alert when above 0 for long.",
-        (_sample("paywindow_notifications_undelivered", {"gateway": g}, n) for g, n in sorted(snap.undelivered.items())),
+        (
+            _sample("paywindow_notifications_undelivered", {"gateway": g}, n)
+            for g, n in sorted(snap.undelivered.items())
+        ),
     )
     lines += _family(
         "paywindow_payment_attempts_total",
@@ -150,20 +157,29 @@ def render(snap: Snapshot) -> str:
         "counter",
         "Failed tries to cancel an ended order's payment link at its gateway (retried beside the order; "
         "the link also lapses at the gateway's own expiry).",
-        (_sample("paywindow_link_cancel_failures_total", {"gateway": g}, n) for g, n in sorted(snap.cancel_failures.items())),
+        (
+            _sample("paywindow_link_cancel_failures_total", {"gateway": g}, n)
+            for g, n in sorted(snap.cancel_failures.items())
+        ),
     )
     lines += _family(
         "paywindow_reminders",
         "gauge",
         "Payment reminders by channel and state (sending, sent, skipped, failed: failed ones are retried "
         "until the window closes).",
-        (_sample("paywindow_reminders", {"channel": c, "status": s}, n) for (c, s), n in sorted(snap.reminders.items())),
+        (
+            _sample("paywindow_reminders", {"channel": c, "status": s}, n)
+            for (c, s), n in sorted(snap.reminders.items())
+        ),
     )
     lines += _family(
         "paywindow_reminder_failures_total",
         "counter",
         "Failed reminder sends, by channel (a later retry may have succeeded).",
-        (_sample("paywindow_reminder_failures_total", {"channel": c}, n) for c, n in sorted(snap.reminder_failures.items())),
+        (
+            _sample("paywindow_reminder_failures_total", {"channel": c}, n)
+            for c, n in sorted(snap.reminder_failures.items())
+        ),
     )
     if snap.events is not None:
         lines += _family(
@@ -177,7 +193,11 @@ def render(snap: Snapshot) -> str:
             "paywindow_order_events_oldest_undelivered_seconds",
             "gauge",
             "Age of the oldest undelivered order event (0 when none waits). Alert when it grows.",
-            [_sample("paywindow_order_events_oldest_undelivered_seconds", {}, round(snap.events["oldest_s"], 3))],
+            [
+                _sample(
+                    "paywindow_order_events_oldest_undelivered_seconds", {}, round(snap.events["oldest_s"], 3)
+                )
+            ],
         )
         lines += _family(
             "paywindow_order_events_failed_tries",

@@ -75,6 +75,8 @@ class Faults:
     def garbage(self) -> tuple[int, str, bytes]:
         self._n += 1
         return GARBAGE[self._n % len(GARBAGE)]
+
+
 RETRY_BACKOFF_S = (1, 2, 3, 5, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8)  # ~100 s of retries, like an IPN queue
 DELIVERY_TIMEOUT_S = 15.0
 
@@ -219,7 +221,9 @@ def create_gateway_app(settings: Settings, merchant: str) -> FastAPI:
 
     @app.post("/chaos/faults")
     async def set_fault(body: dict[str, Any]) -> dict[str, Any]:
-        faults.set(body["gateway"], body["mode"], float(body.get("seconds", 0)), tuple(body.get("paths") or ()))
+        faults.set(
+            body["gateway"], body["mode"], float(body.get("seconds", 0)), tuple(body.get("paths") or ())
+        )
         return {"active": {g: m for g, (m, _, _) in faults.active.items()}, "hit": faults.hit}
 
     @app.get("/chaos/ledger")

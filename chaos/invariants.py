@@ -270,7 +270,8 @@ def expected_statuses(
     deadline = row["expires_at"].timestamp()
     gateways = {a["gateway"] for a in rec.attempts.values()} or {rec.plan.gateway}
     blind = any(
-        g in gateways and start <= deadline + LATE_CLOSE_S and end >= deadline - 10 for g, start, end in faults
+        g in gateways and start <= deadline + LATE_CLOSE_S and end >= deadline - 10
+        for g, start, end in faults
     )
     if not blind or rec.plan.kind == "cancel" or row["end_reason"] == "payment_link_unavailable":
         return allowed
@@ -359,7 +360,11 @@ def check_orders(facts: Facts, records: list[OrderRecord], report: Report) -> No
             report.add("unexpected_orders", order_id=oid, why="no client key maps to this order")
         if workflow_id(oid) not in facts.workflows:
             report.add("lost_orders", order_id=oid, why="order row without a workflow")
-    failed = (WorkflowExecutionStatus.FAILED, WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT)
+    failed = (
+        WorkflowExecutionStatus.FAILED,
+        WorkflowExecutionStatus.TERMINATED,
+        WorkflowExecutionStatus.TIMED_OUT,
+    )
     for wid, (status, _) in facts.workflows.items():
         if status in failed:
             report.add("workflows_failed", workflow_id=wid, status=status.name)
@@ -373,7 +378,9 @@ def check_orders(facts: Facts, records: list[OrderRecord], report: Report) -> No
         )
 
 
-def check_terminal(facts: Facts, records: list[OrderRecord], report: Report, faults: Sequence[Fault] = ()) -> None:
+def check_terminal(
+    facts: Facts, records: list[OrderRecord], report: Report, faults: Sequence[Fault] = ()
+) -> None:
     by_id = {rec.order_id: rec for rec in records}
     for oid, row in facts.orders.items():
         status = row["status"]
@@ -718,7 +725,9 @@ async def gather_ledger(
         "transfers": [e for e in record.get("transfers", []) if mine(e)],
         "refunds": [e for e in record.get("refunds", []) if mine(e)],
         "creates": [
-            e for e in record.get("creates", []) if order_code_of(e["gateway"], str(e["gatewayOrderId"])) in codes
+            e
+            for e in record.get("creates", [])
+            if order_code_of(e["gateway"], str(e["gatewayOrderId"])) in codes
         ],
         "queries": [e for e in recent.get("queries", []) if mine(e)],
     }
@@ -749,7 +758,9 @@ async def gather_ledger(
     return walk(
         scoped,
         payments,
-        hand_refunds=[HandRefund(h["gateway"], h["gateway_order_id"], h["at"].isoformat(), h["amount"]) for h in hand],
+        hand_refunds=[
+            HandRefund(h["gateway"], h["gateway_order_id"], h["at"].isoformat(), h["amount"]) for h in hand
+        ],
         desk=listed,
         link_failures=[LinkFailure(f["id"], f["order_code"]) for f in failed],
     )

@@ -125,7 +125,12 @@ class Shoppers:
     """HTTP clients shared by all shoppers of a run."""
 
     def __init__(
-        self, api_url: str, jwt_secret: str, create_give_up_s: float, grace_s: float = 0.0, gateway_url: str = ""
+        self,
+        api_url: str,
+        jwt_secret: str,
+        create_give_up_s: float,
+        grace_s: float = 0.0,
+        gateway_url: str = "",
     ) -> None:
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
         self.api = httpx.AsyncClient(
@@ -150,9 +155,7 @@ class Shoppers:
 
     def record(self, scenario: str, customer: str, plan: Plan, burst: bool = False) -> OrderRecord:
         key = f"chaos-{uuid.uuid4().hex}"
-        return OrderRecord(
-            scenario, customer, key, plan, order_id_for(customer, key), burst=burst
-        )
+        return OrderRecord(scenario, customer, key, plan, order_id_for(customer, key), burst=burst)
 
     async def create_product(self, name: str, stocks: list[int], price: int = 50_000) -> list[str]:
         body = {
@@ -447,13 +450,16 @@ class Shoppers:
         answer: dict[str, Any] = {}
         try:
             r = await self.gateways.post(
-                f"{self.gateway_url}/sandbox/payos/{attempt['gatewayOrderId']}/transfer", json={"amount": amount}
+                f"{self.gateway_url}/sandbox/payos/{attempt['gatewayOrderId']}/transfer",
+                json={"amount": amount},
             )
             status = r.status_code
             answer = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
         except (httpx.HTTPError, ValueError):
             pass
-        click = Click(0, "payos", "transfer", {"amount": amount}, t0, time.time(), status, answer.get("state"))
+        click = Click(
+            0, "payos", "transfer", {"amount": amount}, t0, time.time(), status, answer.get("state")
+        )
         rec.clicks.append(click)
         return click
 

@@ -72,7 +72,9 @@ def create_receiver_app(smtp_port: int) -> FastAPI:
     @app.post("/chaos/receiver")
     async def control(body: dict[str, str]) -> dict[str, Any]:
         got.events_down = body.get("events", "down" if got.events_down else "up") == "down"
-        got.reminders_failing = body.get("reminders", "failing" if got.reminders_failing else "up") == "failing"
+        got.reminders_failing = (
+            body.get("reminders", "failing" if got.reminders_failing else "up") == "failing"
+        )
         return {"events_down": got.events_down, "reminders_failing": got.reminders_failing}
 
     @app.get("/chaos/receiver")

@@ -70,10 +70,16 @@ def summary(
         "late_closes": figure("late_closes"),
         "money_unaccounted": figure("money_unaccounted"),
         **{name: total(name) for name in LEDGER_CHECKS},
-        "payments_taken": sum((r.details.get("figures", {}).get("ledger") or {}).get("payments_taken", 0) for r in results),
-        "refunds_accepted": sum((r.details.get("figures", {}).get("ledger") or {}).get("refunds_accepted", 0) for r in results),
+        "payments_taken": sum(
+            (r.details.get("figures", {}).get("ledger") or {}).get("payments_taken", 0) for r in results
+        ),
+        "refunds_accepted": sum(
+            (r.details.get("figures", {}).get("ledger") or {}).get("refunds_accepted", 0) for r in results
+        ),
         "events_undelivered_after_recovery": figure("events_undelivered_after_recovery"),
-        "max_history_events": max((r.details.get("figures", {}).get("max_history_events") or 0 for r in results), default=0),
+        "max_history_events": max(
+            (r.details.get("figures", {}).get("max_history_events") or 0 for r in results), default=0
+        ),
         "violations": sum(sum(v["count"] for v in r.details.get("violations", {}).values()) for r in results),
         "scenarios": [asdict(r) for r in results],
         "settings": {

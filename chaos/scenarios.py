@@ -245,7 +245,9 @@ class Context:
         r = await self.receiver.post("/chaos/receiver", json=modes)
         r.raise_for_status()
 
-    async def gateway_fault(self, gateway: str, mode: str, seconds: float, paths: list[str] | None = None) -> None:
+    async def gateway_fault(
+        self, gateway: str, mode: str, seconds: float, paths: list[str] | None = None
+    ) -> None:
         r = await self.gateways.post(
             "/chaos/faults", json={"gateway": gateway, "mode": mode, "seconds": seconds, "paths": paths or []}
         )
@@ -413,7 +415,9 @@ class Context:
         ledger = (await self.gateways.get("/chaos/ledger")).json()
         received = set((await self.receiver.get("/chaos/receiver")).json()["event_ids"])
         client = await self.temporal()
-        facts = await gather_facts(self.stack.database_url, client, records, customer, variants, ledger, received)
+        facts = await gather_facts(
+            self.stack.database_url, client, records, customer, variants, ledger, received
+        )
         money = await self.walk_ledger([customer], started)
         return check_all(
             facts, records, initial, GRACE_MINUTES * 60, self.mode.bound_s, self.outages, self.faults, money
@@ -600,7 +604,9 @@ async def events_down(ctx: Context, arrivals: Arrivals, _: Callable[..., OrderRe
     return {"receiver_down_s": round(time.monotonic() - t, 1), "events_refused_so_far": got["events_refused"]}
 
 
-async def reminders_failing(ctx: Context, arrivals: Arrivals, _: Callable[..., OrderRecord]) -> dict[str, Any]:
+async def reminders_failing(
+    ctx: Context, arrivals: Arrivals, _: Callable[..., OrderRecord]
+) -> dict[str, Any]:
     await ctx.set_receiver(reminders="failing")
     while arrivals.arriving:
         await asyncio.sleep(0.5)
@@ -698,10 +704,19 @@ def client_timeout_s() -> float:
 
 
 def rule(gateway: str, op: str, fault: str, ctx: Context, **more: Any) -> dict[str, Any]:
-    return {"gateway": gateway, "op": op, "fault": fault, "rate": ctx.mode.fault_rate, "seed": ctx.seed, **more}
+    return {
+        "gateway": gateway,
+        "op": op,
+        "fault": fault,
+        "rate": ctx.mode.fault_rate,
+        "seed": ctx.seed,
+        **more,
+    }
 
 
-async def _under_faults(ctx: Context, arrivals: Arrivals, rules: list[dict[str, Any]], blind: tuple[str, ...] = ()) -> dict[str, Any]:
+async def _under_faults(
+    ctx: Context, arrivals: Arrivals, rules: list[dict[str, Any]], blind: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """The plan holds while shoppers arrive and until the last window has closed (late payments
     settle under it too), then the sandbox shows what each rule hit."""
     await ctx.sandbox_faults(rules, blind)
@@ -802,9 +817,13 @@ SCENARIOS = [
     Scenario("two_workers", "two workers on one task queue, one SIGKILLed under load", two_workers),
     Scenario("events_down", "the order-event receiver answers 503 for a minute, then is back", events_down),
     Scenario("reminders_failing", "the reminder webhook answers 500 to every reminder", reminders_failing),
-    Scenario("gateway_hang", "MoMo's status query hangs, no answer for a minute, while windows close", gateway_hang),
+    Scenario(
+        "gateway_hang", "MoMo's status query hangs, no answer for a minute, while windows close", gateway_hang
+    ),
     Scenario("gateway_garbage", "PayOS's merchant API answers garbage for a while", gateway_garbage),
-    Scenario("replay_flood", "signed IPNs and returns replayed many times, forged PayOS returns", replay_flood),
+    Scenario(
+        "replay_flood", "signed IPNs and returns replayed many times, forged PayOS returns", replay_flood
+    ),
     Scenario(
         "lost_create",
         "create answers lost after the link was made; resends meet duplicate-id answers",
@@ -818,7 +837,12 @@ SCENARIOS = [
         dict(LATE_MIX),
         quick=True,
     ),
-    Scenario("slow_answers", "creates, queries and refunds answered after the client's timeout", slow_answers, dict(LATE_MIX)),
+    Scenario(
+        "slow_answers",
+        "creates, queries and refunds answered after the client's timeout",
+        slow_answers,
+        dict(LATE_MIX),
+    ),
     Scenario("query_99", "status queries answer 99 / an error code, not a verdict", query_99),
     Scenario(
         "payos_transfers",

@@ -17,7 +17,11 @@ from infra.settings import Settings
 
 PLACEHOLDER = "change-me"
 GATEWAY_SECRETS = (
-    "momo_access_key", "momo_secret_key", "vnpay_hash_secret", "payos_api_key", "payos_checksum_key",
+    "momo_access_key",
+    "momo_secret_key",
+    "vnpay_hash_secret",
+    "payos_api_key",
+    "payos_checksum_key",
 )
 GATEWAY_URLS = ("momo_endpoint", "vnpay_payment_url", "vnpay_api_url", "payos_base_url")
 
@@ -33,7 +37,9 @@ def check(settings: Settings) -> tuple[list[str], list[str]]:
     # Settings itself refuses the sandbox in production, and beside a real gateway host.
     if settings.sandbox_enabled:
         # The image has no sandbox (dev tooling): the gateway URLs would point at a /sandbox that 404s.
-        warnings.append("SANDBOX_ENABLED=true: this image serves no /sandbox (use `make dev`); /demo mints tokens")
+        warnings.append(
+            "SANDBOX_ENABLED=true: this image serves no /sandbox (use `make dev`); /demo mints tokens"
+        )
     else:
         for name in GATEWAY_SECRETS:
             value = getattr(settings, name)

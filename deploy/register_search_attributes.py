@@ -68,7 +68,9 @@ async def main() -> int:
             break
         except (RPCError, RuntimeError) as err:
             retryable = not isinstance(err, RPCError) or err.status in (
-                RPCStatusCode.NOT_FOUND, RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED
+                RPCStatusCode.NOT_FOUND,
+                RPCStatusCode.UNAVAILABLE,
+                RPCStatusCode.DEADLINE_EXCEEDED,
             )
             if not retryable or time.monotonic() > deadline:
                 print(f"Temporal at {address}, namespace {namespace!r} not usable: {err}", file=sys.stderr)

@@ -19,7 +19,17 @@ def temporal_binary() -> str:
 
 def dev_server_args(db_file: Path, port: int, ui_port: int | None) -> list[str]:
     """`temporal server start-dev` persisted in `db_file`, headless unless given a UI port."""
-    args = [temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port), "--log-level", "warn"]
+    args = [
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warn",
+    ]
     args += ["--db-filename", str(db_file)]
     args += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
     # WAL + NORMAL sync: the dev server's single SQLite connection stops being the bottleneck.

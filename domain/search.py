@@ -19,4 +19,6 @@ def at_start(customer_id: str, gateway: str) -> TypedSearchAttributes:
     workflow adds the rest (status, code, total, deadline) in one upsert once its first step has
     made the order. OrderStatus waits for that too: a cart refused at checkout never becomes an
     order and must not be listed as `pending_payment`."""
-    return TypedSearchAttributes([SearchAttributePair(CUSTOMER_ID, customer_id), SearchAttributePair(GATEWAY, gateway)])
+    return TypedSearchAttributes(
+        [SearchAttributePair(CUSTOMER_ID, customer_id), SearchAttributePair(GATEWAY, gateway)]
+    )

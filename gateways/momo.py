@@ -383,7 +383,10 @@ class MomoGateway:
     async def _post(self, path: str, body: dict[str, Any], *, send_once: bool = False) -> dict[str, Any]:
         try:
             response = await gateway_client("momo").post(
-                self._endpoint + path, json=body, timeout=self._timeout, extensions=SEND_ONCE if send_once else None
+                self._endpoint + path,
+                json=body,
+                timeout=self._timeout,
+                extensions=SEND_ONCE if send_once else None,
             )
         except httpx.HTTPError as exc:
             raise GatewayError(f"MoMo {path}: {exc!r}") from exc

@@ -23,7 +23,7 @@ def async_url(url: str | None = None) -> str:
         raise RuntimeError("DATABASE_URL is not set (make dev sets it for the embedded Postgres)")
     for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url[len(prefix):]
+            return "postgresql+asyncpg://" + url[len(prefix) :]
     raise RuntimeError(f"unsupported DATABASE_URL scheme: {url.split(':', 1)[0]}")
 
 

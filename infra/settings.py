@@ -34,7 +34,10 @@ TEST_HOSTS = {
     "payos_base_url": "https://api-merchant.payos.vn",
 }
 # VNPay's production URLs come with the merchant contract: they must be set.
-PRODUCTION_HOSTS = {"momo_endpoint": "https://payment.momo.vn", "payos_base_url": "https://api-merchant.payos.vn"}
+PRODUCTION_HOSTS = {
+    "momo_endpoint": "https://payment.momo.vn",
+    "payos_base_url": "https://api-merchant.payos.vn",
+}
 
 
 def is_local(url: str) -> bool:
@@ -170,8 +173,14 @@ class Settings(BaseSettings):
         self.public_base_url = base
         if self.sandbox_enabled:
             if self.environment == "production":
-                raise ValueError("SANDBOX_ENABLED=true is refused in production: anyone could mark orders paid")
-            remote = [name.upper() for name in GATEWAY_URLS if not is_local(getattr(self, name) or "http://localhost")]
+                raise ValueError(
+                    "SANDBOX_ENABLED=true is refused in production: anyone could mark orders paid"
+                )
+            remote = [
+                name.upper()
+                for name in GATEWAY_URLS
+                if not is_local(getattr(self, name) or "http://localhost")
+            ]
             if remote:
                 # The sandbox signs with the configured keys: beside a real gateway, anyone could "pay".
                 raise ValueError(", ".join(remote) + " point at a real host while SANDBOX_ENABLED=true")
@@ -186,7 +195,9 @@ class Settings(BaseSettings):
         self.vnpay_api_url = self.vnpay_api_url or hosts["vnpay_api_url"]
         self.payos_base_url = (self.payos_base_url or hosts["payos_base_url"]).rstrip("/")
         self.frontend_return_url = self.frontend_return_url or f"{base}/payment-result"
-        self.temporal_ui_url = (self.temporal_ui_url or f"http://127.0.0.1:{self.temporal_ui_port}").rstrip("/")
+        self.temporal_ui_url = (self.temporal_ui_url or f"http://127.0.0.1:{self.temporal_ui_port}").rstrip(
+            "/"
+        )
         if self.docs_enabled is None:
             self.docs_enabled = self.environment != "production"
         return self

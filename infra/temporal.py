@@ -42,7 +42,9 @@ class SharedAdaptersPayloadConverter(PydanticPayloadConverter):
                 converter._type_adapter = _ADAPTERS  # the SDK's own cache slot
 
 
-DATA_CONVERTER = dataclasses.replace(pydantic_data_converter, payload_converter_class=SharedAdaptersPayloadConverter)
+DATA_CONVERTER = dataclasses.replace(
+    pydantic_data_converter, payload_converter_class=SharedAdaptersPayloadConverter
+)
 
 
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:

@@ -146,7 +146,9 @@ class MessageTracing(TracingWorkflowInboundInterceptor):
         carrier = sender or run
         context = self.text_map_propagator.extract(carrier, Context()) if carrier else Context()
         with _attached(self._set_on_context(context)):
-            self._completed_span(name, link_context_carrier=run if sender else None, kind=trace.SpanKind.SERVER)
+            self._completed_span(
+                name, link_context_carrier=run if sender else None, kind=trace.SpanKind.SERVER
+            )
             yield
 
 

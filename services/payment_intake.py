@@ -58,7 +58,9 @@ class Intake:
     delivered: bool = True
 
 
-async def take(engine: AsyncEngine, client: Client | None, settings: Settings, result: GatewayResult) -> Intake:
+async def take(
+    engine: AsyncEngine, client: Client | None, settings: Settings, result: GatewayResult
+) -> Intake:
     """Store a verified verdict (deduplicated) and hand it to its order. A replay of one already
     handed on is answered from the inbox without signalling again, so however often a gateway (or
     anyone holding a signed message) sends it, the order's history does not grow."""
@@ -74,7 +76,9 @@ async def take(engine: AsyncEngine, client: Client | None, settings: Settings, r
             return Intake(Verdict.UNKNOWN_ORDER)
         inserted, waiting = await payments.store_verdict(conn, matched.order_id, verdict, key, payload)
         received = result.amount
-        if is_transfer(result.gateway, result.result_code):  # what the link has received, all transfers counted
+        if is_transfer(
+            result.gateway, result.result_code
+        ):  # what the link has received, all transfers counted
             received = await payments.transfers_received(conn, result.gateway, result.gateway_order_id)
         problem = money_problem(result.outcome, received, matched.amount)
         # One more transfer to an ended order's link that holds money already: not the attempt's to
@@ -145,7 +149,9 @@ async def deliver(
     handle = client.get_workflow_handle(workflow_id(order_id))
     try:
         try:
-            await asyncio.wait_for(handle.signal(OrderWorkflow.payment_result, as_verdict(result)), SIGNAL_TIMEOUT_S)
+            await asyncio.wait_for(
+                handle.signal(OrderWorkflow.payment_result, as_verdict(result)), SIGNAL_TIMEOUT_S
+            )
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
@@ -215,7 +221,9 @@ class GatewayQueries:
         self.answers[key] = (now, answer)
         return await asyncio.shield(answer)
 
-    async def _query(self, engine: AsyncEngine, gateway: PaymentGateway, gateway_order_id: str) -> GatewayResult | None:
+    async def _query(
+        self, engine: AsyncEngine, gateway: PaymentGateway, gateway_order_id: str
+    ) -> GatewayResult | None:
         async with engine.connect() as conn:
             created_at = await payments.attempt_created_at(conn, gateway.name, gateway_order_id)
         if created_at is None:

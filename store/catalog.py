@@ -15,7 +15,12 @@ from domain.statuses import OrderStatus
 from store.pages import page_of
 from store.tables import Order, OrderItem, Product, ProductVariant
 
-product, variant, order, item = Product.__table__, ProductVariant.__table__, Order.__table__, OrderItem.__table__
+product, variant, order, item = (
+    Product.__table__,
+    ProductVariant.__table__,
+    Order.__table__,
+    OrderItem.__table__,
+)
 
 
 class SkuExists(Exception):
@@ -99,7 +104,9 @@ async def variants_with_stock(
         .subquery()
     )
     query = (
-        select(variant, product.c.name.label("product_name"), func.coalesce(held.c.reserved, 0).label("reserved"))
+        select(
+            variant, product.c.name.label("product_name"), func.coalesce(held.c.reserved, 0).label("reserved")
+        )
         .join(product, product.c.id == variant.c.product_id)
         .outerjoin(held, held.c.variant_id == variant.c.id)
     )

@@ -81,7 +81,9 @@ async def reserve_again(conn: AsyncConnection, order_id: str) -> bool:
     """An expired order's items, reserved anew (a late payment accepted); False when any is short."""
     items = (
         await conn.execute(
-            select(col(OrderItem.variant_id), col(OrderItem.quantity)).where(col(OrderItem.order_id) == order_id)
+            select(col(OrderItem.variant_id), col(OrderItem.quantity)).where(
+                col(OrderItem.order_id) == order_id
+            )
         )
     ).all()
     try:

@@ -13,7 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from store.tables import Notification, Order, OrderSession, Payment
 
 REMINDER = "payment_reminder"
-notification, order, session, payment = Notification.__table__, Order.__table__, OrderSession.__table__, Payment.__table__
+notification, order, session, payment = (
+    Notification.__table__,
+    Order.__table__,
+    OrderSession.__table__,
+    Payment.__table__,
+)
 
 # Raw SQL on purpose: the claim is one guarded upsert: only for an order still pending, and only a
 # channel never claimed or whose send failed (its claim is taken again).
@@ -53,8 +58,13 @@ async def claim_reminder(conn: AsyncConnection, order_id: str, channel: str) -> 
     )
     row = (
         await conn.execute(
-            select(order.c.order_code, order.c.customer_id, order.c.receiver_email, session.c.expires_at,
-                   latest_link.label("payment_url"))
+            select(
+                order.c.order_code,
+                order.c.customer_id,
+                order.c.receiver_email,
+                session.c.expires_at,
+                latest_link.label("payment_url"),
+            )
             .join(session, session.c.order_id == order.c.id)
             .where(order.c.id == order_id)
         )
@@ -69,11 +79,17 @@ async def claim_reminder(conn: AsyncConnection, order_id: str, channel: str) -> 
     )
 
 
-async def mark_reminder(conn: AsyncConnection, order_id: str, channel: str, status: str, detail: str | None) -> None:
+async def mark_reminder(
+    conn: AsyncConnection, order_id: str, channel: str, status: str, detail: str | None
+) -> None:
     """sent | skipped | failed (a failed one counts in `failures` and may be claimed again)."""
     await conn.execute(
         update(notification)
-        .where(notification.c.order_id == order_id, notification.c.kind == REMINDER, notification.c.channel == channel)
+        .where(
+            notification.c.order_id == order_id,
+            notification.c.kind == REMINDER,
+            notification.c.channel == channel,
+        )
         .values(
             status=status,
             detail=detail,

@@ -27,7 +27,12 @@ from store.pages import page_of
 from store.status_sql import sql_in
 from store.tables import Order, OrderItem, OrderSession, Payment
 
-order, session, item, payment = Order.__table__, OrderSession.__table__, OrderItem.__table__, Payment.__table__
+order, session, item, payment = (
+    Order.__table__,
+    OrderSession.__table__,
+    OrderItem.__table__,
+    Payment.__table__,
+)
 CODE_TRIES = 10  # 9-digit random codes collide rarely
 
 # ---- the checkout snapshot ---------------------------------------------------------------------------
@@ -138,7 +143,9 @@ async def load_created(conn: AsyncConnection, order_id: str) -> CreatedOrder | N
     ).first()
     if row is None:
         return None
-    items = (await conn.execute(select(item).where(item.c.order_id == order_id).order_by(item.c.variant_id))).all()
+    items = (
+        await conn.execute(select(item).where(item.c.order_id == order_id).order_by(item.c.variant_id))
+    ).all()
     return CreatedOrder(
         order_id=str(row.id),
         order_code=row.order_code,
@@ -151,9 +158,14 @@ async def load_created(conn: AsyncConnection, order_id: str) -> CreatedOrder | N
         currency_code=row.currency_code,
         items=[
             FrozenItem(
-                product_id=str(i.product_id), variant_id=str(i.variant_id), product_name=i.product_name,
-                variant_sku=i.variant_sku, variant_name=i.variant_name, quantity=i.quantity,
-                unit_price=i.unit_price, sub_total_amount=i.sub_total_amount,
+                product_id=str(i.product_id),
+                variant_id=str(i.variant_id),
+                product_name=i.product_name,
+                variant_sku=i.variant_sku,
+                variant_name=i.variant_name,
+                quantity=i.quantity,
+                unit_price=i.unit_price,
+                sub_total_amount=i.sub_total_amount,
             )
             for i in items
         ],
@@ -282,18 +294,26 @@ ORDER_WITH_SESSION = select(
 ).join(session, session.c.order_id == order.c.id)
 
 
-async def find(conn: AsyncConnection, *, order_id: uuid.UUID | None = None, order_code: int | None = None) -> Any:
+async def find(
+    conn: AsyncConnection, *, order_id: uuid.UUID | None = None, order_code: int | None = None
+) -> Any:
     """The order joined with its session, by id or by 9-digit code (None: no such order)."""
     key = order.c.id == order_id if order_id is not None else order.c.order_code == order_code
     return (await conn.execute(ORDER_WITH_SESSION.where(key))).first()
 
 
 async def items(conn: AsyncConnection, order_id: Any) -> list[Any]:
-    return list((await conn.execute(select(item).where(item.c.order_id == order_id).order_by(item.c.variant_id))).all())
+    return list(
+        (
+            await conn.execute(select(item).where(item.c.order_id == order_id).order_by(item.c.variant_id))
+        ).all()
+    )
 
 
 async def attempts(conn: AsyncConnection, order_id: Any) -> list[Any]:
-    rows = await conn.execute(select(payment).where(payment.c.order_id == order_id).order_by(payment.c.attempt_no))
+    rows = await conn.execute(
+        select(payment).where(payment.c.order_id == order_id).order_by(payment.c.attempt_no)
+    )
     return list(rows.all())
 
 
@@ -341,4 +361,6 @@ async def listing(
     query = select(order, session.c.expires_at, payment_status.label("payment_status")).join(
         session, session.c.order_id == order.c.id
     )
-    return await page_of(conn, query, order, conditions, (order.c.created_at.desc(), order.c.id), limit, offset)
+    return await page_of(
+        conn, query, order, conditions, (order.c.created_at.desc(), order.c.id), limit, offset
+    )

@@ -46,7 +46,12 @@ RECORD_SQL = text(f"WITH event AS ({insert_event(ORDER_BY_ID)}) {WAKE_RELAY}")
 def event_params(event_type: str, **extra: Any) -> dict[str, Any]:
     assert event_type in EVENT_TYPES, event_type
     event_id = uuid.uuid4()
-    return {"eid": event_id, "eid_text": str(event_id), "type": event_type, "extra": json.dumps(extra, default=str)}
+    return {
+        "eid": event_id,
+        "eid_text": str(event_id),
+        "type": event_type,
+        "extra": json.dumps(extra, default=str),
+    }
 
 
 async def record_event(conn: AsyncConnection, order_id: str, event_type: str, **extra: Any) -> None:
@@ -107,7 +112,9 @@ async def failed(conn: AsyncConnection, errors: dict[Any, str], cap_s: float) ->
     await conn.execute(FAILED_SQL, {"ids": list(errors), "errors": list(errors.values()), "cap": cap_s})
 
 
-NEXT_DUE_SQL = text(f"SELECT extract(epoch FROM min(e.next_attempt_at) - now()) FROM order_event e WHERE {HEAD}")
+NEXT_DUE_SQL = text(
+    f"SELECT extract(epoch FROM min(e.next_attempt_at) - now()) FROM order_event e WHERE {HEAD}"
+)
 
 
 async def next_due_in(conn: AsyncConnection) -> float | None:

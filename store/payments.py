@@ -53,7 +53,9 @@ def attempt_from_row(row: Any) -> Attempt:
 def _by_gateway_id(gateway: str, gateway_order_id: str) -> Any:
     """The attempt itself, never a surplus row beside it (which shares its gateway order id)."""
     return and_(
-        payment.c.gateway == gateway, payment.c.gateway_order_id == gateway_order_id, payment.c.surplus_of.is_(None)
+        payment.c.gateway == gateway,
+        payment.c.gateway_order_id == gateway_order_id,
+        payment.c.surplus_of.is_(None),
     )
 
 
@@ -65,17 +67,23 @@ async def stored_link(conn: AsyncConnection, order_id: str, attempt_no: int) -> 
     row = (
         await conn.execute(
             select(payment).where(
-                payment.c.order_id == order_id, payment.c.attempt_no == attempt_no, payment.c.surplus_of.is_(None)
+                payment.c.order_id == order_id,
+                payment.c.attempt_no == attempt_no,
+                payment.c.surplus_of.is_(None),
             )
         )
     ).first()
     return attempt_from_row(row) if row is not None else None
 
 
-async def attempt_by_gateway_id(conn: AsyncConnection, order_id: str, gateway: str, gateway_order_id: str) -> Attempt | None:
+async def attempt_by_gateway_id(
+    conn: AsyncConnection, order_id: str, gateway: str, gateway_order_id: str
+) -> Attempt | None:
     """One of this order's attempts, by its gateway's id."""
     row = (
-        await conn.execute(select(payment).where(payment.c.order_id == order_id, _by_gateway_id(gateway, gateway_order_id)))
+        await conn.execute(
+            select(payment).where(payment.c.order_id == order_id, _by_gateway_id(gateway, gateway_order_id))
+        )
     ).first()
     return attempt_from_row(row) if row is not None else None
 
@@ -276,8 +284,13 @@ class Matched:
 async def match(conn: AsyncConnection, gateway: str, gateway_order_id: str) -> Matched | None:
     row = (
         await conn.execute(
-            select(payment.c.order_id, payment.c.amount, payment.c.status.label("attempt_status"),
-                   order.c.order_code, order.c.status)
+            select(
+                payment.c.order_id,
+                payment.c.amount,
+                payment.c.status.label("attempt_status"),
+                order.c.order_code,
+                order.c.status,
+            )
             .join(order, order.c.id == payment.c.order_id)
             .where(_by_gateway_id(gateway, gateway_order_id))
         )
@@ -302,9 +315,16 @@ async def store_verdict(
         await conn.execute(
             insert(inbox)
             .values(
-                id=uuid.uuid4(), order_id=order_id, gateway=verdict.gateway, gateway_order_id=verdict.gateway_order_id,
-                dedupe_key=key, outcome=verdict.outcome, result_code=verdict.result_code, amount=verdict.amount,
-                transaction_id=verdict.transaction_id, payload=payload,
+                id=uuid.uuid4(),
+                order_id=order_id,
+                gateway=verdict.gateway,
+                gateway_order_id=verdict.gateway_order_id,
+                dedupe_key=key,
+                outcome=verdict.outcome,
+                result_code=verdict.result_code,
+                amount=verdict.amount,
+                transaction_id=verdict.transaction_id,
+                payload=payload,
             )
             .on_conflict_do_nothing(index_elements=["dedupe_key"])
             .returning(inbox.c.id)
@@ -341,7 +361,9 @@ async def transfers_received(conn: AsyncConnection, gateway: str, gateway_order_
 
 async def mark_delivered(conn: AsyncConnection, key: str) -> None:
     await conn.execute(
-        update(inbox).where(inbox.c.dedupe_key == key, inbox.c.delivered_at.is_(None)).values(delivered_at=func.now())
+        update(inbox)
+        .where(inbox.c.dedupe_key == key, inbox.c.delivered_at.is_(None))
+        .values(delivered_at=func.now())
     )
 
 
@@ -375,7 +397,9 @@ async def take_inbox(conn: AsyncConnection, order_id: str) -> list[PaymentResult
 
 
 async def attempt_created_at(conn: AsyncConnection, gateway: str, gateway_order_id: str) -> datetime | None:
-    return (await conn.execute(select(payment.c.created_at).where(_by_gateway_id(gateway, gateway_order_id)))).scalar()
+    return (
+        await conn.execute(select(payment.c.created_at).where(_by_gateway_id(gateway, gateway_order_id)))
+    ).scalar()
 
 
 # ---- late money -----------------------------------------------------------------------------------------------
@@ -385,8 +409,14 @@ async def lock_for_settlement(conn: AsyncConnection, gateway: str, gateway_order
     """The attempt and its order, locked while late money is decided (None: no such attempt)."""
     return (
         await conn.execute(
-            select(order.c.status.label("order_status"), order.c.grand_total, payment.c.attempt_no,
-                   payment.c.status, payment.c.amount, payment.c.transaction_id)
+            select(
+                order.c.status.label("order_status"),
+                order.c.grand_total,
+                payment.c.attempt_no,
+                payment.c.status,
+                payment.c.amount,
+                payment.c.transaction_id,
+            )
             .join(order, order.c.id == payment.c.order_id)
             .where(_by_gateway_id(gateway, gateway_order_id))
             .with_for_update(of=[order, payment])
@@ -408,13 +438,20 @@ async def link_accounted(conn: AsyncConnection, gateway: str, gateway_order_id: 
     holding = values_of(HOLDS_MONEY)
     held = func.coalesce(payment.c.received_amount, payment.c.amount)
     query = select(func.coalesce(func.sum(held), 0)).where(
-        payment.c.gateway == gateway, payment.c.gateway_order_id == gateway_order_id, payment.c.status.in_(holding)
+        payment.c.gateway == gateway,
+        payment.c.gateway_order_id == gateway_order_id,
+        payment.c.status.in_(holding),
     )
     return int((await conn.execute(query)).scalar_one())
 
 
 async def accept_late(
-    conn: AsyncConnection, order_id: str, attempt_no: int, result_code: str, tx: str | None, received: int | None = None
+    conn: AsyncConnection,
+    order_id: str,
+    attempt_no: int,
+    result_code: str,
+    tx: str | None,
+    received: int | None = None,
 ) -> None:
     """LATE_PAYMENT_POLICY=accept_if_available: an expired order becomes paid by its late money
     (its items were reserved again by the caller, in this transaction)."""
@@ -422,8 +459,13 @@ async def accept_late(
         await conn.execute(
             update(order)
             .where(order.c.id == order_id, order.c.status == OrderStatus.EXPIRED.value)
-            .values(status=OrderStatus.PAID.value, end_reason="late_payment_accepted", late_payment=True,
-                    updated_at=func.now(), ended_at=func.now())
+            .values(
+                status=OrderStatus.PAID.value,
+                end_reason="late_payment_accepted",
+                late_payment=True,
+                updated_at=func.now(),
+                ended_at=func.now(),
+            )
             .returning(order.c.id)
         )
     ).first()
@@ -439,11 +481,20 @@ async def accept_late(
 
 
 async def require_refund(
-    conn: AsyncConnection, order_id: str, attempt_no: int, result_code: str, tx: str | None, gateway_order_id: str,
+    conn: AsyncConnection,
+    order_id: str,
+    attempt_no: int,
+    result_code: str,
+    tx: str | None,
+    gateway_order_id: str,
     received: int | None = None,
 ) -> None:
-    await conn.execute(update(order).where(order.c.id == order_id).values(late_payment=True, updated_at=func.now()))
-    await _settle_attempt(conn, order_id, attempt_no, AttemptStatus.REFUND_REQUIRED, result_code, tx, received)
+    await conn.execute(
+        update(order).where(order.c.id == order_id).values(late_payment=True, updated_at=func.now())
+    )
+    await _settle_attempt(
+        conn, order_id, attempt_no, AttemptStatus.REFUND_REQUIRED, result_code, tx, received
+    )
     await record_event(conn, order_id, "payment.refund_required", gatewayOrderId=gateway_order_id)
 
 
@@ -472,7 +523,9 @@ async def _settle_attempt(
     )
 
 
-async def by_gateway_id(conn: AsyncConnection, gateway: str, gateway_order_id: str, *, lock: bool = False) -> Any:
+async def by_gateway_id(
+    conn: AsyncConnection, gateway: str, gateway_order_id: str, *, lock: bool = False
+) -> Any:
     """The attempt (None: not ours). `lock`: before a refund, so an operator's mark-refunded in progress
     is waited for and seen."""
     query = select(payment).where(_by_gateway_id(gateway, gateway_order_id))
@@ -557,6 +610,7 @@ async def refund_refused(conn: AsyncConnection, payment_id: Any, note: str) -> N
 
 # ---- the money desk: payments that need a person ----------------------------------------------------------
 
+
 async def lock_payment(conn: AsyncConnection, payment_id: Any) -> Any:
     """An attempt with its order's code and status, locked while an operator acts on its money
     (None: no such attempt)."""
@@ -615,10 +669,14 @@ async def desk(conn: AsyncConnection, where: DeskFilter, limit: int, offset: int
     query = select(payment, order.c.order_code, order.c.status.label("order_status")).join(
         order, order.c.id == payment.c.order_id
     )
-    return await page_of(conn, query, payment, conditions, (payment.c.updated_at, payment.c.id), limit, offset)
+    return await page_of(
+        conn, query, payment, conditions, (payment.c.updated_at, payment.c.id), limit, offset
+    )
 
 
-async def inbox_page(conn: AsyncConnection, undelivered: bool, limit: int, offset: int) -> tuple[int, list[Any]]:
+async def inbox_page(
+    conn: AsyncConnection, undelivered: bool, limit: int, offset: int
+) -> tuple[int, list[Any]]:
     """Stored verdicts (`undelivered`: only those never handed to their order, the oldest first, read
     from ix_payment_notification_undelivered; else all, the newest first), unmatched ones included
     (no order), each with its order's code, and how many match."""
@@ -644,4 +702,3 @@ def raw(payload: dict[str, Any]) -> dict[str, Any]:
     """A gateway message as JSON can hold it (datetimes and the like as text)."""
     loaded: dict[str, Any] = json.loads(json.dumps(payload, ensure_ascii=False, default=str))
     return loaded
-

@@ -80,7 +80,8 @@ def _histogram_sql() -> str:
         columns.append(f"count(*) FILTER (WHERE {where}) AS {prefix}_count")
         columns.append(f"coalesce(sum(v) FILTER (WHERE {where}), 0) AS {prefix}_sum")
         columns += [
-            f"count(*) FILTER (WHERE {where} AND v <= {bound!r}) AS {prefix}_le_{i}" for i, bound in enumerate(bounds)
+            f"count(*) FILTER (WHERE {where} AND v <= {bound!r}) AS {prefix}_le_{i}"
+            for i, bound in enumerate(bounds)
         ]
     return f"""
         SELECT {", ".join(columns)}
@@ -139,7 +140,9 @@ async def collect(conn: AsyncConnection, *, events: bool = False) -> Snapshot:
     for row in await conn.execute(PAYMENTS_SQL):
         snap.attempts[(row.gateway, row.status)] = row.n
         snap.retries += row.retries
-        snap.cancel_failures[row.gateway] = snap.cancel_failures.get(row.gateway, 0) + int(row.cancel_failures)
+        snap.cancel_failures[row.gateway] = snap.cancel_failures.get(row.gateway, 0) + int(
+            row.cancel_failures
+        )
     for row in await conn.execute(NOTIFICATIONS_SQL):
         snap.notifications[(row.gateway, row.outcome)] = row.n
         snap.undelivered[row.gateway] = snap.undelivered.get(row.gateway, 0) + row.stuck
@@ -150,7 +153,11 @@ async def collect(conn: AsyncConnection, *, events: bool = False) -> Snapshot:
         snap.reminder_failures[row.channel] = snap.reminder_failures.get(row.channel, 0) + int(row.failures)
     if events:
         row = (await conn.execute(EVENTS_SQL)).one()
-        snap.events = {"waiting": row.waiting, "failed_tries": int(row.failed_tries), "oldest_s": float(row.oldest_s)}
+        snap.events = {
+            "waiting": row.waiting,
+            "failed_tries": int(row.failed_tries),
+            "oldest_s": float(row.oldest_s),
+        }
     hist = (await conn.execute(HISTOGRAMS_SQL)).one()._mapping
     for prefix, h in (("ttp", snap.time_to_pay), ("lag", snap.expiry_lag)):
         h.count, h.total = hist[f"{prefix}_count"], float(hist[f"{prefix}_sum"])

@@ -62,7 +62,10 @@ def _id() -> Any:
 def _ref(target: str, *, nullable: bool = False, cascade: bool = True, unique: bool = False) -> Any:
     return Field(
         sa_column=Column(
-            Uuid, ForeignKey(target, ondelete="CASCADE" if cascade else None), nullable=nullable, unique=unique
+            Uuid,
+            ForeignKey(target, ondelete="CASCADE" if cascade else None),
+            nullable=nullable,
+            unique=unique,
         )
     )
 
@@ -74,7 +77,9 @@ def _text(*, nullable: bool = False, default: str | None = None) -> Any:
 
 def _money(*, nullable: bool = False, default: int | None = None) -> Any:
     server_default = text(str(default)) if default is not None else None
-    return Field(default=default, sa_column=Column(BigInteger, nullable=nullable, server_default=server_default))
+    return Field(
+        default=default, sa_column=Column(BigInteger, nullable=nullable, server_default=server_default)
+    )
 
 
 def _count(default: int | None = None) -> Any:
@@ -83,13 +88,17 @@ def _count(default: int | None = None) -> Any:
 
 
 def _flag(default: bool = False) -> Any:
-    return Field(default=default, sa_column=Column(Boolean, nullable=False, server_default=text(str(default).lower())))
+    return Field(
+        default=default, sa_column=Column(Boolean, nullable=False, server_default=text(str(default).lower()))
+    )
 
 
 def _at(*, nullable: bool = False, now: bool = True) -> Any:
     return Field(
         default=None,
-        sa_column=Column(DateTime(timezone=True), nullable=nullable, server_default=func.now() if now else None),
+        sa_column=Column(
+            DateTime(timezone=True), nullable=nullable, server_default=func.now() if now else None
+        ),
     )
 
 
@@ -287,7 +296,9 @@ class Payment(SQLModel, table=True):
     received_amount: int | None = _money(nullable=True)  # needs_review: what the gateway reported
     cancel_failures: int = _count(default=0)
     cancel_error: str | None = _text(nullable=True)
-    refund_note: str | None = _text(nullable=True)  # what the last refund said, or how it was refunded by hand
+    refund_note: str | None = _text(
+        nullable=True
+    )  # what the last refund said, or how it was refunded by hand
     refund_asked_at: datetime | None = _at(nullable=True, now=False)  # a gateway refund may be under way
     # A surplus row: money beside the attempt it names (a transfer beyond a paid price), for review.
     surplus_of: uuid.UUID | None = _ref("payment.id", nullable=True)
@@ -303,7 +314,11 @@ class PaymentNotification(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("dedupe_key", name="payment_notification_dedupe_key_key"),
         Index("ix_payment_notification_order", "order_id"),
-        Index("ix_payment_notification_undelivered", "received_at", postgresql_where=text("delivered_at IS NULL")),
+        Index(
+            "ix_payment_notification_undelivered",
+            "received_at",
+            postgresql_where=text("delivered_at IS NULL"),
+        ),
     )
 
     id: uuid.UUID = _id()
@@ -327,7 +342,9 @@ class Notification(SQLModel, table=True):
     """Messages to the shopper (reminders): the unique key makes each channel's send at most once."""
 
     __tablename__ = "notification"
-    __table_args__ = (UniqueConstraint("order_id", "kind", "channel", name="notification_order_id_kind_channel_key"),)
+    __table_args__ = (
+        UniqueConstraint("order_id", "kind", "channel", name="notification_order_id_kind_channel_key"),
+    )
 
     id: uuid.UUID = _id()
     order_id: uuid.UUID = _ref("order.id")
@@ -371,9 +388,21 @@ class AuditLog(SQLModel, table=True):
     __table_args__ = (
         CheckConstraint("length(actor) > 0", name="audit_log_actor_check"),
         Index("ix_audit_log_at", text("at DESC")),
-        Index("ix_audit_log_order", "order_id", text("at DESC"), postgresql_where=text("order_id IS NOT NULL")),
-        Index("ix_audit_log_payment", "payment_id", text("at DESC"), postgresql_where=text("payment_id IS NOT NULL")),
-        Index("ix_audit_log_variant", "variant_id", text("at DESC"), postgresql_where=text("variant_id IS NOT NULL")),
+        Index(
+            "ix_audit_log_order", "order_id", text("at DESC"), postgresql_where=text("order_id IS NOT NULL")
+        ),
+        Index(
+            "ix_audit_log_payment",
+            "payment_id",
+            text("at DESC"),
+            postgresql_where=text("payment_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_audit_log_variant",
+            "variant_id",
+            text("at DESC"),
+            postgresql_where=text("variant_id IS NOT NULL"),
+        ),
     )
 
     id: uuid.UUID = _id()

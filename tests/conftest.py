@@ -124,7 +124,9 @@ class Stack:
 
         async with self.engine.connect() as conn:
             return (
-                await conn.execute(text("SELECT stock_quantity FROM product_variant WHERE id = :id"), {"id": variant_id})
+                await conn.execute(
+                    text("SELECT stock_quantity FROM product_variant WHERE id = :id"), {"id": variant_id}
+                )
             ).scalar_one()
 
     async def order(
@@ -219,7 +221,9 @@ async def ts(stack: Any) -> AsyncIterator[WorkflowEnvironment]:
     await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(
             namespace=env.client.namespace,
-            search_attributes={k.name: IndexedValueType.ValueType(k.indexed_value_type) for k in SEARCH_ATTRIBUTES},
+            search_attributes={
+                k.name: IndexedValueType.ValueType(k.indexed_value_type) for k in SEARCH_ATTRIBUTES
+            },
         )
     )
     async with running_worker(stack.settings, client=env.client):

@@ -17,7 +17,12 @@ from store import payments
 
 
 def momo_ipn(
-    momo: MomoGateway, order_id: str, request_id: str, amount: int, result_code: int, secret: str | None = None
+    momo: MomoGateway,
+    order_id: str,
+    request_id: str,
+    amount: int,
+    result_code: int,
+    secret: str | None = None,
 ) -> dict[str, Any]:
     """A MoMo IPN body as MoMo sends it, signed with the configured (or a forged) secret."""
     body: dict[str, Any] = {
@@ -39,7 +44,9 @@ def momo_ipn(
     return body
 
 
-async def wait_for_status(stack: Any, order_id: str, headers: dict[str, str], status: str, timeout: float = 10) -> dict:
+async def wait_for_status(
+    stack: Any, order_id: str, headers: dict[str, str], status: str, timeout: float = 10
+) -> dict:
     """Read the order until it reaches `status` (the workflow acts asynchronously on signals)."""
     deadline = time.monotonic() + timeout
     detail: dict = {}
@@ -81,7 +88,9 @@ async def desk_order(stack: Any, gateway: str, price: int = 64_000) -> tuple[dic
 
 
 async def expire_now(stack: Any, order: dict) -> None:
-    r = await stack.http.post(f"/admin/orders/{order['orderId']}/expire", headers=stack.auth("desk-admin", "admin"))
+    r = await stack.http.post(
+        f"/admin/orders/{order['orderId']}/expire", headers=stack.auth("desk-admin", "admin")
+    )
     assert r.status_code == 200 and r.json()["data"]["status"] == "expired", r.text
 
 

@@ -55,7 +55,9 @@ async def test_out_of_stock_leaves_nothing_behind(stack):
     assert r.status_code == 409 and r.json()["error"] == "OUT_OF_STOCK"
     assert await stack.stock(vid) == 2
     async with stack.engine.connect() as conn:
-        n = (await conn.execute(text("SELECT count(*) FROM order_item WHERE variant_id = :v"), {"v": vid})).scalar_one()
+        n = (
+            await conn.execute(text("SELECT count(*) FROM order_item WHERE variant_id = :v"), {"v": vid})
+        ).scalar_one()
     assert n == 0
     # Its workflow carries what the API sent with the start, but no OrderStatus: a refused cart is
     # not an order, and must not show up under OrderStatus="pending_payment" in the Temporal UI.
@@ -65,7 +67,10 @@ async def test_out_of_stock_leaves_nothing_behind(stack):
             break
         await asyncio.sleep(0.1)
     assert len(found) == 1
-    attrs = {k.name: v for k, v in (await stack.client.get_workflow_handle(found[0].id).describe()).typed_search_attributes}
+    attrs = {
+        k.name: v
+        for k, v in (await stack.client.get_workflow_handle(found[0].id).describe()).typed_search_attributes
+    }
     assert attrs.get("Gateway") == "momo" and "OrderStatus" not in attrs
 
 
@@ -88,7 +93,9 @@ async def test_bad_input_gets_clear_4xx_and_no_stock_change(stack):
         assert r.json() == {"success": False, "message": r.json()["message"], "error": "VALIDATION_ERROR"}
     r = await stack.order(headers, vid, orderType="platinum")
     assert r.status_code == 422 and r.json()["error"] == "INVALID_ORDER_TYPE"
-    r = await stack.http.post("/orders", content=b"{not json", headers={**headers, "content-type": "application/json"})
+    r = await stack.http.post(
+        "/orders", content=b"{not json", headers={**headers, "content-type": "application/json"}
+    )
     assert r.status_code == 422
     assert await stack.stock(vid) == 5
 
@@ -150,8 +157,19 @@ async def test_session_has_every_field_of_seeds_000_and_002(stack):
     oid = r.json()["data"]["orderId"]
     s = (await stack.http.get(f"/orders/{oid}/session", headers=stack.auth("carol"))).json()["data"]
     for key in (
-        "sessionId", "orderId", "status", "expiresAt", "startedAt", "remainingSeconds", "remainingMinutes",
-        "minutesElapsed", "timeoutMinutes", "isExpired", "paymentAttempts", "maxPaymentAttempts", "canRetry",
+        "sessionId",
+        "orderId",
+        "status",
+        "expiresAt",
+        "startedAt",
+        "remainingSeconds",
+        "remainingMinutes",
+        "minutesElapsed",
+        "timeoutMinutes",
+        "isExpired",
+        "paymentAttempts",
+        "maxPaymentAttempts",
+        "canRetry",
     ):
         assert key in s, key
     assert s["status"] == "active" and s["isExpired"] is False and s["canRetry"] is True
@@ -168,7 +186,9 @@ async def test_retry_three_times_then_refused_and_gateway_can_switch(stack):
         r = await stack.http.post(f"/orders/{oid}/retry-payment", json={"gateway": gateway}, headers=headers)
         assert r.status_code == 200, r.text
         data = r.json()["data"]
-        assert data["paymentAttempts"] == n and data["remainingAttempts"] == 3 - n and data["gateway"] == gateway
+        assert (
+            data["paymentAttempts"] == n and data["remainingAttempts"] == 3 - n and data["gateway"] == gateway
+        )
         urls.add(data["paymentUrl"])
     assert len(urls) == 3
     r = await stack.http.post(f"/orders/{oid}/retry-payment", headers=headers)
@@ -228,7 +248,9 @@ async def test_momo_ipn_pays_the_order_and_duplicates_change_nothing(stack):
     order = (await stack.order(headers, vid, 1)).json()["data"]
     attempt = order["attempts"][0]
     momo = MomoGateway(stack.settings)
-    forged = momo_ipn(momo, attempt["gatewayOrderId"], attempt["requestId"], 120_000, 0, secret="wrong-secret")
+    forged = momo_ipn(
+        momo, attempt["gatewayOrderId"], attempt["requestId"], 120_000, 0, secret="wrong-secret"
+    )
     r = await stack.http.post("/webhooks/momo", json=forged)
     assert r.status_code == 400 and r.json()["error"] == "INVALID_SIGNATURE"
     cheap = momo_ipn(momo, attempt["gatewayOrderId"], attempt["requestId"], 1_000, 0)
@@ -265,7 +287,9 @@ async def test_admin_can_extend_and_expire(stack):
     r = await stack.http.post(f"/admin/orders/{oid}/extend", json={"minutes": 10}, headers=admin)
     assert r.status_code == 200, r.text
     assert r.json()["data"]["timeoutMinutes"] == before["timeoutMinutes"] + 10
-    assert (await stack.http.post(f"/admin/orders/{oid}/extend", json={"minutes": 5}, headers=headers)).status_code == 403
+    assert (
+        await stack.http.post(f"/admin/orders/{oid}/extend", json={"minutes": 5}, headers=headers)
+    ).status_code == 403
     r = await stack.http.post(f"/admin/orders/{oid}/expire", headers=admin)
     assert r.status_code == 200 and r.json()["data"]["status"] == "expired"
     assert await stack.stock(vid) == 2
@@ -280,9 +304,13 @@ async def test_listing_is_paginated_filtered_and_scoped(stack):
     ids = [(await stack.order(stack.auth(me), vid)).json()["data"]["orderId"] for _ in range(5)]
     await stack.http.post(f"/orders/{ids[0]}/cancel", headers=stack.auth(me))
     await stack.order(stack.auth("someone-else"), vid)
-    page1 = (await stack.http.get("/orders", params={"page": 1, "size": 2}, headers=stack.auth(me))).json()["data"]
+    page1 = (await stack.http.get("/orders", params={"page": 1, "size": 2}, headers=stack.auth(me))).json()[
+        "data"
+    ]
     assert page1["total"] == 5 and page1["page"] == 1 and page1["size"] == 2 and len(page1["items"]) == 2
-    page3 = (await stack.http.get("/orders", params={"page": 3, "size": 2}, headers=stack.auth(me))).json()["data"]
+    page3 = (await stack.http.get("/orders", params={"page": 3, "size": 2}, headers=stack.auth(me))).json()[
+        "data"
+    ]
     assert len(page3["items"]) == 1
     seen = {o["orderId"] for o in page1["items"] + page3["items"]}
     assert seen <= set(ids) and all(o["customerId"] == me for o in page1["items"])
@@ -324,7 +352,10 @@ async def test_catalog_and_health(stack):
     assert isinstance(products, list)
     r = await stack.http.post(
         "/admin/products",
-        json={"name": "Float price", "variants": [{"sku": "F-1", "name": "x", "price": 10.5, "stockQuantity": 1}]},
+        json={
+            "name": "Float price",
+            "variants": [{"sku": "F-1", "name": "x", "price": 10.5, "stockQuantity": 1}],
+        },
         headers=stack.auth("ops", "admin"),
     )
     assert r.status_code == 422

@@ -22,7 +22,9 @@ def admin(stack: Stack) -> dict[str, str]:
     return stack.auth("catalog-admin", "admin")
 
 
-async def patch(stack: Stack, variant_id: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
+async def patch(
+    stack: Stack, variant_id: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Any:
     return await stack.http.patch(f"/admin/variants/{variant_id}", json=body, headers=headers or admin(stack))
 
 
@@ -34,7 +36,9 @@ async def listed(stack: Stack, product_id: str) -> dict:
 
 
 async def trail(stack: Stack, variant_id: str) -> list[dict]:
-    r = await stack.http.get("/admin/audit", params={"variantId": variant_id, "size": 100}, headers=admin(stack))
+    r = await stack.http.get(
+        "/admin/audit", params={"variantId": variant_id, "size": 100}, headers=admin(stack)
+    )
     return r.json()["data"]["items"]
 
 
@@ -121,9 +125,16 @@ async def test_bad_corrections_get_clear_errors(stack: Stack) -> None:
         {"stockDelta": 10**10},
     ):
         r = await patch(stack, vid, body)
-        assert r.status_code == 422 and r.json()["error"] == "VALIDATION_ERROR" and r.json()["message"], (body, r.text)
+        assert r.status_code == 422 and r.json()["error"] == "VALIDATION_ERROR" and r.json()["message"], (
+            body,
+            r.text,
+        )
     r = await patch(stack, vid, {"stockDelta": 10**9})  # valid alone, but more than a variant may hold
-    assert r.status_code == 422 and r.json()["error"] == "VALIDATION_ERROR" and "1,000,000,000" in r.json()["message"]
+    assert (
+        r.status_code == 422
+        and r.json()["error"] == "VALIDATION_ERROR"
+        and "1,000,000,000" in r.json()["message"]
+    )
     r = await patch(stack, str(uuid.uuid4()), {"stockDelta": 1})
     assert r.status_code == 404 and r.json()["error"] == "VARIANT_NOT_FOUND"
     assert (await patch(stack, "not-a-variant", {"stockDelta": 1})).status_code == 422

@@ -64,7 +64,10 @@ async def order_worker(
             acts[name] = getattr(payments, name)
     acts.update({activity_name(fn): fn for fn in replace})
     async with Worker(
-        env.client, task_queue=queue, workflows=[OrderWorkflow, LatePaymentWorkflow], activities=list(acts.values())
+        env.client,
+        task_queue=queue,
+        workflows=[OrderWorkflow, LatePaymentWorkflow],
+        activities=list(acts.values()),
     ):
         yield queue
     await engine.dispose()
@@ -89,7 +92,9 @@ async def start(
     }
     values.update(overrides)
     inp = OrderInput(**values)
-    handle = await env.client.start_workflow(OrderWorkflow.run, inp, id=f"order-{inp.order_id}", task_queue=queue)
+    handle = await env.client.start_workflow(
+        OrderWorkflow.run, inp, id=f"order-{inp.order_id}", task_queue=queue
+    )
     assert (await handle.execute_update(OrderWorkflow.created)).order is not None
     return handle, product["variants"][0]["id"]
 
@@ -132,7 +137,9 @@ async def test_handlers_answer_and_windows_close_while_reminders_and_link_cancel
     window = {"duration_minutes": 0.05, "reminder_minutes": 0.02, "grace_minutes": 0.05}
     async with order_worker(dev_env, stack, replace=(send_reminder, cancel_open_links)) as queue:
         closing, vid = await start(dev_env, stack, queue, gateway="payos", **window)
-        cancelled, _ = await start(dev_env, stack, queue, gateway="payos", **{**window, "duration_minutes": 1})
+        cancelled, _ = await start(
+            dev_env, stack, queue, gateway="payos", **{**window, "duration_minutes": 1}
+        )
         extended, _ = await start(dev_env, stack, queue, **{**window, "duration_minutes": 1})
         expired, _ = await start(dev_env, stack, queue, gateway="payos", **{**window, "duration_minutes": 1})
         deadline = (await closing.query(OrderWorkflow.session)).expires_at
@@ -158,7 +165,9 @@ async def test_handlers_answer_and_windows_close_while_reminders_and_link_cancel
             extended.execute_update(OrderWorkflow.extend, ExtendRequest(minutes=10)), HANDLER_ANSWERS_WITHIN_S
         )
         assert view.expires_at - view.started_at == timedelta(minutes=11)
-        view = await asyncio.wait_for(expired.execute_update(OrderWorkflow.expire_now), HANDLER_ANSWERS_WITHIN_S)
+        view = await asyncio.wait_for(
+            expired.execute_update(OrderWorkflow.expire_now), HANDLER_ANSWERS_WITHIN_S
+        )
         assert view.order_status == "expired"
         # The cancelled and the expired-by-hand orders' PayOS links are being cancelled (the closed
         # window's link had lapsed at PayOS by then: nothing to cancel).
@@ -196,7 +205,8 @@ async def test_a_gateway_that_hangs_at_the_deadline_holds_the_window_for_the_gra
         # The cancel reaches its order while the gateway still says nothing (the query was cut at
         # the budget, not the adapter's 30-s timeout).
         view = await asyncio.wait_for(
-            cancelled.execute_update(OrderWorkflow.cancel, CancelRequest(reason="gave up")), HANDLER_ANSWERS_WITHIN_S
+            cancelled.execute_update(OrderWorkflow.cancel, CancelRequest(reason="gave up")),
+            HANDLER_ANSWERS_WITHIN_S,
         )
         assert view.order_status == "cancelled"
         assert (await held.query(OrderWorkflow.session)).order_status == "pending_payment"  # in flight
@@ -239,5 +249,7 @@ async def test_money_paid_in_time_is_found_after_a_close_the_gateway_was_silent_
         await ts.sleep(timedelta(minutes=2))
         assert (await handle.result()).status == "expired"
     late = late_workflow_id("momo", attempt.gateway_order_id)
-    assert (await ts.client.get_workflow_handle_for(LatePaymentWorkflow.run, late).result()).state == "refunded"
+    assert (
+        await ts.client.get_workflow_handle_for(LatePaymentWorkflow.run, late).result()
+    ).state == "refunded"
     assert await stack.stock(vid) == 3

@@ -30,12 +30,25 @@ DOCKERFILE = ROOT / "Dockerfile"
 
 APP = ("migrate", "worker", "api")
 SERVICES = {
-    "postgres", "temporal-postgres", "temporal", "temporal-search-attributes", "temporal-ui",
-    *APP, "prometheus", "grafana",
+    "postgres",
+    "temporal-postgres",
+    "temporal",
+    "temporal-search-attributes",
+    "temporal-ui",
+    *APP,
+    "prometheus",
+    "grafana",
 }
 SECRETS = (
-    "AUTH_JWT_SECRET", "POSTGRES_PASSWORD", "TEMPORAL_POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD",
-    "MOMO_ACCESS_KEY", "MOMO_SECRET_KEY", "VNPAY_HASH_SECRET", "PAYOS_API_KEY", "PAYOS_CHECKSUM_KEY",
+    "AUTH_JWT_SECRET",
+    "POSTGRES_PASSWORD",
+    "TEMPORAL_POSTGRES_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
+    "MOMO_ACCESS_KEY",
+    "MOMO_SECRET_KEY",
+    "VNPAY_HASH_SECRET",
+    "PAYOS_API_KEY",
+    "PAYOS_CHECKSUM_KEY",
 )
 DONE, HEALTHY = "service_completed_successfully", "service_healthy"
 
@@ -172,8 +185,11 @@ def test_ports_and_secrets_are_variables(raw: dict[str, Any]) -> None:
 def test_preflight_refuses_env_example_secrets(tmp_path: Path) -> None:
     example = env_example()
     env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT), **example,
-        "ENVIRONMENT": "production", "SANDBOX_ENABLED": "false",
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(ROOT),
+        **example,
+        "ENVIRONMENT": "production",
+        "SANDBOX_ENABLED": "false",
         "DATABASE_URL": f"postgresql://paywindow:{example['POSTGRES_PASSWORD']}@postgres:5432/paywindow",
     }
 
@@ -241,8 +257,12 @@ def test_dockerfile_copies_every_package() -> None:
     modules = [f"{m}.py" for m in project["tool"]["setuptools"].get("py-modules", [])]
     _, *stages = dockerfile_stages()
     for stage in (stages[0], stages[-1]):
-        copied = {src.rstrip("/") for line in stage if line.startswith("COPY ") and "--from" not in line
-                  for src in line.split()[1:-1]}
+        copied = {
+            src.rstrip("/")
+            for line in stage
+            if line.startswith("COPY ") and "--from" not in line
+            for src in line.split()[1:-1]
+        }
         missing = (product_packages() | set(modules)) - copied
         assert not missing, f"{stage[0]}: not copied {missing}"
         assert not copied & TOOLING, f"{stage[0]}: the image must not carry {copied & TOOLING}"
@@ -297,6 +317,8 @@ def test_workers_and_api_processes_scale_out(config: dict[str, Any]) -> None:
     assert int(services["api"]["environment"]["WEB_CONCURRENCY"]) >= 2
     # Each process holds its own pool: all of them together must fit Postgres's max_connections.
     pool = int(services["api"]["environment"]["DB_POOL_SIZE"])
-    processes = int(services["worker"]["deploy"]["replicas"]) + int(services["api"]["environment"]["WEB_CONCURRENCY"])
+    processes = int(services["worker"]["deploy"]["replicas"]) + int(
+        services["api"]["environment"]["WEB_CONCURRENCY"]
+    )
     limit = int(services["postgres"]["command"][-1].split("=")[1])
     assert processes * pool * 2 <= limit  # pool + overflow per process

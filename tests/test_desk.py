@@ -54,14 +54,18 @@ async def needs_review(stack: Stack, received: int = 60_000) -> dict:
 
 
 async def desk_item(stack: Stack, order_id: str, **params: str) -> dict | None:
-    page = (await stack.http.get("/admin/payments", params={"size": 100, **params}, headers=admin(stack))).json()
+    page = (
+        await stack.http.get("/admin/payments", params={"size": 100, **params}, headers=admin(stack))
+    ).json()
     return next((p for p in page["data"]["items"] if p["orderId"] == order_id), None)
 
 
 async def payment_id(stack: Stack, order_id: str) -> str:
     async with stack.engine.connect() as conn:
         return str(
-            (await conn.execute(text("SELECT id FROM payment WHERE order_id = :o"), {"o": order_id})).scalar_one()
+            (
+                await conn.execute(text("SELECT id FROM payment WHERE order_id = :o"), {"o": order_id})
+            ).scalar_one()
         )
 
 
@@ -74,7 +78,8 @@ async def trail(stack: Stack, **params: str) -> list[dict]:
 async def order_events(stack: Stack, order_id: str) -> list[dict]:
     async with stack.engine.connect() as conn:
         rows = await conn.execute(
-            text("SELECT payload FROM order_event WHERE order_id = :o ORDER BY created_at, id"), {"o": order_id}
+            text("SELECT payload FROM order_event WHERE order_id = :o ORDER BY created_at, id"),
+            {"o": order_id},
         )
         return [r.payload for r in rows]
 
@@ -124,7 +129,10 @@ async def test_the_queue_lists_money_that_needs_a_person_longest_waiting_first(d
         64_000,
         60_000,
     )
-    assert item["orderCode"] == review["orderCode"] and item["reason"] == "underpaid: received 60000 of 64000 VND"
+    assert (
+        item["orderCode"] == review["orderCode"]
+        and item["reason"] == "underpaid: received 60000 of 64000 VND"
+    )
     assert item["refundAsked"] is False
     assert item["gatewayOrderId"] == review["attempts"][0]["gatewayOrderId"]
     late_item = next(p for p in page["items"] if p["orderId"] == late["orderId"])
@@ -150,7 +158,11 @@ async def test_the_queue_is_for_admins_and_refuses_bad_filters(desk: Stack) -> N
         {"from": "yesterday"},
         {"from": "2026-12-02T00:00:00Z", "to": "2026-12-01T00:00:00Z"},
     ):
-        refused(await desk.http.get("/admin/payments", params=params, headers=admin(desk)), 422, "VALIDATION_ERROR")
+        refused(
+            await desk.http.get("/admin/payments", params=params, headers=admin(desk)),
+            422,
+            "VALIDATION_ERROR",
+        )
 
 
 # ---- refunds through the gateway ---------------------------------------------------------------------
@@ -163,7 +175,9 @@ async def test_two_concurrent_refunds_refund_the_payment_once(desk: Stack, gatew
     gid = order["attempts"][0]["gatewayOrderId"]
 
     async def ask() -> Any:
-        return await desk.http.post(f"/admin/payments/{pid}/refund", json={"note": "late money"}, headers=admin(desk))
+        return await desk.http.post(
+            f"/admin/payments/{pid}/refund", json={"note": "late money"}, headers=admin(desk)
+        )
 
     answers = await asyncio.gather(ask(), ask())
     codes = sorted(a.status_code for a in answers)
@@ -184,7 +198,9 @@ async def test_two_concurrent_refunds_refund_the_payment_once(desk: Stack, gatew
     assert entries[0]["actor"] == ADMIN and entries[0]["note"] == "late money"
     assert entries[0]["detail"]["amount"] == 64_000 and entries[0]["orderId"] == order["orderId"]
     types = [e["type"] for e in await order_events(desk, order["orderId"])]
-    assert types.count("payment.refund_requested") == codes.count(200) and types.count("payment.refunded") == 1
+    assert (
+        types.count("payment.refund_requested") == codes.count(200) and types.count("payment.refunded") == 1
+    )
     refused(await ask(), 409, "NOT_REFUNDABLE")
 
 
@@ -199,9 +215,19 @@ async def test_refunds_that_cannot_happen_are_refused_clearly(desk: Stack) -> No
     refused(await desk.http.post(url, json={"why": "x"}, headers=admin(desk)), 422, "VALIDATION_ERROR")
     pending, _ = await desk_order(desk, "momo")
     pending_pid = await payment_id(desk, pending["orderId"])
-    refused(await desk.http.post(f"/admin/payments/{pending_pid}/refund", headers=admin(desk)), 409, "NOT_REFUNDABLE")
-    refused(await desk.http.post(f"/admin/payments/{uuid.uuid4()}/refund", headers=admin(desk)), 404, "PAYMENT_NOT_FOUND")
-    refused(await desk.http.post("/admin/payments/not-an-id/refund", headers=admin(desk)), 422, "VALIDATION_ERROR")
+    refused(
+        await desk.http.post(f"/admin/payments/{pending_pid}/refund", headers=admin(desk)),
+        409,
+        "NOT_REFUNDABLE",
+    )
+    refused(
+        await desk.http.post(f"/admin/payments/{uuid.uuid4()}/refund", headers=admin(desk)),
+        404,
+        "PAYMENT_NOT_FOUND",
+    )
+    refused(
+        await desk.http.post("/admin/payments/not-an-id/refund", headers=admin(desk)), 422, "VALIDATION_ERROR"
+    )
     assert await trail(desk, paymentId=payos_pid) == [] and await trail(desk, paymentId=pending_pid) == []
 
 
@@ -210,7 +236,9 @@ async def test_a_refund_the_gateway_refuses_says_why_and_stays_for_a_person(desk
     order = await needs_review(desk, received=60_000)
     await expire_now(desk, order)  # the desk acts once the order's window has closed
     pid = await payment_id(desk, order["orderId"])
-    r = await desk.http.post(f"/admin/payments/{pid}/refund", json={"note": "send it back"}, headers=admin(desk))
+    r = await desk.http.post(
+        f"/admin/payments/{pid}/refund", json={"note": "send it back"}, headers=admin(desk)
+    )
     refused(r, 502, "REFUND_FAILED")
     assert "1080" in r.json()["message"]
     item = await desk_item(desk, order["orderId"])
@@ -230,7 +258,9 @@ async def test_mark_refunded_records_money_sent_back_outside_the_gateway(desk: S
     url = f"/admin/payments/{pid}/mark-refunded"
     for body in ({}, {"reference": "   "}, {"reference": "x" * 201}, {"reference": "VCB", "note": 3}):
         refused(await desk.http.post(url, json=body, headers=admin(desk)), 422, "VALIDATION_ERROR")
-    refused(await desk.http.post(url, json={"reference": "VCB-1"}, headers=desk.auth("shopper")), 403, "FORBIDDEN")
+    refused(
+        await desk.http.post(url, json={"reference": "VCB-1"}, headers=desk.auth("shopper")), 403, "FORBIDDEN"
+    )
     refused(
         await desk.http.post(
             f"/admin/payments/{uuid.uuid4()}/mark-refunded", json={"reference": "VCB-1"}, headers=admin(desk)
@@ -239,18 +269,30 @@ async def test_mark_refunded_records_money_sent_back_outside_the_gateway(desk: S
         "PAYMENT_NOT_FOUND",
     )
 
-    r = await desk.http.post(url, json={"reference": "VCB-20261201-77", "note": "bank transfer"}, headers=admin(desk))
+    r = await desk.http.post(
+        url, json={"reference": "VCB-20261201-77", "note": "bank transfer"}, headers=admin(desk)
+    )
     assert r.status_code == 200, r.text
     done = r.json()["data"]
     assert done["status"] == "refunded" and done["reason"] == "refunded by hand: VCB-20261201-77"
     assert await desk_item(desk, order["orderId"]) is None
     assert (await desk_item(desk, order["orderId"], status="refunded"))["paymentId"] == pid  # type: ignore[index]
     [entry] = await trail(desk, paymentId=pid)
-    assert (entry["action"], entry["actor"], entry["note"]) == ("payment.mark_refunded", ADMIN, "bank transfer")
+    assert (entry["action"], entry["actor"], entry["note"]) == (
+        "payment.mark_refunded",
+        ADMIN,
+        "bank transfer",
+    )
     assert entry["detail"]["reference"] == "VCB-20261201-77" and entry["orderCode"] == order["orderCode"]
     [event] = [e for e in await order_events(desk, order["orderId"]) if e["type"] == "payment.refunded"]
-    assert event["manual"] is True and event["reference"] == "VCB-20261201-77" and event["auditId"] == entry["auditId"]
-    refused(await desk.http.post(url, json={"reference": "again"}, headers=admin(desk)), 409, "NOT_REFUNDABLE")
+    assert (
+        event["manual"] is True
+        and event["reference"] == "VCB-20261201-77"
+        and event["auditId"] == entry["auditId"]
+    )
+    refused(
+        await desk.http.post(url, json={"reference": "again"}, headers=admin(desk)), 409, "NOT_REFUNDABLE"
+    )
 
 
 async def test_mark_refunded_waits_while_a_gateway_refund_may_still_happen(desk: Stack) -> None:
@@ -265,7 +307,11 @@ async def test_mark_refunded_waits_while_a_gateway_refund_may_still_happen(desk:
     )
     url = f"/admin/payments/{pid}/mark-refunded"
     try:
-        refused(await desk.http.post(url, json={"reference": "VCB-2"}, headers=admin(desk)), 409, "REFUND_IN_PROGRESS")
+        refused(
+            await desk.http.post(url, json={"reference": "VCB-2"}, headers=admin(desk)),
+            409,
+            "REFUND_IN_PROGRESS",
+        )
     finally:
         await handle.terminate("test")
     assert await trail(desk, paymentId=pid) == []
@@ -292,7 +338,9 @@ async def test_a_change_that_fails_leaves_no_audit_entry(desk: Stack) -> None:
         )
     url = f"/admin/payments/{pid}/mark-refunded"
     try:
-        refused(await desk.http.post(url, json={"reference": "VCB-3"}, headers=admin(desk)), 500, "INTERNAL_ERROR")
+        refused(
+            await desk.http.post(url, json={"reference": "VCB-3"}, headers=admin(desk)), 500, "INTERNAL_ERROR"
+        )
     finally:
         async with desk.engine.begin() as conn:
             await conn.execute(text("DROP TRIGGER desk_test_refuse ON payment"))
@@ -308,7 +356,9 @@ async def test_a_change_that_fails_leaves_no_audit_entry(desk: Stack) -> None:
 
 
 async def undelivered(stack: Stack) -> dict[str, dict]:
-    r = await stack.http.get("/admin/notifications", params={"undelivered": "true", "size": 100}, headers=admin(stack))
+    r = await stack.http.get(
+        "/admin/notifications", params={"undelivered": "true", "size": 100}, headers=admin(stack)
+    )
     assert r.status_code == 200, r.text
     return {n["notificationId"]: n for n in r.json()["data"]["items"]}
 
@@ -316,7 +366,9 @@ async def undelivered(stack: Stack) -> dict[str, dict]:
 async def test_redeliver_hands_a_stored_verdict_to_its_order(desk: Stack) -> None:
     order, headers = await desk_order(desk, "momo")
     nid = await stored_not_delivered(desk, order)
-    nobodys = momo_ipn(MomoGateway(desk.settings), f"998{uuid.uuid4().int % 10**6:06d}-0", "r-nobody", 5_000, 0)
+    nobodys = momo_ipn(
+        MomoGateway(desk.settings), f"998{uuid.uuid4().int % 10**6:06d}-0", "r-nobody", 5_000, 0
+    )
     assert (await desk.http.post("/webhooks/momo", json=nobodys)).status_code == 404  # kept, unmatched
 
     waiting = await undelivered(desk)
@@ -334,8 +386,15 @@ async def test_redeliver_hands_a_stored_verdict_to_its_order(desk: Stack) -> Non
     everything = await desk.http.get("/admin/notifications", params={"size": 100}, headers=admin(desk))
     assert nid in {n["notificationId"] for n in everything.json()["data"]["items"]}
     [entry] = await trail(desk, orderId=order["orderId"])
-    assert (entry["action"], entry["notificationId"], entry["note"]) == ("notification.redeliver", nid, "Temporal was down")
-    assert entry["paymentId"] == await payment_id(desk, order["orderId"]) and entry["detail"]["deliveredBefore"] is False
+    assert (entry["action"], entry["notificationId"], entry["note"]) == (
+        "notification.redeliver",
+        nid,
+        "Temporal was down",
+    )
+    assert (
+        entry["paymentId"] == await payment_id(desk, order["orderId"])
+        and entry["detail"]["deliveredBefore"] is False
+    )
     assert "payment.verdict_redelivered" in [e["type"] for e in await order_events(desk, order["orderId"])]
 
     refused(
@@ -350,7 +409,11 @@ async def test_redeliver_hands_a_stored_verdict_to_its_order(desk: Stack) -> Non
         404,
         "NOTIFICATION_NOT_FOUND",
     )
-    refused(await desk.http.post(f"/admin/notifications/{nid}/redeliver", headers=desk.auth("shopper")), 403, "FORBIDDEN")
+    refused(
+        await desk.http.post(f"/admin/notifications/{nid}/redeliver", headers=desk.auth("shopper")),
+        403,
+        "FORBIDDEN",
+    )
     refused(await desk.http.get("/admin/notifications", headers=desk.auth("shopper")), 403, "FORBIDDEN")
     refused(
         await desk.http.get("/admin/notifications", params={"undelivered": "maybe"}, headers=admin(desk)),
@@ -380,13 +443,21 @@ async def test_redeliver_to_an_ended_order_settles_the_money_as_a_late_payment(d
 async def test_order_levers_are_audited_with_their_change(desk: Stack) -> None:
     order, headers = await desk_order(desk, "momo")
     oid = order["orderId"]
-    refused(await desk.http.post(f"/admin/orders/{oid}/extend", json={"minutes": 5}, headers=headers), 403, "FORBIDDEN")
+    refused(
+        await desk.http.post(f"/admin/orders/{oid}/extend", json={"minutes": 5}, headers=headers),
+        403,
+        "FORBIDDEN",
+    )
     r = await desk.http.post(
         f"/admin/orders/{oid}/extend", json={"minutes": 5, "note": "customer called"}, headers=admin(desk)
     )
     assert r.status_code == 200, r.text
     [extended] = await trail(desk, orderId=oid)
-    assert (extended["action"], extended["actor"], extended["note"]) == ("order.extend", ADMIN, "customer called")
+    assert (extended["action"], extended["actor"], extended["note"]) == (
+        "order.extend",
+        ADMIN,
+        "customer called",
+    )
     assert extended["detail"]["minutes"] == 5
     expires_at = datetime.fromisoformat(r.json()["data"]["expiresAt"])
     assert datetime.fromisoformat(extended["detail"]["expiresAt"]) == expires_at
@@ -404,11 +475,19 @@ async def test_order_levers_are_audited_with_their_change(desk: Stack) -> None:
 
     events = {e["type"]: e for e in await order_events(desk, oid)}
     assert events["order.deadline_moved"]["auditId"] == extended["auditId"]
-    assert events["order.deadline_moved"]["actor"] == ADMIN and events["order.deadline_moved"]["note"] == "customer called"
-    assert events["order.cancelled"]["auditId"] == cancelled["auditId"] and events["order.cancelled"]["actor"] == ADMIN
+    assert (
+        events["order.deadline_moved"]["actor"] == ADMIN
+        and events["order.deadline_moved"]["note"] == "customer called"
+    )
+    assert (
+        events["order.cancelled"]["auditId"] == cancelled["auditId"]
+        and events["order.cancelled"]["actor"] == ADMIN
+    )
 
     closed, _ = await desk_order(desk, "vnpay")
-    r = await desk.http.post(f"/admin/orders/{closed['orderId']}/expire", json={"note": "fraud check"}, headers=admin(desk))
+    r = await desk.http.post(
+        f"/admin/orders/{closed['orderId']}/expire", json={"note": "fraud check"}, headers=admin(desk)
+    )
     assert r.status_code == 200 and r.json()["data"]["status"] == "expired", r.text
     [expired] = await trail(desk, orderId=closed["orderId"])
     assert (expired["action"], expired["note"]) == ("order.expire", "fraud check")
@@ -439,7 +518,11 @@ async def audited_actions(stack: Stack, count: int) -> str:
 async def test_the_audit_trail_is_append_only_in_postgres(desk: Stack) -> None:
     order_id = await audited_actions(desk, 1)
     assert len(await trail(desk, orderId=order_id)) == 1
-    for statement in ("UPDATE audit_log SET note = 'rewritten'", "DELETE FROM audit_log", "TRUNCATE audit_log"):
+    for statement in (
+        "UPDATE audit_log SET note = 'rewritten'",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+    ):
         with pytest.raises(DBAPIError, match="append-only"):
             async with desk.engine.begin() as conn:
                 await conn.execute(text(statement))
@@ -449,13 +532,19 @@ async def test_the_audit_trail_reads_by_subject_and_for_admins_only(desk: Stack)
     order_id = await audited_actions(desk, 3)
     mine = await trail(desk, orderId=order_id)
     assert [e["note"] for e in mine] == ["#2", "#1", "#0"] and {e["orderId"] for e in mine} == {order_id}
-    everything = (await desk.http.get("/admin/audit", params={"size": 100}, headers=admin(desk))).json()["data"]
+    everything = (await desk.http.get("/admin/audit", params={"size": 100}, headers=admin(desk))).json()[
+        "data"
+    ]
     assert everything["total"] >= 3 and len(everything["items"]) == min(100, everything["total"])
     times = [e["at"] for e in everything["items"]]
     assert times == sorted(times, reverse=True)  # newest first
-    one = (await desk.http.get("/admin/audit", params={"size": 1, "page": 2}, headers=admin(desk))).json()["data"]
+    one = (await desk.http.get("/admin/audit", params={"size": 1, "page": 2}, headers=admin(desk))).json()[
+        "data"
+    ]
     assert one["items"] == everything["items"][1:2] and one["total"] == everything["total"]
     assert await trail(desk, orderId=str(uuid.uuid4())) == []
     refused(await desk.http.get("/admin/audit", headers=desk.auth("shopper")), 403, "FORBIDDEN")
     for params in ({"orderId": "123"}, {"paymentId": "x"}, {"variantId": "y"}, {"size": 101}):
-        refused(await desk.http.get("/admin/audit", params=params, headers=admin(desk)), 422, "VALIDATION_ERROR")
+        refused(
+            await desk.http.get("/admin/audit", params=params, headers=admin(desk)), 422, "VALIDATION_ERROR"
+        )

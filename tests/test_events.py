@@ -89,7 +89,9 @@ async def stream_token(stack: Any, ref: str, headers: dict[str, str]) -> str:
     return data["token"]
 
 
-async def pushed(es: EventStream, changed: Callable[[dict[str, Any]], bool], timeout: float = 2.0) -> dict[str, Any]:
+async def pushed(
+    es: EventStream, changed: Callable[[dict[str, Any]], bool], timeout: float = 2.0
+) -> dict[str, Any]:
     """The first pushed detail for which `changed` holds, within `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -104,9 +106,10 @@ def left(status: str) -> Callable[[dict[str, Any]], bool]:
 
 async def test_stream_sends_the_order_then_pushes_the_cancel_to_every_watcher_and_ends(stack):
     order, headers, token = await new_order(stack)
-    async with stream(stack, order["orderId"], headers=headers) as by_header, stream(
-        stack, str(order["orderCode"]), params={"token": token}
-    ) as by_query:
+    async with (
+        stream(stack, order["orderId"], headers=headers) as by_header,
+        stream(stack, str(order["orderCode"]), params={"token": token}) as by_query,
+    ):
         for es in (by_header, by_query):
             kind, first = await es.next()
             assert kind == "session" and first["orderId"] == order["orderId"]
@@ -144,7 +147,9 @@ async def test_a_moved_deadline_is_pushed(stack):
     async with stream(stack, order["orderId"], headers=headers) as es:
         first = (await es.next())[1]
         r = await stack.http.post(
-            f"/admin/orders/{order['orderId']}/extend", json={"minutes": 5}, headers=stack.auth("ops", "admin")
+            f"/admin/orders/{order['orderId']}/extend",
+            json={"minutes": 5},
+            headers=stack.auth("ops", "admin"),
         )
         assert r.status_code == 200, r.text
         moved = await pushed(es, lambda d: d["session"]["expiresAt"] != first["session"]["expiresAt"])
@@ -209,7 +214,9 @@ async def test_who_may_watch(stack):
     url = f"/orders/{order['orderId']}/events"
     other = await stack.http.get(url, headers=stack.auth("someone-else"))
     assert other.status_code == 404 and other.json()["error"] == "ORDER_NOT_FOUND"
-    minted = await stack.http.post(f"/orders/{order['orderId']}/events/token", headers=stack.auth("someone-else"))
+    minted = await stack.http.post(
+        f"/orders/{order['orderId']}/events/token", headers=stack.auth("someone-else")
+    )
     assert minted.status_code == 404  # nobody mints a token for someone else's order
     _, _, strangers_token = await new_order(stack)
     assert (await stack.http.get(url, params={"token": strangers_token})).status_code == 404

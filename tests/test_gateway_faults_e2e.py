@@ -236,7 +236,9 @@ async def attempt_row(stack: Any, gid: str) -> Any:
 
 async def desk_mark_refunded(stack: Any, pid: Any, reference: str) -> httpx.Response:
     return await stack.http.post(
-        f"/admin/payments/{pid}/mark-refunded", json={"reference": reference}, headers=stack.auth("ops", "admin")
+        f"/admin/payments/{pid}/mark-refunded",
+        json={"reference": reference},
+        headers=stack.auth("ops", "admin"),
     )
 
 
@@ -250,7 +252,10 @@ async def test_a_late_refund_definitely_refused_is_handed_to_a_person(stack: Any
     outcome = await late_outcome(stack, "momo", gid)
     assert outcome.state == "refund_required", outcome
     row = await attempt_row(stack, gid)
-    assert (row.status, row.refund_asked_at) == ("refund_required", None) and "refused 1080" in row.refund_note
+    assert (row.status, row.refund_asked_at) == (
+        "refund_required",
+        None,
+    ) and "refused 1080" in row.refund_note
     assert [r for r in await ledger(stack, "refunds", gid) if r["accepted"]] == []  # nothing went back
     r = await desk_mark_refunded(stack, row.id, "VCB-1080")
     assert r.status_code == 200 and r.json()["data"]["status"] == "refunded", r.text
@@ -312,7 +317,10 @@ async def test_a_late_refund_returns_the_amount_received(stack: Any) -> None:
         transaction_id=tx,
     )
     outcome = await stack.client.execute_workflow(
-        LatePaymentWorkflow.run, late, id=late_workflow_id("momo", gid), task_queue=stack.settings.temporal_task_queue
+        LatePaymentWorkflow.run,
+        late,
+        id=late_workflow_id("momo", gid),
+        task_queue=stack.settings.temporal_task_queue,
     )
     assert outcome.state == "refunded", outcome
     assert [(r["accepted"], r["amount"]) for r in await ledger(stack, "refunds", gid)] == [(True, 50_000)]

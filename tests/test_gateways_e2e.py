@@ -39,13 +39,17 @@ async def new_order(stack: Any, gateway: str, stock: int = 3, price: int = 64_00
 
 async def deliveries(stack: Any, gateway: str, txn: str) -> list[dict[str, Any]]:
     async with httpx.AsyncClient(base_url=stack.base) as http:
-        return (await http.get("/sandbox/deliveries", params={"gateway": gateway, "transaction_id": txn})).json()
+        return (
+            await http.get("/sandbox/deliveries", params={"gateway": gateway, "transaction_id": txn})
+        ).json()
 
 
 async def inbox_count(stack: Any, order_id: str) -> int:
     async with stack.engine.connect() as conn:
         return (
-            await conn.execute(text("SELECT count(*) FROM payment_notification WHERE order_id = :id"), {"id": order_id})
+            await conn.execute(
+                text("SELECT count(*) FROM payment_notification WHERE order_id = :id"), {"id": order_id}
+            )
         ).scalar_one()
 
 
@@ -67,7 +71,9 @@ async def test_shopper_pays_on_the_gateway_page_and_the_webhook_marks_the_order_
     async with httpx.AsyncClient(timeout=10) as http:
         back = await http.get(answer["return_url"])
     assert back.status_code == 303
-    assert "outcome=success" in back.headers["location"] and str(order["orderCode"]) in back.headers["location"]
+    assert (
+        "outcome=success" in back.headers["location"] and str(order["orderCode"]) in back.headers["location"]
+    )
 
 
 async def test_failed_payment_then_retry_on_another_gateway_pays(stack):
@@ -79,7 +85,9 @@ async def test_failed_payment_then_retry_on_another_gateway_pays(stack):
             break
         await asyncio.sleep(0.1)
     assert detail["status"] == "pending_payment" and detail["attempts"][0]["resultCode"] == "1001"
-    retry = await stack.http.post(f"/orders/{order['orderId']}/retry-payment", json={"gateway": "payos"}, headers=headers)
+    retry = await stack.http.post(
+        f"/orders/{order['orderId']}/retry-payment", json={"gateway": "payos"}, headers=headers
+    )
     assert retry.status_code == 200, retry.text
     await click(await open_pay_page(retry.json()["data"]["paymentUrl"]), "pay")
     detail = await wait_for_status(stack, order["orderId"], headers, "paid")
@@ -179,9 +187,9 @@ async def test_lost_notification_is_found_when_the_window_closes(stack):
     order, headers, vid = await new_order(stack, "momo", orderType="flash")
     await click(await open_pay_page(order["attempts"][0]["paymentUrl"]), "pay", drop=True)
     await asyncio.sleep(1)
-    assert (await stack.http.get(f"/orders/{order['orderId']}", headers=headers)).json()["data"]["status"] == (
-        "pending_payment"
-    )
+    assert (await stack.http.get(f"/orders/{order['orderId']}", headers=headers)).json()["data"][
+        "status"
+    ] == ("pending_payment")
     detail = await wait_for_status(stack, order["orderId"], headers, "paid", timeout=20)
     assert detail["endReason"] == "paid_via_momo"
     assert await stack.stock(vid) == 2
@@ -208,7 +216,9 @@ async def test_late_payment_after_expiry_is_refunded_exactly_once(stack):
     assert detail["status"] == "expired" and detail["latePayment"] is True
     assert detail["attempts"][0]["status"] == "refunded" and detail["paymentStatus"] == "refunded"
     assert await stack.stock(vid) == 3
-    listed = (await stack.http.get("/orders", params={"latePayment": "true"}, headers=stack.auth("ops", "admin"))).json()
+    listed = (
+        await stack.http.get("/orders", params={"latePayment": "true"}, headers=stack.auth("ops", "admin"))
+    ).json()
     assert order["orderId"] in {o["orderId"] for o in listed["data"]["items"]}
     runs = [w async for w in stack.client.list_workflows(f'WorkflowId = "{late_workflow_id("momo", gid)}"')]
     assert len(runs) == 1  # three notifications, one settlement
@@ -254,7 +264,9 @@ async def test_ipn_that_cannot_reach_temporal_is_answered_send_again(stack):
     """An IPN reaches an API that cannot tell Temporal: it keeps the verdict and answers "send it
     again" (MoMo 503, VNPay 99). For a late payment only that retry settles the money."""
     port = free_port()
-    cut_off = stack.settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}", "api_port": port})
+    cut_off = stack.settings.model_copy(
+        update={"temporal_address": f"127.0.0.1:{free_port()}", "api_port": port}
+    )
     server, task = await serve(create_dev_app(cut_off), port)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=30) as cut_off_api:
@@ -270,14 +282,18 @@ async def test_ipn_that_cannot_reach_temporal_is_answered_send_again(stack):
             retried = await stack.http.post("/webhooks/momo", json=ipn)  # the gateway's retry
             assert retried.status_code == 204, retried.text
             gid = order["attempts"][0]["gatewayOrderId"]
-            handle = stack.client.get_workflow_handle_for(LatePaymentWorkflow.run, late_workflow_id("momo", gid))
+            handle = stack.client.get_workflow_handle_for(
+                LatePaymentWorkflow.run, late_workflow_id("momo", gid)
+            )
             assert (await handle.result()).state == "refunded"
             assert await undelivered(stack, order["orderId"]) == 0  # the late path marks its row too
             assert await stack.stock(vid) == 3
 
             # VNPay, paid inside the window.
             order, headers, vid = await new_order(stack, "vnpay")
-            ipn = (await click(await open_pay_page(order["attempts"][0]["paymentUrl"]), "pay", drop=True))["notification"]
+            ipn = (await click(await open_pay_page(order["attempts"][0]["paymentUrl"]), "pay", drop=True))[
+                "notification"
+            ]
             assert (await cut_off_api.get("/webhooks/vnpay", params=ipn)).json()["RspCode"] == "99"
             # Stored by the first try, so the retry reads "already confirmed", which VNPay takes as final.
             assert (await stack.http.get("/webhooks/vnpay", params=ipn)).json()["RspCode"] == "02"
@@ -291,7 +307,9 @@ async def undelivered(stack: Any, order_id: str) -> int:
     async with stack.engine.connect() as conn:
         return (
             await conn.execute(
-                text("SELECT count(*) FROM payment_notification WHERE order_id = :id AND delivered_at IS NULL"),
+                text(
+                    "SELECT count(*) FROM payment_notification WHERE order_id = :id AND delivered_at IS NULL"
+                ),
                 {"id": order_id},
             )
         ).scalar_one()
@@ -311,9 +329,10 @@ async def test_gateway_down_at_create_fails_the_order_with_502_and_gives_the_sto
     )
     server, task = await serve(create_dev_app(down), port)
     try:
-        async with running_worker(down, client=stack.client), httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}/api/v1", timeout=60
-        ) as api:
+        async with (
+            running_worker(down, client=stack.client),
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=60) as api,
+        ):
             product = await stack.product(stock=3, price=64_000)
             vid = product["variants"][0]["id"]
             headers = {**stack.auth(f"down-{uuid.uuid4().hex[:6]}"), "Idempotency-Key": uuid.uuid4().hex}

@@ -134,7 +134,9 @@ def test_the_sandbox_lives_in_the_dev_tooling_and_only_the_dev_app_serves_it() -
     from infra.settings import Settings
 
     assert (ROOT / "devstack" / "sandbox" / "__init__.py").is_file()
-    assert not [p for part in PRODUCT[:-1] for p in (ROOT / part).rglob("sandbox*")], "a sandbox in the product"
+    assert not [p for part in PRODUCT[:-1] for p in (ROOT / part).rglob("sandbox*")], (
+        "a sandbox in the product"
+    )
     settings = Settings(_env_file=None, sandbox_enabled=True, public_base_url="http://127.0.0.1:8123")
 
     async def ledger(app: typing.Any) -> int:  # the sandbox's own record: in memory, no lifespan needed

@@ -110,7 +110,10 @@ async def test_a_success_of_another_amount_goes_to_review_and_the_right_one_stil
 
 @pytest.mark.parametrize(
     ("amount", "reason"),
-    [(None, "success without an amount"), (PRICE + 5_000, f"overpaid: received {PRICE + 5_000} of {PRICE} VND")],
+    [
+        (None, "success without an amount"),
+        (PRICE + 5_000, f"overpaid: received {PRICE + 5_000} of {PRICE} VND"),
+    ],
 )
 async def test_a_success_without_an_amount_or_for_more_never_pays(ts, stack, amount, reason):
     handle, _, attempt = await start(ts, stack)
@@ -182,9 +185,14 @@ async def test_a_success_for_an_attempt_the_order_does_not_know_goes_to_review(t
         ),
     )
     await ts.sleep(timedelta(minutes=16))
-    assert (await handle.result()).status == "expired"  # money for no attempt of this order's total never pays
+    assert (
+        await handle.result()
+    ).status == "expired"  # money for no attempt of this order's total never pays
     row = await attempt_row(stack, stray)
-    assert (row.status, row.review_reason) == ("needs_review", "payment for an attempt the order does not know")
+    assert (row.status, row.review_reason) == (
+        "needs_review",
+        "payment for an attempt the order does not know",
+    )
 
 
 async def transfer(stack: Any, gateway_order_id: str, amount: int, **knobs: Any) -> dict[str, Any]:
@@ -201,7 +209,9 @@ async def transfer(stack: Any, gateway_order_id: str, amount: int, **knobs: Any)
 
 async def test_an_underpaid_payos_link_found_at_the_deadline_goes_to_review(ts, stack):
     handle, _, attempt = await start(ts, stack, gateway="payos")
-    await transfer(stack, attempt.gateway_order_id, PRICE // 2, drop=True)  # its webhook is lost: only the query tells
+    await transfer(
+        stack, attempt.gateway_order_id, PRICE // 2, drop=True
+    )  # its webhook is lost: only the query tells
     await ts.sleep(timedelta(minutes=15, seconds=1))
     assert (await handle.result()).status == "expired"
     row = await attempt_row(stack, attempt.gateway_order_id)
@@ -227,7 +237,9 @@ async def test_payos_transfers_in_two_parts_review_then_pay(stack):
     detail = await wait_for_attempt(stack, order["orderId"], headers, "needs_review")
     assert detail["status"] == "pending_payment" and detail["paymentStatus"] == "needs_review"
     assert detail["attempts"][0]["receivedAmount"] == 10_000
-    listed = (await stack.http.get("/orders", params={"paymentStatus": "needs_review"}, headers=headers)).json()
+    listed = (
+        await stack.http.get("/orders", params={"paymentStatus": "needs_review"}, headers=headers)
+    ).json()
     assert [o["orderId"] for o in listed["data"]["items"]] == [order["orderId"]]
     # The rest arrives: PayOS's link reads PAID for the full amount, and that pays the order.
     await transfer(stack, gid, PRICE - 10_000)
@@ -274,7 +286,9 @@ async def test_money_after_the_window_of_another_amount_and_for_no_attempt_is_ke
     async with stack.engine.connect() as conn:
         kept = (
             await conn.execute(
-                text("SELECT count(*) FROM payment_notification WHERE order_id IS NULL AND gateway_order_id = :gid"),
+                text(
+                    "SELECT count(*) FROM payment_notification WHERE order_id IS NULL AND gateway_order_id = :gid"
+                ),
                 {"gid": nobodys["orderId"]},
             )
         ).scalar_one()

@@ -155,7 +155,9 @@ async def test_no_reminder_once_the_order_has_ended(notifying):
     s, inbox, _ = notifying
     product = await s.product(stock=3)
     headers = s.auth("no-reminder")
-    order = (await s.order(headers, product["variants"][0]["id"], gateway="vnpay", orderType="flash")).json()["data"]
+    order = (await s.order(headers, product["variants"][0]["id"], gateway="vnpay", orderType="flash")).json()[
+        "data"
+    ]
     assert (await s.http.post(f"/orders/{order['orderId']}/cancel", headers=headers)).status_code == 200
     # Negative check: a bounded observation window, 6 s, past where the reminder would have been
     # due (1.8 s after the start) and past the window's own end.
@@ -256,7 +258,11 @@ async def test_windows_close_on_time_while_every_receiver_fails_and_the_backlog_
     # Uncapped, the events' backoff would have grown past this test's 10-s patience.
     for order in orders:
         await until(lambda o=order: len(order_hits(inbox, o["orderId"], "order.expired")) == 1, timeout=10)
-        kinds = [h["json"]["type"] for h in order_hits(inbox, order["orderId"]) if h["json"]["type"] != "payment.reminder"]
+        kinds = [
+            h["json"]["type"]
+            for h in order_hits(inbox, order["orderId"])
+            if h["json"]["type"] != "payment.reminder"
+        ]
         assert kinds == ["order.created", "order.expired"], kinds
 
 
@@ -264,7 +270,9 @@ async def test_late_money_settled_through_its_own_path_publishes_its_events(noti
     s, inbox, _ = notifying
     product = await s.product(stock=3)
     headers = s.auth("late-events")
-    order = (await s.order(headers, product["variants"][0]["id"], gateway="momo", orderType="flash")).json()["data"]
+    order = (await s.order(headers, product["variants"][0]["id"], gateway="momo", orderType="flash")).json()[
+        "data"
+    ]
     await wait_for_status(s, order["orderId"], headers, "expired", timeout=20)
     async with httpx.AsyncClient(follow_redirects=True) as http:  # MoMo's link outlives our window
         page = str((await http.get(order["attempts"][0]["paymentUrl"])).url)

@@ -175,7 +175,10 @@ async def archive_queue(ops: Stack, sdk_client: tuple[Client, str]) -> AsyncIter
     queue = f"ops-archive-{uuid.uuid4().hex[:6]}"
     archive = ArchiveActivities(ops.engine)
     async with Worker(
-        sdk_client[0], task_queue=queue, workflows=[ArchiveWorkflow], activities=[archive.archive_ended_orders]
+        sdk_client[0],
+        task_queue=queue,
+        workflows=[ArchiveWorkflow],
+        activities=[archive.archive_ended_orders],
     ):
         yield queue
 
@@ -248,7 +251,9 @@ async def afternoon(ops: Stack) -> Afternoon:
 
     cancelled, cancelled_headers = await new_order(ops, "vnpay")
     r = await ops.http.post(
-        f"/orders/{cancelled['orderId']}/cancel", json={"reason": "đổi ý: mua ở chỗ khác"}, headers=cancelled_headers
+        f"/orders/{cancelled['orderId']}/cancel",
+        json={"reason": "đổi ý: mua ở chỗ khác"},
+        headers=cancelled_headers,
     )
     assert r.status_code == 200, r.text
 
@@ -320,7 +325,8 @@ async def test_metrics_count_exactly_what_happened(ops: Stack, afternoon: Aftern
     assert {k: v for k, v in notifications.items() if v} == {("momo", "success"): 2, ("momo", "failed"): 1}
 
     attempts = {
-        (dict(k)["gateway"], dict(k)["status"]): v - before.series("paywindow_payment_attempts_total").get(k, 0)
+        (dict(k)["gateway"], dict(k)["status"]): v
+        - before.series("paywindow_payment_attempts_total").get(k, 0)
         for k, v in after.series("paywindow_payment_attempts_total").items()
     }
     assert {k: v for k, v in attempts.items() if v} == {
@@ -353,7 +359,9 @@ async def test_metrics_count_exactly_what_happened(ops: Stack, afternoon: Aftern
     assert delta("paywindow_expiry_lag_seconds_count") == 2
     assert delta("paywindow_expiry_lag_seconds_sum") == pytest.approx(sum(lags), abs=1e-3)
     for bound in EXPIRY_LAG_BUCKETS:
-        assert delta("paywindow_expiry_lag_seconds_bucket", le=repr(bound)) == sum(lag <= bound for lag in lags)
+        assert delta("paywindow_expiry_lag_seconds_bucket", le=repr(bound)) == sum(
+            lag <= bound for lag in lags
+        )
     # The admin's expire closes the window at once; the MoMo order's own timer closes it on time
     # (nobody was confirming its link, so nothing holds the window).
     assert lags[0] < 1 and 0 <= lags[1] < 3, lags
@@ -363,7 +371,9 @@ async def test_metrics_count_exactly_what_happened(ops: Stack, afternoon: Aftern
     assert types["paywindow_time_to_pay_seconds"] == types["paywindow_expiry_lag_seconds"] == "histogram"
 
 
-async def test_undelivered_notifications_are_a_gauge_operators_can_alert_on(ops: Stack, afternoon: Afternoon) -> None:
+async def test_undelivered_notifications_are_a_gauge_operators_can_alert_on(
+    ops: Stack, afternoon: Afternoon
+) -> None:
     """A verdict stored while Temporal was unreachable and still not handed on minutes later waits for
     the gateway's retry: /metrics counts it, and only it (fresh or delivered rows do not count)."""
     order_id = afternoon.orders["paid"]["orderId"]
@@ -377,7 +387,12 @@ async def test_undelivered_notifications_are_a_gauge_operators_can_alert_on(ops:
                     "result_code, amount, payload, received_at) VALUES (:id, :order, 'vnpay', 'x', :key, 'success', "
                     "'00', 1, '{}', now() - CAST(:age AS interval))"
                 ),
-                {"id": uuid.uuid4(), "order": order_id, "key": f"undelivered-{name}-{uuid.uuid4().hex}", "age": age},
+                {
+                    "id": uuid.uuid4(),
+                    "order": order_id,
+                    "key": f"undelivered-{name}-{uuid.uuid4().hex}",
+                    "age": age,
+                },
             )
     try:
         _, after = await scrape(ops)
@@ -553,7 +568,8 @@ async def test_archive_hides_orders_that_ended_over_30_days_ago(ops: Stack, arch
             )
         # A late payment that still waits for a refund (PayOS has none: an operator must act).
         await conn.execute(
-            text("UPDATE payment SET status = 'refund_required' WHERE order_id = :id"), {"id": ids["old_refund_pending"]}
+            text("UPDATE payment SET status = 'refund_required' WHERE order_id = :id"),
+            {"id": ids["old_refund_pending"]},
         )
 
     def listed() -> Any:
@@ -572,11 +588,22 @@ async def test_archive_hides_orders_that_ended_over_30_days_ago(ops: Stack, arch
     assert abs(result.cutoff - (datetime.now(UTC) - timedelta(days=30))) < timedelta(minutes=1)
     async with ops.engine.connect() as conn:
         archived = dict(
-            (await conn.execute(text('SELECT id::text, archived FROM "order" WHERE customer_id = :c'), {"c": customer})).all()
+            (
+                await conn.execute(
+                    text('SELECT id::text, archived FROM "order" WHERE customer_id = :c'), {"c": customer}
+                )
+            ).all()
         )
-    assert archived == {ids["old"]: True, ids["older"]: True, ids["old_refund_pending"]: False, ids["recent"]: False}
+    assert archived == {
+        ids["old"]: True,
+        ids["older"]: True,
+        ids["old_refund_pending"]: False,
+        ids["recent"]: False,
+    }
     page = (await listed()).json()["data"]
-    assert {o["orderId"] for o in page["items"]} == {ids["old_refund_pending"], ids["recent"]} and page["total"] == 2
+    assert {o["orderId"] for o in page["items"]} == {ids["old_refund_pending"], ids["recent"]} and page[
+        "total"
+    ] == 2
     admin_page = (
         await ops.http.get("/orders", params={"customerId": customer}, headers=ops.auth(ADMIN, "admin"))
     ).json()["data"]
@@ -616,7 +643,11 @@ async def test_archive_schedule_is_created_once_and_kept_current(
         assert schedule.policy.catchup_window == timedelta(days=1)
         action = schedule.action
         assert isinstance(action, ScheduleActionStartWorkflow)
-        assert (action.workflow, action.id, action.task_queue) == ("ArchiveWorkflow", "paywindow-archive", archive_queue)
+        assert (action.workflow, action.id, action.task_queue) == (
+            "ArchiveWorkflow",
+            "paywindow-archive",
+            archive_queue,
+        )
         [arg] = await client.data_converter.decode(action.args, [ArchiveInput])
         assert arg == ArchiveInput(older_than_days=30, batch_size=1000)
         for at in described.info.next_action_times[:3]:
@@ -689,9 +720,13 @@ async def test_worker_runtime_exports_temporal_sdk_metrics(sdk_scrape: str) -> N
     }.items():
         assert scraped.types.get(name) == kind, name
     failed = scraped.series("temporal_activity_execution_failed")
-    assert any(dict(k).get("activity_type") == "archive_ended_orders" and v >= 1 for k, v in failed.items()), failed
+    assert any(
+        dict(k).get("activity_type") == "archive_ended_orders" and v >= 1 for k, v in failed.items()
+    ), failed
     # Durations are integer milliseconds by default (the dashboard's unit).
-    bounds = {dict(k)["le"] for k in scraped.series("temporal_workflow_task_schedule_to_start_latency_bucket")}
+    bounds = {
+        dict(k)["le"] for k in scraped.series("temporal_workflow_task_schedule_to_start_latency_bucket")
+    }
     assert "100" in bounds and "1000" in bounds
 
 
@@ -734,7 +769,9 @@ async def test_the_worker_process_exports_sdk_metrics_and_ensures_the_schedule(o
         while not (described := await schedule.describe()).info.recent_actions:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.2)
-        run = ops.client.get_workflow_handle_for(ArchiveWorkflow.run, described.info.recent_actions[-1].action.workflow_id)
+        run = ops.client.get_workflow_handle_for(
+            ArchiveWorkflow.run, described.info.recent_actions[-1].action.workflow_id
+        )
         assert isinstance(await run.result(), ArchiveResult)
         async with httpx.AsyncClient(timeout=10) as http:
             scraped = parse_exposition((await http.get(f"http://{address}/metrics")).text)
@@ -776,7 +813,9 @@ async def test_dashboard_queries_only_metrics_that_exist(afternoon: Afternoon, s
         if "paywindow_time_to_pay_seconds" in expr or "paywindow_expiry_lag_seconds" in expr:
             assert "rate(" not in expr and "increase(" not in expr, expr
         if "paywindow_" in expr:
-            assert not re.search(r"\bsum\s*(by\s*\([^)]*\))?\s*\(\s*(rate|increase)?\(?\s*paywindow_", expr), expr
+            assert not re.search(
+                r"\bsum\s*(by\s*\([^)]*\))?\s*\(\s*(rate|increase)?\(?\s*paywindow_", expr
+            ), expr
 
 
 async def test_prometheus_scrapes_the_api_and_the_worker() -> None:

@@ -228,7 +228,9 @@ async def test_a_transfer_counted_through_the_running_total_is_not_counted_again
 
     assert (await stack.http.post("/webhooks/payos", json=lost)).status_code == 200  # it arrives late
     ref = lost["data"]["reference"]
-    handle = stack.client.get_workflow_handle_for(LatePaymentWorkflow.run, late_workflow_id("payos", gid, ref))
+    handle = stack.client.get_workflow_handle_for(
+        LatePaymentWorkflow.run, late_workflow_id("payos", gid, ref)
+    )
     for _ in range(100):
         try:
             outcome = await asyncio.wait_for(handle.result(), 5)

@@ -32,7 +32,9 @@ def statements() -> Iterator[dict[str, tuple[str, Any]]]:
     """Every distinct statement sent to Postgres by any engine while the test runs."""
     seen: dict[str, tuple[str, Any]] = {}
 
-    def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+    def record(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
         key = " ".join(statement.split())
         if key.upper().startswith(VERBS) and key not in seen:
             seen[key] = (statement, parameters[0] if executemany else parameters)
@@ -67,12 +69,18 @@ async def test_every_hot_query_uses_an_index(stack, statements):
     momo = MomoGateway(stack.settings)
 
     async def order(gateway: str = "momo", **extra: Any) -> dict[str, Any]:
-        r = await stack.order({**headers, "Idempotency-Key": uuid.uuid4().hex}, vid, 1, gateway=gateway, **extra)
+        r = await stack.order(
+            {**headers, "Idempotency-Key": uuid.uuid4().hex}, vid, 1, gateway=gateway, **extra
+        )
         assert r.status_code == 201, r.text
         return r.json()["data"]
 
     paid, failed, cancelled, expired, flash = (
-        await order(), await order(), await order("payos"), await order("vnpay"), await order(orderType="flash")
+        await order(),
+        await order(),
+        await order("payos"),
+        await order("vnpay"),
+        await order(orderType="flash"),
     )
     # Reads: detail by id and by code, session, listings (the shopper's, and an admin's filters).
     for ref in (paid["orderId"], str(paid["orderCode"])):
@@ -81,7 +89,9 @@ async def test_every_hot_query_uses_an_index(stack, statements):
     assert (await stack.http.get("/orders", headers=headers)).status_code == 200
     for params in ({"status": "pending_payment"}, {"customerId": "plans"}, {"paymentStatus": "needs_review"}):
         assert (await stack.http.get("/orders", params=params, headers=admin)).status_code == 200
-    assert (await stack.http.post(f"/orders/{paid['orderId']}/events/token", headers=headers)).status_code == 200
+    assert (
+        await stack.http.post(f"/orders/{paid['orderId']}/events/token", headers=headers)
+    ).status_code == 200
     # Verdicts: a payment, its replay, a failure, a retry, a cancel, an admin's expiry.
     attempt = paid["attempts"][0]
     ipn = momo_ipn(momo, attempt["gatewayOrderId"], attempt["requestId"], paid["grandTotal"], 0)
@@ -92,10 +102,16 @@ async def test_every_hot_query_uses_an_index(stack, statements):
     fail = momo_ipn(momo, attempt["gatewayOrderId"], attempt["requestId"], failed["grandTotal"], 1001)
     assert (await stack.http.post("/webhooks/momo", json=fail)).status_code == 204
     await asyncio.sleep(0.5)
-    r = await stack.http.post(f"/orders/{failed['orderId']}/retry-payment", json={"gateway": "vnpay"}, headers=headers)
+    r = await stack.http.post(
+        f"/orders/{failed['orderId']}/retry-payment", json={"gateway": "vnpay"}, headers=headers
+    )
     assert r.status_code == 200, r.text
-    assert (await stack.http.post(f"/orders/{cancelled['orderId']}/cancel", json={}, headers=headers)).status_code == 200
-    assert (await stack.http.post(f"/admin/orders/{expired['orderId']}/expire", headers=admin)).status_code == 200
+    assert (
+        await stack.http.post(f"/orders/{cancelled['orderId']}/cancel", json={}, headers=headers)
+    ).status_code == 200
+    assert (
+        await stack.http.post(f"/admin/orders/{expired['orderId']}/expire", headers=admin)
+    ).status_code == 200
     # A window that closes by its timer (after its reminder), then money that comes after it.
     await wait_for_status(stack, flash["orderId"], headers, "expired", timeout=20)
     attempt = flash["attempts"][0]
@@ -107,7 +123,9 @@ async def test_every_hot_query_uses_an_index(stack, statements):
             break
         await asyncio.sleep(0.1)
     # The order-event relay's round (its receiver is down: the retry path too).
-    relay = EventRelay(stack.engine, stack.settings.model_copy(update={"order_events_urls": "http://127.0.0.1:9/"}))
+    relay = EventRelay(
+        stack.engine, stack.settings.model_copy(update={"order_events_urls": "http://127.0.0.1:9/"})
+    )
     await relay.deliver_due()
 
     kinds = {key.split(" ", 1)[0].upper() for key in statements}

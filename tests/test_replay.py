@@ -100,7 +100,11 @@ def test_every_workflow_has_a_recorded_history() -> None:
 
 def test_release_1_0_covers_the_money_paths_of_late_payments_and_refunds() -> None:
     for kind, scenarios in RELEASE_1_0_MONEY.items():
-        kept = {rel.split("/")[-1].removesuffix(".json") for rel in recorded() if rel.startswith(f"release-1.0/{kind}/")}
+        kept = {
+            rel.split("/")[-1].removesuffix(".json")
+            for rel in recorded()
+            if rel.startswith(f"release-1.0/{kind}/")
+        }
         assert scenarios <= kept, (kind, sorted(scenarios - kept))
 
 

@@ -66,7 +66,11 @@ async def test_admin_routes_check_the_role(stack):
     product = await stack.product()
     oid = (await stack.order(customer, product["variants"][0]["id"])).json()["data"]["orderId"]
     for method, path, body in (
-        ("POST", "/admin/products", {"name": "x", "variants": [{"sku": "S-1", "name": "x", "price": 1, "stockQuantity": 1}]}),
+        (
+            "POST",
+            "/admin/products",
+            {"name": "x", "variants": [{"sku": "S-1", "name": "x", "price": 1, "stockQuantity": 1}]},
+        ),
         ("POST", f"/admin/orders/{oid}/extend", {"minutes": 60}),
         ("POST", f"/admin/orders/{oid}/expire", None),
     ):
@@ -92,7 +96,9 @@ async def test_request_bodies_have_a_size_limit(stack):
 
 async def test_public_endpoints_are_rate_limited_but_webhooks_are_not(pg_url, stack):
     port = free_port()
-    settings = make_settings(pg_url, port, rate_limit_per_minute=5, temporal_address=stack.settings.temporal_address)
+    settings = make_settings(
+        pg_url, port, rate_limit_per_minute=5, temporal_address=stack.settings.temporal_address
+    )
     server, task = await serve(create_app(settings), port)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1") as http:
@@ -162,7 +168,9 @@ async def test_secrets_never_reach_the_logs(stack, caplog):
     forged = momo_ipn(momo, attempt["gatewayOrderId"], attempt["requestId"], 50_000, 0, secret="f" * 32)
     await stack.http.post("/webhooks/momo", json=forged)
     await stack.http.get("/orders", headers=bearer(token + "x"))
-    await stack.http.post(f"/orders/{order['orderId']}/retry-payment", json={"gateway": "payos"}, headers=bearer(token))
+    await stack.http.post(
+        f"/orders/{order['orderId']}/retry-payment", json={"gateway": "payos"}, headers=bearer(token)
+    )
     s = stack.settings
     secrets = [
         s.auth_jwt_secret,
@@ -190,7 +198,9 @@ async def test_the_database_refuses_to_rewrite_order_items(stack):
             async with stack.engine.begin() as conn:
                 await conn.execute(text(statement), {"id": oid})
     async with stack.engine.connect() as conn:
-        price = (await conn.execute(text("SELECT unit_price FROM order_item WHERE order_id = :id"), {"id": oid})).scalar_one()
+        price = (
+            await conn.execute(text("SELECT unit_price FROM order_item WHERE order_id = :id"), {"id": oid})
+        ).scalar_one()
     assert price == 50_000
 
 
@@ -198,7 +208,11 @@ async def test_ids_leak_nothing_to_strangers(stack):
     product = await stack.product()
     order = (await stack.order(stack.auth("owner"), product["variants"][0]["id"])).json()["data"]
     stranger = stack.auth(f"stranger-{uuid.uuid4().hex[:4]}")
-    for path in (f"/orders/{order['orderId']}", f"/orders/{order['orderCode']}", f"/orders/{order['orderId']}/session"):
+    for path in (
+        f"/orders/{order['orderId']}",
+        f"/orders/{order['orderCode']}",
+        f"/orders/{order['orderId']}/session",
+    ):
         r = await stack.http.get(path, headers=stranger)
         missing = await stack.http.get(f"/orders/{uuid.uuid4()}", headers=stranger)
         assert r.status_code == missing.status_code == 404
@@ -229,7 +243,10 @@ async def test_a_replayed_ipn_or_return_is_answered_without_signalling_again(sta
     assert await signals(stack, order["orderId"]) == 1
     async with stack.engine.connect() as conn:
         rows = (
-            await conn.execute(text("SELECT count(*) FROM payment_notification WHERE order_id = :id"), {"id": order["orderId"]})
+            await conn.execute(
+                text("SELECT count(*) FROM payment_notification WHERE order_id = :id"),
+                {"id": order["orderId"]},
+            )
         ).scalar_one()
     assert rows == 1
 
@@ -247,10 +264,15 @@ async def test_an_unsigned_payos_return_never_speaks_for_the_gateway(stack):
             assert r.status_code == 303 and "outcome=pending" in r.headers["location"]  # PayOS says PENDING
     async with stack.engine.connect() as conn:
         outcomes = (
-            await conn.execute(
-                text("SELECT outcome FROM payment_notification WHERE order_id = :id"), {"id": order["orderId"]}
+            (
+                await conn.execute(
+                    text("SELECT outcome FROM payment_notification WHERE order_id = :id"),
+                    {"id": order["orderId"]},
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     assert outcomes == ["pending"]  # PayOS's own answer, once; never the forged "PAID"
     detail = (await stack.http.get(f"/orders/{order['orderId']}", headers=headers)).json()["data"]
     assert detail["status"] == "pending_payment"
@@ -303,7 +325,10 @@ async def test_browser_returns_are_rate_limited_per_client(pg_url, stack):
     server, task = await serve(create_app(settings), port)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1") as http:
-            codes = [(await http.get("/payments/momo/return", params={"orderId": "x"})).status_code for _ in range(5)]
+            codes = [
+                (await http.get("/payments/momo/return", params={"orderId": "x"})).status_code
+                for _ in range(5)
+            ]
             assert codes == [400, 400, 400, 429, 429], codes
             assert (await http.get("/products")).status_code == 200  # the API's own limit is apart
     finally:
@@ -325,7 +350,9 @@ async def test_docs_are_off_in_production_unless_enabled(pg_url, stack):
     }
     for overrides, served in (({}, False), ({"docs_enabled": True}, True)):
         port = free_port()
-        settings = make_settings(pg_url, port, temporal_address=stack.settings.temporal_address, **production, **overrides)
+        settings = make_settings(
+            pg_url, port, temporal_address=stack.settings.temporal_address, **production, **overrides
+        )
         server, task = await serve(create_app(settings), port)
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
@@ -368,7 +395,9 @@ async def test_nul_characters_are_refused_with_a_clear_error(stack):
     )
     assert r.status_code == 422 and r.json()["error"] == "VALIDATION_ERROR", r.text
     admin = stack.auth("ops", "admin")
-    r = await stack.http.post(f"/admin/payments/{uuid.uuid4()}/mark-refunded", json={"reference": "\u0000"}, headers=admin)
+    r = await stack.http.post(
+        f"/admin/payments/{uuid.uuid4()}/mark-refunded", json={"reference": "\u0000"}, headers=admin
+    )
     assert r.status_code == 422 and r.json()["error"] == "VALIDATION_ERROR", r.text
     for url in ("/orders?customerId=%00", "/orders/%00", "/admin/payments?gateway=momo%00"):
         r = await stack.http.get(url, headers=admin)

@@ -53,7 +53,9 @@ def test_the_sandbox_is_off_unless_asked_for_and_never_beside_a_real_gateway():
     on = Settings(sandbox_enabled=True, public_base_url="http://127.0.0.1:8123")
     assert on.momo_endpoint == "http://127.0.0.1:8123/sandbox/momo"
     # A compose service name or a private address is this deployment's own sandbox: allowed.
-    Settings(sandbox_enabled=True, momo_endpoint="http://api:8000/sandbox/momo", payos_base_url="http://10.0.0.5/x")
+    Settings(
+        sandbox_enabled=True, momo_endpoint="http://api:8000/sandbox/momo", payos_base_url="http://10.0.0.5/x"
+    )
     with pytest.raises(ValidationError, match="MOMO_ENDPOINT point at a real host"):
         Settings(sandbox_enabled=True, momo_endpoint="https://payment.momo.vn")
     with pytest.raises(ValidationError, match="refused in production"):
@@ -64,7 +66,10 @@ def test_production_needs_vnpays_contract_urls_and_takes_the_documented_hosts():
     with pytest.raises(ValidationError, match="VNPAY_PAYMENT_URL, VNPAY_API_URL must be set in production"):
         Settings(environment="production", auth_jwt_secret="s" * 40, **REAL_KEYS)
     prod = Settings(environment="production", auth_jwt_secret="s" * 40, **REAL_KEYS, **VNPAY_CONTRACT)
-    assert prod.momo_endpoint == "https://payment.momo.vn" and prod.payos_base_url == "https://api-merchant.payos.vn"
+    assert (
+        prod.momo_endpoint == "https://payment.momo.vn"
+        and prod.payos_base_url == "https://api-merchant.payos.vn"
+    )
 
 
 def test_api_docs_are_off_in_production_unless_enabled():

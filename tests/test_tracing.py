@@ -62,7 +62,9 @@ async def traced(pg_url: str, stack: Any) -> AsyncIterator[tuple[Stack, InMemory
         await close_gateway_clients()
 
 
-async def spans_until(exporter: InMemorySpanExporter, done: Callable[[list[ReadableSpan]], bool]) -> list[ReadableSpan]:
+async def spans_until(
+    exporter: InMemorySpanExporter, done: Callable[[list[ReadableSpan]], bool]
+) -> list[ReadableSpan]:
     """A server span ends after its response has left: wait for the ones a test needs."""
     deadline = time.monotonic() + 10
     while True:
@@ -124,7 +126,9 @@ async def test_one_create_is_one_trace(traced):
     link = steps["create_payment_link"][1]
     gateway = [x for x in spans if x.kind is SpanKind.CLIENT and parent_of(x) == link.context.span_id]
     assert len(gateway) == 1, sorted(x.name for x in spans)
-    assert str((gateway[0].attributes or {}).get("http.url", "")).endswith("/sandbox/momo/v2/gateway/api/create")
+    assert str((gateway[0].attributes or {}).get("http.url", "")).endswith(
+        "/sandbox/momo/v2/gateway/api/create"
+    )
 
     everything = [request, start, run, created, *(x for pair in steps.values() for x in pair), gateway[0]]
     assert {x.context.trace_id for x in everything} == {request.context.trace_id}
@@ -167,8 +171,10 @@ async def test_a_webhook_signal_is_handled_in_the_webhooks_trace(traced, stack):
     await wait_for_status(s, order["orderId"], headers, "paid")
     spans = await spans_until(
         exporter,
-        lambda got: any(x.name == "POST /api/v1/webhooks/momo" for x in got)
-        and any(x.name == "HandleSignal:payment_result" for x in got),
+        lambda got: (
+            any(x.name == "POST /api/v1/webhooks/momo" for x in got)
+            and any(x.name == "HandleSignal:payment_result" for x in got)
+        ),
     )
 
     webhook = server_span(spans, "POST", "/api/v1/webhooks/momo")
@@ -186,7 +192,9 @@ async def test_a_retry_makes_its_link_in_its_own_trace(traced):
     s, exporter = traced
     headers, order, wid = await placed(s, "traced-retrier", 70_000)
     exporter.clear()
-    r = await s.http.post(f"/orders/{order['orderId']}/retry-payment", json={"gateway": "payos"}, headers=headers)
+    r = await s.http.post(
+        f"/orders/{order['orderId']}/retry-payment", json={"gateway": "payos"}, headers=headers
+    )
     assert r.status_code == 200, r.text
     spans = await spans_until(exporter, lambda got: any(x.name.endswith("/retry-payment") for x in got))
 
@@ -215,7 +223,9 @@ async def test_a_stream_token_stays_out_of_the_spans(traced):
 async def test_a_client_secret_stays_out_of_the_spans(traced):
     s, exporter = traced
     exporter.clear()
-    r = await s.http.get("/orders/nope/events", params={"clientSecret": "pwcs_secret-client-secret", "x": "1"})
+    r = await s.http.get(
+        "/orders/nope/events", params={"clientSecret": "pwcs_secret-client-secret", "x": "1"}
+    )
     assert r.status_code == 401
     spans = await spans_until(exporter, lambda got: any(x.kind is SpanKind.SERVER for x in got))
     request = server_span(spans, "GET", "/api/v1/orders/{ref}/events")
@@ -242,5 +252,7 @@ def test_tracing_is_off_unless_the_environment_asks() -> None:
     assert tracing.exporters_from_env({}) == []
     assert tracing.exporters_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}) == ["otlp"]
     assert tracing.exporters_from_env({"OTEL_TRACES_EXPORTER": "console"}) == ["console"]
-    assert tracing.exporters_from_env({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "x"}) == []
+    assert (
+        tracing.exporters_from_env({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "x"}) == []
+    )
     assert tracing.exporters_from_env({"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "console"}) == []

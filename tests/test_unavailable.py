@@ -66,7 +66,11 @@ async def test_unexpected_errors_from_a_dependency_that_is_down_answer_503() -> 
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
         db, temporal, bug = [await http.get(p) for p in raised]
-    assert (db.status_code, db.json()["error"], db.headers["retry-after"]) == (503, "DATABASE_UNAVAILABLE", "1")
+    assert (db.status_code, db.json()["error"], db.headers["retry-after"]) == (
+        503,
+        "DATABASE_UNAVAILABLE",
+        "1",
+    )
     assert (temporal.status_code, temporal.json()["error"]) == (503, "TEMPORAL_UNAVAILABLE")
     assert (bug.status_code, bug.json()["error"]) == (500, "INTERNAL_ERROR")
 
@@ -95,4 +99,6 @@ async def test_while_unavailable_waits_out_a_restart_but_not_a_bug() -> None:
     started = asyncio.get_running_loop().time()
     with pytest.raises(ConnectionRefusedError):
         await while_unavailable(down, budget_s=0.5)
-    assert asyncio.get_running_loop().time() - started < 2  # bounded: the activity's own timeout stays the cap
+    assert (
+        asyncio.get_running_loop().time() - started < 2
+    )  # bounded: the activity's own timeout stays the cap

@@ -98,8 +98,12 @@ async def test_fifteen_minute_window_expires_with_one_reminder_and_stock_back(ts
     outcome = await handle.result()
     assert outcome.status == "expired" and outcome.reason == "payment_window_closed"
     assert await stack.stock(vid) == 5
-    order = await db_row(stack, 'SELECT o.status, s.status AS s FROM "order" o JOIN order_session s '
-                         "ON s.order_id = o.id WHERE o.id = :id", oid)
+    order = await db_row(
+        stack,
+        'SELECT o.status, s.status AS s FROM "order" o JOIN order_session s '
+        "ON s.order_id = o.id WHERE o.id = :id",
+        oid,
+    )
     assert (order.status, order.s) == ("expired", "expired")
     assert await reminders(stack, oid) == 1
     await keep(handle, "order", "expired_after_reminder")
@@ -152,7 +156,11 @@ async def test_last_allowed_attempt_failing_fails_the_order(ts, stack):
     outcome = await handle.result()
     assert outcome.status == "failed" and outcome.reason == "max_attempts_failed"
     assert await stack.stock(vid) == 3
-    rows = await db_row(stack, "SELECT string_agg(status, ',' ORDER BY attempt_no) AS s FROM payment WHERE order_id = :id", oid)
+    rows = await db_row(
+        stack,
+        "SELECT string_agg(status, ',' ORDER BY attempt_no) AS s FROM payment WHERE order_id = :id",
+        oid,
+    )
     assert rows.s == "failed,failed"
     await keep(handle, "order", "last_attempt_failed")
 
@@ -186,7 +194,9 @@ async def test_extend_moves_the_deadline_durably(ts, stack):
     assert (view.expires_at - view.started_at) == timedelta(minutes=25)
     await ts.sleep(timedelta(minutes=20))
     assert (await handle.query(OrderWorkflow.session)).order_status == "pending_payment"
-    session = await db_row(stack, "SELECT expires_at, started_at FROM order_session WHERE order_id = :id", oid)
+    session = await db_row(
+        stack, "SELECT expires_at, started_at FROM order_session WHERE order_id = :id", oid
+    )
     assert session.expires_at - session.started_at == timedelta(minutes=25)
     await ts.sleep(timedelta(minutes=6))
     assert (await handle.result()).status == "expired"
@@ -308,7 +318,9 @@ async def test_success_signalled_while_the_order_ends_is_refunded(ts, stack):
     queue = f"late-verdicts-{uuid.uuid4().hex[:8]}"
     engine = make_engine(stack.settings)
     acts = [a for a in all_activities(engine, stack.settings, ts.client) if a.__name__ != "cancel_open_links"]
-    async with Worker(ts.client, task_queue=queue, workflows=[OrderWorkflow], activities=[*acts, slow_cancel]):
+    async with Worker(
+        ts.client, task_queue=queue, workflows=[OrderWorkflow], activities=[*acts, slow_cancel]
+    ):
         product = await stack.product(stock=2, price=30_000)
         vid = product["variants"][0]["id"]
         inp = OrderInput(
@@ -324,7 +336,9 @@ async def test_success_signalled_while_the_order_ends_is_refunded(ts, stack):
             grace_minutes=5,
             request_hash="test",
         )
-        handle = await ts.client.start_workflow(OrderWorkflow.run, inp, id=f"order-{inp.order_id}", task_queue=queue)
+        handle = await ts.client.start_workflow(
+            OrderWorkflow.run, inp, id=f"order-{inp.order_id}", task_queue=queue
+        )
         attempt = (await handle.execute_update(OrderWorkflow.created)).session.attempts[0]
         await ts.sleep(timedelta(minutes=15, seconds=1))
         await asyncio.wait_for(entered.wait(), 30)  # expired in Postgres, links being cancelled
@@ -344,7 +358,9 @@ async def test_success_signalled_while_the_order_ends_is_refunded(ts, stack):
         await keep(handle, "order", "late_verdict_while_ending")
     await engine.dispose()
     assert await late_settlement(ts.client, attempt, tx) == "refund_required"  # PayOS: one per transfer
-    row = await db_row(stack, "SELECT status, received_amount FROM payment WHERE order_id = :id", inp.order_id)
+    row = await db_row(
+        stack, "SELECT status, received_amount FROM payment WHERE order_id = :id", inp.order_id
+    )
     assert row.status == "refund_required"
     assert row.received_amount == 30_000  # what goes back is what was received
     assert await stack.stock(vid) == 2

@@ -14,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.messages import ArchiveInput, ArchiveResult
     from workflows import steps
 
+
 @workflow.defn
 class ArchiveWorkflow:
     @workflow.run
@@ -24,7 +25,9 @@ class ArchiveWorkflow:
             start_to_close_timeout=timedelta(hours=2),
             heartbeat_timeout=timedelta(minutes=2),  # one heartbeat per batch
             retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5), maximum_attempts=10
+                initial_interval=timedelta(seconds=1),
+                maximum_interval=timedelta(minutes=5),
+                maximum_attempts=10,
             ),
         )
         workflow.logger.info(

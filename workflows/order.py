@@ -151,7 +151,9 @@ class OrderWorkflow:
         )
         if created.order is None:
             # Nothing was written: OUT_OF_STOCK / VARIANT_NOT_FOUND leave no trace but this answer.
-            self.creation = Creation(error=created.error, message=created.message, request_hash=inp.request_hash)
+            self.creation = Creation(
+                error=created.error, message=created.message, request_hash=inp.request_hash
+            )
             await workflow.wait_condition(workflow.all_handlers_finished)
             return OrderOutcome(order_id=inp.order_id, status="rejected", reason=created.error or "")
         self.order = created.order
@@ -160,7 +162,10 @@ class OrderWorkflow:
         async with self.lock:
             try:
                 await self._open_attempt(inp.gateway)
-            except (ActivityError, ApplicationError) as err:  # a local activity out of retries raises the latter
+            except (
+                ActivityError,
+                ApplicationError,
+            ) as err:  # a local activity out of retries raises the latter
                 workflow.logger.warning("first payment link failed: %s", err)
                 await self._finish(OrderStatus.FAILED, "payment_link_unavailable")
         self.creation = Creation(order=self.order, session=self.session(), request_hash=inp.request_hash)
@@ -190,7 +195,9 @@ class OrderWorkflow:
 
     async def _sleep_until_next_event(self) -> None:
         now = workflow.now()
-        next_at = self.recheck_at or (self.deadline if self.reminded else min(self._reminder_at(), self.deadline))
+        next_at = self.recheck_at or (
+            self.deadline if self.reminded else min(self._reminder_at(), self.deadline)
+        )
         self.wake = False
         if next_at > now:
             try:
@@ -210,7 +217,12 @@ class OrderWorkflow:
     def payment_result(self, result: PaymentResult) -> None:
         # The amount is part of a verdict: a signed claim of another amount for the same transaction
         # is another verdict (flagged for review), not a duplicate that would hide the right one.
-        key = (result.gateway_order_id, result.outcome, result.transaction_id or result.result_code, result.amount)
+        key = (
+            result.gateway_order_id,
+            result.outcome,
+            result.transaction_id or result.result_code,
+            result.amount,
+        )
         if key in self.seen:  # duplicates are normal: apply each verdict once
             return
         self.seen.add(key)
@@ -399,7 +411,9 @@ class OrderWorkflow:
             received = money.take(result.gateway, result.result_code, result.amount, result.transaction_id)
         await self._decide(result, attempt, money, received)
 
-    async def _decide(self, result: PaymentResult, attempt: Attempt | None, money: Received, received: int | None) -> None:
+    async def _decide(
+        self, result: PaymentResult, attempt: Attempt | None, money: Received, received: int | None
+    ) -> None:
         paid_by_it = attempt is not None and attempt.status == AttemptStatus.SUCCESS
         new_money = money.new_money(result.gateway, paid_by_it)
         verdict = decide(
@@ -433,8 +447,14 @@ class OrderWorkflow:
             assert attempt is not None and verdict.attempt_status is not None
             await self._record_attempt(self._update(result, attempt, verdict.attempt_status))
         else:  # PAY, CANCEL, FAIL: the verdict ends the order
-            assert attempt is not None and verdict.attempt_status is not None and verdict.order_status is not None
-            update = self._update(result, attempt, verdict.attempt_status, received if act is Act.PAY else None)
+            assert (
+                attempt is not None
+                and verdict.attempt_status is not None
+                and verdict.order_status is not None
+            )
+            update = self._update(
+                result, attempt, verdict.attempt_status, received if act is Act.PAY else None
+            )
             reason = {
                 Act.PAY: f"paid_via_{attempt.gateway}",
                 Act.CANCEL: f"cancelled_at_gateway_{result.result_code}",
@@ -456,7 +476,9 @@ class OrderWorkflow:
                 await self._settle_late(result, new_money)
                 money.hand_on()
 
-    def _update(self, result: PaymentResult, attempt: Attempt, status: AttemptStatus, received: int | None = None) -> AttemptUpdate:
+    def _update(
+        self, result: PaymentResult, attempt: Attempt, status: AttemptStatus, received: int | None = None
+    ) -> AttemptUpdate:
         return AttemptUpdate(
             order_id=self.inp.order_id,
             attempt_no=attempt.attempt_no,
@@ -492,7 +514,12 @@ class OrderWorkflow:
         return found
 
     async def _flag(
-        self, result: PaymentResult, reason: str, attempt: Attempt | None, amount: int | None, surplus: bool = False
+        self,
+        result: PaymentResult,
+        reason: str,
+        attempt: Attempt | None,
+        amount: int | None,
+        surplus: bool = False,
     ) -> None:
         """Money that cannot pay: its attempt becomes `needs_review` with what it received, or
         (`surplus`) the money gets a review row of its own beside the attempt."""
@@ -575,7 +602,11 @@ class OrderWorkflow:
         )
 
     async def _finish(
-        self, to: OrderStatus, reason: str, update: AttemptUpdate | None = None, audit: AuditEntry | None = None
+        self,
+        to: OrderStatus,
+        reason: str,
+        update: AttemptUpdate | None = None,
+        audit: AuditEntry | None = None,
     ) -> TransitionResult:
         """The one terminal transition; an operator's action that causes it (`audit`) is recorded with it."""
         move = TransitionInput(

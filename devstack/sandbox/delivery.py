@@ -39,7 +39,9 @@ class DeliveryKnobs:
 
 
 def _flag(value: Any) -> bool:
-    return value is True or (isinstance(value, (str, int)) and str(value).lower() in ("1", "true", "on", "yes"))
+    return value is True or (
+        isinstance(value, (str, int)) and str(value).lower() in ("1", "true", "on", "yes")
+    )
 
 
 def schedule(

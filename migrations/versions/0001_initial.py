@@ -180,4 +180,3 @@ def downgrade() -> None:
         DROP FUNCTION order_item_is_immutable();
         """
     )
-

@@ -29,7 +29,9 @@ OLD_ATTEMPT_STATUSES = (
 
 def upgrade() -> None:
     op.execute("ALTER TABLE payment DROP CONSTRAINT payment_status_check")
-    op.execute(f"ALTER TABLE payment ADD CONSTRAINT payment_status_check CHECK (status IN ({ATTEMPT_STATUSES}))")
+    op.execute(
+        f"ALTER TABLE payment ADD CONSTRAINT payment_status_check CHECK (status IN ({ATTEMPT_STATUSES}))"
+    )
     op.execute("ALTER TABLE payment ADD COLUMN review_reason text")
     op.execute("ALTER TABLE payment ADD COLUMN received_amount bigint")
     op.execute("ALTER TABLE payment ADD COLUMN cancel_failures integer NOT NULL DEFAULT 0")
@@ -76,4 +78,6 @@ def downgrade() -> None:
     op.execute("ALTER TABLE payment DROP COLUMN received_amount")
     op.execute("ALTER TABLE payment DROP COLUMN review_reason")
     op.execute("ALTER TABLE payment DROP CONSTRAINT payment_status_check")
-    op.execute(f"ALTER TABLE payment ADD CONSTRAINT payment_status_check CHECK (status IN ({OLD_ATTEMPT_STATUSES}))")
+    op.execute(
+        f"ALTER TABLE payment ADD CONSTRAINT payment_status_check CHECK (status IN ({OLD_ATTEMPT_STATUSES}))"
+    )

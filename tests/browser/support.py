@@ -58,10 +58,12 @@ async def new_page(
     page = await context.new_page()
     page.on(
         "console",
-        lambda m: m.type == "error"
-        and not (allow_http_errors and HTTP_REFUSAL.match(m.text))
-        and not (allow_console and allow_console.search(m.text))
-        and errors.append(f"console: {m.text} at {m.location}"),
+        lambda m: (
+            m.type == "error"
+            and not (allow_http_errors and HTTP_REFUSAL.match(m.text))
+            and not (allow_console and allow_console.search(m.text))
+            and errors.append(f"console: {m.text} at {m.location}")
+        ),
     )
     try:
         yield page

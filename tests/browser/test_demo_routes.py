@@ -38,7 +38,9 @@ async def test_demo_token_is_a_working_customer_token(stack):
             assert r.status_code == 422 and r.json()["error"] == "VALIDATION_ERROR", sub
     orders = await stack.http.get("/orders", headers={"Authorization": f"Bearer {minted['token']}"})
     assert orders.status_code == 200 and orders.json()["data"]["total"] == 0
-    admin_only = await stack.http.post("/admin/products", json={}, headers={"Authorization": f"Bearer {minted['token']}"})
+    admin_only = await stack.http.post(
+        "/admin/products", json={}, headers={"Authorization": f"Bearer {minted['token']}"}
+    )
     assert admin_only.status_code == 403
 
 

@@ -96,7 +96,9 @@ async def test_operator_works_the_queues_from_the_page(ops_stack, browser):
         await dialog.get_by_role("button", name="Confirm").click()
         await expect(notice).to_have_text(f"Order {momo['orderCode']}: refunded through MoMo.")
         await expect(page.locator("#payments-empty")).to_be_visible()
-        assert len(stack.app.state.sandbox_store.get("momo", momo["attempts"][0]["gatewayOrderId"]).refunds) == 1
+        assert (
+            len(stack.app.state.sandbox_store.get("momo", momo["attempts"][0]["gatewayOrderId"]).refunds) == 1
+        )
         await page.get_by_label("Status").select_option("refunded")
         await page.get_by_role("button", name="Show").click()
         await expect(payments).to_have_count(2)

@@ -44,7 +44,9 @@ async def test_late_money_is_refunded_only_when_the_decision_requires_it(
     assert len(world.called("refund_late_payment")) == refunds
 
 
-async def test_a_refund_whose_outcome_stays_unknown_is_asked_again_never_handed_to_a_person(world: World) -> None:
+async def test_a_refund_whose_outcome_stays_unknown_is_asked_again_never_handed_to_a_person(
+    world: World,
+) -> None:
     """Before: after 30 tries the workflow ended "refund by hand" while its own call might still land."""
     world.refund_unknown = 40
     started = await world.env.get_current_time()

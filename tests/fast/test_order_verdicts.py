@@ -85,7 +85,9 @@ async def test_a_stored_attempt_for_other_money_is_not_adopted(world: World) -> 
     world.links[other.gateway_order_id] = (order.id, other)
     await order.verdict("success", 10_000, attempt=other)
     assert await order.outcome() == ("expired", "payment_window_closed")
-    assert [r.reason for r in world.called("flag_for_review")] == ["payment for an attempt the order does not know"]
+    assert [r.reason for r in world.called("flag_for_review")] == [
+        "payment for an attempt the order does not know"
+    ]
 
 
 async def test_duplicate_verdicts_are_applied_once_and_another_amount_is_another_verdict(
@@ -137,7 +139,9 @@ async def test_the_last_allowed_attempt_failing_fails_the_order(world: World) ->
     assert update is not None and (update.attempt_no, update.status) == (1, "system_error")
 
 
-async def test_an_unknown_answer_on_the_last_attempt_is_no_answer_and_never_fails_the_order(world: World) -> None:
+async def test_an_unknown_answer_on_the_last_attempt_is_no_answer_and_never_fails_the_order(
+    world: World,
+) -> None:
     """A `99` or a code the adapter does not know (PaymentOutcome.UNKNOWN) is not a verdict."""
     order = await world.start(max_attempts=0)
     await order.verdict("unknown", code="99")

@@ -89,7 +89,9 @@ class World:
         # state and the record
         self.frozen: dict[str, CreatedOrder] = {}
         self.orders: dict[str, str] = {}  # order id -> its status "in Postgres"
-        self.links: dict[str, tuple[str, Attempt]] = {}  # gateway order id -> (order id, attempt) "in Postgres"
+        self.links: dict[
+            str, tuple[str, Attempt]
+        ] = {}  # gateway order id -> (order id, attempt) "in Postgres"
         self.calls: list[Call] = []
         self.handles: list[WorkflowHandle[Any, Any]] = []
 
@@ -343,7 +345,9 @@ class World:
     async def archive_ended_orders(self, inp: ArchiveInput) -> ArchiveResult:
         await self._record(inp)
         now = await self.env.get_current_time()
-        return ArchiveResult(archived=2, batches=1, held_for_refund=1, cutoff=now - timedelta(days=inp.older_than_days))
+        return ArchiveResult(
+            archived=2, batches=1, held_for_refund=1, cutoff=now - timedelta(days=inp.older_than_days)
+        )
 
 
 @dataclass

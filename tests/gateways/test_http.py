@@ -105,7 +105,6 @@ async def test_closed_clients_are_made_again() -> None:
     assert gateway_client("test-close") is not first
 
 
-
 def test_a_closed_loops_clients_are_let_go() -> None:
     async def client_on_this_loop() -> httpx.AsyncClient:
         return gateway_client("test-loops")

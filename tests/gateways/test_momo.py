@@ -177,7 +177,9 @@ async def test_round_trip_pay(sandbox_env: SandboxEnv) -> None:
     result = momo.verify_notification(note["json"])
     assert result.outcome is PaymentOutcome.SUCCESS and result.amount == 75_000 and result.transaction_id
 
-    returned = momo.verify_return(dict(parse_qsl(urlsplit(acted.json()["return_url"]).query, keep_blank_values=True)))
+    returned = momo.verify_return(
+        dict(parse_qsl(urlsplit(acted.json()["return_url"]).query, keep_blank_values=True))
+    )
     assert returned.outcome is PaymentOutcome.SUCCESS and returned.transaction_id == result.transaction_id
 
     queried = await momo.query(req.gateway_order_id, created_at=req.created_at)
@@ -193,15 +195,21 @@ async def test_round_trip_pay(sandbox_env: SandboxEnv) -> None:
         "transaction_id": result.transaction_id,
         "description": "Late payment & refund",
     }
-    too_much = await momo.refund(**refund_kwargs, amount=80_000, idempotency_key=f"refund0-{req.gateway_order_id}")
+    too_much = await momo.refund(
+        **refund_kwargs, amount=80_000, idempotency_key=f"refund0-{req.gateway_order_id}"
+    )
     assert (too_much.state, too_much.result_code) == (RefundState.REFUSED, "1081")  # a definite no
     key = f"refund-{req.gateway_order_id}"
     refund = await momo.refund(**refund_kwargs, amount=75_000, idempotency_key=key)
     again = await momo.refund(**refund_kwargs, amount=75_000, idempotency_key=key)
     assert refund.state is RefundState.REFUNDED and refund.refund_id
-    assert again.state is RefundState.REFUNDED and again.refund_id == refund.refund_id  # found, not asked again
+    assert (
+        again.state is RefundState.REFUNDED and again.refund_id == refund.refund_id
+    )  # found, not asked again
     # Another key finds the payment refunded in full: never a second refund of the same money.
-    more = await momo.refund(**refund_kwargs, amount=75_000, idempotency_key=f"refund2-{req.gateway_order_id}")
+    more = await momo.refund(
+        **refund_kwargs, amount=75_000, idempotency_key=f"refund2-{req.gateway_order_id}"
+    )
     assert more.state is RefundState.REFUNDED and "other ids" in more.message
     asked = [r for r in sandbox_env.store.ledger.refunds if r["gatewayOrderId"] == req.gateway_order_id]
     assert [(r["accepted"], r["code"]) for r in asked] == [(False, "1081"), (True, "0")]
@@ -211,7 +219,9 @@ async def test_round_trip_pay(sandbox_env: SandboxEnv) -> None:
     ("action", "code", "outcome"),
     [("fail", "1001", "failed"), ("decline", "1006", "cancelled"), ("cancel", "1003", "cancelled")],
 )
-async def test_round_trip_other_actions(sandbox_env: SandboxEnv, action: str, code: str, outcome: str) -> None:
+async def test_round_trip_other_actions(
+    sandbox_env: SandboxEnv, action: str, code: str, outcome: str
+) -> None:
     momo = MomoGateway(sandbox_env.settings)
     req = sandbox_env.link_request(momo)
     link = await momo.create_link(req)
@@ -239,7 +249,9 @@ async def test_create_resent_after_a_lost_answer_moves_to_a_fresh_order_id(sandb
     again = await momo.create_link(req)
     assert first.gateway_order_id == req.gateway_order_id
     assert again.gateway_order_id == f"{req.gateway_order_id}-m1" and again.payment_url != first.payment_url
-    codes = [c["code"] for c in sandbox_env.store.ledger.creates if c["gatewayOrderId"] == req.gateway_order_id]
+    codes = [
+        c["code"] for c in sandbox_env.store.ledger.creates if c["gatewayOrderId"] == req.gateway_order_id
+    ]
     assert codes == ["0", "41"]
 
 

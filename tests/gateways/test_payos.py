@@ -55,7 +55,13 @@ def webhook_data(**overrides: Any) -> dict[str, Any]:
 
 def webhook(data: dict[str, Any] | None = None) -> dict[str, Any]:
     data = data or webhook_data()
-    return {"code": "00", "desc": "success", "success": True, "data": data, "signature": payos_signature(data, KEY)}
+    return {
+        "code": "00",
+        "desc": "success",
+        "success": True,
+        "data": data,
+        "signature": payos_signature(data, KEY),
+    }
 
 
 @pytest.fixture
@@ -100,8 +106,16 @@ def test_payment_request_signature_matches_recipe_and_sdk() -> None:
 
 @pytest.mark.parametrize(
     ("status", "outcome"),
-    [("PAID", "success"), ("PENDING", "pending"), ("PROCESSING", "processing"), ("CANCELLED", "cancelled"),
-     ("EXPIRED", "expired"), ("FAILED", "failed"), ("UNDERPAID", "underpaid"), ("WHAT", "unknown")],
+    [
+        ("PAID", "success"),
+        ("PENDING", "pending"),
+        ("PROCESSING", "processing"),
+        ("CANCELLED", "cancelled"),
+        ("EXPIRED", "expired"),
+        ("FAILED", "failed"),
+        ("UNDERPAID", "underpaid"),
+        ("WHAT", "unknown"),
+    ],
 )
 def test_status_table(status: str, outcome: str) -> None:
     assert payos_outcome(status) == PaymentOutcome(outcome)
@@ -164,7 +178,9 @@ def test_signed_but_malformed_webhook_is_rejected(gateway: PayOSGateway) -> None
 
 
 def test_unsigned_return_is_only_a_hint(gateway: PayOSGateway) -> None:
-    result = gateway.verify_return({"code": "00", "id": "x", "cancel": "false", "status": "PAID", "orderCode": "12"})
+    result = gateway.verify_return(
+        {"code": "00", "id": "x", "cancel": "false", "status": "PAID", "orderCode": "12"}
+    )
     assert result.outcome is PaymentOutcome.PENDING and result.result_code == "PAID"
     with pytest.raises(InvalidSignature):
         gateway.verify_return({"status": "PAID"})
@@ -215,10 +231,17 @@ async def test_round_trip_pay(sandbox_env: SandboxEnv) -> None:
     assert await gateway.cancel(req.gateway_order_id, "window closed") is False  # already paid
 
 
-@pytest.mark.parametrize(("action", "status", "outcome"), [("fail", "FAILED", "failed"),
-                                                           ("decline", "CANCELLED", "cancelled"),
-                                                           ("cancel", "CANCELLED", "cancelled")])
-async def test_round_trip_other_actions(sandbox_env: SandboxEnv, action: str, status: str, outcome: str) -> None:
+@pytest.mark.parametrize(
+    ("action", "status", "outcome"),
+    [
+        ("fail", "FAILED", "failed"),
+        ("decline", "CANCELLED", "cancelled"),
+        ("cancel", "CANCELLED", "cancelled"),
+    ],
+)
+async def test_round_trip_other_actions(
+    sandbox_env: SandboxEnv, action: str, status: str, outcome: str
+) -> None:
     gateway = PayOSGateway(sandbox_env.settings)
     req = sandbox_env.link_request(gateway)
     link = await gateway.create_link(req)
@@ -244,7 +267,9 @@ async def test_cancel_then_pay_is_refused(sandbox_env: SandboxEnv) -> None:
     assert await gateway.cancel(req.gateway_order_id, "Hết thời gian") is True
     assert await gateway.cancel(req.gateway_order_id, "again") is True  # idempotent
     queried = await gateway.query(req.gateway_order_id, created_at=req.created_at)
-    assert queried.outcome is PaymentOutcome.CANCELLED and queried.raw["cancellationReason"] == "Hết thời gian"
+    assert (
+        queried.outcome is PaymentOutcome.CANCELLED and queried.raw["cancellationReason"] == "Hết thời gian"
+    )
     async with httpx.AsyncClient() as http:
         refused = await http.post(f"{link.payment_url}/pay", headers=JSON)
     assert refused.status_code == 409 and refused.json()["state"] == "cancelled"
@@ -260,8 +285,12 @@ async def test_official_sdk_against_the_sandbox(sandbox_env: SandboxEnv) -> None
     ) as sdk:
         created = await sdk.payment_requests.create(
             CreatePaymentLinkRequest(
-                order_code=order_code, amount=30_000, description="SDK test", cancel_url="https://m/c",
-                return_url="https://m/r", items=[ItemData(name="Áo thun", quantity=1, price=30_000)],
+                order_code=order_code,
+                amount=30_000,
+                description="SDK test",
+                cancel_url="https://m/c",
+                return_url="https://m/r",
+                items=[ItemData(name="Áo thun", quantity=1, price=30_000)],
             )
         )
         assert created.checkout_url.startswith(f"{sandbox_env.base}/sandbox/pay/payos/")
@@ -271,11 +300,18 @@ async def test_official_sdk_against_the_sandbox(sandbox_env: SandboxEnv) -> None
         assert cancelled.status == "CANCELLED" and cancelled.cancellation_reason == "changed my mind"
         with pytest.raises(payos.APIError) as exists:
             await sdk.payment_requests.create(
-                CreatePaymentLinkRequest(order_code=order_code, amount=1, description="dup",
-                                         cancel_url="https://m/c", return_url="https://m/r")
+                CreatePaymentLinkRequest(
+                    order_code=order_code,
+                    amount=1,
+                    description="dup",
+                    cancel_url="https://m/c",
+                    return_url="https://m/r",
+                )
             )
         assert exists.value.error_code == "231"
-    async with payos.AsyncPayOS("wrong", "wrong", s.payos_checksum_key, base_url=f"{s.payos_base_url}/") as sdk:
+    async with payos.AsyncPayOS(
+        "wrong", "wrong", s.payos_checksum_key, base_url=f"{s.payos_base_url}/"
+    ) as sdk:
         with pytest.raises(payos.UnauthorizedError):
             await sdk.payment_requests.get(order_code)
 

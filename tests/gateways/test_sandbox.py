@@ -46,9 +46,9 @@ async def _deliveries(env: SandboxEnv, txn_id: str, count: int = 0) -> list[dict
 
 def test_knobs_parse() -> None:
     assert DeliveryKnobs.parse({}) == DeliveryKnobs()
-    assert DeliveryKnobs.parse({"duplicate": "2", "delay_ms": 10, "drop": "on", "reorder": True}) == DeliveryKnobs(
-        2, 10, True, True
-    )
+    assert DeliveryKnobs.parse(
+        {"duplicate": "2", "delay_ms": 10, "drop": "on", "reorder": True}
+    ) == DeliveryKnobs(2, 10, True, True)
     with pytest.raises(ValueError):
         DeliveryKnobs.parse({"duplicate": -1})
     with pytest.raises(ValueError):
@@ -57,12 +57,20 @@ def test_knobs_parse() -> None:
 
 async def test_duplicate_sends_identical_signed_copies(sandbox_env: SandboxEnv) -> None:
     momo, order_id, url = await _momo_link(sandbox_env)
-    assert (await _act(url, "pay", duplicate=2)).json()["planned_deliveries"] == ["final", "duplicate", "duplicate"]
+    assert (await _act(url, "pay", duplicate=2)).json()["planned_deliveries"] == [
+        "final",
+        "duplicate",
+        "duplicate",
+    ]
     notes = await sandbox_env.wait_notifications("momo", order_id, count=3)
     assert len(notes) == 3 and notes[0]["json"] == notes[1]["json"] == notes[2]["json"]
     assert {momo.verify_notification(n["json"]).outcome for n in notes} == {PaymentOutcome.SUCCESS}
     log = await _deliveries(sandbox_env, order_id, count=3)
-    assert [(d["kind"], d["status_code"]) for d in log] == [("final", 204), ("duplicate", 204), ("duplicate", 204)]
+    assert [(d["kind"], d["status_code"]) for d in log] == [
+        ("final", 204),
+        ("duplicate", 204),
+        ("duplicate", 204),
+    ]
 
 
 async def test_drop_sends_nothing_but_query_still_finds_the_payment(sandbox_env: SandboxEnv) -> None:
@@ -152,7 +160,9 @@ async def test_expired_links_refuse_payment(sandbox_env: SandboxEnv) -> None:
         "vnpay": (410, "11/02"), "payos": (410, "EXPIRED"), "momo": (410, "1005"),
     }  # fmt: skip
     assert html.status_code == 410 and "expired" in html.text
-    assert (await payos_gw.query(pos_req.gateway_order_id, created_at=pos_req.created_at)).outcome == "expired"
+    assert (
+        await payos_gw.query(pos_req.gateway_order_id, created_at=pos_req.created_at)
+    ).outcome == "expired"
     assert (await momo.query(momo_req.gateway_order_id, created_at=momo_req.created_at)).outcome == "expired"
     assert await _deliveries(sandbox_env, momo_req.gateway_order_id) == []
 

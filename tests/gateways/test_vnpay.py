@@ -142,9 +142,18 @@ def test_order_info_is_plain_ascii() -> None:
 
 @pytest.mark.parametrize(
     ("code", "status", "outcome"),
-    [("00", "00", "success"), ("00", "01", "pending"), ("00", "02", "failed"), ("00", "05", "pending"),
-     ("07", "07", "processing"), ("07", "00", "processing"), ("11", "02", "expired"), ("24", "02", "cancelled"),
-     ("99", "02", "unknown"), ("42", "02", "unknown")]
+    [
+        ("00", "00", "success"),
+        ("00", "01", "pending"),
+        ("00", "02", "failed"),
+        ("00", "05", "pending"),
+        ("07", "07", "processing"),
+        ("07", "00", "processing"),
+        ("11", "02", "expired"),
+        ("24", "02", "cancelled"),
+        ("99", "02", "unknown"),
+        ("42", "02", "unknown"),
+    ]
     + [(c, "02", "failed") for c in ("09", "10", "12", "13", "51", "65", "75", "79")],
 )
 def test_response_code_table(code: str, status: str, outcome: str) -> None:
@@ -153,8 +162,17 @@ def test_response_code_table(code: str, status: str, outcome: str) -> None:
 
 @pytest.mark.parametrize(
     ("status", "outcome"),
-    [("00", "success"), ("01", "pending"), ("02", "failed"), ("04", "processing"), ("05", "success"),
-     ("06", "success"), ("07", "processing"), ("09", "success"), ("xx", "unknown")],
+    [
+        ("00", "success"),
+        ("01", "pending"),
+        ("02", "failed"),
+        ("04", "processing"),
+        ("05", "success"),
+        ("06", "success"),
+        ("07", "processing"),
+        ("09", "success"),
+        ("xx", "unknown"),
+    ],
 )
 def test_querydr_status_table(status: str, outcome: str) -> None:
     assert vnpay_status_outcome(status) == PaymentOutcome(outcome)
@@ -163,7 +181,11 @@ def test_querydr_status_table(status: str, outcome: str) -> None:
 def test_verify_ipn_converts_amount_after_the_hash(vnpay: VnpayGateway) -> None:
     result = vnpay.verify_notification(ipn())
     assert result.amount == 50_000 and result.outcome is PaymentOutcome.SUCCESS
-    assert (result.gateway_order_id, result.transaction_id, result.result_code) == ("123456789-1", "14226112", "00/00")
+    assert (result.gateway_order_id, result.transaction_id, result.result_code) == (
+        "123456789-1",
+        "14226112",
+        "00/00",
+    )
     assert result.raw["vnp_Amount"] == "5000000"  # the raw, hashed value is kept as sent
     # Signed over VND (not x100) the same message is a forgery.
     wrong = ipn(vnp_Amount="50000")
@@ -287,7 +309,9 @@ async def test_round_trip_pay_query_refund(sandbox_env: SandboxEnv) -> None:
     ("action", "codes", "outcome"),
     [("fail", "51/02", "failed"), ("decline", "24/02", "cancelled"), ("cancel", "24/02", "cancelled")],
 )
-async def test_round_trip_other_actions(sandbox_env: SandboxEnv, action: str, codes: str, outcome: str) -> None:
+async def test_round_trip_other_actions(
+    sandbox_env: SandboxEnv, action: str, codes: str, outcome: str
+) -> None:
     vnpay = VnpayGateway(sandbox_env.settings)
     req = sandbox_env.link_request(vnpay)
     link = await vnpay.create_link(req)
@@ -316,7 +340,9 @@ async def test_sandbox_refuses_tampered_urls_and_bad_checksums(sandbox_env: Sand
     req = sandbox_env.link_request(vnpay, amount=10_000)
     link = await vnpay.create_link(req)
     async with httpx.AsyncClient() as http:
-        tampered = await http.get(link.payment_url.replace("vnp_Amount=1000000", "vnp_Amount=100"), headers=JSON)
+        tampered = await http.get(
+            link.payment_url.replace("vnp_Amount=1000000", "vnp_Amount=100"), headers=JSON
+        )
         assert tampered.status_code == 400 and tampered.json()["code"] == "97"
         html = await http.get(link.payment_url.replace("vnp_Amount=1000000", "vnp_Amount=100"))
         assert html.status_code == 400 and "97" in html.text

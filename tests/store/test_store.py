@@ -57,7 +57,9 @@ async def variant(engine: AsyncEngine, stock: int, price: int = 40_000) -> str:
 
 async def stock(engine: AsyncEngine, vid: str) -> int:
     async with engine.connect() as conn:
-        return (await conn.execute(text("SELECT stock_quantity FROM product_variant WHERE id = :v"), {"v": vid})).scalar_one()
+        return (
+            await conn.execute(text("SELECT stock_quantity FROM product_variant WHERE id = :v"), {"v": vid})
+        ).scalar_one()
 
 
 async def new_order(engine: AsyncEngine, vid: str, qty: int = 1) -> str:
@@ -237,7 +239,9 @@ async def test_the_outbox_leases_skip_locked_and_back_off_to_the_cap(engine: Asy
             await outbox.failed(conn, {mine[0].id: "receiver down"}, cap_s=5)
         due = (
             await conn.execute(
-                text("SELECT attempts, next_attempt_at - now() AS wait, last_error FROM order_event WHERE id = :id"),
+                text(
+                    "SELECT attempts, next_attempt_at - now() AS wait, last_error FROM order_event WHERE id = :id"
+                ),
                 {"id": mine[0].id},
             )
         ).one()
@@ -256,7 +260,9 @@ async def test_listing_filters_by_payment_status(engine: AsyncEngine) -> None:
     for _ in range(2):
         oid = await new_order(engine, vid)
         async with engine.begin() as conn:
-            await conn.execute(text('UPDATE "order" SET customer_id = :c WHERE id = :id'), {"c": customer, "id": oid})
+            await conn.execute(
+                text('UPDATE "order" SET customer_id = :c WHERE id = :id'), {"c": customer, "id": oid}
+            )
         ids.append(oid)
     gid = await add_attempt(engine, ids[1])
     async with engine.begin() as conn:
@@ -274,7 +280,9 @@ async def test_listing_filters_by_payment_status(engine: AsyncEngine) -> None:
         total, rows = await orders.listing(
             conn, orders.OrderFilter(customer_id=customer, payment_status="needs_review"), ("success",), 10, 0
         )
-        everything = await orders.listing(conn, orders.OrderFilter(customer_id=customer), ("needs_review",), 10, 0)
+        everything = await orders.listing(
+            conn, orders.OrderFilter(customer_id=customer), ("needs_review",), 10, 0
+        )
     assert total == 1 and [str(r.id) for r in rows] == [ids[1]]
     assert everything[0] == 2
     statuses: dict[str, Any] = {str(r.id): r.payment_status for r in everything[1]}
@@ -359,7 +367,9 @@ async def test_paid_records_what_was_received(engine: AsyncEngine) -> None:
     assert (row.status, row.received_amount, row.transaction_id) == ("success", 40_000, "ref-2")
 
 
-async def test_a_surplus_gets_its_own_review_row_once_per_transfer_and_the_attempt_stays(engine: AsyncEngine) -> None:
+async def test_a_surplus_gets_its_own_review_row_once_per_transfer_and_the_attempt_stays(
+    engine: AsyncEngine,
+) -> None:
     vid = await variant(engine, stock=2)
     oid = await new_order(engine, vid)
     gid = await add_attempt(engine, oid)
@@ -418,7 +428,10 @@ async def test_a_surplus_gets_its_own_review_row_once_per_transfer_and_the_attem
             )
         ).all()
     assert (row.status, row.received_amount) == ("success", 40_000)
-    assert [tuple(r)[:4] for r in rows] == [("needs_review", 5_000, 5_000, "r2"), ("needs_review", 7_000, 7_000, "r3")]
+    assert [tuple(r)[:4] for r in rows] == [
+        ("needs_review", 5_000, 5_000, "r2"),
+        ("needs_review", 7_000, 7_000, "r3"),
+    ]
     assert {r.surplus_of for r in rows} == {row.id}
     async with engine.connect() as conn:
         matched = await payments.match(conn, "momo", gid)
