@@ -154,9 +154,11 @@ async def test_a_retry_whose_gateway_is_slower_than_the_window_never_holds_it_op
     LINK_TIMEOUT (over two minutes): the window closed that late (chaos slow_answers). Real time: the
     test server does not skip it while the link is being made."""
     order = await world.start(duration_minutes=0.1, reminder_minutes=0)  # a 6-second window
-    world.link_delay_s = 30
+    world.link_delay_s = 60  # past LINK_TIMEOUT: uncut, the retry holds the lock for three tries (> 2 min)
     with pytest.raises(WorkflowUpdateFailedError):
         await order.retry("vnpay")  # cut at the deadline
     assert await order.outcome() == ("expired", "payment_window_closed")
     deadline = (await order.view()).expires_at
-    assert near(world.times("transition_order")[0], deadline, within_s=4)  # closed on time
+    # Closed on time: well before the first of the retry's tries (45 s) could have ended. (Under load
+    # the test server has been seen to close it up to 15 s after the deadline; never near 45 s.)
+    assert near(world.times("transition_order")[0], deadline, within_s=25)
