@@ -102,7 +102,7 @@ class Stack:
         self.http = httpx.AsyncClient(base_url=f"{self.base}/api/v1", timeout=30)
 
     def token(self, sub: str | None = None, role: str = "customer") -> str:
-        return issue_token(self.settings.auth_jwt_secret, sub or f"cust-{uuid.uuid4().hex[:8]}", role)  # type: ignore[arg-type]
+        return issue_token(self.settings.auth_jwt_secret, sub or f"cust-{uuid.uuid4().hex[:8]}", role)
 
     def auth(self, sub: str | None = None, role: str = "customer") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(sub, role)}"}

@@ -256,7 +256,7 @@ def test_a_refund_of_a_paid_orders_price_is_a_double() -> None:
 
 
 def desk_with(*actions: tuple[str, str, str, str, str | None]) -> Desk:
-    desk = Desk(api=None, headers={})  # type: ignore[arg-type] - violations() reads only the actions
+    desk = Desk(api=None, headers={})  # violations() reads only the actions
     for phase, action, desk_status, answer, after in actions:
         desk.actions.append(
             DeskAction(

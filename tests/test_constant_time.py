@@ -40,7 +40,7 @@ def compares(source: str) -> tuple[int, list[str]]:
 
 @pytest.mark.parametrize(("code", "what"), CHECKS, ids=[w for _, w in CHECKS])
 def test_signatures_are_compared_in_constant_time(code: object, what: str) -> None:
-    source = textwrap.dedent(inspect.getsource(code))  # type: ignore[arg-type]
+    source = textwrap.dedent(inspect.getsource(code))
     digests, plain = compares(source)
     assert digests >= 1, f"{what}: no hmac.compare_digest"
     assert plain == [], f"{what}: compared with == / !=: {plain}"

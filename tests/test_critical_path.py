@@ -41,7 +41,7 @@ HANDLER_ANSWERS_WITHIN_S = 6.0  # "within seconds": well under any gateway or ac
 
 
 def activity_name(fn: Callable[..., Any]) -> str:
-    return fn.__temporal_activity_definition.name  # type: ignore[attr-defined]
+    return fn.__temporal_activity_definition.name
 
 
 @asynccontextmanager

@@ -276,7 +276,7 @@ async def test_mark_refunded_records_money_sent_back_outside_the_gateway(desk: S
     done = r.json()["data"]
     assert done["status"] == "refunded" and done["reason"] == "refunded by hand: VCB-20261201-77"
     assert await desk_item(desk, order["orderId"]) is None
-    assert (await desk_item(desk, order["orderId"], status="refunded"))["paymentId"] == pid  # type: ignore[index]
+    assert (await desk_item(desk, order["orderId"], status="refunded"))["paymentId"] == pid
     [entry] = await trail(desk, paymentId=pid)
     assert (entry["action"], entry["actor"], entry["note"]) == (
         "payment.mark_refunded",
@@ -347,7 +347,7 @@ async def test_a_change_that_fails_leaves_no_audit_entry(desk: Stack) -> None:
             await conn.execute(text("DROP FUNCTION desk_test_refuse()"))
     assert await trail(desk, paymentId=str(pid)) == []
     assert "payment.refunded" not in [e["type"] for e in await order_events(desk, order["orderId"])]
-    assert (await desk_item(desk, order["orderId"]))["status"] == "refund_required"  # type: ignore[index]
+    assert (await desk_item(desk, order["orderId"]))["status"] == "refund_required"
     r = await desk.http.post(url, json={"reference": "VCB-3"}, headers=admin(desk))
     assert r.status_code == 200 and len(await trail(desk, paymentId=str(pid))) == 1
 

@@ -205,7 +205,7 @@ async def test_a_refund_whose_answer_was_lost_is_never_returned_by_hand(
     r = await refund(desk, pid, "late money")
     assert r.status_code == 202 and r.json()["data"]["refundAsked"] is True, r.text
     # Its call reached MoMo, which refunded; the answer was lost and the workflow gave up.
-    tx = (await desk_item(desk, order["orderId"]))["transactionId"]  # type: ignore[index]
+    tx = (await desk_item(desk, order["orderId"]))["transactionId"]
     await MomoGateway(desk.settings).refund(
         gateway_order_id=gid,
         transaction_id=tx,
@@ -254,7 +254,7 @@ async def test_mark_refunded_is_refused_while_the_late_settlement_refunds(desk: 
     order = await money_awaiting_refund(desk, "momo")
     gid = order["attempts"][0]["gatewayOrderId"]
     pid = await payment_id(desk, order["orderId"])
-    tx = (await desk_item(desk, order["orderId"]))["transactionId"]  # type: ignore[index]
+    tx = (await desk_item(desk, order["orderId"]))["transactionId"]
     # The order's late settlement is running (its worker not there yet: a queue of its own).
     queue = f"late-{uuid.uuid4().hex[:6]}"
     late = LatePayment(

@@ -166,13 +166,12 @@ def test_every_step_a_workflow_names_is_implemented_with_the_same_types() -> Non
     from worker import all_activities
 
     declared = {
-        fn.__temporal_activity_definition.name: fn  # type: ignore[attr-defined]
+        fn.__temporal_activity_definition.name: fn
         for fn in vars(steps).values()
         if hasattr(fn, "__temporal_activity_definition")
     }
     implemented = {
-        fn.__temporal_activity_definition.name: fn  # type: ignore[attr-defined]
-        for fn in all_activities(None, _settings(), None)  # type: ignore[arg-type]
+        fn.__temporal_activity_definition.name: fn for fn in all_activities(None, _settings(), None)
     }
     assert declared, "no steps declared"
     assert set(declared) <= set(implemented), set(declared) - set(implemented)

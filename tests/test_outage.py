@@ -86,7 +86,7 @@ async def test_orders_end_right_through_a_postgres_crash_and_restart(own_postgre
             await shopper.run(patience_s=10)
             assert shopper.order is not None, shopper.answers
         for shopper in before[:2]:
-            await click(await open_pay_page(shopper.order["attempts"][0]["paymentUrl"]), "pay", drop=True)  # type: ignore[index]
+            await click(await open_pay_page(shopper.order["attempts"][0]["paymentUrl"]), "pay", drop=True)
 
         # During: Postgres crashes; new shoppers arrive while it is down, and keep retrying.
         await asyncio.to_thread(own_postgres.stop, "immediate")
@@ -94,7 +94,7 @@ async def test_orders_end_right_through_a_postgres_crash_and_restart(own_postgre
         during = [Shopper(s, vid, gateway) for gateway in ("momo", "vnpay", "payos")]
         arriving = [asyncio.create_task(shopper.run()) for shopper in during]
         try:
-            read = await s.http.get(f"/orders/{before[0].order['orderId']}", headers=before[0].headers)  # type: ignore[index]
+            read = await s.http.get(f"/orders/{before[0].order['orderId']}", headers=before[0].headers)
             assert (read.status_code, read.json()["error"]) == (503, "DATABASE_UNAVAILABLE"), read.text
             assert read.headers["retry-after"] == "1"
             listing = await s.http.get("/orders", headers=admin)
@@ -115,9 +115,9 @@ async def test_orders_end_right_through_a_postgres_crash_and_restart(own_postgre
 
         # After: the windows that closed while it was down end as they were driven.
         for shopper, status in zip(before, ("paid", "paid", "expired", "expired"), strict=True):
-            await wait_for_status(s, shopper.order["orderId"], shopper.headers, status, timeout=60)  # type: ignore[index]
+            await wait_for_status(s, shopper.order["orderId"], shopper.headers, status, timeout=60)
         for shopper in during:
-            await wait_for_status(s, shopper.order["orderId"], shopper.headers, "expired", timeout=60)  # type: ignore[index]
+            await wait_for_status(s, shopper.order["orderId"], shopper.headers, "expired", timeout=60)
         async with s.engine.connect() as conn:
             orders = (await conn.execute(text('SELECT status, count(*) FROM "order" GROUP BY status'))).all()
             payments = (
@@ -230,7 +230,7 @@ async def test_links_are_made_once_while_every_connection_is_killed_again_and_ag
         assert orders == len(shoppers)
         assert await s.stock(vid) == STOCK - len(shoppers)
         for shopper in shoppers:
-            r = await s.http.post(f"/orders/{shopper.order['orderId']}/cancel", headers=shopper.headers)  # type: ignore[index]
+            r = await s.http.post(f"/orders/{shopper.order['orderId']}/cancel", headers=shopper.headers)
             assert r.status_code == 200, r.text
         assert await s.stock(vid) == STOCK
 

@@ -311,7 +311,7 @@ async def test_gateway_queries_for_returns_are_shared_not_repeated() -> None:
             return Conn()
 
     queries = GatewayQueries(every_s=60)
-    answers = await asyncio.gather(*(queries.ask(Engine(), Gateway(), "123") for _ in range(20)))  # type: ignore[arg-type]
+    answers = await asyncio.gather(*(queries.ask(Engine(), Gateway(), "123") for _ in range(20)))
     assert answers == ["answer"] * 20 and asked == ["123"]
     await queries.ask(Engine(), Gateway(), "123", since="FT2")  # a new transfer asks afresh
     assert asked == ["123", "123"]

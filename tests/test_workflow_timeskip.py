@@ -116,7 +116,7 @@ async def test_retry_limit_and_its_error_codes(ts, stack):
         assert r.payment_attempts == n and r.remaining_attempts == 3 - n
     with pytest.raises(WorkflowUpdateFailedError) as err:
         await handle.execute_update(OrderWorkflow.retry_payment, RetryRequest())
-    assert err.value.cause.type == "MAX_ATTEMPTS_REACHED"  # type: ignore[union-attr]
+    assert err.value.cause.type == "MAX_ATTEMPTS_REACHED"
     await ts.sleep(timedelta(minutes=16))
     assert (await handle.result()).status == "expired"
     await keep(handle, "order", "retried_three_times_then_expired")

@@ -14,7 +14,7 @@ from tests.browser.support import new_page, screenshot
 try:
     from playwright.async_api import Page, expect
 except ImportError:  # new_page() fails (or skips) each test saying what is missing
-    Page = Any  # type: ignore[misc,assignment]
+    Page = Any
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 MMSS = re.compile(r"^\d\d:\d\d$")

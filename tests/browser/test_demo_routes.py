@@ -59,6 +59,6 @@ PRODUCTION = {
 )  # fmt: skip
 def test_demo_token_exists_only_with_the_sandbox_outside_production(overrides, mounted):
     settings = make_settings("postgresql://unused@/db", 1, **overrides)
-    paths = {route.path for route in build_router(settings).routes}  # type: ignore[attr-defined]
+    paths = {route.path for route in build_router(settings).routes}
     assert ("/demo/token" in paths) is mounted
     assert {"/demo", "/payment-result", "/demo/static/{name}"} <= paths

@@ -90,7 +90,7 @@ def row(
         (("processing", "pending", EXPIRED), Verdict(Act.IGNORE)),
     ],
 )
-def test_the_verdict_table(args: tuple, expected: Verdict) -> None:  # type: ignore[type-arg]
+def test_the_verdict_table(args: tuple, expected: Verdict) -> None:
     assert row(*args) == expected
 
 

@@ -13,12 +13,12 @@ NOT_FAKED: set[str] = set()  # every workflow's steps run here against fakes
 
 def test_every_step_of_every_workflow_is_faked_with_the_same_types() -> None:
     declared = {
-        fn.__temporal_activity_definition.name: fn  # type: ignore[attr-defined]
+        fn.__temporal_activity_definition.name: fn
         for fn in vars(steps).values()
         if hasattr(fn, "__temporal_activity_definition")
     }
-    fakes = World(None).activities()  # type: ignore[arg-type]
-    faked = {fn.__temporal_activity_definition.name: fn for fn in fakes}  # type: ignore[attr-defined]
+    fakes = World(None).activities()
+    faked = {fn.__temporal_activity_definition.name: fn for fn in fakes}
     assert set(faked) == set(declared) - NOT_FAKED
     for name, fake in faked.items():
         assert typing.get_type_hints(fake) == typing.get_type_hints(declared[name]), name

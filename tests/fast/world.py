@@ -439,4 +439,4 @@ async def refused(command: Awaitable[Any]) -> str:
 
 def near(a: datetime | timedelta, b: datetime | timedelta, within_s: float = 3) -> bool:
     """Equal up to the real milliseconds a step takes on the skipped clock."""
-    return abs((a - b).total_seconds()) <= within_s  # type: ignore[operator]
+    return abs((a - b).total_seconds()) <= within_s

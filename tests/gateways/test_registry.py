@@ -32,8 +32,8 @@ def test_adapters_follow_settings_to_the_real_hosts() -> None:
         vnpay_payment_url="https://pay.example.vn/paymentv2/vpcpay.html",
     )
     momo, vnpay, payos = build_gateways(settings).values()
-    assert momo._endpoint == "https://payment.momo.vn"  # type: ignore[attr-defined]
-    assert vnpay._payment_url.startswith("https://pay.example.vn/")  # type: ignore[attr-defined]
+    assert momo._endpoint == "https://payment.momo.vn"
+    assert vnpay._payment_url.startswith("https://pay.example.vn/")
     # Unset, with the sandbox off: the gateways' documented test hosts.
-    assert vnpay._api_url.startswith("https://sandbox.vnpayment.vn/")  # type: ignore[attr-defined]
-    assert payos._base_url == "https://api-merchant.payos.vn/"  # type: ignore[attr-defined]
+    assert vnpay._api_url.startswith("https://sandbox.vnpayment.vn/")
+    assert payos._base_url == "https://api-merchant.payos.vn/"
