@@ -237,11 +237,13 @@ async def test_every_step_does_what_the_rules_say(ts, stack, steps):
     async with stack.engine.connect() as conn:
         order = (
             await conn.execute(
-                text('SELECT o.status, s.status AS session FROM "order" o JOIN order_session s '
-                     "ON s.order_id = o.id WHERE o.id = :id"),
+                text(
+                    'SELECT o.status, s.status AS session FROM "order" o JOIN order_session s '
+                    "ON s.order_id = o.id WHERE o.id = :id"
+                ),
                 {"id": oid},
             )
-        ).one()  # fmt: skip
+        ).one()
         attempts = (
             (await conn.execute(text("SELECT status FROM payment WHERE order_id = :id"), {"id": oid}))
             .scalars()

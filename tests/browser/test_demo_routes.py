@@ -46,17 +46,22 @@ async def test_demo_token_is_a_working_customer_token(stack):
 
 # Production (the sandbox is refused there): real keys, VNPay's contract URLs.
 PRODUCTION = {
-    "environment": "production", "auth_jwt_secret": "p" * 40, "sandbox_enabled": False,
-    "momo_secret_key": "m" * 32, "vnpay_hash_secret": "v" * 32, "payos_api_key": "k" * 20,
-    "payos_checksum_key": "c" * 32, "vnpay_payment_url": "https://pay.example.vn/vpcpay.html",
+    "environment": "production",
+    "auth_jwt_secret": "p" * 40,
+    "sandbox_enabled": False,
+    "momo_secret_key": "m" * 32,
+    "vnpay_hash_secret": "v" * 32,
+    "payos_api_key": "k" * 20,
+    "payos_checksum_key": "c" * 32,
+    "vnpay_payment_url": "https://pay.example.vn/vpcpay.html",
     "vnpay_api_url": "https://pay.example.vn/merchant_webapi/api/transaction",
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize(
     ("overrides", "mounted"),
     [({}, True), ({"sandbox_enabled": False}, False), (PRODUCTION, False)],
-)  # fmt: skip
+)
 def test_demo_token_exists_only_with_the_sandbox_outside_production(overrides, mounted):
     settings = make_settings("postgresql://unused@/db", 1, **overrides)
     paths = {route.path for route in build_router(settings).routes}

@@ -134,8 +134,10 @@ async def test_second_action_and_unknown_things_are_refused(sandbox_env: Sandbox
 
 async def test_expired_links_refuse_payment(sandbox_env: SandboxEnv) -> None:
     vnpay, payos_gw, momo = (
-        VnpayGateway(sandbox_env.settings), PayOSGateway(sandbox_env.settings), MomoGateway(sandbox_env.settings),
-    )  # fmt: skip
+        VnpayGateway(sandbox_env.settings),
+        PayOSGateway(sandbox_env.settings),
+        MomoGateway(sandbox_env.settings),
+    )
     vn_req = sandbox_env.link_request(vnpay, expires_in=timedelta(seconds=-1))
     vn_link = await vnpay.create_link(vn_req)
     pos_req = sandbox_env.link_request(payos_gw, expires_in=timedelta(seconds=-1))
@@ -157,8 +159,10 @@ async def test_expired_links_refuse_payment(sandbox_env: SandboxEnv) -> None:
         }
         html = await http.post(f"{momo_link.payment_url}/pay")
     assert {g: (r.status_code, r.json()["result_code"]) for g, r in refused.items()} == {
-        "vnpay": (410, "11/02"), "payos": (410, "EXPIRED"), "momo": (410, "1005"),
-    }  # fmt: skip
+        "vnpay": (410, "11/02"),
+        "payos": (410, "EXPIRED"),
+        "momo": (410, "1005"),
+    }
     assert html.status_code == 410 and "expired" in html.text
     assert (
         await payos_gw.query(pos_req.gateway_order_id, created_at=pos_req.created_at)

@@ -46,10 +46,17 @@ def _momo_body(env: SandboxEnv, fields: tuple[str, ...], **values: Any) -> dict[
 
 def _momo_create(env: SandboxEnv, order_id: str, request_id: str, amount: int = 50_000) -> dict[str, Any]:
     return _momo_body(
-        env, CREATE_SIGNED, requestId=request_id, orderId=order_id, amount=amount, orderInfo="order",
-        redirectUrl=f"{env.base}/back", ipnUrl=f"{env.base}/api/v1/webhooks/momo", requestType="captureWallet",
+        env,
+        CREATE_SIGNED,
+        requestId=request_id,
+        orderId=order_id,
+        amount=amount,
+        orderInfo="order",
+        redirectUrl=f"{env.base}/back",
+        ipnUrl=f"{env.base}/api/v1/webhooks/momo",
+        requestType="captureWallet",
         extraData="",
-    )  # fmt: skip
+    )
 
 
 async def _momo_post(env: SandboxEnv, op: str, body: dict[str, Any], timeout: float = 5) -> dict[str, Any]:
@@ -74,9 +81,14 @@ async def _momo_paid(env: SandboxEnv, amount: int = 50_000) -> tuple[str, str]:
 
 def _momo_refund(env: SandboxEnv, trans_id: str, refund_id: str, amount: int = 50_000) -> dict[str, Any]:
     return _momo_body(
-        env, REFUND_SIGNED, orderId=refund_id, requestId=refund_id, amount=amount, transId=int(trans_id),
+        env,
+        REFUND_SIGNED,
+        orderId=refund_id,
+        requestId=refund_id,
+        amount=amount,
+        transId=int(trans_id),
         description="refund",
-    )  # fmt: skip
+    )
 
 
 async def test_fault_plan_is_set_shown_counted_and_cleared(sandbox_env: SandboxEnv) -> None:
@@ -182,9 +194,12 @@ async def test_vnpay_refund_in_progress_answers_94_and_querydr_shows_it(
     paid = await vnpay.query(req.gateway_order_id, created_at=req.created_at)
     body = vnpay._api_body("refund", req.gateway_order_id, req.created_at)
     refund_body = {
-        **body, "vnp_TransactionType": "02", "vnp_Amount": "8000000",
-        "vnp_TransactionNo": paid.transaction_id, "vnp_CreateBy": "t",
-    }  # fmt: skip
+        **body,
+        "vnp_TransactionType": "02",
+        "vnp_Amount": "8000000",
+        "vnp_TransactionNo": paid.transaction_id,
+        "vnp_CreateBy": "t",
+    }
     from gateways.vnpay_wire import REFUND_ANSWER_SIGNED, REFUND_SIGNED, vnpay_pipe_hash
 
     async def send(request_id: str) -> dict[str, Any]:
@@ -244,8 +259,13 @@ async def test_payos_create_with_an_existing_order_code_answers_231(sandbox_env:
     payos = PayOSGateway(sandbox_env.settings)
     req = sandbox_env.link_request(payos)
     await payos.create_link(req)
-    sdk_body = {"orderCode": int(req.gateway_order_id), "amount": req.amount, "description": "x",
-                "cancelUrl": req.return_url, "returnUrl": req.return_url}  # fmt: skip
+    sdk_body = {
+        "orderCode": int(req.gateway_order_id),
+        "amount": req.amount,
+        "description": "x",
+        "cancelUrl": req.return_url,
+        "returnUrl": req.return_url,
+    }
     from gateways.payos import payos_payment_request_signature
 
     sdk_body["signature"] = payos_payment_request_signature(sdk_body, sandbox_env.settings.payos_checksum_key)
