@@ -39,9 +39,14 @@ class ChaosStack(Stack):
         }
         data_dir = Path(tempfile.mkdtemp(prefix="paywindow-chaos-"))
         super().__init__(
-            data_dir, env | env_overrides, keep_data=keep_data, isolated=True, log_dir=data_dir / "logs",
-            bytecode_cache=True, gateways_app="chaos.gateway_app:app_factory",
-        )  # fmt: skip
+            data_dir,
+            env | env_overrides,
+            keep_data=keep_data,
+            isolated=True,
+            log_dir=data_dir / "logs",
+            bytecode_cache=True,
+            gateways_app="chaos.gateway_app:app_factory",
+        )
 
     @property
     def receiver_url(self) -> str:

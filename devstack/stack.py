@@ -286,9 +286,19 @@ class Stack:
         self, name: str, app_factory: str, port: int, env: dict[str, str], procs: int = 1
     ) -> None:
         args = [
-            sys.executable, "-m", "uvicorn", app_factory, "--factory", "--host", self.api_host,
-            "--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "5",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app_factory,
+            "--factory",
+            "--host",
+            self.api_host,
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--timeout-graceful-shutdown",
+            "5",
+        ]
         if procs > 1:
             args += ["--workers", str(procs)]
         wait_for_port(self.api_host, port, 60, self.start_process(name, args, env))

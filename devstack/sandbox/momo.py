@@ -207,10 +207,16 @@ class MomoSim:
 
         def record(code: int, *, accepted: bool = False, duplicate: bool = False) -> dict[str, Any]:
             store.ledger.refund(
-                gateway=self.name, gateway_order_id=txn.id if txn else None, transaction_id=trans_id,
-                request_id=request_id, refund_order_id=order_id, amount=amount, accepted=accepted,
-                code=code, duplicate=duplicate,
-            )  # fmt: skip
+                gateway=self.name,
+                gateway_order_id=txn.id if txn else None,
+                transaction_id=trans_id,
+                request_id=request_id,
+                refund_order_id=order_id,
+                amount=amount,
+                accepted=accepted,
+                code=code,
+                duplicate=duplicate,
+            )
             return self._error(code, body)
 
         if txn is not None:
@@ -247,9 +253,16 @@ class MomoSim:
         }
         txn.refunds[request_id] = {"ok": True, "amount": amount, "orderId": order_id, "trans": trans}
         store.ledger.refund(
-            gateway=self.name, gateway_order_id=txn.id, transaction_id=trans_id, request_id=request_id,
-            refund_order_id=order_id, amount=amount, accepted=True, code=0, duplicate=False,
-        )  # fmt: skip
+            gateway=self.name,
+            gateway_order_id=txn.id,
+            transaction_id=trans_id,
+            request_id=request_id,
+            refund_order_id=order_id,
+            amount=amount,
+            accepted=True,
+            code=0,
+            duplicate=False,
+        )
         return answer
 
     def fault_answer(self, op: str, body: dict[str, Any] | None, code: Any) -> dict[str, Any]:
@@ -264,10 +277,16 @@ class MomoSim:
             )
         elif op == "refund":
             ledger.refund(
-                gateway=self.name, gateway_order_id=None, transaction_id=str(body.get("transId")),
-                request_id=body.get("requestId"), refund_order_id=body.get("orderId"), amount=body.get("amount"),
-                accepted=False, code=code or 500, duplicate=False,
-            )  # fmt: skip
+                gateway=self.name,
+                gateway_order_id=None,
+                transaction_id=str(body.get("transId")),
+                request_id=body.get("requestId"),
+                refund_order_id=body.get("orderId"),
+                amount=body.get("amount"),
+                accepted=False,
+                code=code or 500,
+                duplicate=False,
+            )
         return self._error(int(code) if code is not None else 99, body)
 
     # -- pay page -----------------------------------------------------------------------
@@ -321,11 +340,14 @@ def momo_routes(sim: MomoSim) -> APIRouter:
     async def call(op: str, request: Request) -> Any:
         body = await json_body(request)
         return await answer_with_faults(
-            request, store.faults, sim.name, op,
+            request,
+            store.faults,
+            sim.name,
+            op,
             work=lambda: calls[op](body),
             refuse=lambda code: sim.fault_answer(op, body, code),
             on_lost=lambda: store.ledger.mark_lost(op),
-        )  # fmt: skip
+        )
 
     @router.post("/create")
     async def create(request: Request) -> Any:

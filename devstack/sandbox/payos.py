@@ -82,11 +82,14 @@ class PayOSSim:
             return self.error(BAD_REQUEST, "Invalid JSON body")
         order_code, amount, description = body.get("orderCode"), body.get("amount"), body.get("description")
         if not (
-            isinstance(order_code, int) and order_code > 0
-            and isinstance(amount, int) and amount > 0
-            and isinstance(description, str) and len(description) <= DESCRIPTION_MAX
+            isinstance(order_code, int)
+            and order_code > 0
+            and isinstance(amount, int)
+            and amount > 0
+            and isinstance(description, str)
+            and len(description) <= DESCRIPTION_MAX
             and all(isinstance(body.get(k), str) and body[k] for k in ("cancelUrl", "returnUrl"))
-        ):  # fmt: skip
+        ):
             return self.error(BAD_REQUEST, "Invalid parameters")
         given = body.get("signature")
         expected = payos_payment_request_signature(body, self.settings.payos_checksum_key)
@@ -231,13 +234,23 @@ class PayOSSim:
         if not txn.notify_url:
             return None
         data = {
-            "orderCode": int(txn.id), "amount": amount, "description": txn.order_info,
-            "accountNumber": ACCOUNT["accountNumber"], "reference": transfer["reference"],
-            "transactionDateTime": transfer["transactionDateTime"], "currency": "VND",
-            "paymentLinkId": txn.extra["paymentLinkId"], "code": "00", "desc": "success",
-            "counterAccountBankId": "", "counterAccountBankName": "", "counterAccountName": None,
-            "counterAccountNumber": None, "virtualAccountName": "", "virtualAccountNumber": "",
-        }  # fmt: skip
+            "orderCode": int(txn.id),
+            "amount": amount,
+            "description": txn.order_info,
+            "accountNumber": ACCOUNT["accountNumber"],
+            "reference": transfer["reference"],
+            "transactionDateTime": transfer["transactionDateTime"],
+            "currency": "VND",
+            "paymentLinkId": txn.extra["paymentLinkId"],
+            "code": "00",
+            "desc": "success",
+            "counterAccountBankId": "",
+            "counterAccountBankName": "",
+            "counterAccountName": None,
+            "counterAccountNumber": None,
+            "virtualAccountName": "",
+            "virtualAccountNumber": "",
+        }
         body = {"code": "00", "desc": "success", "success": True, "data": data}
         body["signature"] = payos_signature(data, self.settings.payos_checksum_key)
         return Outbound("POST", txn.notify_url, body)
@@ -268,10 +281,14 @@ def payos_routes(sim: PayOSSim) -> APIRouter:
             return unauthorized()
         store = sim.sandbox.store
         return await answer_with_faults(
-            request, store.faults, sim.name, op, work=work,
+            request,
+            store.faults,
+            sim.name,
+            op,
+            work=work,
             refuse=lambda code: sim.fault_answer(op, ref, code),
             on_lost=lambda: store.ledger.mark_lost(op),
-        )  # fmt: skip
+        )
 
     @router.post("")
     async def create(request: Request) -> Any:

@@ -41,9 +41,18 @@ CODES: dict[TxnState, tuple[str, str]] = {
     TxnState.EXPIRED: ("11", "02"),
 }
 PAY_REQUIRED = (
-    "vnp_Version", "vnp_Command", "vnp_TmnCode", "vnp_Amount", "vnp_CurrCode", "vnp_TxnRef",
-    "vnp_OrderInfo", "vnp_ReturnUrl", "vnp_IpAddr", "vnp_CreateDate", "vnp_ExpireDate",
-)  # fmt: skip
+    "vnp_Version",
+    "vnp_Command",
+    "vnp_TmnCode",
+    "vnp_Amount",
+    "vnp_CurrCode",
+    "vnp_TxnRef",
+    "vnp_OrderInfo",
+    "vnp_ReturnUrl",
+    "vnp_IpAddr",
+    "vnp_CreateDate",
+    "vnp_ExpireDate",
+)
 MESSAGES = {
     "00": "Success",
     "02": "Merchant is not valid",
@@ -153,10 +162,16 @@ class VnpaySim:
             "91",
         ):  # refused before _refund
             self.sandbox.store.ledger.refund(
-                gateway=self.name, gateway_order_id=(body or {}).get("vnp_TxnRef"), transaction_id=None,
-                request_id=(body or {}).get("vnp_RequestId"), refund_order_id=None,
-                amount=(body or {}).get("vnp_Amount"), accepted=False, code=answer["vnp_ResponseCode"], duplicate=False,
-            )  # fmt: skip
+                gateway=self.name,
+                gateway_order_id=(body or {}).get("vnp_TxnRef"),
+                transaction_id=None,
+                request_id=(body or {}).get("vnp_RequestId"),
+                refund_order_id=None,
+                amount=(body or {}).get("vnp_Amount"),
+                accepted=False,
+                code=answer["vnp_ResponseCode"],
+                duplicate=False,
+            )
         return answer
 
     def _refund(self, txn: SandboxTransaction, body: dict[str, Any]) -> dict[str, Any]:
@@ -170,11 +185,16 @@ class VnpaySim:
 
         def record(code: str, *, accepted: bool = False, duplicate: bool = False) -> None:
             store.ledger.refund(
-                gateway=self.name, gateway_order_id=txn.id, transaction_id=txn.transaction_no or None,
-                request_id=request_id, refund_order_id=None,
-                amount=amount_x100 // 100 if amount_x100 > 0 else amount_x100, accepted=accepted,
-                code=code, duplicate=duplicate,
-            )  # fmt: skip
+                gateway=self.name,
+                gateway_order_id=txn.id,
+                transaction_id=txn.transaction_no or None,
+                request_id=request_id,
+                refund_order_id=None,
+                amount=amount_x100 // 100 if amount_x100 > 0 else amount_x100,
+                accepted=accepted,
+                code=code,
+                duplicate=duplicate,
+            )
 
         # VNPay takes each vnp_RequestId once, and a refund of a transaction whose refund is still
         # being processed answers 94 "duplicate request": nothing is done either way.
@@ -262,10 +282,16 @@ class VnpaySim:
             except ValueError:
                 amount = body.get("vnp_Amount")
             ledger.refund(
-                gateway=self.name, gateway_order_id=body.get("vnp_TxnRef"), transaction_id=body.get("vnp_TransactionNo"),
-                request_id=body.get("vnp_RequestId"), refund_order_id=None, amount=amount, accepted=False,
-                code=code or 500, duplicate=False,
-            )  # fmt: skip
+                gateway=self.name,
+                gateway_order_id=body.get("vnp_TxnRef"),
+                transaction_id=body.get("vnp_TransactionNo"),
+                request_id=body.get("vnp_RequestId"),
+                refund_order_id=None,
+                amount=amount,
+                accepted=False,
+                code=code or 500,
+                duplicate=False,
+            )
             signed = REFUND_ANSWER_SIGNED
         return self._answer(str(code if code is not None else "99"), {}, body, signed)
 
@@ -353,10 +379,13 @@ def vnpay_routes(sim: VnpaySim) -> APIRouter:
             return sim.transaction_api(body)
         store = sim.sandbox.store
         return await answer_with_faults(
-            request, store.faults, sim.name, op,
+            request,
+            store.faults,
+            sim.name,
+            op,
             work=lambda: sim.transaction_api(body),
             refuse=lambda code: sim.fault_answer(op, body, code),
             on_lost=lambda: store.ledger.mark_lost(op),
-        )  # fmt: skip
+        )
 
     return router
