@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import pkgutil
 
 import pytest
@@ -25,7 +26,7 @@ from infra.temporal import DATA_CONVERTER
 from tests.recorded import HISTORIES, checksums, digest
 from workflows.archive import ArchiveWorkflow
 from workflows.late_payment import LatePaymentWorkflow
-from workflows.order import OrderWorkflow
+from workflows.order import FIRST_LINK_CUT, OrderWorkflow
 from workflows.refund import RefundWorkflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -59,11 +60,34 @@ def test_committed_histories_are_unchanged() -> None:
         assert digest((HISTORIES / rel).read_bytes()) == sha, f"{rel} was changed after it was recorded"
 
 
+def scenarios(release: str, kind: str) -> set[str]:
+    prefix = f"release-{release}/{kind}/"
+    return {rel.removeprefix(prefix).removesuffix(".json") for rel in recorded() if rel.startswith(prefix)}
+
+
 def test_release_1_0_covers_every_branch_of_the_order() -> None:
-    order = {
-        rel.split("/")[-1].removesuffix(".json") for rel in recorded() if rel.startswith("release-1.0/order/")
-    }
+    order = scenarios("1.0", "order")
     assert RELEASE_1_0_ORDER <= order, sorted(RELEASE_1_0_ORDER - order)
+
+
+def test_release_1_1_covers_every_branch_of_the_order_and_the_first_link_cut() -> None:
+    """1.1 patched the first link (FIRST_LINK_CUT): each of its histories was recorded on the patch."""
+    wanted = RELEASE_1_0_ORDER | {"first_link_cut_at_deadline"}
+    assert wanted <= scenarios("1.1", "order"), sorted(wanted - scenarios("1.1", "order"))
+    for name in scenarios("1.1", "order"):
+        rel = f"release-1.1/order/{name}.json"
+        assert FIRST_LINK_CUT in patches(rel), f"{rel} was not recorded on the first-link-cut patch"
+
+
+def patches(rel: str) -> set[str]:
+    """The workflow.patched ids a recorded history carries (core_patch markers)."""
+    history = WorkflowHistory.from_json(rel, (HISTORIES / rel).read_text())
+    found = set()
+    for event in history.events:
+        marker = event.marker_recorded_event_attributes
+        if marker.marker_name == "core_patch":
+            found.add(json.loads(marker.details["patch-data"].payloads[0].data)["id"])
+    return found
 
 
 RELEASE_1_0_ORDER = {
@@ -99,13 +123,8 @@ def test_every_workflow_has_a_recorded_history() -> None:
 
 
 def test_release_1_0_covers_the_money_paths_of_late_payments_and_refunds() -> None:
-    for kind, scenarios in RELEASE_1_0_MONEY.items():
-        kept = {
-            rel.split("/")[-1].removesuffix(".json")
-            for rel in recorded()
-            if rel.startswith(f"release-1.0/{kind}/")
-        }
-        assert scenarios <= kept, (kind, sorted(scenarios - kept))
+    for kind, wanted in RELEASE_1_0_MONEY.items():
+        assert wanted <= scenarios("1.0", kind), (kind, sorted(wanted - scenarios("1.0", kind)))
 
 
 RELEASE_1_0_MONEY = {

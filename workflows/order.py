@@ -99,8 +99,8 @@ CANCEL_LINKS_BUDGET = timedelta(seconds=60)
 # A window that closed while a gateway gave no answer: that gateway is asked again for this long.
 CONFIRM_BUDGET = timedelta(minutes=10)
 # Every change to this workflow's commands is made under a workflow.patched id of its own and
-# recorded as a new release history (tests/test_replay.py says how); nothing is patched yet
-# since release 1.0.
+# recorded as a new release history (tests/test_replay.py says how). Since release 1.0:
+FIRST_LINK_CUT = "first-link-cut-v1"  # 1.1: the first link, like a retry's, is cut at the deadline
 
 
 @workflow.defn
@@ -367,30 +367,49 @@ class OrderWorkflow:
     async def _open_attempt(self, gateway: str) -> None:
         assert self.order is not None
         attempt_no = len(self.attempts)
-        attempt = await self._effect(
-            steps.create_payment_link,
-            LinkInput(
-                order_id=self.inp.order_id,
-                order_code=self.order.order_code,
-                attempt_no=attempt_no,
-                gateway=gateway,
-                amount=self.order.grand_total,
-                description=f"Order {self.order.order_code}",
-                created_at=workflow.now(),
-                expires_at=self.deadline,
-                items=self.order.items,
-                client_ip=self.inp.client_ip,
-            ),
-            LINK_TIMEOUT,
-            LINK_RETRY,
-            # A retry's link is made under the lock the close needs: a gateway slower than the
-            # window (three tries of LINK_TIMEOUT) must not hold the window open. Cut at the deadline,
-            # the retry fails and the order closes on time; the unseen link can take no money.
-            within=max(self.deadline - workflow.now(), MIN_LINK_TIME) if attempt_no > 0 else None,
+        link = LinkInput(
+            order_id=self.inp.order_id,
+            order_code=self.order.order_code,
+            attempt_no=attempt_no,
+            gateway=gateway,
+            amount=self.order.grand_total,
+            description=f"Order {self.order.order_code}",
+            created_at=workflow.now(),
+            expires_at=self.deadline,
+            items=self.order.items,
+            client_ip=self.inp.client_ip,
         )
+        # Every link is made under the lock the close needs: a gateway slower than the window (three
+        # tries of LINK_TIMEOUT) must not hold the window open. Cut at the deadline, the link fails
+        # and the order closes on time; a link we never saw expires with the window (its expiry is
+        # our deadline), and money it took anyway arrives as a late payment.
+        if attempt_no > 0:
+            attempt = await self._effect(
+                steps.create_payment_link, link, LINK_TIMEOUT, LINK_RETRY, within=self._link_time_left()
+            )
+        elif workflow.patched(FIRST_LINK_CUT):
+            attempt = await self._first_link_by_deadline(link)
+        else:
+            attempt = await self._effect(steps.create_payment_link, link, LINK_TIMEOUT, LINK_RETRY)
         self.attempts.append(attempt)
         self.last_attempt_at = attempt.created_at
         self._set_attributes([GATEWAY.value_set(gateway)])
+
+    async def _first_link_by_deadline(self, link: LinkInput) -> Attempt:
+        # Raced against a timer, not cut by the local activity's own schedule-to-close: a first link
+        # cut that way does not replay (sdk-core: "Missing associated machine for LocalActivity").
+        making = asyncio.ensure_future(
+            self._effect(steps.create_payment_link, link, LINK_TIMEOUT, LINK_RETRY)
+        )
+        try:
+            await workflow.wait_condition(making.done, timeout=self._link_time_left())
+        except TimeoutError:
+            making.cancel()
+            raise ApplicationError("no payment link by the deadline", type="LINK_PAST_DEADLINE") from None
+        return await making
+
+    def _link_time_left(self) -> timedelta:
+        return max(self.deadline - workflow.now(), MIN_LINK_TIME)
 
     async def _drain_inbox(self) -> None:
         while self.inbox:

@@ -37,6 +37,20 @@ async def test_a_first_link_that_fails_fails_the_order(world: World) -> None:
     await keep(order.handle, "order", "failed_first_link")
 
 
+async def test_a_first_link_slower_than_the_window_fails_the_order_at_its_deadline(world: World) -> None:
+    """Before (release 1.0): the first link had three tries of LINK_TIMEOUT (over two minutes) under
+    the lock the close needs, so a gateway slower than the window held it open that long (chaos
+    slow_answers: closes up to 68 s late). Real time: the test server does not skip a running link."""
+    world.link_delay_s = 60  # past LINK_TIMEOUT: uncut, three tries
+    order = await world.start(duration_minutes=0.1, reminder_minutes=0)  # a 6-second window
+    assert await order.outcome() == ("failed", "payment_link_unavailable")
+    deadline = (await order.view()).expires_at
+    # Ended at its deadline, well before the first try (45 s) could have ended. (Under load the
+    # test server has been seen to close a window up to 15 s late; never near 45 s.)
+    assert near(world.times("transition_order")[0], deadline, within_s=25)
+    await keep(order.handle, "order", "first_link_cut_at_deadline")
+
+
 async def test_the_window_expires_at_its_deadline_after_one_reminder(world: World) -> None:
     order = await world.start(reminder_minutes=3)
     assert await order.outcome() == ("expired", "payment_window_closed")
