@@ -103,6 +103,10 @@ CONFIRM_BUDGET = timedelta(minutes=10)
 FIRST_LINK_CUT = "first-link-cut-v1"  # 1.1: the first link, like a retry's, is cut at the deadline
 
 
+class LinkPastDeadline(Exception):
+    """The first link was not made by the deadline; run() fails the order (never leaves it)."""
+
+
 @workflow.defn
 class OrderWorkflow:
     @workflow.init
@@ -162,10 +166,8 @@ class OrderWorkflow:
         async with self.lock:
             try:
                 await self._open_attempt(inp.gateway)
-            except (
-                ActivityError,
-                ApplicationError,
-            ) as err:  # a local activity out of retries raises the latter
+            # A local activity out of retries raises ApplicationError.
+            except (ActivityError, ApplicationError, LinkPastDeadline) as err:
                 workflow.logger.warning("first payment link failed: %s", err)
                 await self._finish(OrderStatus.FAILED, "payment_link_unavailable")
         self.creation = Creation(order=self.order, session=self.session(), request_hash=inp.request_hash)
@@ -405,7 +407,7 @@ class OrderWorkflow:
             await workflow.wait_condition(making.done, timeout=self._link_time_left())
         except TimeoutError:
             making.cancel()
-            raise ApplicationError("no payment link by the deadline", type="LINK_PAST_DEADLINE") from None
+            raise LinkPastDeadline() from None
         return await making
 
     def _link_time_left(self) -> timedelta:
