@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import uvloop
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from temporalio import activity, workflow
@@ -267,5 +268,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    uvloop.run(main())  # as worker.py: the floor runs on the same loop as ours
     os._exit(0)  # as worker.py: skip finalization (temporalio/sdk-python#300)
