@@ -29,7 +29,7 @@ from workflows.late_payment import LatePaymentWorkflow
 from workflows.order import FIRST_LINK_CUT, OrderWorkflow
 from workflows.refund import RefundWorkflow
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
+SESSION_LOOP = pytest.mark.asyncio(loop_scope="session")  # on the async tests only
 ALL_WORKFLOWS = [OrderWorkflow, LatePaymentWorkflow, RefundWorkflow, ArchiveWorkflow]
 
 
@@ -133,6 +133,7 @@ RELEASE_1_0_MONEY = {
 }
 
 
+@SESSION_LOOP
 async def test_every_release_history_replays_against_the_current_code() -> None:
     replayer = Replayer(workflows=ALL_WORKFLOWS, data_converter=DATA_CONVERTER)
     for rel in recorded():

@@ -17,7 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.errors import on_unexpected
 from infra.db import db_unavailable, while_unavailable
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
+SESSION_LOOP = pytest.mark.asyncio(loop_scope="session")  # on the async tests only
 
 
 def wrapped(err: BaseException, invalidated: bool = False) -> sqlalchemy.exc.DBAPIError:
@@ -53,6 +53,7 @@ def raiser(err: BaseException):
     return route
 
 
+@SESSION_LOOP
 async def test_unexpected_errors_from_a_dependency_that_is_down_answer_503() -> None:
     app = FastAPI()
     app.add_exception_handler(Exception, on_unexpected)
@@ -75,6 +76,7 @@ async def test_unexpected_errors_from_a_dependency_that_is_down_answer_503() -> 
     assert (bug.status_code, bug.json()["error"]) == (500, "INTERNAL_ERROR")
 
 
+@SESSION_LOOP
 async def test_while_unavailable_waits_out_a_restart_but_not_a_bug() -> None:
     calls = 0
 
