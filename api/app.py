@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
-        app.state.engine = make_engine(settings, pre_ping=False)  # why: infra/db.py make_engine
+        app.state.engine = make_engine(settings)
         app.state.gateways = build_gateways(settings)
         app.state.gateway_queries = GatewayQueries()
         app.state.temporal = None

@@ -34,11 +34,9 @@ def listen_dsn(database_url: str | None) -> str:
 
 
 def make_engine(settings: Settings, *, pre_ping: bool = True) -> AsyncEngine:
-    """`pre_ping` tests each pooled connection before use: three round trips per checkout on asyncpg
-    (BEGIN, `;`, ROLLBACK). The worker and the API go without. The worker's every query runs in a
-    retried activity; a connection found dead after a Postgres restart invalidates the whole pool,
-    so the retry gets a fresh one. The API answers that one request 503 DATABASE_UNAVAILABLE with
-    Retry-After (tests/test_outage.py), and the shopper's retry gets a fresh connection."""
+    """`pre_ping` tests each pooled connection before use (a round trip per checkout). The worker
+    goes without: its every query runs in a retried activity, and a connection found dead after a
+    Postgres restart invalidates the pool, so the retry gets a fresh one."""
     return create_async_engine(
         async_url(settings.database_url),
         pool_size=settings.db_pool_size,
