@@ -21,6 +21,7 @@ from domain.messages import (
     TransitionResult,
 )
 from domain.statuses import OrderStatus
+from infra.db import autocommit
 from store import audit, inventory, orders
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 class OrderActivities:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.single = autocommit(engine)  # for a lone statement (infra/db.py)
 
     @activity.defn
     async def create_order(self, inp: CreateOrderInput) -> CreateOrderResult:
@@ -51,7 +53,8 @@ class OrderActivities:
         """The guarded transition; an operator's cancel is audited in its transaction (and named in
         its `order.cancelled`), only when the order did move."""
         entry = dataclasses.replace(inp.audit, order_id=inp.order_id) if inp.audit else None
-        async with self.engine.begin() as conn:
+        # One statement unless an operator's entry goes with it.
+        async with self.engine.begin() if entry else self.single.connect() as conn:
             moved = await orders.transition(
                 conn,
                 order_id=inp.order_id,

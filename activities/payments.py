@@ -43,7 +43,7 @@ from domain.statuses import (
 )
 from domain.verdicts import is_transfer
 from gateways.base import GatewayError, GatewayResult, LinkItem, LinkRequest, PaymentGateway, RefundState
-from infra.db import while_unavailable
+from infra.db import autocommit, while_unavailable
 from infra.settings import Settings
 from infra.temporal import start_late_settlement
 from store import inventory, payments
@@ -63,6 +63,7 @@ class PaymentActivities:
         self, engine: AsyncEngine, gateways: dict[str, PaymentGateway], settings: Settings, client: Client
     ) -> None:
         self.engine = engine
+        self.single = autocommit(engine)  # for a lone statement (infra/db.py)
         self.gateways = gateways
         self.settings = settings
         self.client = client
@@ -102,7 +103,7 @@ class PaymentActivities:
         )
 
         async def store() -> Attempt:
-            async with self.engine.begin() as conn:
+            async with self.single.connect() as conn:
                 return await payments.store_link(
                     conn, inp, link.gateway_order_id, link.request_id, link.payment_url
                 )
@@ -110,12 +111,12 @@ class PaymentActivities:
         return await while_unavailable(store)
 
     async def _stored_link(self, inp: LinkInput) -> Attempt | None:
-        async with self.engine.connect() as conn:
+        async with self.single.connect() as conn:
             return await payments.stored_link(conn, inp.order_id, inp.attempt_no)
 
     @activity.defn
     async def record_attempt(self, update: AttemptUpdate) -> None:
-        async with self.engine.begin() as conn:
+        async with self.single.connect() as conn:
             await payments.record_attempt(conn, update)
 
     @activity.defn
@@ -147,7 +148,7 @@ class PaymentActivities:
     async def reconcile(self, inp: ReconcileInput) -> Reconciled:
         """Before the window closes: every verified notification in the inbox (a signal may have
         been lost while Temporal was unreachable), then each open attempt as the gateway sees it."""
-        async with self.engine.begin() as conn:
+        async with self.single.connect() as conn:
             results = await payments.take_inbox(conn, inp.order_id)
         open_attempts = [a for a in inp.attempts if a.status in MAY_TAKE_MONEY]
         answers = await asyncio.gather(*(self._ask(a) for a in open_attempts))
@@ -194,7 +195,7 @@ class PaymentActivities:
 
     @activity.defn
     async def find_attempt(self, ref: AttemptRef) -> Attempt | None:
-        async with self.engine.connect() as conn:
+        async with self.single.connect() as conn:
             return await payments.attempt_by_gateway_id(conn, ref.order_id, ref.gateway, ref.gateway_order_id)
 
     @activity.defn

@@ -45,6 +45,13 @@ def make_engine(settings: Settings, *, pre_ping: bool = True) -> AsyncEngine:
     )
 
 
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool without BEGIN/COMMIT around each use: for a lone statement, which Postgres runs
+    atomically anyway (a read, or one CTE that writes). Saves two round trips per use; anything of
+    two statements that must stand or fall together still takes `engine.begin()`."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:
     return async_sessionmaker(engine, expire_on_commit=False)
 

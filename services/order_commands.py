@@ -35,6 +35,7 @@ from domain.messages import (
 )
 from domain.operator_actions import OperatorAction
 from domain.statuses import OrderStatus
+from infra.db import autocommit
 from infra.settings import Settings
 from services.audit import audit_entry
 from services.caller import User
@@ -102,7 +103,7 @@ async def place_order(
     order_id = order_id_for(user.id, idempotency_key)
     inp = order_input(settings, user, body, order_id, client_ip)
     if idempotency_key is not None:
-        async with engine.connect() as conn:
+        async with autocommit(engine).connect() as conn:  # reads only: no BEGIN/ROLLBACK
             replay = await _replay(conn, order_id, inp.request_hash, user)
         if replay is not None:
             return Placed(order=replay, replay=True)
