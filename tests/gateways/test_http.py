@@ -4,6 +4,7 @@ dropped while it sat in our pool costs one resend, not a failed payment step."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 
 import httpx
@@ -118,3 +119,27 @@ def test_a_closed_loops_clients_are_let_go() -> None:
         assert other not in gateways.http._shared  # nothing of the closed loop is kept
     finally:
         mine.close()
+
+
+class CountingFinder:
+    """First on sys.meta_path: counts the imports Python had to look for (a module not yet loaded)."""
+
+    def __init__(self) -> None:
+        self.looked_for: list[str] = []
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        self.looked_for.append(name)
+        return None  # the real finders go on as before
+
+
+async def test_a_gateway_call_imports_nothing(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpcore asks `import sniffio` for each lock and event of a request; without sniffio
+    installed that import fails every time and walks sys.path (~4 % of a create's CPU in the
+    worker's profile, docs/BENCHMARKS.md). Installed (pyproject.toml), it is a dict lookup."""
+    client = gateway_client("test-imports")
+    assert (await client.get(gateway.url)).status_code == 200  # warm: whatever loads once is loaded
+    finder = CountingFinder()
+    monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
+    for _ in range(3):
+        assert (await client.get(gateway.url)).status_code == 200
+    assert finder.looked_for == [], f"imports looked for on every call: {sorted(set(finder.looked_for))}"
