@@ -141,7 +141,7 @@ def _leave_now() -> None:
 
 
 if __name__ == "__main__":
-    uvloop.run(main())  # libuv's loop: the selector loop's self-pipe writes were 13 % of a create
+    uvloop.run(main())  # libuv's loop: asyncio's selector and self-pipe were 29 % of a create's samples
     # Everything is closed by now. Skip interpreter finalization: the SDK's Rust threads can touch the
     # GIL while Python tears down and abort an exit that was clean (temporalio/sdk-python#300).
     flush_tracing()
